@@ -1,0 +1,6 @@
+//! One module per subcommand (or family of subcommands).
+
+pub mod bench;
+pub mod check;
+pub mod client;
+pub mod serve;

@@ -1,0 +1,69 @@
+//! `hftp`: the HFTP server, client, conformance checker and load generator.
+//!
+//! Each subcommand lives in its own module under `cmd/`; this file only
+//! dispatches. No async runtime is started here: `serve --model fork` must
+//! fork from a process that has a single thread.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod logging;
+
+#[derive(Parser)]
+#[command(
+    name = "hftp",
+    version,
+    about = "HFTP server, client, conformance checker and load generator",
+    long_about = "HFTP is the small line-oriented file transfer protocol of a university \
+networking course. This one binary serves a directory over it (`serve`), reads from any \
+HFTP server (`ls`, `stat`, `cat`, `get`, `shell`), checks a server against the protocol \
+(`check`) and measures one (`bench`).",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a directory over HFTP.
+    Serve(cmd::serve::Args),
+    /// Run the conformance suite against any HFTP server.
+    Check(cmd::check::Args),
+    /// List the files of a server.
+    Ls(cmd::client::LsArgs),
+    /// Print the size of remote files.
+    Stat(cmd::client::StatArgs),
+    /// Write a remote file (or a byte range of it) to standard output.
+    Cat(cmd::client::CatArgs),
+    /// Download remote files, in parallel segments, resumable.
+    Get(cmd::client::GetArgs),
+    /// Interactive session with history and completion of remote names.
+    Shell(cmd::client::ShellArgs),
+    /// Load generator: measure any HFTP server.
+    Bench(cmd::bench::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => cmd::serve::run(args),
+        Command::Check(args) => cmd::check::run(args),
+        Command::Ls(args) => cmd::client::ls(args),
+        Command::Stat(args) => cmd::client::stat(args),
+        Command::Cat(args) => cmd::client::cat(args),
+        Command::Get(args) => cmd::client::get(args),
+        Command::Shell(args) => cmd::client::shell(args),
+        Command::Bench(args) => cmd::bench::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("hftp: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
