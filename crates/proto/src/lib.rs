@@ -13,6 +13,7 @@
 //! assert_eq!((used, event), (6, Some(Event::Request(Request::Help))));
 //! ```
 
+pub mod reply;
 pub mod request;
 pub mod response;
 pub mod scanner;

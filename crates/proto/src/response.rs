@@ -66,7 +66,7 @@ pub fn encode_base64(input: &[u8], out: &mut Vec<u8>) {
     let len = b64.encoded_length(input.len());
     out.resize(start + len, 0);
     let dst = base64_simd::Out::from_slice(&mut out[start..]);
-    b64.encode(input, dst);
+    let _ = b64.encode(input, dst);
 }
 
 /// Number of wire bytes a base64 slice body of `size` bytes takes (no CRLF).

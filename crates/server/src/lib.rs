@@ -1,1 +1,36 @@
-//! placeholder
+//! # hftp-server — one protocol core, five ways to serve many clients
+//!
+//! - [`storage`]: the served files, behind a small interface.
+//! - [`session`]: the protocol state of one connection (sans-IO over
+//!   [`hftp_proto`]), shared by every driver.
+//! - [`body`]: streaming slice bodies with bounded memory (and `sendfile`).
+//! - [`drivers`]: the concurrency strategies: `async`, `threads`, `pool`,
+//!   `fork`, `poll`. Each module's documentation is a short lesson.
+//! - [`listen`]: binding the listening sockets.
+
+pub mod blocking;
+pub mod body;
+pub mod config;
+pub mod connection;
+pub mod drivers;
+pub mod listen;
+pub mod session;
+pub mod signals;
+pub mod storage;
+
+pub use config::{Config, Model};
+
+use std::io;
+use std::net::TcpListener;
+
+/// Serves `listeners` with the strategy chosen in `config` until SIGINT or
+/// SIGTERM, then shuts down gracefully.
+pub fn serve(config: Config, listeners: Vec<TcpListener>) -> io::Result<()> {
+    match config.model {
+        Model::Async => drivers::async_tasks::serve(config, listeners),
+        Model::Threads => drivers::threads::serve(config, listeners),
+        Model::Pool => drivers::pool::serve(config, listeners),
+        Model::Fork => drivers::fork::serve(config, listeners),
+        Model::Poll => drivers::poll::serve(config, listeners),
+    }
+}

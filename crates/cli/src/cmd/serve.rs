@@ -1,8 +1,187 @@
+//! `hftp serve`: parse options, bind, print the banner, run the driver.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use hftp_server::session::SessionConfig;
+use hftp_server::storage::LocalDir;
+use hftp_server::{listen, Config, Model};
+
+use crate::logging::{self, LogFormat};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelArg {
+    /// Tokio tasks on one thread per core (default; scales to many idle clients).
+    Async,
+    /// One OS thread per connection.
+    Threads,
+    /// A fixed pool of --workers threads; at most that many clients are served at once, others wait.
+    Pool,
+    /// One process per connection (fork after accept).
+    Fork,
+    /// One thread, an epoll readiness loop over non-blocking sockets.
+    Poll,
+}
+
+impl From<ModelArg> for Model {
+    fn from(m: ModelArg) -> Model {
+        match m {
+            ModelArg::Async => Model::Async,
+            ModelArg::Threads => Model::Threads,
+            ModelArg::Pool => Model::Pool,
+            ModelArg::Fork => Model::Fork,
+            ModelArg::Poll => Model::Poll,
+        }
+    }
+}
 
 #[derive(clap::Args)]
-pub struct Args {}
+#[command(after_long_help = "EXAMPLES:
+    hftp serve -d testdata                 serve ./testdata on port 19500, all IPv4 interfaces
+    hftp serve -d testdata -a 127.0.0.1    this host only
+    hftp serve -d files -p 0 -a ::         any free port, every IPv4 and IPv6 interface
+    hftp serve -d files --model pool --workers 8
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+Send SIGINT (Ctrl-C) or SIGTERM to stop: new connections are refused, answers in
+flight finish (at most --shutdown-grace), and the server exits 0.")]
+pub struct Args {
+    /// Directory to serve (read live: files added or removed are seen at once).
+    #[arg(short = 'd', long = "directory", default_value = ".", value_name = "DIR")]
+    directory: PathBuf,
+    /// TCP port; 0 picks a free one (the banner prints it).
+    #[arg(short = 'p', long, default_value_t = 19500)]
+    port: u16,
+    /// Address to listen on: IPv4, IPv6 or a host name; repeat to listen on several.
+    /// 0.0.0.0 (or ::) accepts clients from other machines; 127.0.0.1 (or localhost) only from this one.
+    #[arg(short = 'a', long = "address", default_value = "0.0.0.0", value_name = "ADDR")]
+    addresses: Vec<String>,
+    /// Concurrency strategy.
+    #[arg(short = 'm', long, value_enum, default_value_t = ModelArg::Async)]
+    model: ModelArg,
+    /// Worker threads: the pool size (pool) or runtime threads (async). Default: 2 x cores for pool, cores for async.
+    #[arg(short = 'w', long)]
+    workers: Option<usize>,
+    /// Connections served at once. Beyond it, new connections are accepted and closed at once (logged once a second).
+    #[arg(long, default_value_t = 16384)]
+    max_connections: usize,
+    /// Seconds without a request byte before a connection is closed quietly.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    idle_timeout: u64,
+    /// Seconds a client may read nothing of an answer before it is dropped.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    write_timeout: u64,
+    /// Longest request line in bytes; longer lines are answered 101.
+    #[arg(long, default_value_t = hftp_proto::DEFAULT_MAX_LINE)]
+    max_line: usize,
+    /// Seconds answers in flight may take to finish on SIGINT/SIGTERM.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    shutdown_grace: u64,
+    /// Follow symbolic links that leave the served directory (off: only links staying inside are served).
+    #[arg(long)]
+    follow_symlinks: bool,
+    /// More log output (-v: every request, -vv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Less log output (-q: warnings only, -qq: nothing).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    quiet: u8,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    logging::init(args.verbose, args.quiet, args.log_format);
+    let storage = LocalDir::new(&args.directory, args.follow_symlinks).with_context(|| {
+        format!("cannot serve {}: it must be an existing directory", args.directory.display())
+    })?;
+    let root = std::fs::canonicalize(storage.root()).unwrap_or_else(|_| storage.root().to_path_buf());
+    let model = Model::from(args.model);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let workers = args.workers.unwrap_or(if model == Model::Pool { 2 * cores } else { cores });
+    if workers == 0 || args.max_connections == 0 {
+        bail!("--workers and --max-connections must be at least 1");
+    }
+    let fd_limit = listen::raise_fd_limit();
+    let listeners = bind_all(&args.addresses, args.port)?;
+
+    let mut banner = format!("hftp {} serving {} (model {model}", env!("CARGO_PKG_VERSION"), root.display());
+    match model {
+        Model::Pool => banner += &format!(", {workers} workers: at most {workers} clients served at once"),
+        Model::Async => banner += &format!(", {workers} threads"),
+        _ => {}
+    }
+    banner += &format!(", max {} connections, {fd_limit} descriptors)\n", args.max_connections);
+    for l in &listeners {
+        let addr = l.local_addr()?;
+        banner += &format!("listening on {addr} ({})\n", reach(addr));
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(banner.as_bytes())?;
+    stdout.flush()?;
+    drop(stdout);
+
+    let config = Config {
+        session: SessionConfig { storage: Arc::new(storage), max_line: args.max_line },
+        model,
+        workers,
+        max_connections: args.max_connections,
+        idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+        write_timeout: Duration::from_secs(args.write_timeout.max(1)),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace),
+    };
+    hftp_server::serve(config, listeners).context("server failed")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bind_all(hosts: &[String], port: u16) -> anyhow::Result<Vec<TcpListener>> {
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for host in hosts {
+        let resolved = listen::resolve(host, port).with_context(|| format!("cannot resolve address {host:?}"))?;
+        if resolved.is_empty() {
+            bail!("address {host:?} resolves to nothing");
+        }
+        for a in resolved {
+            if !addrs.contains(&a) {
+                addrs.push(a);
+            }
+        }
+    }
+    let dual_stack = addrs.len() == 1;
+    let mut listeners = Vec::new();
+    for addr in &addrs {
+        match listen::bind(*addr, dual_stack) {
+            Ok(l) => listeners.push(l),
+            // `localhost` may name ::1 on a host without IPv6: skip it if
+            // another address of the list could be bound.
+            Err(e) if addrs.len() > 1 && e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                eprintln!("hftp: skipping {addr}: {e}");
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot listen on {addr}")),
+        }
+    }
+    if listeners.is_empty() {
+        bail!("no address could be bound");
+    }
+    Ok(listeners)
+}
+
+fn reach(addr: SocketAddr) -> &'static str {
+    let ip = addr.ip();
+    if ip.is_unspecified() {
+        if ip.is_ipv6() {
+            "all interfaces, IPv6 and IPv4: reachable from other machines"
+        } else {
+            "all IPv4 interfaces: reachable from other machines"
+        }
+    } else if ip.is_loopback() {
+        "loopback: this host only"
+    } else {
+        "this interface only"
+    }
 }

@@ -1,0 +1,70 @@
+//! Server settings, as chosen on the command line.
+
+use std::time::Duration;
+
+use crate::session::SessionConfig;
+
+/// The concurrency strategy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Model {
+    /// Tokio tasks, one per connection, on a few threads.
+    Async,
+    /// One OS thread per connection.
+    Threads,
+    /// A fixed pool of threads taking connections from a queue.
+    Pool,
+    /// One child process per connection.
+    Fork,
+    /// One thread, non-blocking sockets, an epoll readiness loop.
+    Poll,
+}
+
+impl Model {
+    pub const ALL: [Model; 5] = [Model::Async, Model::Threads, Model::Pool, Model::Fork, Model::Poll];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Async => "async",
+            Model::Threads => "threads",
+            Model::Pool => "pool",
+            Model::Fork => "fork",
+            Model::Poll => "poll",
+        }
+    }
+}
+
+impl std::fmt::Display for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Everything a driver needs.
+#[derive(Clone)]
+pub struct Config {
+    pub session: SessionConfig,
+    pub model: Model,
+    /// Threads of the pool model, or runtime workers of the async model.
+    pub workers: usize,
+    /// Connections served at once; more are accepted and closed at once.
+    pub max_connections: usize,
+    /// A connection that sends no byte for this long is closed quietly.
+    pub idle_timeout: Duration,
+    /// A connection that accepts no byte of its answer for this long is closed.
+    pub write_timeout: Duration,
+    /// On SIGINT/SIGTERM, how long answers in flight may take to finish.
+    pub shutdown_grace: Duration,
+}
+
+/// How long a closing connection's unread input is drained so that the
+/// final answer is not destroyed by a reset.
+pub const DRAIN_TIME: Duration = Duration::from_millis(500);
+
+/// The most input drained on close.
+pub const DRAIN_BYTES: usize = 64 << 20;
+
+/// Read buffer per connection.
+pub const READ_BUF: usize = 16 * 1024;
+
+/// Answers are batched up to this size before being written.
+pub const WRITE_BATCH: usize = 64 * 1024;

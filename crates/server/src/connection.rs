@@ -1,0 +1,68 @@
+//! What every driver records about a connection, and the one log line that
+//! says how it went.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::session::CloseReason;
+
+/// How a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// The server closed it after `quit` or a fatal error.
+    Closed(CloseReason),
+    /// The client closed it (normal without `quit` too).
+    ClientClosed,
+    /// No request byte for the idle timeout.
+    IdleTimeout,
+    /// The client read nothing of an answer for the write timeout.
+    WriteTimeout,
+    /// The server is shutting down.
+    Shutdown,
+    /// A socket or file error (reset, a file that shrank mid-slice, ...).
+    Error(String),
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::Closed(r) => write!(f, "{r}"),
+            End::ClientClosed => f.write_str("client closed"),
+            End::IdleTimeout => f.write_str("idle timeout"),
+            End::WriteTimeout => f.write_str("write timeout"),
+            End::Shutdown => f.write_str("server shutdown"),
+            End::Error(e) => write!(f, "error: {e}"),
+        }
+    }
+}
+
+/// Counters of one connection.
+#[derive(Debug)]
+pub struct ConnStats {
+    pub peer: Option<SocketAddr>,
+    pub started: Instant,
+    pub bytes_sent: u64,
+}
+
+impl ConnStats {
+    pub fn new(peer: Option<SocketAddr>) -> ConnStats {
+        tracing::debug!(peer = ?peer, "connection accepted");
+        ConnStats { peer, started: Instant::now(), bytes_sent: 0 }
+    }
+
+    /// Logs the connection's summary line.
+    pub fn finish(&self, requests: u64, end: &End) {
+        let duration_ms = self.started.elapsed().as_millis() as u64;
+        let peer = self.peer.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
+        match end {
+            End::Error(_) => tracing::warn!(
+                peer, requests, bytes_sent = self.bytes_sent, duration_ms, end = %end,
+                "connection closed"
+            ),
+            _ => tracing::info!(
+                peer, requests, bytes_sent = self.bytes_sent, duration_ms, end = %end,
+                "connection closed"
+            ),
+        }
+    }
+}

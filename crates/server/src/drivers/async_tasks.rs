@@ -1,0 +1,226 @@
+//! # `--model async` (the default): tokio tasks, one per connection
+//!
+//! **How it works.** A tokio runtime runs a few worker threads (one per core
+//! by default). Every connection is a task: a small state machine the
+//! compiler builds from ordinary-looking `async` code. When a task would
+//! block on its socket it yields, and the runtime's epoll loop resumes it
+//! when the socket is ready, so a handful of threads serve any number of
+//! clients. A semaphore bounds the connections; a watch channel tells idle
+//! tasks to stop on SIGINT/SIGTERM (the structure of tokio's mini-redis).
+//!
+//! **What it costs.** A task is a few hundred bytes plus its buffers; there
+//! is no thread per client and no context switch per request. Slices read
+//! from the file with plain `pread` on the worker thread (the page cache
+//! answers in microseconds; a cold disk read briefly holds one worker),
+//! and raw slices go out with `sendfile` when the socket is writable.
+//!
+//! **Where it breaks.** A task that computes for a long time without
+//! yielding holds its worker thread; here the longest step is encoding one
+//! 48 KiB chunk. Code is harder to read than the blocking drivers'.
+
+use std::io;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Semaphore};
+use tokio::time::timeout;
+
+use crate::blocking::{write_error, LimitLog};
+use crate::body::SliceBody;
+use crate::config::{Config, DRAIN_BYTES, DRAIN_TIME, READ_BUF, WRITE_BATCH};
+use crate::connection::{ConnStats, End};
+use crate::session::{Outcome, Session};
+
+pub fn serve(config: Config, listeners: Vec<TcpListener>) -> io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.workers.max(1))
+        .thread_name("hftp-async")
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(Arc::new(config), listeners))
+}
+
+async fn run(config: Arc<Config>, listeners: Vec<TcpListener>) -> io::Result<()> {
+    let limit = Arc::new(Semaphore::new(config.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut acceptors = Vec::new();
+    for listener in listeners {
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let (config, limit, stop) = (Arc::clone(&config), Arc::clone(&limit), stop_rx.clone());
+        acceptors.push(tokio::spawn(accept(listener, config, limit, stop)));
+    }
+    shutdown_signal().await?;
+    let _ = stop_tx.send(true);
+    for a in acceptors {
+        let _ = a.await;
+    }
+    // Every connection holds a permit: all permits back means all done.
+    let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
+    let finished = timeout(config.shutdown_grace, limit.acquire_many(all)).await.is_ok();
+    tracing::info!(finished, "shut down");
+    Ok(())
+}
+
+async fn shutdown_signal() -> io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+async fn accept(listener: tokio::net::TcpListener, config: Arc<Config>, limit: Arc<Semaphore>, mut stop: watch::Receiver<bool>) {
+    let mut limit_log = LimitLog::default();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+            limit_log.refuse(peer, config.max_connections);
+            continue;
+        };
+        let (config, stop) = (Arc::clone(&config), stop.clone());
+        tokio::spawn(async move {
+            let mut conn = Connection::new(stream, &config, stop);
+            let end = conn.run().await;
+            conn.stats.finish(conn.session.requests, &end);
+            drop(permit);
+        });
+    }
+}
+
+struct Connection<'c> {
+    stream: TcpStream,
+    config: &'c Config,
+    session: Session,
+    stats: ConnStats,
+    stop: watch::Receiver<bool>,
+    out: Vec<u8>,
+}
+
+impl<'c> Connection<'c> {
+    fn new(stream: TcpStream, config: &'c Config, stop: watch::Receiver<bool>) -> Self {
+        let _ = stream.set_nodelay(true);
+        Connection {
+            stats: ConnStats::new(stream.peer_addr().ok()),
+            session: Session::new(&config.session),
+            stream,
+            config,
+            stop,
+            out: Vec::with_capacity(WRITE_BATCH * 2),
+        }
+    }
+
+    async fn run(&mut self) -> End {
+        let mut buf = vec![0u8; READ_BUF];
+        loop {
+            let read = tokio::select! {
+                r = timeout(self.config.idle_timeout, self.stream.read(&mut buf)) => r,
+                _ = self.stop.wait_for(|&stop| stop) => return End::Shutdown,
+            };
+            let n = match read {
+                Err(_elapsed) => return End::IdleTimeout,
+                Ok(Ok(0)) => return End::ClientClosed,
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return write_error(e),
+            };
+            let mut input = &buf[..n];
+            while !input.is_empty() {
+                let (used, outcome) = self.session.on_input(input, &mut self.out);
+                input = &input[used..];
+                let result = match outcome {
+                    Outcome::NeedInput => Ok(()),
+                    Outcome::Replied if self.out.len() < WRITE_BATCH => Ok(()),
+                    Outcome::Replied => self.flush().await,
+                    Outcome::Stream(body) => self.stream_body(body).await,
+                    Outcome::Close(reason) => {
+                        return match self.flush().await {
+                            Ok(()) => {
+                                self.close_gracefully().await;
+                                End::Closed(reason)
+                            }
+                            Err(e) => write_error(e),
+                        }
+                    }
+                };
+                if let Err(e) = result {
+                    return write_error(e);
+                }
+            }
+            if let Err(e) = self.flush().await {
+                return write_error(e);
+            }
+        }
+    }
+
+    /// Writes the pending output, failing with `TimedOut` when the client
+    /// accepts nothing for the write timeout.
+    async fn flush(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        match timeout(self.config.write_timeout, self.stream.write_all(&self.out)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+        }
+        self.stats.bytes_sent += self.out.len() as u64;
+        self.out.clear();
+        Ok(())
+    }
+
+    async fn stream_body(&mut self, mut body: SliceBody) -> io::Result<()> {
+        self.flush().await?;
+        if body.can_sendfile() {
+            while !body.is_complete() {
+                let ready = timeout(self.config.write_timeout, self.stream.writable()).await;
+                ready.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+                match self.stream.try_io(Interest::WRITABLE, || body.send_raw(&self.stream)) {
+                    Ok(n) => self.stats.bytes_sent += n as u64,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(());
+        }
+        loop {
+            let done = body.fill(&mut self.out)?;
+            self.flush().await?;
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// See [`crate::blocking::close_gracefully`].
+    async fn close_gracefully(&mut self) {
+        if self.stream.shutdown().await.is_err() {
+            return;
+        }
+        let deadline = Instant::now() + DRAIN_TIME;
+        let mut buf = [0u8; 16 * 1024];
+        let mut drained = 0;
+        while drained < DRAIN_BYTES {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match timeout(left, self.stream.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => drained += n,
+                _ => break,
+            }
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! # `--model threads`: one OS thread per connection
+//!
+//! **How it works.** The main thread accepts; every accepted connection gets
+//! its own thread, which reads a request, answers it with ordinary blocking
+//! calls and loops. The code reads top to bottom like a single-client server.
+//!
+//! **What it costs.** Each thread has a stack (8 MiB of address space here,
+//! of which only the touched pages, tens of KiB, are resident) and a kernel
+//! task; a request costs the context switches of waking its thread. Idle
+//! clients each hold a thread.
+//!
+//! **Where it breaks.** Thousands of clients mean thousands of threads: memory
+//! grows with the number of connections, the scheduler juggles them all, and
+//! the process may hit its thread limit. Fine for dozens to a few thousand
+//! clients; a slow or idle client costs one thread but never delays others.
+
+use std::io;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use crate::blocking::{accept_loop, serve_connection};
+use crate::config::Config;
+use crate::drivers::tracker::Tracker;
+use crate::signals::Signals;
+
+/// Stack size of connection threads: the session needs little.
+pub const STACK_SIZE: usize = 256 * 1024;
+
+pub fn serve(config: Config, listeners: Vec<TcpListener>) -> io::Result<()> {
+    let signals = Signals::install()?;
+    let tracker = Arc::new(Tracker::default());
+    let config = Arc::new(config);
+    accept_loop(
+        &listeners,
+        &signals,
+        &config,
+        || tracker.len(),
+        |stream, _peer| {
+            let registration = tracker.register(&stream);
+            let config = Arc::clone(&config);
+            let spawned = std::thread::Builder::new()
+                .name("hftp-conn".into())
+                .stack_size(STACK_SIZE)
+                .spawn(move || {
+                    serve_connection(stream, &config);
+                    drop(registration);
+                });
+            if let Err(e) = spawned {
+                // The closure, and so the connection, was dropped.
+                tracing::warn!(error = %e, "cannot start a connection thread");
+            }
+        },
+        || {},
+    )?;
+    drop(listeners);
+    tracker.stop_reading();
+    let left = tracker.wait_idle(config.shutdown_grace);
+    tracing::info!(unfinished = left, "shut down");
+    Ok(())
+}
