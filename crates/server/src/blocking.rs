@@ -8,10 +8,12 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rustix::event::{poll, PollFd, PollFlags};
 
+use crate::admission::{Admission, Ticket};
 use crate::body::SliceBody;
 use crate::config::{Config, DRAIN_BYTES, DRAIN_TIME, READ_BUF, WRITE_BATCH};
 use crate::connection::{ConnStats, End};
@@ -40,7 +42,7 @@ fn setup(stream: &TcpStream, config: &Config) -> io::Result<()> {
 
 fn run(stream: &mut TcpStream, session: &mut Session, stats: &mut ConnStats) -> End {
     let mut buf = vec![0u8; READ_BUF];
-    let mut out = Vec::with_capacity(WRITE_BATCH * 2);
+    let mut out = Vec::new();
     loop {
         let n = match stream.read(&mut buf) {
             Ok(0) => return End::ClientClosed,
@@ -145,21 +147,19 @@ pub fn close_gracefully(stream: &mut TcpStream) {
 }
 
 /// Accepts connections on every listener until SIGINT/SIGTERM, handing each
-/// to `on_accept`. `on_wake` runs after every wake-up (the fork driver reaps
-/// children there). Connections beyond `config.max_connections`, as counted
-/// by `active`, are accepted and closed at once, with a log line.
+/// admitted one to `on_accept` (the others are closed at once, see
+/// [`Admission`]). `on_wake` runs after every wake-up (the fork driver reaps
+/// children there).
 pub fn accept_loop(
     listeners: &[TcpListener],
     signals: &Signals,
-    config: &Config,
-    mut active: impl FnMut() -> usize,
-    mut on_accept: impl FnMut(TcpStream, SocketAddr),
+    admission: &Arc<Admission>,
+    mut on_accept: impl FnMut(TcpStream, SocketAddr, Ticket),
     mut on_wake: impl FnMut(),
 ) -> io::Result<()> {
     for l in listeners {
         l.set_nonblocking(true)?;
     }
-    let mut limiter = LimitLog::default();
     while !signals.stop_requested() {
         let mut fds: Vec<PollFd<'_>> = listeners.iter().map(|l| PollFd::new(l, PollFlags::IN)).collect();
         fds.push(PollFd::from_borrowed_fd(signals.fd(), PollFlags::IN));
@@ -174,11 +174,8 @@ pub fn accept_loop(
             loop {
                 match l.accept() {
                     Ok((stream, peer)) => {
-                        if active() >= config.max_connections {
-                            limiter.refuse(peer, config.max_connections);
-                            drop(stream);
-                        } else {
-                            on_accept(stream, peer);
+                        if let Some(ticket) = admission.admit(peer) {
+                            on_accept(stream, peer, ticket);
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -195,22 +192,4 @@ pub fn accept_loop(
         }
     }
     Ok(())
-}
-
-/// Logs refused connections at most once a second.
-#[derive(Default)]
-pub struct LimitLog {
-    last: Option<Instant>,
-    refused: u64,
-}
-
-impl LimitLog {
-    pub fn refuse(&mut self, peer: SocketAddr, limit: usize) {
-        self.refused += 1;
-        if self.last.is_none_or(|t| t.elapsed().as_secs() >= 1) {
-            tracing::warn!(%peer, limit, refused = self.refused, "connection limit reached, closing new connections");
-            self.last = Some(Instant::now());
-            self.refused = 0;
-        }
-    }
 }

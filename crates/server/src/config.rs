@@ -48,6 +48,8 @@ pub struct Config {
     pub workers: usize,
     /// Connections served at once; more are accepted and closed at once.
     pub max_connections: usize,
+    /// Connections from one client address at once (0: no limit).
+    pub max_per_ip: usize,
     /// A connection that sends no byte for this long is closed quietly.
     pub idle_timeout: Duration,
     /// A connection that accepts no byte of its answer for this long is closed.

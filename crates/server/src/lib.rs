@@ -8,12 +8,14 @@
 //!   `fork`, `poll`. Each module's documentation is a short lesson.
 //! - [`listen`]: binding the listening sockets.
 
+pub mod admission;
 pub mod blocking;
 pub mod body;
 pub mod config;
 pub mod connection;
 pub mod drivers;
 pub mod listen;
+pub mod privileges;
 pub mod session;
 pub mod signals;
 pub mod storage;

@@ -69,6 +69,9 @@ pub struct Args {
     /// Connections served at once. Beyond it, new connections are accepted and closed at once (logged once a second).
     #[arg(long, default_value_t = 16384)]
     max_connections: usize,
+    /// Connections from one client address at once (0: no limit); more are closed at once.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    max_per_ip: usize,
     /// Seconds without a request byte before a connection is closed quietly.
     #[arg(long, default_value_t = 300, value_name = "SECS")]
     idle_timeout: u64,
@@ -81,6 +84,10 @@ pub struct Args {
     /// Seconds answers in flight may take to finish on SIGINT/SIGTERM.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     shutdown_grace: u64,
+    /// After binding, switch to this user (and its groups) and never serve as root.
+    /// Lets a root-started server use a port below 1024 safely.
+    #[arg(short = 'u', long, value_name = "NAME")]
+    user: Option<String>,
     /// Follow symbolic links that leave the served directory (off: only links staying inside are served).
     #[arg(long)]
     follow_symlinks: bool,
@@ -109,6 +116,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let fd_limit = listen::raise_fd_limit();
     let listeners = bind_all(&args.addresses, args.port)?;
+    let user = match &args.user {
+        Some(name) => {
+            let user = hftp_server::privileges::drop_to(name)?;
+            // The served directory must still be reachable as that user.
+            LocalDir::new(&args.directory, args.follow_symlinks).with_context(|| {
+                format!("user {name} cannot access {}", args.directory.display())
+            })?;
+            format!(", user {} (uid {})", user.name, user.uid)
+        }
+        None => String::new(),
+    };
 
     let mut banner = format!("hftp {} serving {} (model {model}", env!("CARGO_PKG_VERSION"), root.display());
     match model {
@@ -116,7 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Model::Async => banner += &format!(", {workers} threads"),
         _ => {}
     }
-    banner += &format!(", max {} connections, {fd_limit} descriptors)\n", args.max_connections);
+    banner += &format!(", max {} connections, {fd_limit} descriptors{user})\n", args.max_connections);
     for l in &listeners {
         let addr = l.local_addr()?;
         banner += &format!("listening on {addr} ({})\n", reach(addr));
@@ -131,6 +149,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         model,
         workers,
         max_connections: args.max_connections,
+        max_per_ip: args.max_per_ip,
         idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
         write_timeout: Duration::from_secs(args.write_timeout.max(1)),
         shutdown_grace: Duration::from_secs(args.shutdown_grace),

@@ -25,10 +25,11 @@ use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::time::timeout;
 
-use crate::blocking::{write_error, LimitLog};
+use crate::admission::Admission;
+use crate::blocking::write_error;
 use crate::body::SliceBody;
 use crate::config::{Config, DRAIN_BYTES, DRAIN_TIME, READ_BUF, WRITE_BATCH};
 use crate::connection::{ConnStats, End};
@@ -44,24 +45,23 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>) -> io::Result<()> {
 }
 
 async fn run(config: Arc<Config>, listeners: Vec<TcpListener>) -> io::Result<()> {
-    let limit = Arc::new(Semaphore::new(config.max_connections));
+    let admission = Admission::new(config.max_connections, config.max_per_ip);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut acceptors = Vec::new();
     for listener in listeners {
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let (config, limit, stop) = (Arc::clone(&config), Arc::clone(&limit), stop_rx.clone());
-        acceptors.push(tokio::spawn(accept(listener, config, limit, stop)));
+        let (config, admission, stop) = (Arc::clone(&config), Arc::clone(&admission), stop_rx.clone());
+        acceptors.push(tokio::spawn(accept(listener, config, admission, stop)));
     }
     shutdown_signal().await?;
     let _ = stop_tx.send(true);
     for a in acceptors {
         let _ = a.await;
     }
-    // Every connection holds a permit: all permits back means all done.
-    let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
-    let finished = timeout(config.shutdown_grace, limit.acquire_many(all)).await.is_ok();
-    tracing::info!(finished, "shut down");
+    let grace = config.shutdown_grace;
+    let unfinished = tokio::task::spawn_blocking(move || admission.wait_idle(grace)).await.unwrap_or(0);
+    tracing::info!(unfinished, "shut down");
     Ok(())
 }
 
@@ -76,8 +76,7 @@ async fn shutdown_signal() -> io::Result<()> {
     Ok(())
 }
 
-async fn accept(listener: tokio::net::TcpListener, config: Arc<Config>, limit: Arc<Semaphore>, mut stop: watch::Receiver<bool>) {
-    let mut limit_log = LimitLog::default();
+async fn accept(listener: tokio::net::TcpListener, config: Arc<Config>, admission: Arc<Admission>, mut stop: watch::Receiver<bool>) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -91,16 +90,13 @@ async fn accept(listener: tokio::net::TcpListener, config: Arc<Config>, limit: A
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-            limit_log.refuse(peer, config.max_connections);
-            continue;
-        };
+        let Some(ticket) = admission.admit(peer) else { continue };
         let (config, stop) = (Arc::clone(&config), stop.clone());
         tokio::spawn(async move {
             let mut conn = Connection::new(stream, &config, stop);
             let end = conn.run().await;
             conn.stats.finish(conn.session.requests, &end);
-            drop(permit);
+            drop(ticket);
         });
     }
 }
@@ -123,22 +119,32 @@ impl<'c> Connection<'c> {
             stream,
             config,
             stop,
-            out: Vec::with_capacity(WRITE_BATCH * 2),
+            out: Vec::new(),
         }
     }
 
     async fn run(&mut self) -> End {
-        let mut buf = vec![0u8; READ_BUF];
+        // Buffers are allocated while a request is handled and released
+        // while the client is idle, so idle connections cost little memory.
+        let mut buf = Vec::new();
         loop {
-            let read = tokio::select! {
-                r = timeout(self.config.idle_timeout, self.stream.read(&mut buf)) => r,
+            let ready = tokio::select! {
+                r = timeout(self.config.idle_timeout, self.stream.readable()) => r,
                 _ = self.stop.wait_for(|&stop| stop) => return End::Shutdown,
             };
-            let n = match read {
+            match ready {
                 Err(_elapsed) => return End::IdleTimeout,
-                Ok(Ok(0)) => return End::ClientClosed,
-                Ok(Ok(n)) => n,
                 Ok(Err(e)) => return write_error(e),
+                Ok(Ok(())) => {}
+            }
+            if buf.is_empty() {
+                buf = vec![0u8; READ_BUF];
+            }
+            let n = match self.stream.try_read(&mut buf) {
+                Ok(0) => return End::ClientClosed,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return write_error(e),
             };
             let mut input = &buf[..n];
             while !input.is_empty() {
@@ -165,6 +171,12 @@ impl<'c> Connection<'c> {
             }
             if let Err(e) = self.flush().await {
                 return write_error(e);
+            }
+            if n < buf.len() {
+                buf = Vec::new();
+            }
+            if self.out.capacity() > WRITE_BATCH {
+                self.out = Vec::new();
             }
         }
     }

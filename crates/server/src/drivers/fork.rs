@@ -19,7 +19,7 @@
 //! would stay locked forever), which is why `hftp` starts no runtime or
 //! thread before the model is chosen.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
@@ -31,6 +31,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use rustix::event::{poll, PollFd, PollFlags};
 
+use crate::admission::{Admission, Ticket};
 use crate::blocking::{accept_loop, serve_connection};
 use crate::config::Config;
 use crate::signals::Signals;
@@ -51,18 +52,19 @@ extern "C" fn child_stop(_: libc::c_int) {
 pub fn serve(config: Config, listeners: Vec<TcpListener>) -> io::Result<()> {
     let signals = Signals::install()?;
     let inherited: Vec<RawFd> = listeners.iter().map(AsRawFd::as_raw_fd).collect();
-    let children = std::cell::RefCell::new(HashSet::<Pid>::new());
+    let admission = Admission::new(config.max_connections, config.max_per_ip);
+    // The parent's only per-client state: which child holds which place.
+    let children = std::cell::RefCell::new(HashMap::<Pid, Ticket>::new());
     accept_loop(
         &listeners,
         &signals,
-        &config,
-        || children.borrow().len(),
-        |stream, _peer| {
+        &admission,
+        |stream, _peer, ticket| {
             // SAFETY: this process has a single thread (see the module docs).
             match unsafe { fork() } {
                 Ok(ForkResult::Child) => run_child(stream, &config, &inherited),
                 Ok(ForkResult::Parent { child }) => {
-                    children.borrow_mut().insert(child);
+                    children.borrow_mut().insert(child, ticket);
                 }
                 Err(e) => tracing::warn!(error = %e, "fork failed, closing the connection"),
             }
@@ -71,7 +73,7 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>) -> io::Result<()> {
     )?;
     drop(listeners);
     let mut children = children.into_inner();
-    for &pid in &children {
+    for &pid in children.keys() {
         let _ = kill(pid, Signal::SIGTERM);
     }
     let deadline = Instant::now() + config.shutdown_grace;
@@ -86,7 +88,7 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>) -> io::Result<()> {
         signals.drain();
         reap(&mut children);
     }
-    for &pid in &children {
+    for &pid in children.keys() {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
     }
@@ -114,7 +116,7 @@ fn run_child(stream: TcpStream, config: &Config, inherited: &[RawFd]) -> ! {
 }
 
 /// Collects every child that has exited.
-fn reap(children: &mut HashSet<Pid>) {
+fn reap(children: &mut HashMap<Pid, Ticket>) {
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(pid, code)) => {

@@ -20,6 +20,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -27,7 +28,8 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::blocking::{write_error, LimitLog};
+use crate::admission::{Admission, Ticket};
+use crate::blocking::write_error;
 use crate::body::SliceBody;
 use crate::config::{Config, DRAIN_BYTES, DRAIN_TIME, READ_BUF, WRITE_BATCH};
 use crate::connection::{ConnStats, End};
@@ -61,6 +63,7 @@ struct Conn {
     drained: usize,
     last_read: Instant,
     last_write: Instant,
+    _ticket: Ticket,
 }
 
 enum Step {
@@ -88,7 +91,7 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>) -> io::Result<()> {
     let mut conns: Slab<Conn> = Slab::new();
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; READ_BUF];
-    let mut limit_log = LimitLog::default();
+    let admission = Admission::new(config.max_connections, config.max_per_ip);
     let mut stop_deadline: Option<Instant> = None;
     let mut last_sweep = Instant::now();
 
@@ -126,11 +129,14 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>) -> io::Result<()> {
                 }
                 Token(t) if t > LISTENER_BASE - listeners.len() && stop_deadline.is_none() => {
                     let listener = &listeners[LISTENER_BASE - t];
-                    accept_all(listener, &mut poll, &mut conns, &config, &mut limit_log);
+                    accept_all(listener, &mut poll, &mut conns, &config, &admission);
                 }
                 Token(key) => {
                     if conns.contains(key) {
                         drive(&mut poll, &mut conns, key, &mut buf);
+                    }
+                    if stop_deadline.is_some() && conns.get(key).is_some_and(Conn::is_idle) {
+                        finish(&mut poll, &mut conns, key, End::Shutdown);
                     }
                 }
             }
@@ -144,7 +150,7 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>) -> io::Result<()> {
     Ok(())
 }
 
-fn accept_all(listener: &mio::net::TcpListener, poll: &mut Poll, conns: &mut Slab<Conn>, config: &Config, limit_log: &mut LimitLog) {
+fn accept_all(listener: &mio::net::TcpListener, poll: &mut Poll, conns: &mut Slab<Conn>, config: &Config, admission: &Arc<Admission>) {
     loop {
         let (mut stream, peer) = match listener.accept() {
             Ok(a) => a,
@@ -155,10 +161,7 @@ fn accept_all(listener: &mio::net::TcpListener, poll: &mut Poll, conns: &mut Sla
                 return;
             }
         };
-        if conns.len() >= config.max_connections {
-            limit_log.refuse(peer, config.max_connections);
-            continue;
-        }
+        let Some(ticket) = admission.admit(peer) else { continue };
         let _ = stream.set_nodelay(true);
         let entry = conns.vacant_entry();
         let key = entry.key();
@@ -180,6 +183,7 @@ fn accept_all(listener: &mio::net::TcpListener, poll: &mut Poll, conns: &mut Sla
             drained: 0,
             last_read: now,
             last_write: now,
+            _ticket: ticket,
         });
     }
 }

@@ -19,17 +19,19 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
+use crate::admission::{Admission, Ticket};
 use crate::blocking::{accept_loop, serve_connection};
 use crate::config::Config;
 use crate::drivers::threads::STACK_SIZE;
 use crate::drivers::tracker::{Registration, Tracker};
 use crate::signals::Signals;
 
-type Queue = Arc<Mutex<mpsc::Receiver<(TcpStream, Registration)>>>;
+type Queue = Arc<Mutex<mpsc::Receiver<(TcpStream, Registration, Ticket)>>>;
 
 pub fn serve(config: Config, listeners: Vec<TcpListener>) -> io::Result<()> {
     let signals = Signals::install()?;
     let tracker = Arc::new(Tracker::default());
+    let admission = Admission::new(config.max_connections, config.max_per_ip);
     let config = Arc::new(config);
     let (queue_in, queue_out) = mpsc::channel();
     let queue: Queue = Arc::new(Mutex::new(queue_out));
@@ -46,11 +48,10 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>) -> io::Result<()> {
     accept_loop(
         &listeners,
         &signals,
-        &config,
-        || tracker.len(),
-        |stream, _peer| {
+        &admission,
+        |stream, _peer, ticket| {
             let registration = tracker.register(&stream);
-            let _ = queue_in.send((stream, registration));
+            let _ = queue_in.send((stream, registration, ticket));
         },
         || {},
     )?;
@@ -73,8 +74,9 @@ fn work(queue: &Queue, config: &Config) {
             Ok(q) => q.recv(),
             Err(_) => return,
         };
-        let Ok((stream, registration)) = next else { return };
+        let Ok((stream, registration, ticket)) = next else { return };
         serve_connection(stream, config);
         drop(registration);
+        drop(ticket);
     }
 }

@@ -18,6 +18,7 @@ use std::io;
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use crate::admission::Admission;
 use crate::blocking::{accept_loop, serve_connection};
 use crate::config::Config;
 use crate::drivers::tracker::Tracker;
@@ -29,13 +30,13 @@ pub const STACK_SIZE: usize = 256 * 1024;
 pub fn serve(config: Config, listeners: Vec<TcpListener>) -> io::Result<()> {
     let signals = Signals::install()?;
     let tracker = Arc::new(Tracker::default());
+    let admission = Admission::new(config.max_connections, config.max_per_ip);
     let config = Arc::new(config);
     accept_loop(
         &listeners,
         &signals,
-        &config,
-        || tracker.len(),
-        |stream, _peer| {
+        &admission,
+        |stream, _peer, ticket| {
             let registration = tracker.register(&stream);
             let config = Arc::clone(&config);
             let spawned = std::thread::Builder::new()
@@ -44,6 +45,7 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>) -> io::Result<()> {
                 .spawn(move || {
                     serve_connection(stream, &config);
                     drop(registration);
+                    drop(ticket);
                 });
             if let Err(e) = spawned {
                 // The closure, and so the connection, was dropped.

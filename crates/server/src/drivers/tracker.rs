@@ -27,10 +27,6 @@ pub struct Registration {
 }
 
 impl Tracker {
-    pub fn len(&self) -> usize {
-        self.live.lock().map(|l| l.fds.len()).unwrap_or(0)
-    }
-
     /// Records a live connection until the returned registration is dropped.
     pub fn register(self: &Arc<Self>, stream: &TcpStream) -> Registration {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
