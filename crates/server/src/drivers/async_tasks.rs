@@ -92,12 +92,13 @@ async fn accept(listener: tokio::net::TcpListener, config: Arc<Config>, admissio
         };
         let Some(ticket) = admission.admit(peer) else { continue };
         let (config, stop) = (Arc::clone(&config), stop.clone());
-        tokio::spawn(async move {
+        let task = async move {
             let mut conn = Connection::new(stream, &config, stop);
             let end = conn.run().await;
             conn.stats.finish(conn.session.requests, &end);
             drop(ticket);
-        });
+        };
+        tokio::spawn(task);
     }
 }
 
@@ -143,7 +144,11 @@ impl<'c> Connection<'c> {
             let n = match self.stream.try_read(&mut buf) {
                 Ok(0) => return End::ClientClosed,
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // A stale readiness (new sockets start out "ready").
+                    buf = Vec::new();
+                    continue;
+                }
                 Err(e) => return write_error(e),
             };
             let mut input = &buf[..n];
@@ -225,7 +230,9 @@ impl<'c> Connection<'c> {
             return;
         }
         let deadline = Instant::now() + DRAIN_TIME;
-        let mut buf = [0u8; 16 * 1024];
+        // On the heap: an array here would make every connection's future
+        // (and so every idle connection) 16 KiB larger.
+        let mut buf = vec![0u8; 16 * 1024];
         let mut drained = 0;
         while drained < DRAIN_BYTES {
             let left = deadline.saturating_duration_since(Instant::now());
