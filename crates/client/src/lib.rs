@@ -1,1 +1,352 @@
-//! placeholder
+//! # hftp-client — a blocking HFTP client
+//!
+//! [`Endpoint`] says where a server is (and through which SOCKS5 proxy);
+//! [`Client`] is one connection to it, with one method per request;
+//! [`download`] fetches a whole file into place, in parallel segments over
+//! several connections, resumably. Every reply is checked byte for byte by
+//! the protocol crate's [`ReplyDecoder`](hftp_proto::reply::ReplyDecoder),
+//! and slices are streamed into a writer, so memory does not grow with the
+//! size of a slice.
+//!
+//! ```no_run
+//! use hftp_client::Endpoint;
+//!
+//! # fn main() -> hftp_client::Result<()> {
+//! let mut client = Endpoint::parse("127.0.0.1:19500")?.connect()?;
+//! for name in client.list()? {
+//!     println!("{name}: {} bytes", client.metadata(&name)?);
+//! }
+//! let mut first_bytes = Vec::new();
+//! client.slice_to("hola.txt", 0, 5, &mut first_bytes)?;
+//! client.quit()?;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+
+use hftp_proto::reply::{Expect, Reply, ReplyDecoder};
+use hftp_proto::{FileName, NameError, Range, Request, SliceMode, Status};
+
+mod download;
+mod endpoint;
+mod error;
+
+pub use download::{
+    download, part_paths, Download, DownloadOptions, NoProgress, Progress, PART_SUFFIX,
+    STATE_SUFFIX,
+};
+pub use endpoint::{Endpoint, Proxy, DEFAULT_PORT, DEFAULT_TIMEOUT};
+pub use error::{exit, Error, Result};
+
+/// Requests of `ls -l`-style batches sent before their replies are read.
+const PIPELINE: usize = 32;
+
+/// Read buffer size.
+const READ_BUF: usize = 256 * 1024;
+
+/// One connection to an HFTP server.
+pub struct Client {
+    stream: TcpStream,
+    peer: String,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    decoder: ReplyDecoder,
+    out: Vec<u8>,
+    want_raw: bool,
+    raw: Option<bool>,
+    broken: bool,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("peer", &self.peer)
+            .field("raw", &self.raw)
+            .finish()
+    }
+}
+
+/// Checks a name before it goes on the wire: the server would answer `201`
+/// (or `202` for a long one), but a local message is clearer.
+pub fn check_name(name: &str) -> Result<FileName> {
+    FileName::new(name).map_err(|e| {
+        Error::Usage(match e {
+            NameError::Invalid => format!(
+                "{name:?} is not a valid HFTP file name (letters, digits, '.', '_', '-'; not '.' or '..')"
+            ),
+            NameError::TooLong => format!("{name:?}: file names have at most 255 bytes"),
+        })
+    })
+}
+
+impl Client {
+    /// Connects to `target` (`HOST`, `HOST:PORT`, `[IPv6]:PORT`) directly,
+    /// with the default timeout. See [`Endpoint`] for more options.
+    ///
+    /// ```no_run
+    /// let mut client = hftp_client::Client::connect("localhost")?;
+    /// println!("{:?}", client.list()?);
+    /// # Ok::<(), hftp_client::Error>(())
+    /// ```
+    pub fn connect(target: &str) -> Result<Client> {
+        Endpoint::parse(target)?.connect()
+    }
+
+    pub(crate) fn from_stream(stream: TcpStream, endpoint: &Endpoint) -> Result<Client> {
+        let peer = endpoint.to_string();
+        endpoint::set_timeouts(&stream, endpoint.timeout, &peer)?;
+        Ok(Client {
+            stream,
+            peer,
+            buf: vec![0; READ_BUF].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            decoder: ReplyDecoder::new(Expect::Quit),
+            out: Vec::new(),
+            want_raw: endpoint.raw,
+            raw: if endpoint.raw { None } else { Some(false) },
+            broken: false,
+        })
+    }
+
+    /// The server this connection goes to, as `HOST:PORT`.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// Whether the server is known to support `raw` slices: `None` until
+    /// this connection asked for its first slice.
+    pub fn raw_support(&self) -> Option<bool> {
+        if self.want_raw {
+            self.raw
+        } else {
+            None
+        }
+    }
+
+    /// Whether an earlier error left this connection unusable (the server
+    /// closed it, or a reply was cut or malformed).
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// `get_file_listing`: the names of the served files, as sent (the spec
+    /// says sorted; classic servers may not sort).
+    pub fn list(&mut self) -> Result<Vec<String>> {
+        self.send(&[Request::GetFileListing])?;
+        match self.read_reply(&Request::GetFileListing, &mut io::sink())? {
+            Reply::Lines(names) => Ok(names),
+            other => unreachable_reply(other),
+        }
+    }
+
+    /// `help` (2026 revision): the command names. Classic servers answer
+    /// `200 NO SUCH COMMAND`, which comes back as [`Error::Status`].
+    pub fn help(&mut self) -> Result<Vec<String>> {
+        self.send(&[Request::Help])?;
+        match self.read_reply(&Request::Help, &mut io::sink())? {
+            Reply::Lines(names) => Ok(names),
+            other => unreachable_reply(other),
+        }
+    }
+
+    /// `get_metadata`: the size of a file in bytes.
+    pub fn metadata(&mut self, name: &str) -> Result<u64> {
+        let req = Request::GetMetadata {
+            name: check_name(name)?,
+        };
+        self.send(std::slice::from_ref(&req))?;
+        match self.read_reply(&req, &mut io::sink())? {
+            Reply::Size(size) => Ok(size),
+            other => unreachable_reply(other),
+        }
+    }
+
+    /// The sizes of many files, with requests pipelined (a few dozen in
+    /// flight): one round trip per batch instead of one per file. Server
+    /// statuses are per file; other errors end the whole call.
+    pub fn metadata_many(&mut self, names: &[String]) -> Result<Vec<Result<u64>>> {
+        let mut results = Vec::with_capacity(names.len());
+        for batch in names.chunks(PIPELINE) {
+            let mut reqs = Vec::new();
+            let mut checked = Vec::new();
+            for name in batch {
+                match check_name(name) {
+                    Ok(name) => {
+                        reqs.push(Request::GetMetadata { name });
+                        checked.push(None);
+                    }
+                    Err(e) => checked.push(Some(e)),
+                }
+            }
+            self.send(&reqs)?;
+            let mut reqs = reqs.iter();
+            for bad in checked {
+                if let Some(e) = bad {
+                    results.push(Err(e));
+                    continue;
+                }
+                let Some(req) = reqs.next() else { break };
+                match self.read_reply(req, &mut io::sink()) {
+                    Ok(Reply::Size(size)) => results.push(Ok(size)),
+                    Ok(other) => unreachable_reply(other)?,
+                    Err(e @ Error::Status { .. }) if !e.breaks_connection() => results.push(Err(e)),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// `get_slice`: streams bytes `[offset, offset + size)` of `name` into
+    /// `out`, as they arrive; returns the number of bytes written (`size`).
+    /// Uses `raw` mode when the server supports it: the first slice asks
+    /// for `raw`, and a classic server's `201` makes this connection fall
+    /// back to base64 for good.
+    pub fn slice_to(
+        &mut self,
+        name: &str,
+        offset: u64,
+        size: u64,
+        out: &mut dyn Write,
+    ) -> Result<u64> {
+        let name = check_name(name)?;
+        let range = Range { offset, size };
+        if range.end().is_none() {
+            return Err(Error::Usage(format!(
+                "range {offset}+{size} exceeds 64 bits"
+            )));
+        }
+        loop {
+            let mode = if self.raw == Some(false) {
+                SliceMode::Base64
+            } else {
+                SliceMode::Raw
+            };
+            let req = Request::GetSlice {
+                name: name.clone(),
+                range,
+                mode,
+            };
+            self.send(std::slice::from_ref(&req))?;
+            match self.read_reply(&req, out) {
+                Ok(Reply::Slice { len }) => {
+                    if mode == SliceMode::Raw {
+                        self.raw = Some(true);
+                    }
+                    return Ok(len);
+                }
+                Ok(other) => return unreachable_reply(other),
+                Err(Error::Status {
+                    status: Status::InvalidArguments,
+                    ..
+                }) if mode == SliceMode::Raw && self.raw.is_none() => {
+                    self.raw = Some(false);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// `quit`: asks the server to close, and waits for its `0 OK`.
+    pub fn quit(mut self) -> Result<()> {
+        self.send(&[Request::Quit])?;
+        match self.read_reply(&Request::Quit, &mut io::sink())? {
+            Reply::Ok => Ok(()),
+            other => unreachable_reply(other),
+        }
+    }
+
+    fn send(&mut self, reqs: &[Request]) -> Result<()> {
+        if reqs.is_empty() {
+            return Ok(());
+        }
+        let mut line = Vec::new();
+        for req in reqs {
+            req.encode(&mut line);
+        }
+        self.stream.write_all(&line).map_err(|source| {
+            self.broken = true;
+            Error::Network {
+                what: format!("{}: sending {}", self.peer, reqs[0]),
+                source,
+            }
+        })
+    }
+
+    /// Reads the reply to `req`, streaming slice bytes into `sink`. Error
+    /// statuses become [`Error::Status`].
+    fn read_reply(&mut self, req: &Request, sink: &mut dyn Write) -> Result<Reply> {
+        self.decoder.reset(Expect::for_request(req));
+        loop {
+            if self.start < self.end {
+                let fed = self
+                    .decoder
+                    .feed(&self.buf[self.start..self.end], &mut self.out);
+                let (used, reply) = fed.map_err(|error| {
+                    self.broken = true;
+                    Error::Protocol {
+                        request: req.to_string(),
+                        error,
+                    }
+                })?;
+                self.start += used;
+                if !self.out.is_empty() {
+                    let written = sink.write_all(&self.out);
+                    self.out.clear();
+                    written.map_err(|e| {
+                        self.broken = true;
+                        Error::Output(e)
+                    })?;
+                }
+                match reply {
+                    None => {}
+                    Some(Reply::Error(status)) => {
+                        self.broken |= status.is_fatal();
+                        return Err(Error::Status {
+                            request: req.to_string(),
+                            status,
+                        });
+                    }
+                    Some(reply) => return Ok(reply),
+                }
+            }
+            self.start = 0;
+            self.end = 0;
+            match self.stream.read(&mut self.buf) {
+                Ok(0) => {
+                    self.broken = true;
+                    return Err(Error::Closed {
+                        request: req.to_string(),
+                        error: self.decoder.eof(),
+                    });
+                }
+                Ok(n) => self.end = n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    self.broken = true;
+                    return Err(if error::is_timeout(&source) {
+                        Error::Timeout {
+                            what: format!("{}: waiting for the reply to {req}", self.peer),
+                        }
+                    } else {
+                        Error::Network {
+                            what: format!("{}: reading the reply to {req}", self.peer),
+                            source,
+                        }
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The decoder only yields the reply kind that was asked for.
+fn unreachable_reply<T>(reply: Reply) -> Result<T> {
+    Err(Error::Usage(format!(
+        "internal error: unexpected reply {reply:?}"
+    )))
+}

@@ -52,7 +52,10 @@ impl Expect {
         match request {
             Request::GetFileListing => Expect::Listing,
             Request::GetMetadata { .. } => Expect::Metadata,
-            Request::GetSlice { range, mode, .. } => Expect::Slice { mode: *mode, size: range.size },
+            Request::GetSlice { range, mode, .. } => Expect::Slice {
+                mode: *mode,
+                size: range.size,
+            },
             Request::Help => Expect::Help,
             Request::Quit => Expect::Quit,
         }
@@ -115,12 +118,20 @@ pub enum ReplyError {
     /// A line longer than anything the spec allows there.
     LineTooLong { part: Part, max: usize },
     /// A complete line whose content is wrong (shown escaped).
-    BadLine { part: Part, line: String, why: &'static str },
+    BadLine {
+        part: Part,
+        line: String,
+        why: &'static str,
+    },
     /// A raw slice announced a `Content-Length` other than the size asked for.
     WrongLength { expected: u64, got: u64 },
     /// A byte of the base64 line that is not allowed at its offset (counted
     /// from the first character of the line).
-    Base64Byte { offset: u64, byte: u8, why: &'static str },
+    Base64Byte {
+        offset: u64,
+        byte: u8,
+        why: &'static str,
+    },
     /// The last base64 quantum has nonzero bits after the data (e.g. `QR==`
     /// instead of `QQ==`): standard encoders never produce it.
     Base64NonCanonical { offset: u64 },
@@ -275,10 +286,11 @@ impl ReplyDecoder {
     /// The error to report when the connection ends now.
     pub fn eof(&self) -> ReplyError {
         let (part, detail) = match self.state {
-            State::Status if self.is_idle() => {
-                (Part::StatusLine, "no reply at all".to_owned())
-            }
-            State::Status => (Part::StatusLine, format!("after \"{}\"", escape(&self.line))),
+            State::Status if self.is_idle() => (Part::StatusLine, "no reply at all".to_owned()),
+            State::Status => (
+                Part::StatusLine,
+                format!("after \"{}\"", escape(&self.line)),
+            ),
             State::Lines => (
                 self.lines_part(),
                 format!("after {} line(s), before the empty line", self.lines.len()),
@@ -288,13 +300,19 @@ impl ReplyDecoder {
             State::HeaderEnd => (Part::HeaderEnd, "before it".to_owned()),
             State::Raw => {
                 let size = self.slice_size();
-                (Part::RawBody, format!("after {} of {size} bytes", size - self.remaining))
+                (
+                    Part::RawBody,
+                    format!("after {} of {size} bytes", size - self.remaining),
+                )
             }
             State::Base64 => {
                 let total = base64_len(self.slice_size());
                 (
                     Part::Base64Body,
-                    format!("after {} of {total} characters", self.done_chars + self.quad_len as u64),
+                    format!(
+                        "after {} of {total} characters",
+                        self.done_chars + self.quad_len as u64
+                    ),
                 )
             }
             State::Base64End(_) => (Part::Base64Body, "before the CRLF ending it".to_owned()),
@@ -357,7 +375,8 @@ impl ReplyDecoder {
                 State::Done => return Ok(None),
                 State::Failed => return Err(ReplyError::AfterError),
                 State::Status => {
-                    let Some(line) = self.take_line(input, pos, Part::StatusLine, MAX_STATUS_LINE)?
+                    let Some(line) =
+                        self.take_line(input, pos, Part::StatusLine, MAX_STATUS_LINE)?
                     else {
                         return Ok(None);
                     };
@@ -376,8 +395,14 @@ impl ReplyDecoder {
                             self.state = State::Done;
                             return Ok(Some(Reply::Ok));
                         }
-                        Expect::Slice { mode: SliceMode::Raw, .. } => self.state = State::Header,
-                        Expect::Slice { mode: SliceMode::Base64, size } => {
+                        Expect::Slice {
+                            mode: SliceMode::Raw,
+                            ..
+                        } => self.state = State::Header,
+                        Expect::Slice {
+                            mode: SliceMode::Base64,
+                            size,
+                        } => {
                             self.remaining = base64_len(size);
                             self.state = if self.remaining == 0 {
                                 State::Base64End(false)
@@ -389,7 +414,11 @@ impl ReplyDecoder {
                 }
                 State::Lines => {
                     let part = self.lines_part();
-                    let max = if part == Part::HelpLine { MAX_HELP_LINE } else { MAX_NAME_LEN };
+                    let max = if part == Part::HelpLine {
+                        MAX_HELP_LINE
+                    } else {
+                        MAX_NAME_LEN
+                    };
                     let Some(line) = self.take_line(input, pos, part, max)? else {
                         return Ok(None);
                     };
@@ -412,7 +441,8 @@ impl ReplyDecoder {
                     let Some(line) = self.take_line(input, pos, Part::Size, MAX_SIZE_LINE)? else {
                         return Ok(None);
                     };
-                    let size = parse_decimal(&line).map_err(|why| bad_line(Part::Size, &line, why))?;
+                    let size =
+                        parse_decimal(&line).map_err(|why| bad_line(Part::Size, &line, why))?;
                     self.state = State::Done;
                     return Ok(Some(Reply::Size(size)));
                 }
@@ -423,7 +453,11 @@ impl ReplyDecoder {
                         return Ok(None);
                     };
                     let digits = line.strip_prefix(b"Content-Length: ").ok_or_else(|| {
-                        bad_line(Part::ContentLength, &line, "expected \"Content-Length: SIZE\"")
+                        bad_line(
+                            Part::ContentLength,
+                            &line,
+                            "expected \"Content-Length: SIZE\"",
+                        )
                     })?;
                     let got = parse_decimal(digits)
                         .map_err(|why| bad_line(Part::ContentLength, &line, why))?;
@@ -451,7 +485,9 @@ impl ReplyDecoder {
                         return Ok(None);
                     }
                     self.state = State::Done;
-                    return Ok(Some(Reply::Slice { len: self.slice_size() }));
+                    return Ok(Some(Reply::Slice {
+                        len: self.slice_size(),
+                    }));
                 }
                 State::Base64 => {
                     self.base64(input, pos, out)?;
@@ -468,16 +504,27 @@ impl ReplyDecoder {
                     let want = if after_cr { b'\n' } else { b'\r' };
                     if b != want {
                         return Err(if after_cr {
-                            ReplyError::BadEol { part: Part::Base64Body, byte: b'\r' }
+                            ReplyError::BadEol {
+                                part: Part::Base64Body,
+                                byte: b'\r',
+                            }
                         } else if b == b'\n' {
-                            ReplyError::BadEol { part: Part::Base64Body, byte: b }
+                            ReplyError::BadEol {
+                                part: Part::Base64Body,
+                                byte: b,
+                            }
                         } else {
-                            ReplyError::MissingCrlf { part: Part::Base64Body, byte: b }
+                            ReplyError::MissingCrlf {
+                                part: Part::Base64Body,
+                                byte: b,
+                            }
                         });
                     }
                     if after_cr {
                         self.state = State::Done;
-                        return Ok(Some(Reply::Slice { len: self.slice_size() }));
+                        return Ok(Some(Reply::Slice {
+                            len: self.slice_size(),
+                        }));
                     }
                     self.state = State::Base64End(true);
                 }
@@ -487,7 +534,12 @@ impl ReplyDecoder {
 
     /// Consumes base64 characters (never more than remain), decoding whole
     /// quanta into `out` and keeping a partial one in `quad`.
-    fn base64(&mut self, input: &[u8], pos: &mut usize, out: &mut Vec<u8>) -> Result<(), ReplyError> {
+    fn base64(
+        &mut self,
+        input: &[u8],
+        pos: &mut usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ReplyError> {
         while self.remaining > 0 && *pos < input.len() {
             if self.quad_len > 0 || (input.len() - *pos) < 4 {
                 let n = (4 - self.quad_len).min(input.len() - *pos);
@@ -534,7 +586,8 @@ impl ReplyDecoder {
         let ok = if !is_last && chunk.last() == Some(&b'=') {
             false
         } else {
-            match base64_simd::STANDARD.decode(chunk, base64_simd::Out::from_slice(&mut out[start..]))
+            match base64_simd::STANDARD
+                .decode(chunk, base64_simd::Out::from_slice(&mut out[start..]))
             {
                 Ok(decoded) => decoded.len() == expected,
                 Err(_) => false,
@@ -580,12 +633,20 @@ impl ReplyDecoder {
             _ if alphabet => return None,
             _ => "not in the base64 alphabet",
         };
-        Some(ReplyError::Base64Byte { offset, byte: b, why })
+        Some(ReplyError::Base64Byte {
+            offset,
+            byte: b,
+            why,
+        })
     }
 }
 
 fn bad_line(part: Part, line: &[u8], why: &'static str) -> ReplyError {
-    ReplyError::BadLine { part, line: escape(line), why }
+    ReplyError::BadLine {
+        part,
+        line: escape(line),
+        why,
+    }
 }
 
 /// A canonical decimal: digits only, no leading zero (except `0` itself),
@@ -602,7 +663,9 @@ fn parse_decimal(digits: &[u8]) -> Result<u64, &'static str> {
     }
     digits
         .iter()
-        .try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+        .try_fold(0u64, |n, &d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
         .ok_or("more than 64 bits")
 }
 
@@ -653,11 +716,17 @@ mod tests {
     }
 
     fn b64(size: u64) -> Expect {
-        Expect::Slice { mode: SliceMode::Base64, size }
+        Expect::Slice {
+            mode: SliceMode::Base64,
+            size,
+        }
     }
 
     fn raw(size: u64) -> Expect {
-        Expect::Slice { mode: SliceMode::Raw, size }
+        Expect::Slice {
+            mode: SliceMode::Raw,
+            size,
+        }
     }
 
     fn slice_wire(data: &[u8], mode: SliceMode) -> Vec<u8> {
@@ -675,10 +744,22 @@ mod tests {
     fn spec_examples() {
         let wire = b"0 OK\r\nfoto.jpg\r\nhola.txt\r\n\r\n";
         let lines = vec!["foto.jpg".to_owned(), "hola.txt".to_owned()];
-        assert_eq!(decode(Expect::Listing, wire), Ok((wire.len(), Reply::Lines(lines), vec![])));
-        assert_eq!(decode(Expect::Listing, b"0 OK\r\n\r\n").unwrap().1, Reply::Lines(vec![]));
-        assert_eq!(decode(Expect::Metadata, b"0 OK\r\n32\r\n").unwrap().1, Reply::Size(32));
-        assert_eq!(decode(Expect::Metadata, b"0 OK\r\n0\r\n").unwrap().1, Reply::Size(0));
+        assert_eq!(
+            decode(Expect::Listing, wire),
+            Ok((wire.len(), Reply::Lines(lines), vec![]))
+        );
+        assert_eq!(
+            decode(Expect::Listing, b"0 OK\r\n\r\n").unwrap().1,
+            Reply::Lines(vec![])
+        );
+        assert_eq!(
+            decode(Expect::Metadata, b"0 OK\r\n32\r\n").unwrap().1,
+            Reply::Size(32)
+        );
+        assert_eq!(
+            decode(Expect::Metadata, b"0 OK\r\n0\r\n").unwrap().1,
+            Reply::Size(0)
+        );
         let (_, reply, out) = decode(b64(5), b"0 OK\r\nUXVlIGM=\r\n").unwrap();
         assert_eq!((reply, &out[..]), (Reply::Slice { len: 5 }, &b"Que c"[..]));
         let (_, reply, out) = decode(raw(5), b"0 OK\r\nContent-Length: 5\r\n\r\nQue c").unwrap();
@@ -688,7 +769,13 @@ mod tests {
         let (_, reply, _) = decode(raw(0), b"0 OK\r\nContent-Length: 0\r\n\r\n").unwrap();
         assert_eq!(reply, Reply::Slice { len: 0 });
         for s in Status::ALL.into_iter().filter(|&s| s != Status::Ok) {
-            for expect in [Expect::Listing, Expect::Metadata, b64(3), raw(3), Expect::Quit] {
+            for expect in [
+                Expect::Listing,
+                Expect::Metadata,
+                b64(3),
+                raw(3),
+                Expect::Quit,
+            ] {
                 assert_eq!(decode(expect, s.line()).unwrap().1, Reply::Error(s));
             }
         }
@@ -706,10 +793,16 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(dec.feed(wire, &mut out), Ok((10, Some(Reply::Size(32)))));
         dec.reset(Expect::Metadata);
-        assert_eq!(dec.feed(&wire[10..], &mut out), Ok((20, Some(Reply::Error(Status::FileNotFound)))));
+        assert_eq!(
+            dec.feed(&wire[10..], &mut out),
+            Ok((20, Some(Reply::Error(Status::FileNotFound))))
+        );
         let wire = b"0 OK\r\nContent-Length: 2\r\n\r\nab0 OK\r\n";
         let mut dec = ReplyDecoder::new(raw(2));
-        assert_eq!(dec.feed(wire, &mut out), Ok((29, Some(Reply::Slice { len: 2 }))));
+        assert_eq!(
+            dec.feed(wire, &mut out),
+            Ok((29, Some(Reply::Slice { len: 2 })))
+        );
         assert_eq!(out, b"ab");
     }
 
@@ -719,24 +812,61 @@ mod tests {
         let cases: Vec<(Expect, &[u8], ReplyError)> = vec![
             (Expect::Quit, b"0 ok\r\n", UnknownStatus("0 ok".into())),
             (Expect::Quit, b"0 OK \r\n", UnknownStatus("0 OK ".into())),
-            (Expect::Quit, b"204 WHATEVER\r\n", UnknownStatus("204 WHATEVER".into())),
-            (Expect::Quit, b"0 OK\n", BadEol { part: Part::StatusLine, byte: b'\n' }),
-            (Expect::Quit, b"0 OK\rx", BadEol { part: Part::StatusLine, byte: b'\r' }),
-            (Expect::Quit, &[b'x'; 41], LineTooLong { part: Part::StatusLine, max: 40 }),
+            (
+                Expect::Quit,
+                b"204 WHATEVER\r\n",
+                UnknownStatus("204 WHATEVER".into()),
+            ),
+            (
+                Expect::Quit,
+                b"0 OK\n",
+                BadEol {
+                    part: Part::StatusLine,
+                    byte: b'\n',
+                },
+            ),
+            (
+                Expect::Quit,
+                b"0 OK\rx",
+                BadEol {
+                    part: Part::StatusLine,
+                    byte: b'\r',
+                },
+            ),
+            (
+                Expect::Quit,
+                &[b'x'; 41],
+                LineTooLong {
+                    part: Part::StatusLine,
+                    max: 40,
+                },
+            ),
             (
                 Expect::Metadata,
                 b"0 OK\r\n032\r\n",
-                BadLine { part: Part::Size, line: "032".into(), why: "leading zero" },
+                BadLine {
+                    part: Part::Size,
+                    line: "032".into(),
+                    why: "leading zero",
+                },
             ),
             (
                 Expect::Metadata,
                 b"0 OK\r\n\r\n",
-                BadLine { part: Part::Size, line: "".into(), why: "empty number" },
+                BadLine {
+                    part: Part::Size,
+                    line: "".into(),
+                    why: "empty number",
+                },
             ),
             (
                 Expect::Metadata,
                 b"0 OK\r\n-1\r\n",
-                BadLine { part: Part::Size, line: "-1".into(), why: "not a decimal number" },
+                BadLine {
+                    part: Part::Size,
+                    line: "-1".into(),
+                    why: "not a decimal number",
+                },
             ),
             (
                 Expect::Metadata,
@@ -750,24 +880,47 @@ mod tests {
             (
                 Expect::Listing,
                 b"0 OK\r\na b\r\n\r\n",
-                BadLine { part: Part::ListingLine, line: "a b".into(), why: "not a valid file name" },
+                BadLine {
+                    part: Part::ListingLine,
+                    line: "a b".into(),
+                    why: "not a valid file name",
+                },
             ),
             (
                 Expect::Listing,
                 b"0 OK\r\n..\r\n\r\n",
-                BadLine { part: Part::ListingLine, line: "..".into(), why: "not a valid file name" },
+                BadLine {
+                    part: Part::ListingLine,
+                    line: "..".into(),
+                    why: "not a valid file name",
+                },
             ),
             (
                 Expect::Listing,
                 b"0 OK\r\n\xc3\xa9\r\n\r\n",
-                BadLine { part: Part::ListingLine, line: "\\xc3\\xa9".into(), why: "not a valid file name" },
+                BadLine {
+                    part: Part::ListingLine,
+                    line: "\\xc3\\xa9".into(),
+                    why: "not a valid file name",
+                },
             ),
             (
                 Expect::Help,
                 b"0 OK\r\nHELP\r\n\r\n",
-                BadLine { part: Part::HelpLine, line: "HELP".into(), why: "not a command name" },
+                BadLine {
+                    part: Part::HelpLine,
+                    line: "HELP".into(),
+                    why: "not a command name",
+                },
             ),
-            (raw(5), b"0 OK\r\nContent-Length: 4\r\n\r\n", WrongLength { expected: 5, got: 4 }),
+            (
+                raw(5),
+                b"0 OK\r\nContent-Length: 4\r\n\r\n",
+                WrongLength {
+                    expected: 5,
+                    got: 4,
+                },
+            ),
             (
                 raw(5),
                 b"0 OK\r\ncontent-length: 5\r\n",
@@ -777,54 +930,149 @@ mod tests {
                     why: "expected \"Content-Length: SIZE\"",
                 },
             ),
-            (raw(5), b"0 OK\r\nContent-Length: 5\r\nx", LineTooLong { part: Part::HeaderEnd, max: 0 }),
-            (raw(5), b"0 OK\r\nContent-Length: 5\r\n\r\nabc", Truncated {
-                part: Part::RawBody,
-                detail: "after 3 of 5 bytes".into(),
-            }),
-            (b64(5), b"0 OK\r\nUXVlIGM=", Truncated {
-                part: Part::Base64Body,
-                detail: "before the CRLF ending it".into(),
-            }),
-            (b64(5), b"0 OK\r\nUXVlIG", Truncated {
-                part: Part::Base64Body,
-                detail: "after 6 of 8 characters".into(),
-            }),
-            (b64(5), b"0 OK\r\nUXVlIGM=x", MissingCrlf { part: Part::Base64Body, byte: b'x' }),
-            (b64(5), b"0 OK\r\nUXVlIGM=\n", BadEol { part: Part::Base64Body, byte: b'\n' }),
-            (b64(5), b"0 OK\r\nUXVlIGM=\rx", BadEol { part: Part::Base64Body, byte: b'\r' }),
-            (b64(5), b"0 OK\r\nUXVl\r\n", Base64Byte { offset: 4, byte: b'\r', why: "the line ended early" }),
-            (b64(5), b"0 OK\r\nUX-lIGM=\r\n", Base64Byte {
-                offset: 2,
-                byte: b'-',
-                why: "not in the base64 alphabet",
-            }),
-            (b64(5), b"0 OK\r\nUXVlIGMA\r\n", Base64Byte {
-                offset: 7,
-                byte: b'A',
-                why: "expected '=' padding here",
-            }),
-            (b64(5), b"0 OK\r\nUXV=IGM=\r\n", Base64Byte {
-                offset: 3,
-                byte: b'=',
-                why: "'=' padding before the end of the data",
-            }),
-            (b64(5), b"0 OK\r\nUXVlIG==\r\n", Base64Byte {
-                offset: 6,
-                byte: b'=',
-                why: "'=' padding before the end of the data",
-            }),
-            (b64(5), b"0 OK\r\nUXVlIGN=\r\n", Base64NonCanonical { offset: 4 }),
-            (b64(1), b"0 OK\r\nQR==\r\n", Base64NonCanonical { offset: 0 }),
-            (b64(1), b"0 OK\r\nQQ==QQ==\r\n", MissingCrlf { part: Part::Base64Body, byte: b'Q' }),
-            (Expect::Listing, b"0 OK\r\na\r\n", Truncated {
-                part: Part::ListingLine,
-                detail: "after 1 line(s), before the empty line".into(),
-            }),
-            (Expect::Listing, b"", Truncated { part: Part::StatusLine, detail: "no reply at all".into() }),
+            (
+                raw(5),
+                b"0 OK\r\nContent-Length: 5\r\nx",
+                LineTooLong {
+                    part: Part::HeaderEnd,
+                    max: 0,
+                },
+            ),
+            (
+                raw(5),
+                b"0 OK\r\nContent-Length: 5\r\n\r\nabc",
+                Truncated {
+                    part: Part::RawBody,
+                    detail: "after 3 of 5 bytes".into(),
+                },
+            ),
+            (
+                b64(5),
+                b"0 OK\r\nUXVlIGM=",
+                Truncated {
+                    part: Part::Base64Body,
+                    detail: "before the CRLF ending it".into(),
+                },
+            ),
+            (
+                b64(5),
+                b"0 OK\r\nUXVlIG",
+                Truncated {
+                    part: Part::Base64Body,
+                    detail: "after 6 of 8 characters".into(),
+                },
+            ),
+            (
+                b64(5),
+                b"0 OK\r\nUXVlIGM=x",
+                MissingCrlf {
+                    part: Part::Base64Body,
+                    byte: b'x',
+                },
+            ),
+            (
+                b64(5),
+                b"0 OK\r\nUXVlIGM=\n",
+                BadEol {
+                    part: Part::Base64Body,
+                    byte: b'\n',
+                },
+            ),
+            (
+                b64(5),
+                b"0 OK\r\nUXVlIGM=\rx",
+                BadEol {
+                    part: Part::Base64Body,
+                    byte: b'\r',
+                },
+            ),
+            (
+                b64(5),
+                b"0 OK\r\nUXVl\r\n",
+                Base64Byte {
+                    offset: 4,
+                    byte: b'\r',
+                    why: "the line ended early",
+                },
+            ),
+            (
+                b64(5),
+                b"0 OK\r\nUX-lIGM=\r\n",
+                Base64Byte {
+                    offset: 2,
+                    byte: b'-',
+                    why: "not in the base64 alphabet",
+                },
+            ),
+            (
+                b64(5),
+                b"0 OK\r\nUXVlIGMA\r\n",
+                Base64Byte {
+                    offset: 7,
+                    byte: b'A',
+                    why: "expected '=' padding here",
+                },
+            ),
+            (
+                b64(5),
+                b"0 OK\r\nUXV=IGM=\r\n",
+                Base64Byte {
+                    offset: 3,
+                    byte: b'=',
+                    why: "'=' padding before the end of the data",
+                },
+            ),
+            (
+                b64(5),
+                b"0 OK\r\nUXVlIG==\r\n",
+                Base64Byte {
+                    offset: 6,
+                    byte: b'=',
+                    why: "'=' padding before the end of the data",
+                },
+            ),
+            (
+                b64(5),
+                b"0 OK\r\nUXVlIGN=\r\n",
+                Base64NonCanonical { offset: 4 },
+            ),
+            (
+                b64(1),
+                b"0 OK\r\nQR==\r\n",
+                Base64NonCanonical { offset: 0 },
+            ),
+            (
+                b64(1),
+                b"0 OK\r\nQQ==QQ==\r\n",
+                MissingCrlf {
+                    part: Part::Base64Body,
+                    byte: b'Q',
+                },
+            ),
+            (
+                Expect::Listing,
+                b"0 OK\r\na\r\n",
+                Truncated {
+                    part: Part::ListingLine,
+                    detail: "after 1 line(s), before the empty line".into(),
+                },
+            ),
+            (
+                Expect::Listing,
+                b"",
+                Truncated {
+                    part: Part::StatusLine,
+                    detail: "no reply at all".into(),
+                },
+            ),
         ];
         for (expect, wire, want) in cases {
-            assert_eq!(decode(expect, wire).map(|r| r.1), Err(want.clone()), "{}", wire.escape_ascii());
+            assert_eq!(
+                decode(expect, wire).map(|r| r.1),
+                Err(want.clone()),
+                "{}",
+                wire.escape_ascii()
+            );
             for i in 0..wire.len() {
                 assert_eq!(
                     decode_split(expect, wire, &[i]).map(|r| r.1),
@@ -844,7 +1092,10 @@ mod tests {
             "base64 slice line: non-canonical final quantum at offset 4 (nonzero padding bits)"
         );
         let err = decode(Expect::Quit, b"0 OK\n").unwrap_err();
-        assert_eq!(err.to_string(), "bare '\\n' in the status line (lines end with CRLF)");
+        assert_eq!(
+            err.to_string(),
+            "bare '\\n' in the status line (lines end with CRLF)"
+        );
     }
 
     #[test]
@@ -872,7 +1123,12 @@ mod tests {
             out.clear();
             reply = reply.or(r);
         }
-        assert_eq!(reply, Some(Reply::Slice { len: data.len() as u64 }));
+        assert_eq!(
+            reply,
+            Some(Reply::Slice {
+                len: data.len() as u64
+            })
+        );
         assert!(got == data);
     }
 

@@ -1,28 +1,647 @@
+//! The client subcommands: `ls`, `stat`, `cat`, `get`, `shell`. A thin
+//! layer over `hftp_client`: parse the options, call the library, print one
+//! line per error and exit with the documented code (`docs/client.md`).
+
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use hftp_client::{exit, Client, DownloadOptions, Endpoint, Error, Progress, Proxy};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+macro_rules! exit_codes {
+    () => {
+        "\
+Exit codes:
+  0  success
+  2  usage: bad target, option, file name or range
+  3  no such file on the server (202), or range outside the file (203)
+  4  protocol error: malformed or cut reply, server closed the connection,
+     other error status (199, 200, 201, 1xx), file changed while downloading
+  5  cannot connect: refused, unreachable, unknown host, proxy failure
+  6  timeout (connect, read or write; see --timeout)
+  7  local file problem: target exists (use --force), cannot create or write
+With several files, the code is that of the first failure."
+    };
+}
+
+const EXIT_CODES: &str = exit_codes!();
+
+/// How to reach the server; shared by every client subcommand.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Conn {
+    /// Server: HOST, HOST:PORT or [IPv6]:PORT (default port 19500).
+    #[arg(value_name = "HOST")]
+    pub target: String,
+    /// Connect through a SOCKS5 proxy: socks5h://HOST:PORT (the proxy
+    /// resolves names, as .onion needs) or socks5://HOST:PORT.
+    #[arg(long, value_name = "URL", env = "HFTP_PROXY")]
+    pub proxy: Option<String>,
+    /// Connect timeout, and the longest any read or write may wait, in
+    /// seconds (0: none).
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_timeout)]
+    pub timeout: Duration,
+    /// Always ask for base64 slices, even from servers that have `raw`.
+    #[arg(long)]
+    pub no_raw: bool,
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is not a number of seconds"))
+}
+
+impl Conn {
+    fn endpoint(&self) -> Result<Endpoint, Error> {
+        let proxy = match self.proxy.as_deref() {
+            None | Some("") => None,
+            Some(url) => Some(Proxy::parse(url)?),
+        };
+        Ok(Endpoint::parse(&self.target)?
+            .with_proxy(proxy)
+            .with_timeout(self.timeout)
+            .with_raw(!self.no_raw))
+    }
+}
 
 #[derive(clap::Args)]
-pub struct LsArgs {}
-#[derive(clap::Args)]
-pub struct StatArgs {}
-#[derive(clap::Args)]
-pub struct CatArgs {}
-#[derive(clap::Args)]
-pub struct GetArgs {}
-#[derive(clap::Args)]
-pub struct ShellArgs {}
+#[command(after_help = EXIT_CODES)]
+pub struct LsArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Show the size of each file too.
+    #[arg(short = 'l')]
+    long: bool,
+}
 
-pub fn ls(_args: LsArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+#[derive(clap::Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct StatArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Remote file names.
+    #[arg(value_name = "FILE", required = true)]
+    files: Vec<String>,
 }
-pub fn stat(_args: StatArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+
+#[derive(clap::Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct CatArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Remote file name.
+    #[arg(value_name = "FILE")]
+    file: String,
+    /// Only the bytes OFFSET..OFFSET+SIZE; `OFFSET:` means to the end.
+    #[arg(long, value_name = "OFFSET:SIZE", value_parser = parse_range)]
+    range: Option<(u64, Option<u64>)>,
 }
-pub fn cat(_args: CatArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+
+#[derive(clap::Args)]
+#[command(after_help = EXIT_CODES, after_long_help = concat!("\
+Each file is written to a hidden part file .NAME.hftp-part in the target
+directory (large ones in parallel segments over several connections, each
+segment written in place), then renamed to NAME once complete and checked
+against the server's size. An interrupted download leaves the part file and
+a small state file .NAME.hftp-state listing the finished segments; run the
+same command with --continue to fetch only the rest. An existing NAME is
+never replaced without --force.
+
+", exit_codes!()))]
+pub struct GetArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Remote file names.
+    #[arg(value_name = "FILE", required = true)]
+    files: Vec<String>,
+    /// Write to PATH (one FILE only).
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "PATH",
+        conflicts_with = "dir"
+    )]
+    output: Option<PathBuf>,
+    /// Write into DIR, under the remote names (default: the current directory).
+    #[arg(short = 'O', long = "dir", value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Connections per large file (files under 8 MiB use one).
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
+    /// Replace existing files.
+    #[arg(short = 'f', long)]
+    force: bool,
+    /// Resume an interrupted download from its part file.
+    #[arg(short = 'c', long = "continue")]
+    resume: bool,
+    /// No progress bar or summary.
+    #[arg(short = 'q', long)]
+    quiet: bool,
 }
-pub fn get(_args: GetArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+
+#[derive(clap::Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct ShellArgs {
+    #[command(flatten)]
+    conn: Conn,
 }
-pub fn shell(_args: ShellArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+
+fn parse_range(s: &str) -> Result<(u64, Option<u64>), String> {
+    let bad = || format!("{s:?}: expected OFFSET:SIZE or OFFSET: (decimal numbers)");
+    let (off, size) = s.split_once(':').ok_or_else(bad)?;
+    let num = |t: &str| {
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        t.parse::<u64>().map_err(|_| bad())
+    };
+    let off = num(off)?;
+    let size = if size.is_empty() {
+        None
+    } else {
+        Some(num(size)?)
+    };
+    Ok((off, size))
+}
+
+fn fail(err: &Error) -> ExitCode {
+    eprintln!("hftp: {err}");
+    ExitCode::from(err.exit_code())
+}
+
+/// Runs `f` and turns an error into its line and exit code.
+fn run(f: impl FnOnce() -> Result<u8, Error>) -> anyhow::Result<ExitCode> {
+    Ok(match f() {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => fail(&err),
+    })
+}
+
+/// Records the first failure's code.
+fn note(code: &mut u8, err: &Error) {
+    eprintln!("hftp: {err}");
+    if *code == exit::OK {
+        *code = err.exit_code();
+    }
+}
+
+fn sizes_table(rows: &[(u64, &str)]) -> String {
+    let width = rows
+        .iter()
+        .map(|(s, _)| s.to_string().len())
+        .max()
+        .unwrap_or(0);
+    rows.iter()
+        .map(|(size, name)| format!("{size:>width$}  {name}\n"))
+        .collect()
+}
+
+pub fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
+    run(|| {
+        let mut client = args.conn.endpoint()?.connect()?;
+        let code = ls_on(&mut client, args.long, &mut io::stdout().lock())?;
+        let _ = client.quit();
+        Ok(code)
+    })
+}
+
+fn ls_on(client: &mut Client, long: bool, out: &mut dyn Write) -> Result<u8, Error> {
+    let mut names = client.list()?;
+    names.sort_unstable();
+    let mut code = exit::OK;
+    let text = if long {
+        let sizes = client.metadata_many(&names)?;
+        let mut rows = Vec::new();
+        for (name, size) in names.iter().zip(sizes) {
+            match size {
+                Ok(size) => rows.push((size, name.as_str())),
+                Err(e) => note(&mut code, &e),
+            }
+        }
+        sizes_table(&rows)
+    } else {
+        names.iter().map(|n| format!("{n}\n")).collect()
+    };
+    write_out(out, text.as_bytes())?;
+    Ok(code)
+}
+
+fn write_out(out: &mut dyn Write, bytes: &[u8]) -> Result<(), Error> {
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Error::Output(e)),
+        _ => Ok(()),
+    }
+}
+
+pub fn stat(args: StatArgs) -> anyhow::Result<ExitCode> {
+    run(|| {
+        let mut client = args.conn.endpoint()?.connect()?;
+        let code = stat_on(&mut client, &args.files, &mut io::stdout().lock())?;
+        let _ = client.quit();
+        Ok(code)
+    })
+}
+
+fn stat_on(client: &mut Client, files: &[String], out: &mut dyn Write) -> Result<u8, Error> {
+    let sizes = client.metadata_many(files)?;
+    let mut code = exit::OK;
+    let mut rows = Vec::new();
+    for (name, size) in files.iter().zip(sizes) {
+        match size {
+            Ok(size) => rows.push((size, name.as_str())),
+            Err(e) => note(&mut code, &e),
+        }
+    }
+    write_out(out, sizes_table(&rows).as_bytes())?;
+    Ok(code)
+}
+
+pub fn cat(args: CatArgs) -> anyhow::Result<ExitCode> {
+    run(|| {
+        let mut client = args.conn.endpoint()?.connect()?;
+        let stdout = io::stdout();
+        let mut out = io::BufWriter::with_capacity(256 * 1024, stdout.lock());
+        cat_on(&mut client, &args.file, args.range, &mut out)?;
+        let _ = client.quit();
+        Ok(exit::OK)
+    })
+}
+
+/// Streams a file or range to `out`. A reader that went away (`| head`)
+/// is not an error.
+fn cat_on(
+    client: &mut Client,
+    file: &str,
+    range: Option<(u64, Option<u64>)>,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let (offset, size) = match range {
+        Some((offset, Some(size))) => (offset, size),
+        Some((offset, None)) => {
+            let total = client.metadata(file)?;
+            (
+                offset,
+                total.checked_sub(offset).ok_or_else(|| Error::Status {
+                    request: format!("cat {file} --range {offset}:"),
+                    status: hftp_proto::Status::OffsetExceedsFileSize,
+                })?,
+            )
+        }
+        None => (0, client.metadata(file)?),
+    };
+    match client
+        .slice_to(file, offset, size, out)
+        .and_then(|_| out.flush().map_err(Error::Output))
+    {
+        Err(Error::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// A progress bar on stderr, drawn only on a terminal.
+struct Bar {
+    bar: ProgressBar,
+    visible: bool,
+}
+
+impl Bar {
+    fn new(quiet: bool) -> Bar {
+        let visible = !quiet && io::stderr().is_terminal();
+        let bar = if visible {
+            ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr())
+        } else {
+            ProgressBar::hidden()
+        };
+        let style = ProgressStyle::with_template(
+            "{msg:20!} [{bar:30}] {bytes:>10}/{total_bytes:10} {binary_bytes_per_sec:>12} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        Bar { bar, visible }
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, name: &str, total: u64, done: u64) {
+        self.bar.reset();
+        self.bar.set_message(name.to_owned());
+        self.bar.set_length(total);
+        self.bar.set_position(done);
+    }
+    fn advance(&self, n: u64) {
+        self.bar.inc(n);
+    }
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
+    run(|| {
+        if args.output.is_some() && args.files.len() > 1 {
+            return Err(Error::Usage(
+                "-o PATH takes exactly one FILE (use -O DIR for several)".into(),
+            ));
+        }
+        for f in &args.files {
+            hftp_client::check_name(f)?;
+        }
+        let endpoint = args.conn.endpoint()?;
+        let opts = DownloadOptions {
+            jobs: usize::from(args.jobs),
+            force: args.force,
+            resume: args.resume,
+            ..DownloadOptions::default()
+        };
+        let bar = Bar::new(args.quiet);
+        let mut client: Option<Client> = None;
+        let mut code = exit::OK;
+        for name in &args.files {
+            let dest = match (&args.output, &args.dir) {
+                (Some(path), _) => path.clone(),
+                (None, Some(dir)) => dir.join(name),
+                (None, None) => PathBuf::from(name),
+            };
+            match get_one(&mut client, &endpoint, name, &dest, &opts, &bar) {
+                Ok(()) => {}
+                Err(e) => {
+                    note(&mut code, &e);
+                    if matches!(e, Error::Connect { .. } | Error::Proxy(_)) {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(c) = client {
+            let _ = c.quit();
+        }
+        Ok(code)
+    })
+}
+
+/// Downloads one file, (re)connecting `client` as needed.
+fn get_one(
+    client: &mut Option<Client>,
+    endpoint: &Endpoint,
+    name: &str,
+    dest: &Path,
+    opts: &DownloadOptions,
+    bar: &Bar,
+) -> Result<(), Error> {
+    if client.as_ref().is_none_or(Client::is_broken) {
+        *client = Some(endpoint.connect()?);
+    }
+    let Some(c) = client.as_mut() else {
+        unreachable!("connected above")
+    };
+    let started = Instant::now();
+    let result = hftp_client::download(c, endpoint, name, dest, opts, bar);
+    if let Err(e) = &result {
+        if let Ok((part, _)) = hftp_client::part_paths(dest) {
+            if part.exists() && !matches!(e, Error::Exists(_) | Error::Usage(_)) {
+                eprintln!(
+                    "hftp: partial download kept in {}; run again with --continue to resume",
+                    part.display()
+                );
+            }
+        }
+    }
+    let done = result?;
+    if bar.visible {
+        let secs = started.elapsed().as_secs_f64().max(1e-6);
+        let fetched = (done.size - done.resumed) as f64;
+        eprintln!(
+            "{} -> {}: {} bytes in {:.1} s ({:.1} MiB/s, {} connection{}{})",
+            name,
+            done.path.display(),
+            done.size,
+            secs,
+            fetched / secs / 1048576.0,
+            done.connections,
+            if done.connections == 1 { "" } else { "s" },
+            if done.resumed > 0 {
+                format!(", {} bytes resumed", done.resumed)
+            } else {
+                String::new()
+            },
+        );
+    }
+    Ok(())
+}
+
+pub fn shell(args: ShellArgs) -> anyhow::Result<ExitCode> {
+    run(|| shell::run(args.conn.endpoint()?))
+}
+
+mod shell {
+    //! `hftp shell`: a small interactive session.
+
+    use super::*;
+    use rustyline::completion::{Completer, Pair};
+    use rustyline::error::ReadlineError;
+    use rustyline::highlight::Highlighter;
+    use rustyline::hint::Hinter;
+    use rustyline::history::DefaultHistory;
+    use rustyline::validate::Validator;
+    use rustyline::{Context, Editor, Helper};
+
+    const COMMANDS: [&str; 7] = ["ls", "stat", "get", "cat", "help", "quit", "exit"];
+
+    const HELP: &str = "\
+commands:
+  ls [-l]                 list the files (-l: with sizes)
+  stat FILE...            print sizes
+  cat FILE [OFFSET:SIZE]  print a file or a byte range
+  get [-f] [-c] FILE...   download into the current directory
+                          (-f: overwrite, -c: resume)
+  help                    this text, and the server's commands
+  quit                    leave (also exit, Ctrl-D)
+Tab completes commands and remote file names.";
+
+    /// Completes commands (first word) and remote names (the others).
+    struct ShellHelper {
+        names: Vec<String>,
+    }
+
+    impl Completer for ShellHelper {
+        type Candidate = Pair;
+
+        fn complete(
+            &self,
+            line: &str,
+            pos: usize,
+            _: &Context<'_>,
+        ) -> rustyline::Result<(usize, Vec<Pair>)> {
+            let before = &line[..pos];
+            let start = before.rfind(' ').map_or(0, |i| i + 1);
+            let word = &before[start..];
+            let pool: Vec<&str> = if start == 0 {
+                COMMANDS.to_vec()
+            } else {
+                self.names.iter().map(String::as_str).collect()
+            };
+            let found = pool
+                .into_iter()
+                .filter(|c| c.starts_with(word))
+                .map(|c| Pair {
+                    display: c.to_owned(),
+                    replacement: format!("{c} "),
+                })
+                .collect();
+            Ok((start, found))
+        }
+    }
+
+    impl Hinter for ShellHelper {
+        type Hint = String;
+    }
+    impl Highlighter for ShellHelper {}
+    impl Validator for ShellHelper {}
+    impl Helper for ShellHelper {}
+
+    struct Session {
+        endpoint: Endpoint,
+        client: Option<Client>,
+    }
+
+    impl Session {
+        fn client(&mut self) -> Result<&mut Client, Error> {
+            if self.client.as_ref().is_none_or(Client::is_broken) {
+                self.client = None;
+                self.client = Some(self.endpoint.connect()?);
+            }
+            self.client
+                .as_mut()
+                .ok_or_else(|| Error::Usage("not connected".into()))
+        }
+    }
+
+    pub(super) fn run(endpoint: Endpoint) -> Result<u8, Error> {
+        let mut session = Session {
+            client: Some(endpoint.connect()?),
+            endpoint,
+        };
+        let mut names = session.client()?.list()?;
+        names.sort_unstable();
+        println!(
+            "connected to {} ({} files; type help for commands)",
+            session.endpoint,
+            names.len()
+        );
+        for n in &names {
+            println!("{n}");
+        }
+        let mut editor: Editor<ShellHelper, DefaultHistory> =
+            Editor::new().map_err(|e| Error::Local {
+                path: "terminal".into(),
+                what: "use",
+                source: io::Error::other(e),
+            })?;
+        editor.set_helper(Some(ShellHelper { names }));
+        loop {
+            let line = match editor.readline("hftp> ") {
+                Ok(line) => line,
+                Err(ReadlineError::Interrupted) => continue,
+                Err(ReadlineError::Eof) => break,
+                Err(e) => {
+                    eprintln!("hftp: terminal: {e}");
+                    break;
+                }
+            };
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let Some((&cmd, rest)) = words.split_first() else {
+                continue;
+            };
+            let _ = editor.add_history_entry(line.as_str());
+            if matches!(cmd, "quit" | "exit") {
+                break;
+            }
+            match command(&mut session, cmd, rest) {
+                Ok(Some(names)) => {
+                    if let Some(h) = editor.helper_mut() {
+                        h.names = names;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => eprintln!("error: {e}"),
+            }
+        }
+        if let Some(c) = session.client.take() {
+            let _ = c.quit();
+        }
+        Ok(exit::OK)
+    }
+
+    /// Runs one command; returns a fresh listing when it made one.
+    fn command(s: &mut Session, cmd: &str, args: &[&str]) -> Result<Option<Vec<String>>, Error> {
+        let stdout = io::stdout();
+        match cmd {
+            "ls" => {
+                let long = match args {
+                    [] => false,
+                    ["-l"] => true,
+                    _ => return Err(Error::Usage("usage: ls [-l]".into())),
+                };
+                let client = s.client()?;
+                ls_on(client, long, &mut stdout.lock())?;
+                let mut names = client.list()?;
+                names.sort_unstable();
+                Ok(Some(names))
+            }
+            "stat" if !args.is_empty() => {
+                let files: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+                stat_on(s.client()?, &files, &mut stdout.lock())?;
+                Ok(None)
+            }
+            "cat" if matches!(args.len(), 1 | 2) => {
+                let range = match args.get(1) {
+                    Some(r) => Some(parse_range(r).map_err(Error::Usage)?),
+                    None => None,
+                };
+                let mut out = stdout.lock();
+                cat_on(s.client()?, args[0], range, &mut out)?;
+                let _ = out.write_all(b"\n");
+                Ok(None)
+            }
+            "get" => {
+                let (flags, files): (Vec<&str>, Vec<&str>) =
+                    args.iter().partition(|a| a.starts_with('-'));
+                let mut opts = DownloadOptions::default();
+                for f in flags {
+                    match f {
+                        "-f" => opts.force = true,
+                        "-c" => opts.resume = true,
+                        _ => return Err(Error::Usage(format!("get: unknown option {f}"))),
+                    }
+                }
+                if files.is_empty() {
+                    return Err(Error::Usage("usage: get [-f] [-c] FILE...".into()));
+                }
+                let bar = Bar::new(false);
+                for name in files {
+                    s.client()?;
+                    let endpoint = s.endpoint.clone();
+                    get_one(&mut s.client, &endpoint, name, Path::new(name), &opts, &bar)?;
+                    println!("saved {name}");
+                }
+                Ok(None)
+            }
+            "help" => {
+                println!("{HELP}");
+                match s.client()?.help() {
+                    Ok(cmds) => println!("server commands: {}", cmds.join(" ")),
+                    Err(Error::Status { .. }) => println!("server: classic revision (no help)"),
+                    Err(e) => return Err(e),
+                }
+                Ok(None)
+            }
+            "stat" | "cat" => Err(Error::Usage(format!("{cmd}: missing FILE (type help)"))),
+            _ => Err(Error::Usage(format!("unknown command {cmd:?} (type help)"))),
+        }
+    }
 }

@@ -1,0 +1,826 @@
+//! End-to-end tests of the client subcommands (`ls`, `stat`, `cat`, `get`,
+//! `shell`), run as the real `hftp` binary against the real server on
+//! loopback, and against small scripted peers written here: a classic
+//! (2008-revision) server, misbehaving servers, and a SOCKS5 proxy.
+//!
+//! No sleeps stand in for synchronisation: where a test waits for the
+//! client to get somewhere, it polls what the client wrote, in a bounded loop.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hftp_proto::{response, Event, Request, Scanner, SliceMode, Status};
+
+const HFTP: &str = env!("CARGO_BIN_EXE_hftp");
+const HOLA: &[u8] = b"Que calor que hace hoy, pinocho!";
+const MIB: usize = 1024 * 1024;
+
+/// Deterministic pseudo-random bytes (xorshift64*).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// The real server, `hftp serve`, on a free loopback port; killed on drop.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Server {
+        let mut child = Command::new(HFTP)
+            .args(["serve", "-p", "0", "-a", "127.0.0.1", "-d"])
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start hftp serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("server exited before listening")
+                .expect("read stdout");
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .expect("an address")
+                    .to_owned();
+            }
+        };
+        // Keep draining stdout so that the server never blocks on it.
+        thread::spawn(move || lines.for_each(drop));
+        Server { child, addr }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn hftp(args: &[&str], cwd: &Path) -> Output {
+    Command::new(HFTP)
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("HFTP_PROXY")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hftp")
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited normally")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[track_caller]
+fn assert_code(out: &Output, want: i32) {
+    assert_eq!(
+        code(out),
+        want,
+        "stdout: {}\nstderr: {}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// A served directory with `hola.txt`, an empty file and some noise.
+fn fixture() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(dir.path().join("hola.txt"), HOLA).expect("write");
+    fs::write(dir.path().join("empty"), b"").expect("write");
+    fs::write(dir.path().join("noise.bin"), noise(100_000, 7)).expect("write");
+    dir
+}
+
+// ---------------------------------------------------------------------------
+// A scripted peer: a small HFTP server written here, classic or 2026, that
+// can also stall, cut replies short or send garbage.
+
+#[derive(Clone, Default)]
+struct PeerConfig {
+    /// Answer `help` and `raw` slices (2026); else `200` and `201` (classic).
+    modern: bool,
+    /// Slices starting at or after this offset are never answered: the peer
+    /// waits for the client to go away.
+    stall_from: Option<u64>,
+    /// Send these bytes instead of any reply, then close.
+    garbage: Option<Vec<u8>>,
+    /// Cut every slice body in half, then close.
+    cut: bool,
+    /// Never answer anything.
+    mute: bool,
+}
+
+#[derive(Default)]
+struct PeerStats {
+    connections: AtomicUsize,
+    raw_requests: AtomicUsize,
+    base64_slices: AtomicUsize,
+    slice_offsets: Mutex<Vec<u64>>,
+}
+
+struct Peer {
+    addr: String,
+    stats: Arc<PeerStats>,
+}
+
+impl Peer {
+    fn start(dir: &Path, config: PeerConfig) -> Peer {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let stats = Arc::new(PeerStats::default());
+        let (dir, st) = (dir.to_owned(), stats.clone());
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                st.connections.fetch_add(1, Ordering::SeqCst);
+                let (dir, config, st) = (dir.clone(), config.clone(), st.clone());
+                thread::spawn(move || serve_peer(conn, &dir, &config, &st));
+            }
+        });
+        Peer { addr, stats }
+    }
+}
+
+/// Reads until the client goes away.
+fn drain(mut conn: TcpStream) {
+    let mut buf = [0u8; 4096];
+    while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+}
+
+fn serve_peer(mut conn: TcpStream, dir: &Path, config: &PeerConfig, stats: &PeerStats) {
+    let mut scanner = Scanner::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let mut input = &buf[..n];
+        while !input.is_empty() {
+            let (used, event) = scanner.feed(input);
+            input = &input[used..];
+            let Some(event) = event else { continue };
+            if config.mute {
+                return drain(conn);
+            }
+            if let Some(garbage) = &config.garbage {
+                let _ = conn.write_all(garbage);
+                let _ = conn.shutdown(Shutdown::Write);
+                return drain(conn);
+            }
+            let mut out = Vec::new();
+            let mut close = false;
+            match event {
+                Event::Fatal(s) => {
+                    response::write_status(&mut out, s);
+                    close = true;
+                }
+                Event::Reject(s) => response::write_status(&mut out, s),
+                Event::Request(req) => match req {
+                    Request::GetFileListing => {
+                        let mut names: Vec<String> = fs::read_dir(dir)
+                            .expect("read_dir")
+                            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                            .filter(|n| !n.starts_with('.'))
+                            .collect();
+                        // A classic server lists in directory order; reverse
+                        // the sort to show the client does not rely on it.
+                        names.sort();
+                        if !config.modern {
+                            names.reverse();
+                        }
+                        response::write_listing(&mut out, names.iter().map(String::as_str));
+                    }
+                    Request::Help if !config.modern => {
+                        response::write_status(&mut out, Status::NoSuchCommand)
+                    }
+                    Request::Help => response::write_help(&mut out),
+                    Request::Quit => {
+                        response::write_status(&mut out, Status::Ok);
+                        close = true;
+                    }
+                    Request::GetMetadata { name } => match fs::read(dir.join(name.as_str())) {
+                        Ok(data) => response::write_metadata(&mut out, data.len() as u64),
+                        Err(_) => response::write_status(&mut out, Status::FileNotFound),
+                    },
+                    Request::GetSlice { name, range, mode } => {
+                        if mode == SliceMode::Raw {
+                            stats.raw_requests.fetch_add(1, Ordering::SeqCst);
+                        }
+                        if mode == SliceMode::Raw && !config.modern {
+                            response::write_status(&mut out, Status::InvalidArguments);
+                        } else {
+                            match fs::read(dir.join(name.as_str())) {
+                                Err(_) => response::write_status(&mut out, Status::FileNotFound),
+                                Ok(data) if !range.fits(data.len() as u64) => {
+                                    response::write_status(&mut out, Status::OffsetExceedsFileSize)
+                                }
+                                Ok(data) => {
+                                    if config.stall_from.is_some_and(|s| range.offset >= s) {
+                                        return drain(conn);
+                                    }
+                                    stats.slice_offsets.lock().expect("lock").push(range.offset);
+                                    if mode == SliceMode::Base64 {
+                                        stats.base64_slices.fetch_add(1, Ordering::SeqCst);
+                                    }
+                                    let bytes =
+                                        &data[range.offset as usize..][..range.size as usize];
+                                    // Cut at a multiple of 3, so that base64 stays unpadded.
+                                    let bytes = if config.cut {
+                                        &bytes[..bytes.len() / 6 * 3]
+                                    } else {
+                                        bytes
+                                    };
+                                    response::write_slice_head(&mut out, mode, range.size);
+                                    match mode {
+                                        SliceMode::Raw => out.extend_from_slice(bytes),
+                                        SliceMode::Base64 => {
+                                            response::encode_base64(bytes, &mut out)
+                                        }
+                                    }
+                                    if config.cut {
+                                        close = true;
+                                    } else {
+                                        out.extend_from_slice(response::slice_tail(mode));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                },
+            }
+            if conn.write_all(&out).is_err() {
+                return;
+            }
+            if close {
+                let _ = conn.shutdown(Shutdown::Write);
+                return drain(conn);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A SOCKS5 proxy (RFC 1928, no authentication, CONNECT), loopback only.
+
+#[derive(Default)]
+struct ProxyStats {
+    /// The destinations asked for, as `ATYP HOST:PORT`.
+    requests: Mutex<Vec<String>>,
+}
+
+fn start_proxy() -> (String, Arc<ProxyStats>) {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let stats = Arc::new(ProxyStats::default());
+    let st = stats.clone();
+    thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let st = st.clone();
+            thread::spawn(move || {
+                let _ = proxy_conn(conn, &st);
+            });
+        }
+    });
+    (addr, stats)
+}
+
+fn proxy_conn(mut c: TcpStream, stats: &ProxyStats) -> std::io::Result<()> {
+    let mut head = [0u8; 2];
+    c.read_exact(&mut head)?;
+    let mut methods = vec![0u8; usize::from(head[1])];
+    c.read_exact(&mut methods)?;
+    assert_eq!(head[0], 5);
+    assert!(methods.contains(&0), "client offers no-auth");
+    c.write_all(&[5, 0])?;
+    let mut req = [0u8; 4];
+    c.read_exact(&mut req)?;
+    assert_eq!(&req[..3], &[5, 1, 0]);
+    let host = match req[3] {
+        1 => {
+            let mut a = [0u8; 4];
+            c.read_exact(&mut a)?;
+            std::net::Ipv4Addr::from(a).to_string()
+        }
+        3 => {
+            let mut len = [0u8; 1];
+            c.read_exact(&mut len)?;
+            let mut name = vec![0u8; usize::from(len[0])];
+            c.read_exact(&mut name)?;
+            String::from_utf8(name).expect("ASCII host name")
+        }
+        4 => {
+            let mut a = [0u8; 16];
+            c.read_exact(&mut a)?;
+            std::net::Ipv6Addr::from(a).to_string()
+        }
+        other => panic!("address type {other}"),
+    };
+    let mut port = [0u8; 2];
+    c.read_exact(&mut port)?;
+    let port = u16::from_be_bytes(port);
+    stats
+        .requests
+        .lock()
+        .expect("lock")
+        .push(format!("{} {host}:{port}", req[3]));
+    // Loopback only: anything else is refused.
+    let upstream = (host.as_str(), port)
+        .to_socket_addrs()?
+        .filter(|a: &SocketAddr| a.ip().is_loopback())
+        .find_map(|a| TcpStream::connect(a).ok());
+    let Some(up) = upstream else {
+        c.write_all(&[5, 5, 0, 1, 0, 0, 0, 0, 0, 0])?;
+        return Ok(());
+    };
+    c.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0])?;
+    let (mut c2, mut up2) = (c.try_clone()?, up.try_clone()?);
+    let (mut c, mut up) = (c, up);
+    let t = thread::spawn(move || {
+        let _ = std::io::copy(&mut c2, &mut up2);
+        let _ = up2.shutdown(Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut up, &mut c);
+    let _ = c.shutdown(Shutdown::Write);
+    let _ = t.join();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Against the real server.
+
+#[test]
+fn ls_stat_cat() {
+    let dir = fixture();
+    let server = Server::start(dir.path());
+    let work = tempfile::tempdir().expect("tempdir");
+    let a = server.addr.as_str();
+
+    let out = hftp(&["ls", a], work.path());
+    assert_code(&out, 0);
+    assert_eq!(stdout(&out), "empty\nhola.txt\nnoise.bin\n");
+
+    let out = hftp(&["ls", "-l", a], work.path());
+    assert_code(&out, 0);
+    assert_eq!(
+        stdout(&out),
+        "     0  empty\n    32  hola.txt\n100000  noise.bin\n"
+    );
+
+    let out = hftp(&["stat", a, "hola.txt", "noise.bin"], work.path());
+    assert_code(&out, 0);
+    assert_eq!(stdout(&out), "    32  hola.txt\n100000  noise.bin\n");
+
+    let out = hftp(&["cat", a, "hola.txt"], work.path());
+    assert_code(&out, 0);
+    assert_eq!(out.stdout, HOLA);
+    let out = hftp(&["cat", a, "hola.txt", "--range", "4:19"], work.path());
+    assert_code(&out, 0);
+    assert_eq!(out.stdout, b"calor que hace hoy,");
+    let out = hftp(&["cat", a, "hola.txt", "--range", "30:"], work.path());
+    assert_eq!((code(&out), &out.stdout[..]), (0, &b"o!"[..]));
+    let out = hftp(&["cat", a, "empty"], work.path());
+    assert_eq!((code(&out), out.stdout.len()), (0, 0));
+    for extra in [&[][..], &["--no-raw"][..]] {
+        let mut args = vec!["cat", a, "noise.bin"];
+        args.extend_from_slice(extra);
+        let out = hftp(&args, work.path());
+        assert_code(&out, 0);
+        assert!(out.stdout == noise(100_000, 7), "cat {extra:?}");
+    }
+}
+
+#[test]
+fn get_64_mib_in_parallel_and_never_overwrite() {
+    let dir = fixture();
+    let data = noise(64 * MIB, 42);
+    fs::write(dir.path().join("big.bin"), &data).expect("write");
+    let server = Server::start(dir.path());
+    let work = tempfile::tempdir().expect("tempdir");
+    let a = server.addr.as_str();
+
+    let out = hftp(&["get", a, "big.bin", "-j", "4"], work.path());
+    assert_code(&out, 0);
+    assert!(fs::read(work.path().join("big.bin")).expect("downloaded") == data);
+    let leftovers: Vec<_> = fs::read_dir(work.path())
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(leftovers, ["big.bin"], "no part or state file left");
+
+    // Never overwrite without --force.
+    fs::write(work.path().join("hola.txt"), b"mine").expect("write");
+    let out = hftp(&["get", a, "hola.txt"], work.path());
+    assert_code(&out, 7);
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    assert_eq!(
+        fs::read(work.path().join("hola.txt")).expect("read"),
+        b"mine"
+    );
+    let out = hftp(&["get", a, "hola.txt", "--force", "-q"], work.path());
+    assert_code(&out, 0);
+    assert_eq!(fs::read(work.path().join("hola.txt")).expect("read"), HOLA);
+
+    // -o and -O; several files at once; an empty file.
+    let out = hftp(&["get", a, "hola.txt", "-o", "x/renamed"], work.path());
+    assert_code(&out, 7); // x/ does not exist
+    fs::create_dir(work.path().join("x")).expect("mkdir");
+    let out = hftp(&["get", a, "hola.txt", "-o", "x/renamed"], work.path());
+    assert_code(&out, 0);
+    assert_eq!(fs::read(work.path().join("x/renamed")).expect("read"), HOLA);
+    let out = hftp(&["get", a, "empty", "noise.bin", "-O", "x"], work.path());
+    assert_code(&out, 0);
+    assert_eq!(fs::read(work.path().join("x/empty")).expect("read"), b"");
+    assert!(fs::read(work.path().join("x/noise.bin")).expect("read") == noise(100_000, 7));
+    let out = hftp(&["get", a, "empty", "noise.bin", "-o", "y"], work.path());
+    assert_code(&out, 2);
+}
+
+#[test]
+fn server_errors_map_to_exit_codes() {
+    let dir = fixture();
+    let server = Server::start(dir.path());
+    let work = tempfile::tempdir().expect("tempdir");
+    let a = server.addr.as_str();
+
+    let out = hftp(&["stat", a, "hola.txt", "nope"], work.path());
+    assert_code(&out, 3);
+    assert_eq!(stdout(&out), "32  hola.txt\n");
+    assert_eq!(
+        stderr(&out),
+        "hftp: get_metadata nope: server answered 202 FILE NOT FOUND (no such file)\n"
+    );
+    let out = hftp(&["cat", a, "hola.txt", "--range", "30:3"], work.path());
+    assert_code(&out, 3);
+    assert!(
+        stderr(&out).contains("203 OFFSET EXCEEDS FILE SIZE"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hftp(&["get", a, "nope"], work.path());
+    assert_code(&out, 3);
+    assert_eq!(
+        fs::read_dir(work.path()).expect("read_dir").count(),
+        0,
+        "nothing written"
+    );
+
+    // Usage errors, found before any traffic.
+    for args in [
+        &["stat", a, "../etc"][..],
+        &["ls", "host:0"],
+        &["ls", "a:b:c"],
+        &["cat", a, "hola.txt", "--range", "1"],
+        &["cat", a, "hola.txt", "--range", "-1:2"],
+        &["ls", a, "--proxy", "http://x:1"],
+        &["get", a, "hola.txt", "-j", "0"],
+    ] {
+        let out = hftp(args, work.path());
+        assert_code(&out, 2);
+    }
+
+    // Refused: a port that was just free.
+    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let out = hftp(&["ls", &format!("127.0.0.1:{port}")], work.path());
+    assert_code(&out, 5);
+    assert!(
+        stderr(&out).starts_with("hftp: cannot connect to 127.0.0.1:"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Against scripted peers.
+
+#[test]
+fn classic_server_fallback_to_base64() {
+    let dir = fixture();
+    let data = noise(9 * MIB + 5, 3);
+    fs::write(dir.path().join("mid.bin"), &data).expect("write");
+    let peer = Peer::start(dir.path(), PeerConfig::default());
+    let work = tempfile::tempdir().expect("tempdir");
+    let a = peer.addr.as_str();
+
+    let out = hftp(&["ls", a], work.path());
+    assert_code(&out, 0);
+    assert_eq!(
+        stdout(&out),
+        "empty\nhola.txt\nmid.bin\nnoise.bin\n",
+        "sorted by the client"
+    );
+    let out = hftp(&["cat", a, "hola.txt", "--range", "4:19"], work.path());
+    assert_code(&out, 0);
+    assert_eq!(out.stdout, b"calor que hace hoy,");
+
+    let before = peer.stats.connections.load(Ordering::SeqCst);
+    let raw_before = peer.stats.raw_requests.load(Ordering::SeqCst);
+    let out = hftp(&["get", a, "mid.bin", "-j", "3"], work.path());
+    assert_code(&out, 0);
+    assert!(fs::read(work.path().join("mid.bin")).expect("read") == data);
+    // One raw probe per connection, answered 201, then base64 for good.
+    let conns = peer.stats.connections.load(Ordering::SeqCst) - before;
+    let raws = peer.stats.raw_requests.load(Ordering::SeqCst) - raw_before;
+    assert_eq!(conns, 3);
+    assert_eq!(raws, 3);
+
+    // Several files over one connection, still base64.
+    let out = hftp(&["get", a, "empty", "hola.txt", "-O", "."], work.path());
+    assert_code(&out, 0);
+}
+
+#[test]
+fn modern_peer_uses_raw_only() {
+    let dir = fixture();
+    let peer = Peer::start(
+        dir.path(),
+        PeerConfig {
+            modern: true,
+            ..PeerConfig::default()
+        },
+    );
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = hftp(&["get", &peer.addr, "noise.bin"], work.path());
+    assert_code(&out, 0);
+    assert_eq!(peer.stats.base64_slices.load(Ordering::SeqCst), 0);
+    assert_eq!(peer.stats.raw_requests.load(Ordering::SeqCst), 1);
+    let out = hftp(&["cat", &peer.addr, "hola.txt", "--no-raw"], work.path());
+    assert_code(&out, 0);
+    assert_eq!(out.stdout, HOLA);
+    assert_eq!(peer.stats.base64_slices.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn protocol_errors_and_timeouts() {
+    let dir = fixture();
+    let work = tempfile::tempdir().expect("tempdir");
+    let cases: Vec<(PeerConfig, &[&str], i32, &str)> = vec![
+        (
+            PeerConfig {
+                garbage: Some(b"0 OK\r\nnot a name\r\n\r\n".to_vec()),
+                ..Default::default()
+            },
+            &["ls"],
+            4,
+            "bad listing line \"not a name\"",
+        ),
+        (
+            PeerConfig {
+                garbage: Some(b"0 OK\r\n012\r\n".to_vec()),
+                ..Default::default()
+            },
+            &["stat", "-", "hola.txt"],
+            4,
+            "leading zero",
+        ),
+        (
+            PeerConfig {
+                garbage: Some(b"199 INTERNAL SERVER ERROR\r\n".to_vec()),
+                ..Default::default()
+            },
+            &["ls"],
+            4,
+            "199 INTERNAL SERVER ERROR",
+        ),
+        (
+            PeerConfig {
+                garbage: Some(b"".to_vec()),
+                ..Default::default()
+            },
+            &["ls"],
+            4,
+            "connection closed in the status line: no reply at all",
+        ),
+        (
+            PeerConfig {
+                cut: true,
+                ..Default::default()
+            },
+            &["cat", "-", "noise.bin"],
+            4,
+            "connection closed",
+        ),
+        (
+            PeerConfig {
+                cut: true,
+                modern: true,
+                ..Default::default()
+            },
+            &["get", "-", "noise.bin"],
+            4,
+            "raw slice body: after 49998 of 100000 bytes",
+        ),
+        (
+            PeerConfig {
+                mute: true,
+                ..Default::default()
+            },
+            &["ls", "-", "--timeout", "0.5"],
+            6,
+            "timed out",
+        ),
+    ];
+    for (config, args, want, message) in cases {
+        let peer = Peer::start(dir.path(), config);
+        let mut args: Vec<&str> = args.to_vec();
+        if args.len() > 1 && args[1] == "-" {
+            args[1] = &peer.addr;
+        } else {
+            args.insert(1, &peer.addr);
+        }
+        let out = hftp(&args, work.path());
+        assert_code(&out, want);
+        let err = stderr(&out);
+        assert!(err.contains(message), "{args:?}: {err}");
+        assert!(err.starts_with("hftp: "), "{err}");
+        assert!(
+            !work.path().join("noise.bin").exists(),
+            "nothing under the final name"
+        );
+    }
+}
+
+/// Kills a download midway (a peer that never answers the second half),
+/// then finishes it with `--continue` from a peer that counts what it sends.
+#[test]
+fn resume_after_kill() {
+    let dir = fixture();
+    let data = noise(16 * MIB, 9);
+    fs::write(dir.path().join("r.bin"), &data).expect("write");
+    let half = 8 * MIB as u64;
+    let stalling = Peer::start(
+        dir.path(),
+        PeerConfig {
+            modern: true,
+            stall_from: Some(half),
+            ..PeerConfig::default()
+        },
+    );
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(HFTP)
+        .args(["get", &stalling.addr, "r.bin", "-j", "2", "-q"])
+        .current_dir(work.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // 16 MiB over 2 connections: 2 MiB segments, 4 of them below `half`.
+    let state = work.path().join(".r.bin.hftp-state");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let lines = fs::read_to_string(&state)
+            .map(|s| s.lines().count())
+            .unwrap_or(0);
+        if lines > 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the first half never completed");
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "the client exited early"
+        );
+        // Polling, bounded by the deadline: not a stand-in for synchronisation.
+        thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    assert!(!work.path().join("r.bin").exists());
+    assert!(work.path().join(".r.bin.hftp-part").exists());
+
+    let peer = Peer::start(
+        dir.path(),
+        PeerConfig {
+            modern: true,
+            ..PeerConfig::default()
+        },
+    );
+    let out = hftp(
+        &["get", &peer.addr, "r.bin", "--continue", "-j", "2"],
+        work.path(),
+    );
+    assert_code(&out, 0);
+    assert!(fs::read(work.path().join("r.bin")).expect("read") == data);
+    let offsets = peer.stats.slice_offsets.lock().expect("lock").clone();
+    assert!(!offsets.is_empty());
+    assert!(
+        offsets.iter().all(|&o| o >= half),
+        "refetched the first half: {offsets:?}"
+    );
+    assert!(!work.path().join(".r.bin.hftp-part").exists());
+    assert!(!state.exists());
+}
+
+#[test]
+fn download_through_socks5_proxy() {
+    let dir = fixture();
+    let data = noise(12 * MIB, 5);
+    fs::write(dir.path().join("p.bin"), &data).expect("write");
+    let server = Server::start(dir.path());
+    let port = server.addr.rsplit(':').next().expect("port").to_owned();
+    let (proxy, stats) = start_proxy();
+    let work = tempfile::tempdir().expect("tempdir");
+    let target = format!("localhost:{port}");
+    let url = format!("socks5h://{proxy}");
+    let out = hftp(
+        &["get", &target, "p.bin", "--proxy", &url, "-j", "3"],
+        work.path(),
+    );
+    assert_code(&out, 0);
+    assert!(fs::read(work.path().join("p.bin")).expect("read") == data);
+    let requests = stats.requests.lock().expect("lock").clone();
+    assert!(requests.len() >= 2, "{requests:?}");
+    assert!(
+        requests.iter().all(|r| *r == format!("3 localhost:{port}")),
+        "names go to the proxy: {requests:?}"
+    );
+
+    // The environment variable works too.
+    let out = Command::new(HFTP)
+        .args(["cat", &target, "hola.txt"])
+        .env("HFTP_PROXY", &url)
+        .output()
+        .expect("run");
+    assert_code(&out, 0);
+    assert_eq!(out.stdout, HOLA);
+    assert!(stats.requests.lock().expect("lock").len() > requests.len());
+
+    // A proxy that cannot reach the target: exit 5.
+    let out = hftp(&["ls", "localhost:1", "--proxy", &url], work.path());
+    assert_code(&out, 5);
+    assert!(
+        stderr(&out).contains("connection refused (SOCKS5 reply 5)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn shell_in_a_terminal() {
+    let dir = fixture();
+    let server = Server::start(dir.path());
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(HFTP);
+    cmd.args(["shell", &server.addr])
+        .current_dir(work.path())
+        .env("TERM", "xterm");
+    let mut p = rexpect::session::spawn_command(cmd, Some(30_000)).expect("spawn shell");
+    p.exp_string("3 files").expect("greeting");
+    p.exp_string("hola.txt").expect("listing");
+    p.exp_string("hftp> ").expect("prompt");
+    p.send_line("ls -l").expect("send");
+    p.exp_string("100000  noise.bin").expect("ls -l");
+    p.exp_string("hftp> ").expect("prompt");
+    // Tab completes a remote name.
+    p.send("get hol\t").expect("send");
+    p.send_line("").expect("send");
+    p.exp_string("saved hola.txt").expect("get");
+    p.exp_string("hftp> ").expect("prompt");
+    p.send_line("cat hola.txt 4:5").expect("send");
+    p.exp_string("calor").expect("cat");
+    p.send_line("stat nope").expect("send");
+    p.exp_string("202 FILE NOT FOUND").expect("error line");
+    p.send_line("help").expect("send");
+    p.exp_string("server commands: get_file_listing")
+        .expect("help");
+    p.send_line("quit").expect("send");
+    p.exp_eof().expect("exit");
+    assert_eq!(
+        fs::read(work.path().join("hola.txt")).expect("downloaded"),
+        HOLA
+    );
+}

@@ -1,0 +1,395 @@
+//! Where to connect: `HOST`, `HOST:PORT`, `[IPv6]:PORT`, optionally through
+//! a SOCKS5 proxy, with timeouts.
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::Client;
+
+/// The HFTP port when a target names none.
+pub const DEFAULT_PORT: u16 = 19500;
+
+/// Default connect, read and write timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A SOCKS5 proxy (RFC 1928, no authentication).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proxy {
+    pub host: String,
+    pub port: u16,
+    /// `socks5h://`: the proxy resolves the target's name (needed for
+    /// `.onion` names). `socks5://`: names are resolved locally.
+    pub remote_dns: bool,
+}
+
+impl Proxy {
+    /// Parses `socks5h://HOST:PORT` or `socks5://HOST:PORT` (port default 1080).
+    ///
+    /// ```
+    /// let p = hftp_client::Proxy::parse("socks5h://127.0.0.1:9050").unwrap();
+    /// assert!(p.remote_dns);
+    /// assert_eq!(p.port, 9050);
+    /// ```
+    pub fn parse(url: &str) -> Result<Proxy> {
+        let (remote_dns, rest) = if let Some(rest) = url.strip_prefix("socks5h://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("socks5://") {
+            (false, rest)
+        } else {
+            return Err(Error::Usage(format!(
+                "proxy {url:?}: expected socks5h://HOST:PORT or socks5://HOST:PORT"
+            )));
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let (host, port) = split_host_port(rest, 1080)
+            .map_err(|why| Error::Usage(format!("proxy {url:?}: {why}")))?;
+        Ok(Proxy {
+            host,
+            port,
+            remote_dns,
+        })
+    }
+}
+
+impl fmt::Display for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.remote_dns { "socks5h" } else { "socks5" };
+        write!(f, "{scheme}://{}", HostPort(&self.host, self.port))
+    }
+}
+
+/// A server to talk to, and how: the recipe for new connections.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub proxy: Option<Proxy>,
+    /// Connect timeout, and the longest a read or write may wait.
+    pub timeout: Duration,
+    /// Ask for `raw` slices (falling back to base64 on classic servers).
+    pub raw: bool,
+}
+
+impl Endpoint {
+    /// Parses `HOST`, `HOST:PORT`, `[IPv6]:PORT` or a bare IPv6 address; the
+    /// port defaults to [`DEFAULT_PORT`].
+    ///
+    /// ```
+    /// use hftp_client::Endpoint;
+    /// let e = Endpoint::parse("[::1]:2000").unwrap();
+    /// assert_eq!((e.host.as_str(), e.port), ("::1", 2000));
+    /// assert_eq!(Endpoint::parse("example.org").unwrap().port, 19500);
+    /// assert!(Endpoint::parse("host:notaport").is_err());
+    /// ```
+    pub fn parse(target: &str) -> Result<Endpoint> {
+        let (host, port) = split_host_port(target, DEFAULT_PORT)
+            .map_err(|why| Error::Usage(format!("target {target:?}: {why}")))?;
+        Ok(Endpoint {
+            host,
+            port,
+            proxy: None,
+            timeout: DEFAULT_TIMEOUT,
+            raw: true,
+        })
+    }
+
+    pub fn with_proxy(mut self, proxy: Option<Proxy>) -> Endpoint {
+        self.proxy = proxy;
+        self
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Endpoint {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Whether to use `raw` slices where the server has them (default true).
+    pub fn with_raw(mut self, raw: bool) -> Endpoint {
+        self.raw = raw;
+        self
+    }
+
+    /// Opens a new connection.
+    pub fn connect(&self) -> Result<Client> {
+        let stream = match &self.proxy {
+            None => connect_direct(&self.host, self.port, self.timeout, &self.to_string())?,
+            Some(proxy) => self.connect_via(proxy)?,
+        };
+        Client::from_stream(stream, self)
+    }
+
+    fn connect_via(&self, proxy: &Proxy) -> Result<TcpStream> {
+        let mut stream = connect_direct(
+            &proxy.host,
+            proxy.port,
+            self.timeout,
+            &format!("proxy {proxy}"),
+        )?;
+        set_timeouts(&stream, self.timeout, &proxy.to_string())?;
+        socks5_handshake(&mut stream, self, proxy)?;
+        Ok(stream)
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        HostPort(&self.host, self.port).fmt(f)
+    }
+}
+
+struct HostPort<'a>(&'a str, u16);
+
+impl fmt::Display for HostPort<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.contains(':') {
+            write!(f, "[{}]:{}", self.0, self.1)
+        } else {
+            write!(f, "{}:{}", self.0, self.1)
+        }
+    }
+}
+
+fn split_host_port(s: &str, default_port: u16) -> Result<(String, u16), String> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or("missing ']' after an IPv6 address")?;
+        host.parse::<Ipv6Addr>()
+            .map_err(|_| format!("{host:?} is not an IPv6 address"))?;
+        match after {
+            "" => (host, None),
+            _ => (
+                host,
+                Some(
+                    after
+                        .strip_prefix(':')
+                        .ok_or("expected ':PORT' after ']'")?,
+                ),
+            ),
+        }
+    } else if s.matches(':').count() > 1 {
+        s.parse::<Ipv6Addr>()
+            .map_err(|_| "more than one ':' (write an IPv6 address as [ADDR]:PORT)".to_owned())?;
+        (s, None)
+    } else if let Some((host, port)) = s.split_once(':') {
+        (host, Some(port))
+    } else {
+        (s, None)
+    };
+    if host.is_empty() {
+        return Err("empty host name".into());
+    }
+    if host
+        .bytes()
+        .any(|b| b.is_ascii_whitespace() || b == b'/' || b == b'@')
+    {
+        return Err(format!("{host:?} is not a host name"));
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n != 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => return Err(format!("{p:?} is not a port number (1-65535)")),
+        },
+    };
+    Ok((host.to_owned(), port))
+}
+
+fn connect_direct(host: &str, port: u16, timeout: Duration, what: &str) -> Result<TcpStream> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|source| Error::Connect {
+            target: what.to_owned(),
+            source,
+        })?
+        .collect();
+    let mut last = None;
+    for addr in &addrs {
+        match TcpStream::connect_timeout(addr, timeout) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    let source = last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the name resolves to no address",
+        )
+    });
+    Err(Error::Connect {
+        target: what.to_owned(),
+        source,
+    })
+}
+
+pub(crate) fn set_timeouts(stream: &TcpStream, timeout: Duration, what: &str) -> Result<()> {
+    let timeout = (!timeout.is_zero()).then_some(timeout);
+    stream
+        .set_read_timeout(timeout)
+        .and_then(|()| stream.set_write_timeout(timeout))
+        .and_then(|()| stream.set_nodelay(true))
+        .map_err(|source| Error::Network {
+            what: what.to_owned(),
+            source,
+        })
+}
+
+/// The client side of RFC 1928: no authentication, CONNECT.
+fn socks5_handshake(stream: &mut TcpStream, target: &Endpoint, proxy: &Proxy) -> Result<()> {
+    let io_err = |source: std::io::Error| {
+        if crate::error::is_timeout(&source) {
+            Error::Timeout {
+                what: format!("proxy {proxy}"),
+            }
+        } else if source.kind() == std::io::ErrorKind::UnexpectedEof {
+            Error::Proxy(format!(
+                "{proxy} closed the connection during the handshake"
+            ))
+        } else {
+            Error::Proxy(format!("{proxy}: {source}"))
+        }
+    };
+    stream.write_all(&[5, 1, 0]).map_err(io_err)?;
+    let mut choice = [0u8; 2];
+    stream.read_exact(&mut choice).map_err(io_err)?;
+    match choice {
+        [5, 0] => {}
+        [5, 0xff] => {
+            return Err(Error::Proxy(format!(
+                "{proxy} requires authentication (not supported)"
+            )))
+        }
+        other => {
+            return Err(Error::Proxy(format!(
+                "{proxy} is not a SOCKS5 proxy (answered {other:?})"
+            )))
+        }
+    }
+    let mut req = vec![5, 1, 0];
+    let ip = match target.host.parse::<IpAddr>() {
+        Ok(ip) => Some(ip),
+        Err(_) if proxy.remote_dns => None,
+        Err(_) => {
+            let addr = (target.host.as_str(), target.port)
+                .to_socket_addrs()
+                .map_err(|source| Error::Connect {
+                    target: target.to_string(),
+                    source,
+                })?
+                .next()
+                .ok_or_else(|| Error::Connect {
+                    target: target.to_string(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address"),
+                })?;
+            Some(addr.ip())
+        }
+    };
+    match ip {
+        Some(IpAddr::V4(v4)) => {
+            req.push(1);
+            req.extend_from_slice(&v4.octets());
+        }
+        Some(IpAddr::V6(v6)) => {
+            req.push(4);
+            req.extend_from_slice(&v6.octets());
+        }
+        None => {
+            let name = target.host.as_bytes();
+            let len = u8::try_from(name.len())
+                .map_err(|_| Error::Usage(format!("host name {:?} is too long", target.host)))?;
+            req.push(3);
+            req.push(len);
+            req.extend_from_slice(name);
+        }
+    }
+    req.extend_from_slice(&target.port.to_be_bytes());
+    stream.write_all(&req).map_err(io_err)?;
+    let mut head = [0u8; 4];
+    stream.read_exact(&mut head).map_err(io_err)?;
+    if head[0] != 5 {
+        return Err(Error::Proxy(format!("{proxy} sent a malformed reply")));
+    }
+    if head[1] != 0 {
+        let why = match head[1] {
+            1 => "general failure",
+            2 => "connection not allowed by ruleset",
+            3 => "network unreachable",
+            4 => "host unreachable",
+            5 => "connection refused",
+            6 => "TTL expired",
+            7 => "command not supported",
+            8 => "address type not supported",
+            _ => "unknown error",
+        };
+        return Err(Error::Proxy(format!(
+            "{proxy} could not reach {target}: {why} (SOCKS5 reply {})",
+            head[1]
+        )));
+    }
+    let rest = match head[3] {
+        1 => 4 + 2,
+        4 => 16 + 2,
+        3 => {
+            let mut len = [0u8; 1];
+            stream.read_exact(&mut len).map_err(io_err)?;
+            usize::from(len[0]) + 2
+        }
+        other => {
+            return Err(Error::Proxy(format!(
+                "{proxy} sent an unknown address type {other}"
+            )))
+        }
+    };
+    let mut bound = vec![0u8; rest];
+    stream.read_exact(&mut bound).map_err(io_err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let ok = |s: &str| {
+            let e = Endpoint::parse(s).unwrap();
+            (e.host, e.port)
+        };
+        assert_eq!(ok("localhost"), ("localhost".into(), 19500));
+        assert_eq!(ok("localhost:1"), ("localhost".into(), 1));
+        assert_eq!(ok("127.0.0.1:65535"), ("127.0.0.1".into(), 65535));
+        assert_eq!(ok("[::1]:80"), ("::1".into(), 80));
+        assert_eq!(ok("[::1]"), ("::1".into(), 19500));
+        assert_eq!(ok("::1"), ("::1".into(), 19500));
+        assert_eq!(ok("abc.onion"), ("abc.onion".into(), 19500));
+        for bad in [
+            "", ":80", "h:", "h:0", "h:65536", "h:+1", "h:x", "[::1", "[x]:1", "[::1]x", "a:b:c",
+            "a b", "h: 1",
+        ] {
+            assert!(
+                matches!(Endpoint::parse(bad), Err(Error::Usage(_))),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(Endpoint::parse("[::1]:5").unwrap().to_string(), "[::1]:5");
+    }
+
+    #[test]
+    fn proxies() {
+        let p = Proxy::parse("socks5h://localhost").unwrap();
+        assert_eq!(
+            (p.host.as_str(), p.port, p.remote_dns),
+            ("localhost", 1080, true)
+        );
+        let p = Proxy::parse("socks5://[::1]:9050/").unwrap();
+        assert_eq!(
+            (p.host.as_str(), p.port, p.remote_dns),
+            ("::1", 9050, false)
+        );
+        assert!(Proxy::parse("http://x:1").is_err());
+        assert!(Proxy::parse("socks5h://").is_err());
+    }
+}

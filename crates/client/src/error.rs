@@ -1,0 +1,159 @@
+//! The client's one error type, and the exit code each error maps to.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use hftp_proto::reply::ReplyError;
+use hftp_proto::Status;
+
+/// Exit codes of the `hftp` client subcommands (documented in
+/// `docs/client.md` and in `hftp get --help`).
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Anything not covered below (a bug).
+    pub const OTHER: u8 = 1;
+    /// Bad command line: target, file name, range, options.
+    pub const USAGE: u8 = 2;
+    /// The server has no such file (`202`), or the range lies outside it (`203`).
+    pub const NOT_FOUND: u8 = 3;
+    /// The server broke the protocol, answered an error status other than
+    /// `202`/`203`, closed the connection early, or the file changed while
+    /// it was downloaded.
+    pub const PROTOCOL: u8 = 4;
+    /// Could not connect: refused, unreachable, name not resolved, proxy failure.
+    pub const CONNECT: u8 = 5;
+    /// A connect, read or write timed out.
+    pub const TIMEOUT: u8 = 6;
+    /// Local problem: the target file exists (no `--force`), or a local
+    /// file could not be created, written or renamed.
+    pub const LOCAL: u8 = 7;
+}
+
+/// Everything that can go wrong talking to a server or writing a download.
+#[derive(Debug)]
+pub enum Error {
+    /// Bad input from the user: target syntax, file name, range.
+    Usage(String),
+    /// The server answered `request` with an error status.
+    Status { request: String, status: Status },
+    /// The server's reply to `request` broke the protocol.
+    Protocol { request: String, error: ReplyError },
+    /// The server closed the connection before its reply to `request` was complete.
+    Closed { request: String, error: ReplyError },
+    /// Connecting to `target` failed.
+    Connect { target: String, source: io::Error },
+    /// The SOCKS5 proxy refused or failed.
+    Proxy(String),
+    /// No progress for the configured timeout while doing `what`.
+    Timeout { what: String },
+    /// A network error on an established connection.
+    Network { what: String, source: io::Error },
+    /// The writer a slice was streamed into failed.
+    Output(io::Error),
+    /// The download target already exists (and `force` was not given).
+    Exists(PathBuf),
+    /// A local file operation failed.
+    Local {
+        path: PathBuf,
+        what: &'static str,
+        source: io::Error,
+    },
+    /// The remote file changed size during the download.
+    Changed {
+        name: String,
+        before: u64,
+        after: u64,
+    },
+}
+
+impl Error {
+    /// The documented process exit code for this error (see [`exit`]).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => exit::USAGE,
+            Error::Status { status, .. } => match status {
+                Status::FileNotFound | Status::OffsetExceedsFileSize => exit::NOT_FOUND,
+                _ => exit::PROTOCOL,
+            },
+            Error::Protocol { .. } | Error::Closed { .. } | Error::Changed { .. } => exit::PROTOCOL,
+            Error::Network { source, .. } if is_timeout(source) => exit::TIMEOUT,
+            Error::Network { .. } => exit::PROTOCOL,
+            Error::Connect { source, .. } if is_timeout(source) => exit::TIMEOUT,
+            Error::Connect { .. } | Error::Proxy(_) => exit::CONNECT,
+            Error::Timeout { .. } => exit::TIMEOUT,
+            Error::Output(_) | Error::Exists(_) | Error::Local { .. } => exit::LOCAL,
+        }
+    }
+
+    /// Whether the connection that produced this error can no longer be used.
+    pub fn breaks_connection(&self) -> bool {
+        match self {
+            Error::Usage(_) | Error::Exists(_) | Error::Local { .. } | Error::Changed { .. } => {
+                false
+            }
+            Error::Status { status, .. } => status.is_fatal(),
+            _ => true,
+        }
+    }
+}
+
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    )
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(msg) => f.write_str(msg),
+            Error::Status { request, status } => {
+                let what = match status {
+                    Status::FileNotFound => " (no such file)",
+                    Status::OffsetExceedsFileSize => " (range outside the file)",
+                    _ => "",
+                };
+                write!(f, "{request}: server answered {status}{what}")
+            }
+            Error::Protocol { request, error } => {
+                write!(f, "{request}: protocol error in the reply: {error}")
+            }
+            Error::Closed { request, error } => write!(f, "{request}: {error}"),
+            Error::Connect { target, source } => write!(f, "cannot connect to {target}: {source}"),
+            Error::Proxy(msg) => write!(f, "proxy: {msg}"),
+            Error::Timeout { what } => write!(f, "{what}: timed out"),
+            Error::Network { what, source } if is_timeout(source) => write!(f, "{what}: timed out"),
+            Error::Network { what, source } => write!(f, "{what}: {source}"),
+            Error::Output(source) => write!(f, "writing the output: {source}"),
+            Error::Exists(path) => {
+                write!(f, "{} already exists (use --force to overwrite)", path.display())
+            }
+            Error::Local { path, what, source } => {
+                write!(f, "cannot {what} {}: {source}", path.display())
+            }
+            Error::Changed { name, before, after } => write!(
+                f,
+                "{name}: the remote file changed size during the download ({before} -> {after} bytes)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Connect { source, .. }
+            | Error::Network { source, .. }
+            | Error::Output(source)
+            | Error::Local { source, .. } => Some(source),
+            Error::Protocol { error, .. } | Error::Closed { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// Result with the client's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
