@@ -149,8 +149,16 @@ impl Session {
         if range.size <= INLINE_SLICE {
             return inline_slice(&*source, range, mode, out);
         }
+        // Read the first piece before the status line goes out, so that a
+        // file that cannot be read is still answered 199.
+        let start = out.len();
         write_slice_head(out, mode, range.size);
-        Outcome::Stream(SliceBody::new(source, range.offset, range.size, mode))
+        let mut body = SliceBody::new(source, range.offset, range.size, mode);
+        if let Err(e) = body.fill(out) {
+            out.truncate(start);
+            return storage_failure(out, StorageError::Io(e));
+        }
+        Outcome::Stream(body)
     }
 }
 

@@ -119,6 +119,7 @@ impl LocalDir {
         let flags = if flags.contains(OFlags::PATH) { flags } else { flags | OFlags::NOCTTY };
         let fd = match openat2(dir, name, flags | OFlags::CLOEXEC, Mode::empty(), self.resolve_flags()) {
             Ok(fd) => fd,
+            Err(rustix::io::Errno::XDEV) if !self.follow_symlinks => self.open_absolute_link(dir, name, flags)?,
             Err(e) => return Err(classify(e.into())),
         };
         let st = rustix::fs::fstat(&fd).map_err(io::Error::from)?;
@@ -126,6 +127,22 @@ impl LocalDir {
             return Err(StorageError::NotFound);
         }
         Ok((fd, st.st_size as u64))
+    }
+
+    /// `RESOLVE_BENEATH` refuses every absolute symbolic link, even one
+    /// that points back inside the served directory. Such a link is
+    /// resolved here: if its target lies beneath the directory, the target
+    /// is opened by its path relative to the directory with no link
+    /// followed at all, so a race cannot swap in an escaping link.
+    fn open_absolute_link(&self, dir: BorrowedFd<'_>, name: &str, flags: OFlags) -> Result<OwnedFd, StorageError> {
+        let root = std::fs::canonicalize(&self.root)?;
+        let target = std::fs::canonicalize(self.root.join(name)).map_err(|_| StorageError::NotFound)?;
+        let relative = target.strip_prefix(&root).map_err(|_| StorageError::NotFound)?;
+        if relative.as_os_str().is_empty() {
+            return Err(StorageError::NotFound);
+        }
+        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        openat2(dir, relative, flags | OFlags::CLOEXEC, Mode::empty(), resolve).map_err(|e| classify(e.into()))
     }
 
     fn stat_in(&self, dir: BorrowedFd<'_>, name: &str) -> Result<u64, StorageError> {
@@ -205,11 +222,13 @@ mod tests {
         std::os::unix::fs::symlink("../secret", root.join("escape")).unwrap();
         std::os::unix::fs::symlink(tmp.path().join("secret"), root.join("abs-escape")).unwrap();
         std::os::unix::fs::symlink("b.txt", root.join("inside")).unwrap();
+        std::os::unix::fs::symlink(root.join("b.txt"), root.join("abs-inside")).unwrap();
         nix::unistd::mkfifo(&root.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
 
         let dir = LocalDir::new(&root, false).unwrap();
-        assert_eq!(dir.list().unwrap(), ["a.txt", "b.txt", "inside"]);
+        assert_eq!(dir.list().unwrap(), ["a.txt", "abs-inside", "b.txt", "inside"]);
         assert_eq!(dir.stat(&name("b.txt")).unwrap(), 5);
+        assert_eq!(dir.stat(&name("abs-inside")).unwrap(), 5);
         assert_eq!(dir.stat(&name("inside")).unwrap(), 5);
         for n in ["escape", "abs-escape", "sub", "fifo", "missing"] {
             assert!(matches!(dir.stat(&name(n)), Err(StorageError::NotFound)), "{n}");
