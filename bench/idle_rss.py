@@ -48,8 +48,6 @@ def wait_until(cond, what, limit=60):
 
 def measure(model, served):
     args = [BIN, "serve", "-d", served, "-p", "0", "-a", "127.0.0.1", "-m", model, "-q"]
-    if model == "pool":
-        args += ["--workers", str(N)]
     server = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
     try:
         line = ""

@@ -1,1 +1,29 @@
-//! placeholder
+//! # hftp-check — the HFTP conformance suite
+//!
+//! Named black-box cases, each an exchange over real TCP connections with
+//! bounded waits, checked against literal bytes from the spec
+//! (`shared/spec/HFTP.md`). Nothing here uses the project's own protocol
+//! code, so the suite can judge it. Cases that need particular files declare
+//! a fixture; the runner lays it out in the served directory before the case.
+//!
+//! ```no_run
+//! let config = hftp_check::Config::new("127.0.0.1:19500".parse().unwrap());
+//! let cases = hftp_check::cases::all();
+//! let selection: Vec<_> = cases.iter().collect();
+//! let results = hftp_check::run(&config, &selection, |r| println!("{}", hftp_check::report::text(r))).unwrap();
+//! println!("{}", hftp_check::Summary::of(&results));
+//! ```
+
+mod b64;
+pub mod case;
+pub mod cases;
+pub mod conn;
+mod escape;
+pub mod fixtures;
+pub mod outcome;
+pub mod report;
+mod runner;
+
+pub use case::{Case, Ctx, Revision, Then};
+pub use outcome::{CaseResult, Failure, Outcome, Summary};
+pub use runner::{probe_revision, run, selected, Config};

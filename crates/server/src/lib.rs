@@ -16,6 +16,7 @@ pub mod connection;
 pub mod drivers;
 pub mod listen;
 pub mod privileges;
+pub mod readiness;
 pub mod session;
 pub mod signals;
 pub mod storage;

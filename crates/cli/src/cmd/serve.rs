@@ -20,7 +20,8 @@ pub enum ModelArg {
     Async,
     /// One OS thread per connection.
     Threads,
-    /// A fixed pool of --workers threads; at most that many clients are served at once, others wait.
+    /// A fixed pool of --workers threads behind an epoll loop; workers never wait for a client,
+    /// so idle or slow clients hold no worker. --workers bounds requests worked on at once.
     Pool,
     /// One process per connection (fork after accept).
     Fork,
@@ -130,7 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let mut banner = format!("hftp {} serving {} (model {model}", env!("CARGO_PKG_VERSION"), root.display());
     match model {
-        Model::Pool => banner += &format!(", {workers} workers: at most {workers} clients served at once"),
+        Model::Pool => banner += &format!(", {workers} workers: at most {workers} requests worked on at once"),
         Model::Async => banner += &format!(", {workers} threads"),
         _ => {}
     }

@@ -6,5 +6,6 @@ pub mod async_tasks;
 pub mod fork;
 pub mod poll;
 pub mod pool;
+mod reactor;
 pub mod threads;
 mod tracker;

@@ -1,0 +1,178 @@
+//! What a case is: a named black-box exchange with its spec section, the
+//! served-directory content it needs and what it requires of the server.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::conn::Conn;
+use crate::escape::show;
+use crate::fixtures::{Fixture, FixtureDir};
+use crate::outcome::Failure;
+
+/// The protocol revision a case belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revision {
+    /// Every HFTP server must pass it.
+    Classic,
+    /// Needs the 2026 revision (`help`, `raw`).
+    Rev2026,
+}
+
+/// What the connection must do after an exchange's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Then {
+    /// Non-fatal: it still answers (`quit` → `0 OK`, EOF).
+    Open,
+    /// Fatal: the server closes (orderly EOF, nothing more).
+    Closed,
+}
+
+/// A case's body: a plain exchange, or code.
+enum Body {
+    Exchange {
+        send: Vec<u8>,
+        answer: Vec<u8>,
+        then: Then,
+    },
+    Custom(fn(&Ctx) -> Result<(), Failure>),
+}
+
+/// One named conformance case.
+pub struct Case {
+    pub id: &'static str,
+    /// Section of `HFTP.md` the case checks.
+    pub section: &'static str,
+    /// What the spec requires, in a line.
+    pub expected: String,
+    /// Served-directory content; `None` when the case does not care.
+    pub fixture: Option<Fixture>,
+    pub revision: Revision,
+    /// Only meaningful against a server that is not root (permission errors).
+    pub needs_unprivileged: bool,
+    body: Body,
+}
+
+impl Case {
+    /// Sends `send` in one write, expects exactly `answer`, then `then`.
+    pub fn exchange(
+        id: &'static str,
+        section: &'static str,
+        send: impl Into<Vec<u8>>,
+        answer: impl Into<Vec<u8>>,
+        then: Then,
+    ) -> Case {
+        let (send, answer) = (send.into(), answer.into());
+        let after = match then {
+            Then::Open => "connection stays open",
+            Then::Closed => "then EOF",
+        };
+        let expected = format!("`{}` → `{}`, {after}", show(&send), show(&answer));
+        Case::new(id, section, expected, Body::Exchange { send, answer, then })
+    }
+
+    /// Runs `run`; `expected` says what it checks.
+    pub fn custom(
+        id: &'static str,
+        section: &'static str,
+        expected: &str,
+        run: fn(&Ctx) -> Result<(), Failure>,
+    ) -> Case {
+        Case::new(id, section, expected.to_string(), Body::Custom(run))
+    }
+
+    fn new(id: &'static str, section: &'static str, expected: String, body: Body) -> Case {
+        Case {
+            id,
+            section,
+            expected,
+            fixture: None,
+            revision: Revision::Classic,
+            needs_unprivileged: false,
+            body,
+        }
+    }
+
+    /// Declares the served-directory content the case needs.
+    pub fn fixture(mut self, fixture: Fixture) -> Case {
+        self.fixture = Some(fixture);
+        self
+    }
+
+    /// Marks the case as 2026-revision only.
+    pub fn rev2026(mut self) -> Case {
+        self.revision = Revision::Rev2026;
+        self
+    }
+
+    /// Marks the case as needing a server that does not run as root.
+    pub fn unprivileged(mut self) -> Case {
+        self.needs_unprivileged = true;
+        self
+    }
+
+    /// What the case needs beyond a server: `dir`, `unprivileged`, `2026`.
+    pub fn needs(&self) -> Vec<&'static str> {
+        let mut needs = Vec::new();
+        if self.fixture.is_some() {
+            needs.push("dir");
+        }
+        if self.needs_unprivileged {
+            needs.push("unprivileged");
+        }
+        if self.revision == Revision::Rev2026 {
+            needs.push("2026");
+        }
+        needs
+    }
+
+    pub fn run(&self, ctx: &Ctx) -> Result<(), Failure> {
+        match &self.body {
+            Body::Exchange { send, answer, then } => {
+                let mut conn = ctx.connect()?;
+                conn.request(send, answer)?;
+                match then {
+                    Then::Open => conn.expect_open(),
+                    Then::Closed => conn.expect_eof(),
+                }
+            }
+            Body::Custom(run) => run(ctx),
+        }
+    }
+}
+
+/// What a running case can reach: the server and the served directory.
+pub struct Ctx {
+    pub addr: SocketAddr,
+    /// Bound on every wait for the server.
+    pub timeout: Duration,
+    dir: Option<FixtureDir>,
+}
+
+impl Ctx {
+    pub fn new(addr: SocketAddr, timeout: Duration, dir: Option<FixtureDir>) -> Ctx {
+        Ctx { addr, timeout, dir }
+    }
+
+    /// A new connection to the server.
+    pub fn connect(&self) -> Result<Conn, Failure> {
+        Conn::connect(self.addr, self.timeout)
+    }
+
+    /// The served directory. Only cases that declare a fixture may call it:
+    /// the runner skips them when there is no directory.
+    pub fn dir(&self) -> &FixtureDir {
+        self.dir
+            .as_ref()
+            .expect("case declared no fixture but uses the served directory")
+    }
+}
+
+/// A fixture-manipulation error inside a case, as a failure of the suite's
+/// own set-up.
+pub fn setup(what: &str, err: std::io::Error) -> Failure {
+    Failure::new(
+        format!("set-up: {what}"),
+        "the suite can prepare the served directory",
+        err.to_string(),
+    )
+}

@@ -1,0 +1,308 @@
+//! One client connection with bounded waits: every read has a deadline, so a
+//! silent or slow server makes a case fail with "timeout" instead of hanging.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::escape::show;
+use crate::outcome::Failure;
+
+/// Bytes kept of an answer's start for the report.
+const SHOWN_PREFIX: usize = 512;
+/// Extra time an expectation gets per 4 MiB it waits for.
+const PER_4_MIB: Duration = Duration::from_secs(1);
+/// A line longer than this is not a status or listing line.
+const MAX_LINE: usize = 1 << 20;
+
+/// A connection to the server under test.
+pub struct Conn {
+    stream: TcpStream,
+    timeout: Duration,
+    /// Received, not yet consumed.
+    pending: Vec<u8>,
+    /// Rendering of the last bytes sent, to say in reports what was answered.
+    last_sent: String,
+}
+
+/// Result of waiting for more bytes.
+enum Fill {
+    Data,
+    Eof,
+    Reset,
+    Timeout,
+    Error(io::Error),
+}
+
+impl Conn {
+    /// Connects with `timeout` bounding the connect and every later wait.
+    pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, Failure> {
+        let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| {
+            Failure::new(
+                format!("connect to {addr}"),
+                "the server accepts",
+                e.to_string(),
+            )
+        })?;
+        stream.set_nodelay(true).ok();
+        stream.set_write_timeout(Some(timeout)).ok();
+        Ok(Conn {
+            stream,
+            timeout,
+            pending: Vec::new(),
+            last_sent: "(nothing)".into(),
+        })
+    }
+
+    /// Sends `bytes` in one write.
+    pub fn send(&mut self, bytes: &[u8]) -> Result<(), Failure> {
+        self.last_sent = show(bytes);
+        self.stream
+            .write_all(bytes)
+            .map_err(|e| self.write_failure(e))
+    }
+
+    /// Sends `bytes` one byte per write, `pause` apart.
+    pub fn send_bytewise(&mut self, bytes: &[u8], pause: Duration) -> Result<(), Failure> {
+        self.last_sent = show(bytes);
+        for (i, byte) in bytes.iter().enumerate() {
+            if i > 0 {
+                thread::sleep(pause);
+            }
+            self.stream
+                .write_all(std::slice::from_ref(byte))
+                .map_err(|e| self.write_failure(e))?;
+        }
+        Ok(())
+    }
+
+    /// Sends `bytes` from another thread, so the answer can be read while the
+    /// server is still being written to. Write errors (the server closing)
+    /// end the writer quietly; join the handle to wait for it.
+    pub fn send_in_background(&mut self, bytes: Vec<u8>) -> Result<JoinHandle<()>, Failure> {
+        self.last_sent = show(&bytes);
+        let mut stream = self.stream.try_clone().map_err(|e| self.write_failure(e))?;
+        Ok(thread::spawn(move || {
+            for chunk in bytes.chunks(64 * 1024) {
+                if stream.write_all(chunk).is_err() {
+                    return;
+                }
+            }
+        }))
+    }
+
+    /// Sends `request` and expects exactly `answer`.
+    pub fn request(&mut self, request: &[u8], answer: &[u8]) -> Result<(), Failure> {
+        self.send(request)?;
+        self.expect(answer)
+    }
+
+    /// Reads exactly `expected.len()` bytes and requires them to equal
+    /// `expected`.
+    pub fn expect(&mut self, expected: &[u8]) -> Result<(), Failure> {
+        let deadline = Instant::now() + self.budget(expected.len());
+        let mut matched = 0;
+        let mut seen = Vec::new();
+        loop {
+            let n = self.pending.len().min(expected.len() - matched);
+            if self.pending[..n] != expected[matched..matched + n] {
+                let at = (0..n)
+                    .find(|&i| self.pending[i] != expected[matched + i])
+                    .unwrap_or(0);
+                return Err(self.mismatch(expected, matched, at, seen));
+            }
+            if seen.len() < SHOWN_PREFIX {
+                let keep = n.min(SHOWN_PREFIX - seen.len());
+                seen.extend_from_slice(&self.pending[..keep]);
+            }
+            self.pending.drain(..n);
+            matched += n;
+            if matched == expected.len() {
+                return Ok(());
+            }
+            let got = match self.fill(deadline) {
+                Fill::Data => continue,
+                Fill::Eof => format!(
+                    "`{}`, then EOF after {matched} of {} bytes",
+                    show(&seen),
+                    expected.len()
+                ),
+                Fill::Reset => {
+                    format!(
+                        "`{}`, then connection reset after {matched} of {} bytes",
+                        show(&seen),
+                        expected.len()
+                    )
+                }
+                Fill::Timeout => format!(
+                    "timeout: {matched} of {} bytes in {:.1} s: `{}`",
+                    expected.len(),
+                    self.budget(expected.len()).as_secs_f64(),
+                    show(&seen)
+                ),
+                Fill::Error(e) => format!("`{}`, then read error: {e}", show(&seen)),
+            };
+            return Err(Failure::new(
+                self.step(),
+                format!("`{}`", show(expected)),
+                got,
+            ));
+        }
+    }
+
+    /// Reads one line, CRLF included (a status line, a listing line).
+    pub fn read_line(&mut self) -> Result<Vec<u8>, Failure> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            if let Some(pos) = self.pending.windows(2).position(|w| w == b"\r\n") {
+                return Ok(self.pending.drain(..pos + 2).collect());
+            }
+            if self.pending.len() > MAX_LINE {
+                return Err(Failure::new(
+                    self.step(),
+                    "a line ended by CRLF",
+                    "over 1 MiB without CRLF",
+                ));
+            }
+            let got = match self.fill(deadline) {
+                Fill::Data => continue,
+                Fill::Eof => format!("`{}`, then EOF", show(&self.pending)),
+                Fill::Reset => format!("`{}`, then connection reset", show(&self.pending)),
+                Fill::Timeout => format!("timeout; received `{}`", show(&self.pending)),
+                Fill::Error(e) => format!("read error: {e}"),
+            };
+            return Err(Failure::new(self.step(), "a line ended by CRLF", got));
+        }
+    }
+
+    /// Requires the server to close the connection (orderly EOF, not a reset)
+    /// with nothing more sent.
+    pub fn expect_eof(&mut self) -> Result<(), Failure> {
+        self.expect_eof_within(self.timeout)
+    }
+
+    /// Like [`Conn::expect_eof`], with `limit` counted from now.
+    pub fn expect_eof_within(&mut self, limit: Duration) -> Result<(), Failure> {
+        let expected = format!("EOF within {:.1} s, nothing more", limit.as_secs_f64());
+        let deadline = Instant::now() + limit;
+        let got = if !self.pending.is_empty() {
+            format!("more bytes: `{}`", show(&self.pending))
+        } else {
+            match self.fill(deadline) {
+                Fill::Eof => return Ok(()),
+                Fill::Data => format!("more bytes: `{}`", show(&self.pending)),
+                Fill::Reset => "connection reset (RST) instead of an orderly close".into(),
+                Fill::Timeout => "timeout: the connection stayed open".into(),
+                Fill::Error(e) => format!("read error: {e}"),
+            }
+        };
+        Err(Failure::new(
+            format!("after the answer to `{}`", self.last_sent),
+            expected,
+            got,
+        ))
+    }
+
+    /// Proves the connection still answers: `quit` gets `0 OK` and EOF.
+    pub fn expect_open(&mut self) -> Result<(), Failure> {
+        self.request(b"quit\r\n", b"0 OK\r\n")?;
+        self.expect_eof()
+    }
+
+    /// Half-closes: the server sees EOF after what was sent.
+    pub fn shutdown_write(&mut self) {
+        self.stream.shutdown(Shutdown::Write).ok();
+    }
+
+    fn budget(&self, len: usize) -> Duration {
+        self.timeout + PER_4_MIB * u32::try_from(len >> 22).unwrap_or(u32::MAX)
+    }
+
+    fn step(&self) -> String {
+        format!("answer to `{}`", self.last_sent)
+    }
+
+    fn write_failure(&self, e: io::Error) -> Failure {
+        Failure::new(
+            format!("send `{}`", self.last_sent),
+            "the server reads the request",
+            format!("write failed: {e}"),
+        )
+    }
+
+    /// Waits until more bytes arrive in `pending`, the peer closes, or
+    /// `deadline` passes.
+    fn fill(&mut self, deadline: Instant) -> Fill {
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Fill::Timeout;
+            }
+            let wait = (deadline - now)
+                .min(self.timeout)
+                .max(Duration::from_millis(1));
+            if let Err(e) = self.stream.set_read_timeout(Some(wait)) {
+                return Fill::Error(e);
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Fill::Eof,
+                Ok(n) => {
+                    self.pending.extend_from_slice(&buf[..n]);
+                    return Fill::Data;
+                }
+                Err(e) => match e.kind() {
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted => {
+                        continue
+                    }
+                    ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
+                        return Fill::Reset
+                    }
+                    _ => return Fill::Error(e),
+                },
+            }
+        }
+    }
+
+    /// Describes a wrong byte at `matched + at`, reading a little more of the
+    /// answer (briefly) so the report shows the server's whole line.
+    fn mismatch(
+        &mut self,
+        expected: &[u8],
+        matched: usize,
+        at: usize,
+        mut seen: Vec<u8>,
+    ) -> Failure {
+        let short = Instant::now() + Duration::from_millis(200);
+        while !self.pending[at..].windows(2).any(|w| w == b"\r\n") && self.pending.len() < at + 256
+        {
+            if !matches!(self.fill(short), Fill::Data) {
+                break;
+            }
+        }
+        let offset = matched + at;
+        if expected.len() <= SHOWN_PREFIX && seen.len() == matched {
+            seen.extend_from_slice(&self.pending[..(at + 256).min(self.pending.len())]);
+            return Failure::new(
+                self.step(),
+                format!("`{}`", show(expected)),
+                format!("`{}`", show(&seen)),
+            );
+        }
+        let window = |bytes: &[u8], from: usize| show(&bytes[from..(from + 48).min(bytes.len())]);
+        Failure::new(
+            self.step(),
+            format!(
+                "{} bytes; from byte {offset}: `{}`",
+                expected.len(),
+                window(expected, offset)
+            ),
+            format!(
+                "from byte {offset}: `{}` (answer began `{}`)",
+                window(&self.pending, at),
+                show(&seen)
+            ),
+        )
+    }
+}

@@ -1,0 +1,205 @@
+//! The served directory's content for each case. The suite owns that
+//! directory: before every case the runner empties it (the path itself stays)
+//! and lays out the files the case declares.
+
+use std::ffi::CString;
+use std::fs::{self, Permissions};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Lays out a case's files in the (emptied) served directory.
+pub type Fixture = fn(&FixtureDir) -> io::Result<()>;
+
+/// The spec's example file content (32 bytes).
+pub const HOLA: &[u8] = b"Que calor que hace hoy, pinocho!";
+/// Size of the mid-sized fixture file `big.bin`.
+pub const BIG_LEN: usize = 123_459;
+/// Size of the file holding every byte value, fetched whole.
+pub const HUGE_LEN: usize = 32 << 20;
+/// Content with NUL, CR, LF and high bytes: nothing in a body is special.
+pub const AWKWARD: &[u8] = b"\0\r\n\n\r\0\0CRLF\r\n in body\xff\xfe\x80\x00end\r";
+
+/// Mode of fixture files: readable by a server that runs as anyone.
+const FILE_MODE: u32 = 0o644;
+/// Mode of fixture subdirectories.
+const DIR_MODE: u32 = 0o755;
+
+/// The served directory, as seen by a fixture or a case.
+pub struct FixtureDir {
+    path: PathBuf,
+    mode: u32,
+}
+
+impl FixtureDir {
+    /// `mode` is the served directory's own permission bits, restored by
+    /// [`FixtureDir::reset`].
+    pub fn new(path: &Path, mode: u32) -> FixtureDir {
+        FixtureDir {
+            path: path.to_path_buf(),
+            mode,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creates (or replaces) a regular file.
+    pub fn file(&self, name: &str, content: &[u8]) -> io::Result<()> {
+        let path = self.path.join(name);
+        fs::write(&path, content)?;
+        fs::set_permissions(&path, Permissions::from_mode(FILE_MODE))
+    }
+
+    /// Appends to a file.
+    pub fn append(&self, name: &str, content: &[u8]) -> io::Result<()> {
+        fs::OpenOptions::new()
+            .append(true)
+            .open(self.path.join(name))?
+            .write_all(content)
+    }
+
+    pub fn remove(&self, name: &str) -> io::Result<()> {
+        fs::remove_file(self.path.join(name))
+    }
+
+    pub fn subdir(&self, name: &str) -> io::Result<()> {
+        let path = self.path.join(name);
+        fs::create_dir(&path)?;
+        fs::set_permissions(&path, Permissions::from_mode(DIR_MODE))
+    }
+
+    pub fn fifo(&self, name: &str) -> io::Result<()> {
+        let path = CString::new(self.path.join(name).as_os_str().as_bytes())?;
+        // SAFETY: `path` is a valid NUL-terminated string for the call.
+        if unsafe { libc::mkfifo(path.as_ptr(), FILE_MODE as libc::mode_t) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    pub fn symlink(&self, name: &str, target: impl AsRef<Path>) -> io::Result<()> {
+        symlink(target, self.path.join(name))
+    }
+
+    pub fn chmod(&self, name: &str, mode: u32) -> io::Result<()> {
+        fs::set_permissions(self.path.join(name), Permissions::from_mode(mode))
+    }
+
+    /// Changes the served directory's own permission bits.
+    pub fn chmod_self(&self, mode: u32) -> io::Result<()> {
+        fs::set_permissions(&self.path, Permissions::from_mode(mode))
+    }
+
+    /// Deletes the served directory and creates it anew, empty, under the
+    /// same path and with the same permissions.
+    pub fn recreate(&self) -> io::Result<()> {
+        self.chmod_self(self.mode)?;
+        fs::remove_dir_all(&self.path)?;
+        self.reset()
+    }
+
+    /// Empties the served directory (re-creating it if a case removed it)
+    /// and restores its permission bits.
+    pub fn reset(&self) -> io::Result<()> {
+        match fs::symlink_metadata(&self.path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir(&self.path)?,
+            Err(e) => return Err(e),
+            Ok(meta) if !meta.is_dir() => {
+                return Err(io::Error::other(format!(
+                    "{} is not a directory",
+                    self.path.display()
+                )))
+            }
+            Ok(_) => {}
+        }
+        self.chmod_self(self.mode)?;
+        for entry in fs::read_dir(&self.path)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                fs::remove_dir_all(entry.path())?;
+            } else {
+                fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `dir` holds no entries.
+pub fn is_empty(dir: &Path) -> io::Result<bool> {
+    Ok(fs::read_dir(dir)?.next().is_none())
+}
+
+/// `len` deterministic bytes in which every byte value occurs, in no short
+/// period.
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i ^ (i >> 8) ^ (i >> 17)) as u8).collect()
+}
+
+// ---- the fixtures cases declare ----
+
+/// Nothing: an empty served directory.
+pub fn empty(_: &FixtureDir) -> io::Result<()> {
+    Ok(())
+}
+
+/// The spec's examples: `hola.txt` (32 bytes) and `foto.jpg`.
+pub fn hola(dir: &FixtureDir) -> io::Result<()> {
+    dir.file("hola.txt", HOLA)?;
+    dir.file("foto.jpg", &pattern(2048))
+}
+
+/// Files of telling sizes: `empty.bin` (0), `big.bin` ([`BIG_LEN`]),
+/// `awkward.bin` ([`AWKWARD`]) and the spec's `hola.txt`.
+pub fn sizes(dir: &FixtureDir) -> io::Result<()> {
+    dir.file("empty.bin", b"")?;
+    dir.file("big.bin", &pattern(BIG_LEN))?;
+    dir.file("awkward.bin", AWKWARD)?;
+    dir.file("hola.txt", HOLA)
+}
+
+/// `all.bin`: [`HUGE_LEN`] bytes of [`pattern`].
+pub fn huge(dir: &FixtureDir) -> io::Result<()> {
+    dir.file("all.bin", &pattern(HUGE_LEN))
+}
+
+/// Entries that must be neither listed nor served, beside two that must:
+/// `plain.txt` and `link-in.txt` (a symlink to it).
+pub fn special_entries(dir: &FixtureDir) -> io::Result<()> {
+    dir.file("plain.txt", HOLA)?;
+    dir.symlink("link-in.txt", "plain.txt")?;
+    dir.subdir("subdir")?;
+    dir.file("subdir/inner.txt", HOLA)?;
+    dir.fifo("fifo")?;
+    dir.symlink("link-out.txt", "/etc/passwd")?;
+    dir.symlink("link-up.txt", "../")?;
+    dir.symlink("link-dangling.txt", "no-such-target")?;
+    dir.symlink("link-dir", "subdir")
+}
+
+/// 1000 files whose byte order differs from any case-folded or numeric order.
+pub fn thousand(dir: &FixtureDir) -> io::Result<()> {
+    for name in thousand_names() {
+        dir.file(&name, name.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// The names [`thousand`] creates, in creation order (not sorted).
+pub fn thousand_names() -> Vec<String> {
+    const PREFIXES: [&str; 8] = ["a", "B", "_", "-", "0", "Z", ".h", "z"];
+    (0..1000)
+        .rev()
+        .map(|i| {
+            format!(
+                "{}{}.{}",
+                PREFIXES[i % PREFIXES.len()],
+                i,
+                ["txt", "TXT", "t_x"][i % 3]
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,257 @@
+//! Shared harness for the integration tests: starts the real `hftp serve`
+//! binary on an ephemeral loopback port and stops it when dropped.
+//!
+//! ```ignore
+//! let server = Server::builder(dir.path()).model("async").unprivileged().start();
+//! let stream = std::net::TcpStream::connect(server.addr())?;
+//! ```
+#![allow(dead_code)]
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to print `listening on ADDR`.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The uid and gid of `nobody`/`nogroup`, for an unprivileged server.
+pub const NOBODY: u32 = 65534;
+
+/// Whether the tests run as root (then an unprivileged server needs a uid).
+pub fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// How to start a server; see [`Server::builder`].
+pub struct ServerBuilder {
+    dir: PathBuf,
+    model: Option<String>,
+    args: Vec<OsString>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+}
+
+impl ServerBuilder {
+    /// `--model NAME`.
+    pub fn model(mut self, model: &str) -> Self {
+        self.model = Some(model.to_string());
+        self
+    }
+
+    /// One more argument after the standard ones.
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Runs the server as `uid` (and, unless [`ServerBuilder::gid`] says
+    /// otherwise, as the group of the same number). Needs root.
+    pub fn uid(mut self, uid: u32) -> Self {
+        self.uid = Some(uid);
+        self
+    }
+
+    pub fn gid(mut self, gid: u32) -> Self {
+        self.gid = Some(gid);
+        self
+    }
+
+    /// Makes sure the server is not root: as `nobody` when the tests run as
+    /// root, as the tests' own user otherwise.
+    pub fn unprivileged(self) -> Self {
+        if running_as_root() {
+            self.uid(NOBODY)
+        } else {
+            self
+        }
+    }
+
+    /// Starts `hftp serve -d DIR -p 0 -a 127.0.0.1 [--model M] [args]` and
+    /// waits for its `listening on ADDR` line. Panics, with the server's
+    /// stderr, if it exits or does not listen within 30 s.
+    pub fn start(self) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hftp"));
+        command
+            .arg("serve")
+            .arg("-d")
+            .arg(&self.dir)
+            .args(["-p", "0", "-a", "127.0.0.1"]);
+        if let Some(model) = &self.model {
+            command.args(["--model", model]);
+        }
+        command.args(&self.args);
+        if let Some(uid) = self.uid {
+            command.uid(uid).gid(self.gid.unwrap_or(uid));
+        } else if let Some(gid) = self.gid {
+            command.gid(gid);
+        }
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let description = format!("{command:?}");
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {description}: {e}"));
+
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let stderr_thread = drain(
+            child.stderr.take().expect("piped stderr"),
+            Arc::clone(&stderr),
+        );
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let (lines_tx, lines_rx) = mpsc::channel();
+        let stdout_pipe = child.stdout.take().expect("piped stdout");
+        let stdout_lines = Arc::clone(&stdout);
+        let stdout_thread = thread::spawn(move || {
+            for line in BufReader::new(stdout_pipe).lines().map_while(Result::ok) {
+                stdout_lines.lock().unwrap().push(line.clone());
+                lines_tx.send(line).ok();
+            }
+        });
+
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let addr = loop {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match lines_rx.recv_timeout(wait) {
+                Ok(line) => {
+                    if let Some(addr) = listening_addr(&line) {
+                        break addr;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = child.wait();
+                    stderr_thread.join().ok();
+                    panic!(
+                        "{description} exited ({status:?}) without `listening on ADDR`; stderr:\n{}",
+                        String::from_utf8_lossy(&stderr.lock().unwrap())
+                    );
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    child.kill().ok();
+                    child.wait().ok();
+                    stderr_thread.join().ok();
+                    panic!(
+                        "{description} printed no `listening on ADDR` within {STARTUP_TIMEOUT:?}; stderr:\n{}",
+                        String::from_utf8_lossy(&stderr.lock().unwrap())
+                    );
+                }
+            }
+        };
+        Server {
+            child,
+            addr,
+            stdout,
+            stderr,
+            threads: vec![stdout_thread, stderr_thread],
+        }
+    }
+}
+
+/// The address in a `... listening on ADDR [(...)]` line.
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let (_, rest) = line.split_once("listening on ")?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// Copies everything from `pipe` into `sink` until EOF.
+fn drain(mut pipe: impl Read + Send + 'static, sink: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
+    thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    })
+}
+
+/// A running `hftp serve`; killed when dropped.
+pub struct Server {
+    child: Child,
+    addr: SocketAddr,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// A builder serving `dir`.
+    pub fn builder(dir: &Path) -> ServerBuilder {
+        ServerBuilder {
+            dir: dir.to_path_buf(),
+            model: None,
+            args: Vec::new(),
+            uid: None,
+            gid: None,
+        }
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGTERM`) to the server.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.pid()).expect("pid fits pid_t");
+        // SAFETY: kill has no memory-safety preconditions; the child is not
+        // yet reaped (we own it), so the pid is still ours.
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    /// Whether the server process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits for the server to exit; panics after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit within {timeout:?}; stderr:\n{}",
+                self.stderr()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Lines the server printed on stdout so far.
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// What the server printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.child.kill().ok();
+        }
+        self.child.wait().ok();
+        for thread in self.threads.drain(..) {
+            thread.join().ok();
+        }
+    }
+}

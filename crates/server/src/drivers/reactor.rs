@@ -1,0 +1,305 @@
+//! The epoll readiness loop shared by the `poll` and `pool` drivers.
+//!
+//! One thread owns the listeners and the registry of connections. When a
+//! connection's socket is ready, the loop hands its [`Conn`] to an
+//! [`Executor`]: `poll` advances it right there, on the loop's own thread;
+//! `pool` sends it to a worker thread, which advances it and sends it back.
+//! Either way a connection is advanced by one thread at a time and never
+//! blocks that thread.
+
+use std::io;
+use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use slab::Slab;
+
+use crate::admission::Admission;
+use crate::config::{Config, READ_BUF};
+use crate::connection::End;
+use crate::readiness::{Conn, Step};
+use crate::signals::Signals;
+
+const SIGNALS: Token = Token(usize::MAX);
+const WAKER: Token = Token(usize::MAX - 1);
+/// Listener tokens count down from here; connections count up from 0.
+const LISTENER_BASE: usize = usize::MAX - 2;
+
+/// How often timeouts are checked.
+const TICK: Duration = Duration::from_millis(500);
+
+/// Where connections are advanced.
+pub trait Executor {
+    /// Advances `conn`. An inline executor returns the result at once; a
+    /// threaded one returns `None` and delivers it later through
+    /// [`Executor::finished`] after waking the loop.
+    fn dispatch(&mut self, key: usize, conn: Conn) -> Option<(Conn, Step)>;
+    /// Results delivered since the last call.
+    fn finished(&mut self) -> Vec<(usize, Conn, Step)>;
+}
+
+/// A connection slot: the connection is absent while an executor has it.
+struct Slot {
+    conn: Option<Conn>,
+    /// A readiness event arrived while the connection was away.
+    missed: bool,
+}
+
+pub fn run<E: Executor>(config: &Config, listeners: Vec<TcpListener>, make_executor: impl FnOnce(&Registry) -> io::Result<E>) -> io::Result<()> {
+    let signals = Signals::install()?;
+    let poll = Poll::new()?;
+    let mut executor = make_executor(poll.registry())?;
+    let mut listeners: Vec<mio::net::TcpListener> = listeners
+        .into_iter()
+        .map(|l| {
+            l.set_nonblocking(true)?;
+            Ok(mio::net::TcpListener::from_std(l))
+        })
+        .collect::<io::Result<_>>()?;
+    for (i, l) in listeners.iter_mut().enumerate() {
+        poll.registry().register(l, Token(LISTENER_BASE - i), Interest::READABLE)?;
+    }
+    let signal_fd = signals.fd().as_raw_fd();
+    poll.registry().register(&mut SourceFd(&signal_fd), SIGNALS, Interest::READABLE)?;
+
+    let admission = Admission::new(config.max_connections, config.max_per_ip);
+    let mut loop_ = Loop { poll, slots: Slab::new(), stopping: false };
+    let mut events = Events::with_capacity(1024);
+    let mut stop_deadline: Option<Instant> = None;
+    let mut last_sweep = Instant::now();
+
+    loop {
+        if let Some(deadline) = stop_deadline {
+            if loop_.slots.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+        }
+        let timeout = if loop_.slots.is_empty() && stop_deadline.is_none() { None } else { Some(TICK) };
+        match loop_.poll.poll(&mut events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        for event in events.iter() {
+            match event.token() {
+                SIGNALS => {
+                    signals.drain();
+                    if signals.stop_requested() && stop_deadline.is_none() {
+                        stop_deadline = Some(Instant::now() + config.shutdown_grace);
+                        for l in &mut listeners {
+                            let _ = loop_.poll.registry().deregister(l);
+                        }
+                        loop_.stop();
+                    }
+                }
+                WAKER => {}
+                Token(t) if t > LISTENER_BASE - listeners.len() => {
+                    if stop_deadline.is_none() {
+                        loop_.accept_all(&listeners[LISTENER_BASE - t], config, &admission);
+                    }
+                }
+                Token(key) => loop_.ready(key, &mut executor),
+            }
+        }
+        for (key, conn, step) in executor.finished() {
+            loop_.settle(key, conn, step, &mut executor);
+        }
+        if last_sweep.elapsed() >= TICK {
+            last_sweep = Instant::now();
+            loop_.sweep(config);
+        }
+    }
+    tracing::info!(unfinished = loop_.slots.len(), "shut down");
+    Ok(())
+}
+
+struct Loop {
+    poll: Poll,
+    slots: Slab<Slot>,
+    stopping: bool,
+}
+
+impl Loop {
+    fn accept_all(&mut self, listener: &mio::net::TcpListener, config: &Config, admission: &Arc<Admission>) {
+        loop {
+            let (mut stream, peer) = match listener.accept() {
+                Ok(a) => a,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    return;
+                }
+            };
+            let Some(ticket) = admission.admit(peer) else { continue };
+            let entry = self.slots.vacant_entry();
+            if let Err(e) = self.poll.registry().register(&mut stream, Token(entry.key()), Interest::READABLE) {
+                tracing::warn!(error = %e, "cannot register a connection");
+                continue;
+            }
+            entry.insert(Slot { conn: Some(Conn::new(stream, peer, config, ticket)), missed: false });
+        }
+    }
+
+    /// A connection's socket is ready: advance it, unless an executor has it.
+    fn ready<E: Executor>(&mut self, key: usize, executor: &mut E) {
+        let Some(slot) = self.slots.get_mut(key) else { return };
+        match slot.conn.take() {
+            Some(conn) => {
+                if let Some((conn, step)) = executor.dispatch(key, conn) {
+                    self.settle(key, conn, step, executor);
+                }
+            }
+            None => slot.missed = true,
+        }
+    }
+
+    /// Puts an advanced connection back, or ends it.
+    fn settle<E: Executor>(&mut self, key: usize, mut conn: Conn, step: Step, executor: &mut E) {
+        let writable = match step {
+            Step::Done(end) => return self.end(key, conn, end),
+            Step::Wait { writable } => writable,
+        };
+        if self.stopping && conn.is_idle() {
+            return self.end(key, conn, End::Shutdown);
+        }
+        let interest = if writable { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+        // Re-arming also reports readiness that arrived meanwhile.
+        if let Err(e) = self.poll.registry().reregister(conn.stream_mut(), Token(key), interest) {
+            return self.end(key, conn, End::Error(e.to_string()));
+        }
+        let Some(slot) = self.slots.get_mut(key) else { return };
+        slot.conn = Some(conn);
+        if std::mem::take(&mut slot.missed) {
+            self.ready(key, executor);
+        }
+    }
+
+    fn end(&mut self, key: usize, mut conn: Conn, end: End) {
+        let _ = self.poll.registry().deregister(conn.stream_mut());
+        if self.slots.contains(key) {
+            self.slots.remove(key);
+        }
+        conn.finish(&end);
+    }
+
+    /// Shutdown: idle connections end now; answers in flight finish.
+    fn stop(&mut self) {
+        self.stopping = true;
+        let idle: Vec<usize> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.conn.as_ref().is_some_and(Conn::is_idle))
+            .map(|(k, _)| k)
+            .collect();
+        for key in idle {
+            if let Some(conn) = self.slots.get_mut(key).and_then(|s| s.conn.take()) {
+                self.end(key, conn, End::Shutdown);
+            }
+        }
+    }
+
+    /// Ends connections whose idle, write or drain time is up.
+    fn sweep(&mut self, config: &Config) {
+        let now = Instant::now();
+        let expired: Vec<(usize, End)> = self
+            .slots
+            .iter()
+            .filter_map(|(key, s)| s.conn.as_ref()?.expired(now, config).map(|end| (key, end)))
+            .collect();
+        for (key, end) in expired {
+            if let Some(conn) = self.slots.get_mut(key).and_then(|s| s.conn.take()) {
+                self.end(key, conn, end);
+            }
+        }
+    }
+}
+
+/// Advances connections on the loop's own thread (`--model poll`).
+pub struct Inline {
+    buf: Vec<u8>,
+}
+
+impl Inline {
+    pub fn new() -> Inline {
+        Inline { buf: vec![0; READ_BUF] }
+    }
+}
+
+impl Executor for Inline {
+    fn dispatch(&mut self, _key: usize, mut conn: Conn) -> Option<(Conn, Step)> {
+        let step = conn.advance(&mut self.buf);
+        Some((conn, step))
+    }
+    fn finished(&mut self) -> Vec<(usize, Conn, Step)> {
+        Vec::new()
+    }
+}
+
+type Job = (usize, Conn);
+
+/// Advances connections on a fixed set of worker threads (`--model pool`).
+pub struct Workers {
+    jobs: Option<Sender<Job>>,
+    done: Receiver<(usize, Conn, Step)>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Workers {
+    pub fn start(count: usize, registry: &Registry) -> io::Result<Workers> {
+        let waker = Arc::new(Waker::new(registry, WAKER)?);
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        let (done_tx, done) = mpsc::channel();
+        let threads = (0..count.max(1))
+            .map(|i| {
+                let (queue, done_tx, waker) = (Arc::clone(&queue), done_tx.clone(), Arc::clone(&waker));
+                std::thread::Builder::new()
+                    .name(format!("hftp-worker-{i}"))
+                    .stack_size(crate::drivers::threads::STACK_SIZE)
+                    .spawn(move || {
+                        let mut buf = vec![0u8; READ_BUF];
+                        loop {
+                            let job = match queue.lock() {
+                                Ok(q) => q.recv(),
+                                Err(_) => return,
+                            };
+                            let Ok((key, mut conn)) = job else { return };
+                            let step = conn.advance(&mut buf);
+                            if done_tx.send((key, conn, step)).is_err() {
+                                return;
+                            }
+                            let _ = waker.wake();
+                        }
+                    })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Workers { jobs: Some(jobs), done, threads })
+    }
+}
+
+impl Executor for Workers {
+    fn dispatch(&mut self, key: usize, conn: Conn) -> Option<(Conn, Step)> {
+        match self.jobs.as_ref().map(|j| j.send((key, conn))) {
+            Some(Ok(())) => None,
+            Some(Err(mpsc::SendError((_, conn)))) => Some((conn, Step::Done(End::Error("no worker left".into())))),
+            None => None,
+        }
+    }
+    fn finished(&mut self) -> Vec<(usize, Conn, Step)> {
+        self.done.try_iter().collect()
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.jobs = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
