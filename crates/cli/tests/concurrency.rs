@@ -51,7 +51,9 @@ fn model_name(model: &str) -> &str {
 
 /// Deterministic content: byte i is a function of i, not periodic in 2^k.
 fn content(len: usize) -> Vec<u8> {
-    (0..len).map(|i| ((i * 131 + i / 7919) % 251) as u8).collect()
+    (0..len)
+        .map(|i| ((i * 131 + i / 7919) % 251) as u8)
+        .collect()
 }
 
 fn start(dir: &Path, model: &str, extra: &[&str]) -> Server {
@@ -92,7 +94,9 @@ fn base64_slice(r: &mut BufReader<TcpStream>, name: &str, offset: usize, size: u
     assert_eq!(read_line(r), "0 OK\r\n");
     let line = read_line(r);
     let encoded = line.strip_suffix("\r\n").expect("CRLF after base64");
-    base64_simd::STANDARD.decode_to_vec(encoded).expect("valid base64")
+    base64_simd::STANDARD
+        .decode_to_vec(encoded)
+        .expect("valid base64")
 }
 
 fn expect_line(r: &mut BufReader<TcpStream>, request: &str, want: &str) {
@@ -109,7 +113,11 @@ fn expect_line(r: &mut BufReader<TcpStream>, request: &str, want: &str) {
 fn well_behaved_client(addr: SocketAddr, listing: &str, name: &str, size: usize) {
     let mut r = BufReader::new(connect(addr));
     expect_line(&mut r, "get_file_listing", listing);
-    expect_line(&mut r, &format!("get_metadata {name}"), &format!("0 OK\r\n{size}\r\n"));
+    expect_line(
+        &mut r,
+        &format!("get_metadata {name}"),
+        &format!("0 OK\r\n{size}\r\n"),
+    );
     expect_line(&mut r, "quit", "0 OK\r\n");
     let mut rest = Vec::new();
     r.read_to_end(&mut rest).expect("EOF after quit");
@@ -139,7 +147,10 @@ fn many_clients(model: &str) {
                     } else {
                         base64_slice(&mut r, "data.bin", offset, MIB)
                     };
-                    assert!(body == data[offset..offset + MIB], "client {i}: wrong bytes");
+                    assert!(
+                        body == data[offset..offset + MIB],
+                        "client {i}: wrong bytes"
+                    );
                 })
                 .unwrap()
         })
@@ -152,13 +163,18 @@ fn many_clients(model: &str) {
 fn stalled_clients_do_not_block(model: &str) {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("small.txt"), b"hello").unwrap();
-    fs::File::create(dir.path().join("big.bin")).unwrap().set_len(100 * MIB as u64).unwrap();
+    fs::File::create(dir.path().join("big.bin"))
+        .unwrap()
+        .set_len(100 * MIB as u64)
+        .unwrap();
     let server = start(dir.path(), model, &["--workers", "4"]);
     let addr = server.addr();
 
     let _idle = connect(addr);
     let mut stalled = connect(addr);
-    stalled.write_all(b"get_slice big.bin 0 104857600\r\n").unwrap();
+    stalled
+        .write_all(b"get_slice big.bin 0 104857600\r\n")
+        .unwrap();
     // Wait until the server has started answering the stalled client: the
     // first byte of `0 OK` arrives; then it never reads again.
     let mut first = [0u8; 1];
@@ -170,17 +186,25 @@ fn stalled_clients_do_not_block(model: &str) {
 
 /// Open descriptors of a process.
 fn fd_count(pid: u32) -> usize {
-    fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// Processes whose parent is `pid`, with their state letter.
 fn children(pid: u32) -> Vec<(u32, char)> {
     let mut out = Vec::new();
     for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
         // Fields after the ")" that ends the command name: state, ppid, ...
-        let Some((_, rest)) = stat.rsplit_once(") ") else { continue };
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
         let mut fields = rest.split(' ');
         let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
         let ppid: u32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
@@ -203,13 +227,18 @@ fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 fn disconnect_mid_slice(model: &str) {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("small.txt"), b"hello").unwrap();
-    fs::File::create(dir.path().join("big.bin")).unwrap().set_len(100 * MIB as u64).unwrap();
+    fs::File::create(dir.path().join("big.bin"))
+        .unwrap()
+        .set_len(100 * MIB as u64)
+        .unwrap();
     let server = start(dir.path(), model, &[]);
     let addr = server.addr();
     // A served-and-closed connection first, so lazily created state (the
     // runtime's, the thread pool's) exists before the baseline is taken.
     well_behaved_client(addr, "0 OK\r\nbig.bin\r\nsmall.txt\r\n\r\n", "small.txt", 5);
-    eventually("the first client is gone", || children(server.pid()).is_empty() || model_name(model) != "fork");
+    eventually("the first client is gone", || {
+        children(server.pid()).is_empty() || model_name(model) != "fork"
+    });
     let baseline = fd_count(server.pid());
 
     for mode in ["", " raw"] {
@@ -220,9 +249,13 @@ fn disconnect_mid_slice(model: &str) {
         drop(c);
     }
     well_behaved_client(addr, "0 OK\r\nbig.bin\r\nsmall.txt\r\n\r\n", "small.txt", 5);
-    eventually("descriptors return to their starting level", || fd_count(server.pid()) == baseline);
+    eventually("descriptors return to their starting level", || {
+        fd_count(server.pid()) == baseline
+    });
     if model_name(model) == "fork" {
-        eventually("no child (and so no zombie) remains", || children(server.pid()).is_empty());
+        eventually("no child (and so no zombie) remains", || {
+            children(server.pid()).is_empty()
+        });
     }
 }
 
@@ -247,7 +280,11 @@ fn sigterm_during_transfers(model: &str) {
                 assert_eq!(read_line(&mut r), "\r\n");
                 let mut body = Vec::with_capacity(SIZE);
                 r.read_to_end(&mut body).unwrap();
-                assert!(body.len() == SIZE && body == *data, "client {i}: transfer cut short ({} bytes)", body.len());
+                assert!(
+                    body.len() == SIZE && body == *data,
+                    "client {i}: transfer cut short ({} bytes)",
+                    body.len()
+                );
             })
         })
         .collect();
@@ -258,5 +295,9 @@ fn sigterm_during_transfers(model: &str) {
         c.join().expect("client saw its whole transfer");
     }
     let status = server.wait_exit(Duration::from_secs(60));
-    assert!(status.success(), "server exit status {status:?}; stderr:\n{}", server.stderr());
+    assert!(
+        status.success(),
+        "server exit status {status:?}; stderr:\n{}",
+        server.stderr()
+    );
 }

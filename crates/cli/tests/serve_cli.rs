@@ -16,10 +16,17 @@ fn hftp() -> Command {
 fn refuses_a_missing_directory_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope");
-    let out = hftp().args(["serve", "-p", "0", "-a", "127.0.0.1", "-d"]).arg(&missing).output().unwrap();
+    let out = hftp()
+        .args(["serve", "-p", "0", "-a", "127.0.0.1", "-d"])
+        .arg(&missing)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot serve") && err.contains("nope"), "stderr: {err}");
+    assert!(
+        err.contains("cannot serve") && err.contains("nope"),
+        "stderr: {err}"
+    );
 }
 
 #[test]
@@ -27,7 +34,11 @@ fn refuses_a_busy_port() {
     let dir = tempfile::tempdir().unwrap();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let out = hftp().args(["serve", "-a", "127.0.0.1", "-p", &port, "-d"]).arg(dir.path()).output().unwrap();
+    let out = hftp()
+        .args(["serve", "-a", "127.0.0.1", "-p", &port, "-d"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot listen on 127.0.0.1"), "stderr: {err}");
@@ -36,7 +47,10 @@ fn refuses_a_busy_port() {
 #[test]
 fn refuses_to_drop_privileges_to_root_or_an_unknown_user() {
     let dir = tempfile::tempdir().unwrap();
-    for (user, message) in [("root", "refusing to serve as root"), ("no-such-user-hftp", "no such user")] {
+    for (user, message) in [
+        ("root", "refusing to serve as root"),
+        ("no-such-user-hftp", "no such user"),
+    ] {
         let out = hftp()
             .args(["serve", "-p", "0", "-a", "127.0.0.1", "--user", user, "-d"])
             .arg(dir.path())
@@ -54,12 +68,26 @@ fn user_option_serves_as_that_user() {
         return; // Only root can switch users; CI runs as root.
     }
     let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     std::fs::write(dir.path().join("a.txt"), b"abc").unwrap();
-    let server = Server::builder(dir.path()).arg("--user").arg("nobody").start();
+    let server = Server::builder(dir.path())
+        .arg("--user")
+        .arg("nobody")
+        .start();
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
-    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap().to_string();
-    assert!(uid_line.split_whitespace().skip(1).all(|u| u == "65534"), "{uid_line}");
+    let uid_line = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .to_string();
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|u| u == "65534"),
+        "{uid_line}"
+    );
     let mut s = TcpStream::connect(server.addr()).unwrap();
     s.write_all(b"get_metadata a.txt\r\n").unwrap();
     let mut line = String::new();
@@ -74,7 +102,13 @@ fn banner_names_model_and_reach() {
     let server = Server::builder(dir.path()).model("poll").start();
     let banner = server.stdout().join("\n");
     assert!(banner.contains("model poll"), "{banner}");
-    assert!(banner.contains(&format!("listening on {} (loopback: this host only)", server.addr())), "{banner}");
+    assert!(
+        banner.contains(&format!(
+            "listening on {} (loopback: this host only)",
+            server.addr()
+        )),
+        "{banner}"
+    );
 }
 
 #[test]
@@ -93,6 +127,9 @@ fn localhost_listens_on_loopback_only() {
     let listen = lines.next().unwrap().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(listen.starts_with("listening on 127.0.0.1:") || listen.starts_with("listening on [::1]:"), "{listen}");
+    assert!(
+        listen.starts_with("listening on 127.0.0.1:") || listen.starts_with("listening on [::1]:"),
+        "{listen}"
+    );
     assert!(listen.ends_with("(loopback: this host only)"), "{listen}");
 }

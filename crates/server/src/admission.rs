@@ -36,7 +36,11 @@ impl Admission {
     pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Admission> {
         Arc::new(Admission {
             max_total,
-            max_per_ip: if max_per_ip == 0 { usize::MAX } else { max_per_ip },
+            max_per_ip: if max_per_ip == 0 {
+                usize::MAX
+            } else {
+                max_per_ip
+            },
             state: Mutex::new(State::default()),
             idle: Condvar::new(),
         })
@@ -58,10 +62,16 @@ impl Admission {
         } else {
             state.total += 1;
             *state.per_ip.entry(ip).or_insert(0) += 1;
-            return Some(Ticket { admission: Arc::clone(self), ip });
+            return Some(Ticket {
+                admission: Arc::clone(self),
+                ip,
+            });
         };
         state.refused_since_log += 1;
-        if state.last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+        if state
+            .last_log
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
             tracing::warn!(%peer, refused = state.refused_since_log, "{reason}: closing new connections");
             state.last_log = Some(Instant::now());
             state.refused_since_log = 0;

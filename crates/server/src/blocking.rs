@@ -59,9 +59,8 @@ fn run(stream: &mut TcpStream, session: &mut Session, stats: &mut ConnStats) -> 
                 Outcome::NeedInput => Ok(()),
                 Outcome::Replied if out.len() < WRITE_BATCH => Ok(()),
                 Outcome::Replied => flush(stream, &mut out, stats),
-                Outcome::Stream(body) => {
-                    flush(stream, &mut out, stats).and_then(|()| stream_body(stream, body, &mut out, stats))
-                }
+                Outcome::Stream(body) => flush(stream, &mut out, stats)
+                    .and_then(|()| stream_body(stream, body, &mut out, stats)),
                 Outcome::Close(reason) => {
                     return match flush(stream, &mut out, stats) {
                         Ok(()) => {
@@ -83,7 +82,10 @@ fn run(stream: &mut TcpStream, session: &mut Session, stats: &mut ConnStats) -> 
 }
 
 fn is_timeout(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// Maps an error met while answering to how the connection ended.
@@ -104,7 +106,12 @@ fn flush(stream: &mut TcpStream, out: &mut Vec<u8>, stats: &mut ConnStats) -> io
     Ok(())
 }
 
-fn stream_body(stream: &mut TcpStream, mut body: SliceBody, out: &mut Vec<u8>, stats: &mut ConnStats) -> io::Result<()> {
+fn stream_body(
+    stream: &mut TcpStream,
+    mut body: SliceBody,
+    out: &mut Vec<u8>,
+    stats: &mut ConnStats,
+) -> io::Result<()> {
     if body.can_sendfile() {
         while !body.is_complete() {
             match body.send_raw(stream.as_fd()) {
@@ -161,7 +168,10 @@ pub fn accept_loop(
         l.set_nonblocking(true)?;
     }
     while !signals.stop_requested() {
-        let mut fds: Vec<PollFd<'_>> = listeners.iter().map(|l| PollFd::new(l, PollFlags::IN)).collect();
+        let mut fds: Vec<PollFd<'_>> = listeners
+            .iter()
+            .map(|l| PollFd::new(l, PollFlags::IN))
+            .collect();
         fds.push(PollFd::from_borrowed_fd(signals.fd(), PollFlags::IN));
         match poll(&mut fds, None) {
             Ok(_) => {}

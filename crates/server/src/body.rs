@@ -45,12 +45,20 @@ impl std::fmt::Debug for SliceBody {
 
 /// The file ended before the slice did: it shrank after `0 OK` was sent.
 fn shrank() -> io::Error {
-    io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while its slice was being sent")
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "file shrank while its slice was being sent",
+    )
 }
 
 impl SliceBody {
     pub fn new(source: Box<dyn SliceSource>, offset: u64, size: u64, mode: SliceMode) -> SliceBody {
-        SliceBody { source, offset, remaining: size, mode }
+        SliceBody {
+            source,
+            offset,
+            remaining: size,
+            mode,
+        }
     }
 
     pub fn mode(&self) -> SliceMode {

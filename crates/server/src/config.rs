@@ -20,7 +20,13 @@ pub enum Model {
 }
 
 impl Model {
-    pub const ALL: [Model; 5] = [Model::Async, Model::Threads, Model::Pool, Model::Fork, Model::Poll];
+    pub const ALL: [Model; 5] = [
+        Model::Async,
+        Model::Threads,
+        Model::Pool,
+        Model::Fork,
+        Model::Poll,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {

@@ -47,13 +47,20 @@ pub struct ConnStats {
 impl ConnStats {
     pub fn new(peer: Option<SocketAddr>) -> ConnStats {
         tracing::debug!(peer = ?peer, "connection accepted");
-        ConnStats { peer, started: Instant::now(), bytes_sent: 0 }
+        ConnStats {
+            peer,
+            started: Instant::now(),
+            bytes_sent: 0,
+        }
     }
 
     /// Logs the connection's summary line.
     pub fn finish(&self, requests: u64, end: &End) {
         let duration_ms = self.started.elapsed().as_millis() as u64;
-        let peer = self.peer.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
+        let peer = self
+            .peer
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "?".into());
         match end {
             End::Error(_) => tracing::warn!(
                 peer, requests, bytes_sent = self.bytes_sent, duration_ms, end = %end,

@@ -45,7 +45,10 @@ pub fn drop_to(name: &str) -> Result<User, DropError> {
         return Ok(user);
     }
     if !current.is_root() {
-        return Err(DropError::NotRoot { user: name.to_owned(), uid: current.as_raw() });
+        return Err(DropError::NotRoot {
+            user: name.to_owned(),
+            uid: current.as_raw(),
+        });
     }
     let cname = CString::new(name).map_err(|e| DropError::Failed(e.to_string()))?;
     let failed = |what: &str, e: nix::Error| DropError::Failed(format!("{what}: {e}"));
@@ -54,7 +57,9 @@ pub fn drop_to(name: &str) -> Result<User, DropError> {
     setuid(user.uid).map_err(|e| failed("setuid", e))?;
     // Paranoia: root must be gone for good.
     if setuid(Uid::from_raw(0)).is_ok() || nix::unistd::geteuid().is_root() {
-        return Err(DropError::Failed("root privileges could be regained".into()));
+        return Err(DropError::Failed(
+            "root privileges could be regained".into(),
+        ));
     }
     Ok(user)
 }

@@ -44,7 +44,9 @@ pub struct Conn {
 
 pub enum Step {
     /// Wait for the socket to become readable (and writable if asked).
-    Wait { writable: bool },
+    Wait {
+        writable: bool,
+    },
     Done(End),
 }
 
@@ -83,7 +85,8 @@ impl Conn {
         if let Some(until) = self.draining_until {
             (now >= until).then(|| self.closing.clone().unwrap_or(End::ClientClosed))
         } else if self.has_output() {
-            (now.duration_since(self.last_write) >= config.write_timeout).then_some(End::WriteTimeout)
+            (now.duration_since(self.last_write) >= config.write_timeout)
+                .then_some(End::WriteTimeout)
         } else {
             (now.duration_since(self.last_read) >= config.idle_timeout).then_some(End::IdleTimeout)
         }
@@ -95,7 +98,10 @@ impl Conn {
 
     /// Nothing in flight: no output, no partial request.
     pub fn is_idle(&self) -> bool {
-        !self.has_output() && self.pending.is_empty() && self.closing.is_none() && !self.session.in_request()
+        !self.has_output()
+            && self.pending.is_empty()
+            && self.closing.is_none()
+            && !self.session.in_request()
     }
 
     pub fn advance(&mut self, buf: &mut [u8]) -> Step {
@@ -119,7 +125,9 @@ impl Conn {
                         self.stats.bytes_sent += n as u64;
                         self.last_write = Instant::now();
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Wait { writable: true }),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        return Ok(Step::Wait { writable: true })
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(e),
                 }
@@ -135,7 +143,9 @@ impl Conn {
                                 self.stats.bytes_sent += n as u64;
                                 self.last_write = Instant::now();
                             }
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Wait { writable: true }),
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                                return Ok(Step::Wait { writable: true })
+                            }
                             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                             Err(e) => return Err(e),
                         }
@@ -174,7 +184,9 @@ impl Conn {
                         self.pending = buf[used..n].to_vec();
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Wait { writable: false }),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(Step::Wait { writable: false })
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -221,7 +233,9 @@ impl Conn {
                         return Step::Done(end());
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Wait { writable: false },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Step::Wait { writable: false }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Step::Done(end()),
             }

@@ -129,7 +129,13 @@ impl Session {
         }
     }
 
-    fn slice(&mut self, name: &FileName, range: Range, mode: SliceMode, out: &mut Vec<u8>) -> Outcome {
+    fn slice(
+        &mut self,
+        name: &FileName,
+        range: Range,
+        mode: SliceMode,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
         let source = match self.storage.open(name) {
             Ok(source) => source,
             // Existence and range come before I/O in the order of checks: a
@@ -184,7 +190,12 @@ fn storage_failure(out: &mut Vec<u8>, error: StorageError) -> Outcome {
 
 /// Answers a small slice in one piece. The bytes are read before the status
 /// line is written, so a read failure can still be answered `199`.
-fn inline_slice(source: &dyn SliceSource, range: Range, mode: SliceMode, out: &mut Vec<u8>) -> Outcome {
+fn inline_slice(
+    source: &dyn SliceSource,
+    range: Range,
+    mode: SliceMode,
+    out: &mut Vec<u8>,
+) -> Outcome {
     let size = range.size as usize;
     let start = out.len();
     write_slice_head(out, mode, range.size);

@@ -31,7 +31,10 @@ impl Signals {
             ids.push(signal_hook::flag::register(sig, Arc::clone(&stop))?);
         }
         for sig in [SIGINT, SIGTERM, SIGCHLD] {
-            ids.push(signal_hook::low_level::pipe::register(sig, notify.try_clone()?)?);
+            ids.push(signal_hook::low_level::pipe::register(
+                sig,
+                notify.try_clone()?,
+            )?);
         }
         Ok(Signals { wake, stop, ids })
     }

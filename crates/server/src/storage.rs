@@ -87,9 +87,15 @@ impl LocalDir {
         let root = root.into();
         let meta = std::fs::metadata(&root)?;
         if !meta.is_dir() {
-            return Err(io::Error::new(io::ErrorKind::NotADirectory, "not a directory"));
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "not a directory",
+            ));
         }
-        Ok(LocalDir { root, follow_symlinks })
+        Ok(LocalDir {
+            root,
+            follow_symlinks,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -114,12 +120,29 @@ impl LocalDir {
 
     /// Opens `name` beneath `dir` and checks that it is a regular file.
     /// `O_PATH` opens nothing for reading, so special files have no effect.
-    fn open_checked(&self, dir: BorrowedFd<'_>, name: &str, flags: OFlags) -> Result<(OwnedFd, u64), StorageError> {
+    fn open_checked(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &str,
+        flags: OFlags,
+    ) -> Result<(OwnedFd, u64), StorageError> {
         // openat2 rejects flags that do not apply (NOCTTY with O_PATH).
-        let flags = if flags.contains(OFlags::PATH) { flags } else { flags | OFlags::NOCTTY };
-        let fd = match openat2(dir, name, flags | OFlags::CLOEXEC, Mode::empty(), self.resolve_flags()) {
+        let flags = if flags.contains(OFlags::PATH) {
+            flags
+        } else {
+            flags | OFlags::NOCTTY
+        };
+        let fd = match openat2(
+            dir,
+            name,
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            self.resolve_flags(),
+        ) {
             Ok(fd) => fd,
-            Err(rustix::io::Errno::XDEV) if !self.follow_symlinks => self.open_absolute_link(dir, name, flags)?,
+            Err(rustix::io::Errno::XDEV) if !self.follow_symlinks => {
+                self.open_absolute_link(dir, name, flags)?
+            }
             Err(e) => return Err(classify(e.into())),
         };
         let st = rustix::fs::fstat(&fd).map_err(io::Error::from)?;
@@ -134,19 +157,36 @@ impl LocalDir {
     /// resolved here: if its target lies beneath the directory, the target
     /// is opened by its path relative to the directory with no link
     /// followed at all, so a race cannot swap in an escaping link.
-    fn open_absolute_link(&self, dir: BorrowedFd<'_>, name: &str, flags: OFlags) -> Result<OwnedFd, StorageError> {
+    fn open_absolute_link(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &str,
+        flags: OFlags,
+    ) -> Result<OwnedFd, StorageError> {
         let root = std::fs::canonicalize(&self.root)?;
-        let target = std::fs::canonicalize(self.root.join(name)).map_err(|_| StorageError::NotFound)?;
-        let relative = target.strip_prefix(&root).map_err(|_| StorageError::NotFound)?;
+        let target =
+            std::fs::canonicalize(self.root.join(name)).map_err(|_| StorageError::NotFound)?;
+        let relative = target
+            .strip_prefix(&root)
+            .map_err(|_| StorageError::NotFound)?;
         if relative.as_os_str().is_empty() {
             return Err(StorageError::NotFound);
         }
-        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-        openat2(dir, relative, flags | OFlags::CLOEXEC, Mode::empty(), resolve).map_err(|e| classify(e.into()))
+        let resolve =
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        openat2(
+            dir,
+            relative,
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            resolve,
+        )
+        .map_err(|e| classify(e.into()))
     }
 
     fn stat_in(&self, dir: BorrowedFd<'_>, name: &str) -> Result<u64, StorageError> {
-        self.open_checked(dir, name, OFlags::PATH).map(|(_, size)| size)
+        self.open_checked(dir, name, OFlags::PATH)
+            .map(|(_, size)| size)
     }
 }
 
@@ -156,9 +196,9 @@ fn classify(e: io::Error) -> StorageError {
         // ENOENT: absent; ENOTDIR: a path component is not a directory;
         // ELOOP: a link loop or a magic link; EXDEV: a link leaves the
         // directory; ENXIO/ENODEV: a special file.
-        Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::EXDEV | libc::ENXIO | libc::ENODEV) => {
-            StorageError::NotFound
-        }
+        Some(
+            libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::EXDEV | libc::ENXIO | libc::ENODEV,
+        ) => StorageError::NotFound,
         _ => StorageError::Io(e),
     }
 }
@@ -169,7 +209,9 @@ impl Storage for LocalDir {
         let mut names = Vec::new();
         for entry in rustix::fs::Dir::read_from(&dir).map_err(io::Error::from)? {
             let entry = entry.map_err(io::Error::from)?;
-            let Ok(name) = entry.file_name().to_str() else { continue };
+            let Ok(name) = entry.file_name().to_str() else {
+                continue;
+            };
             // Names that cannot be requested (spaces, other bytes) are not listed.
             if FileName::new(name).is_err() {
                 continue;
@@ -196,8 +238,15 @@ impl Storage for LocalDir {
         // Check the type through O_PATH before opening for reading: opening a
         // device or FIFO for reading could block or have side effects.
         self.stat_in(dir.as_fd(), name.as_str())?;
-        let (fd, size) = self.open_checked(dir.as_fd(), name.as_str(), OFlags::RDONLY | OFlags::NONBLOCK)?;
-        Ok(Box::new(LocalFile { file: File::from(fd), size }))
+        let (fd, size) = self.open_checked(
+            dir.as_fd(),
+            name.as_str(),
+            OFlags::RDONLY | OFlags::NONBLOCK,
+        )?;
+        Ok(Box::new(LocalFile {
+            file: File::from(fd),
+            size,
+        }))
     }
 }
 
@@ -223,16 +272,29 @@ mod tests {
         std::os::unix::fs::symlink(tmp.path().join("secret"), root.join("abs-escape")).unwrap();
         std::os::unix::fs::symlink("b.txt", root.join("inside")).unwrap();
         std::os::unix::fs::symlink(root.join("b.txt"), root.join("abs-inside")).unwrap();
-        nix::unistd::mkfifo(&root.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        nix::unistd::mkfifo(
+            &root.join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
 
         let dir = LocalDir::new(&root, false).unwrap();
-        assert_eq!(dir.list().unwrap(), ["a.txt", "abs-inside", "b.txt", "inside"]);
+        assert_eq!(
+            dir.list().unwrap(),
+            ["a.txt", "abs-inside", "b.txt", "inside"]
+        );
         assert_eq!(dir.stat(&name("b.txt")).unwrap(), 5);
         assert_eq!(dir.stat(&name("abs-inside")).unwrap(), 5);
         assert_eq!(dir.stat(&name("inside")).unwrap(), 5);
         for n in ["escape", "abs-escape", "sub", "fifo", "missing"] {
-            assert!(matches!(dir.stat(&name(n)), Err(StorageError::NotFound)), "{n}");
-            assert!(matches!(dir.open(&name(n)), Err(StorageError::NotFound)), "{n}");
+            assert!(
+                matches!(dir.stat(&name(n)), Err(StorageError::NotFound)),
+                "{n}"
+            );
+            assert!(
+                matches!(dir.open(&name(n)), Err(StorageError::NotFound)),
+                "{n}"
+            );
         }
         let f = dir.open(&name("b.txt")).unwrap();
         let mut buf = [0u8; 8];

@@ -52,14 +52,24 @@ Send SIGINT (Ctrl-C) or SIGTERM to stop: new connections are refused, answers in
 flight finish (at most --shutdown-grace), and the server exits 0.")]
 pub struct Args {
     /// Directory to serve (read live: files added or removed are seen at once).
-    #[arg(short = 'd', long = "directory", default_value = ".", value_name = "DIR")]
+    #[arg(
+        short = 'd',
+        long = "directory",
+        default_value = ".",
+        value_name = "DIR"
+    )]
     directory: PathBuf,
     /// TCP port; 0 picks a free one (the banner prints it).
     #[arg(short = 'p', long, default_value_t = 19500)]
     port: u16,
     /// Address to listen on: IPv4, IPv6 or a host name; repeat to listen on several.
     /// 0.0.0.0 (or ::) accepts clients from other machines; 127.0.0.1 (or localhost) only from this one.
-    #[arg(short = 'a', long = "address", default_value = "0.0.0.0", value_name = "ADDR")]
+    #[arg(
+        short = 'a',
+        long = "address",
+        default_value = "0.0.0.0",
+        value_name = "ADDR"
+    )]
     addresses: Vec<String>,
     /// Concurrency strategy.
     #[arg(short = 'm', long, value_enum, default_value_t = ModelArg::Async)]
@@ -106,12 +116,22 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     logging::init(args.verbose, args.quiet, args.log_format);
     let storage = LocalDir::new(&args.directory, args.follow_symlinks).with_context(|| {
-        format!("cannot serve {}: it must be an existing directory", args.directory.display())
+        format!(
+            "cannot serve {}: it must be an existing directory",
+            args.directory.display()
+        )
     })?;
-    let root = std::fs::canonicalize(storage.root()).unwrap_or_else(|_| storage.root().to_path_buf());
+    let root =
+        std::fs::canonicalize(storage.root()).unwrap_or_else(|_| storage.root().to_path_buf());
     let model = Model::from(args.model);
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let workers = args.workers.unwrap_or(if model == Model::Pool { 2 * cores } else { cores });
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let workers = args.workers.unwrap_or(if model == Model::Pool {
+        2 * cores
+    } else {
+        cores
+    });
     if workers == 0 || args.max_connections == 0 {
         bail!("--workers and --max-connections must be at least 1");
     }
@@ -129,13 +149,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => String::new(),
     };
 
-    let mut banner = format!("hftp {} serving {} (model {model}", env!("CARGO_PKG_VERSION"), root.display());
+    let mut banner = format!(
+        "hftp {} serving {} (model {model}",
+        env!("CARGO_PKG_VERSION"),
+        root.display()
+    );
     match model {
-        Model::Pool => banner += &format!(", {workers} workers: at most {workers} requests worked on at once"),
+        Model::Pool => {
+            banner += &format!(", {workers} workers: at most {workers} requests worked on at once")
+        }
         Model::Async => banner += &format!(", {workers} threads"),
         _ => {}
     }
-    banner += &format!(", max {} connections, {fd_limit} descriptors{user})\n", args.max_connections);
+    banner += &format!(
+        ", max {} connections, {fd_limit} descriptors{user})\n",
+        args.max_connections
+    );
     for l in &listeners {
         let addr = l.local_addr()?;
         banner += &format!("listening on {addr} ({})\n", reach(addr));
@@ -146,7 +175,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     drop(stdout);
 
     let config = Config {
-        session: SessionConfig { storage: Arc::new(storage), max_line: args.max_line },
+        session: SessionConfig {
+            storage: Arc::new(storage),
+            max_line: args.max_line,
+        },
         model,
         workers,
         max_connections: args.max_connections,
@@ -162,7 +194,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn bind_all(hosts: &[String], port: u16) -> anyhow::Result<Vec<TcpListener>> {
     let mut addrs: Vec<SocketAddr> = Vec::new();
     for host in hosts {
-        let resolved = listen::resolve(host, port).with_context(|| format!("cannot resolve address {host:?}"))?;
+        let resolved = listen::resolve(host, port)
+            .with_context(|| format!("cannot resolve address {host:?}"))?;
         if resolved.is_empty() {
             bail!("address {host:?} resolves to nothing");
         }

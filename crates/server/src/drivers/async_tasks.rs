@@ -51,7 +51,8 @@ async fn run(config: Arc<Config>, listeners: Vec<TcpListener>) -> io::Result<()>
     for listener in listeners {
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let (config, admission, stop) = (Arc::clone(&config), Arc::clone(&admission), stop_rx.clone());
+        let (config, admission, stop) =
+            (Arc::clone(&config), Arc::clone(&admission), stop_rx.clone());
         acceptors.push(tokio::spawn(accept(listener, config, admission, stop)));
     }
     shutdown_signal().await?;
@@ -60,7 +61,9 @@ async fn run(config: Arc<Config>, listeners: Vec<TcpListener>) -> io::Result<()>
         let _ = a.await;
     }
     let grace = config.shutdown_grace;
-    let unfinished = tokio::task::spawn_blocking(move || admission.wait_idle(grace)).await.unwrap_or(0);
+    let unfinished = tokio::task::spawn_blocking(move || admission.wait_idle(grace))
+        .await
+        .unwrap_or(0);
     tracing::info!(unfinished, "shut down");
     Ok(())
 }
@@ -76,7 +79,12 @@ async fn shutdown_signal() -> io::Result<()> {
     Ok(())
 }
 
-async fn accept(listener: tokio::net::TcpListener, config: Arc<Config>, admission: Arc<Admission>, mut stop: watch::Receiver<bool>) {
+async fn accept(
+    listener: tokio::net::TcpListener,
+    config: Arc<Config>,
+    admission: Arc<Admission>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -90,7 +98,9 @@ async fn accept(listener: tokio::net::TcpListener, config: Arc<Config>, admissio
                 continue;
             }
         };
-        let Some(ticket) = admission.admit(peer) else { continue };
+        let Some(ticket) = admission.admit(peer) else {
+            continue;
+        };
         let (config, stop) = (Arc::clone(&config), stop.clone());
         let task = async move {
             let mut conn = Connection::new(stream, &config, stop);
@@ -207,7 +217,10 @@ impl<'c> Connection<'c> {
             while !body.is_complete() {
                 let ready = timeout(self.config.write_timeout, self.stream.writable()).await;
                 ready.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
-                match self.stream.try_io(Interest::WRITABLE, || body.send_raw(&self.stream)) {
+                match self
+                    .stream
+                    .try_io(Interest::WRITABLE, || body.send_raw(&self.stream))
+                {
                     Ok(n) => self.stats.bytes_sent += n as u64,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e),

@@ -102,7 +102,11 @@ fn run_child(stream: TcpStream, config: &Config, inherited: &[RawFd]) -> ! {
         unsafe { libc::close(fd) };
     }
     CHILD_SOCKET.store(stream.as_raw_fd(), Ordering::SeqCst);
-    let stop = SigAction::new(SigHandler::Handler(child_stop), SaFlags::empty(), SigSet::empty());
+    let stop = SigAction::new(
+        SigHandler::Handler(child_stop),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
     let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: the handler only calls an async-signal-safe function.
     unsafe {

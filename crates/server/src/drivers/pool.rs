@@ -26,5 +26,7 @@ use crate::drivers::reactor::{self, Workers};
 
 pub fn serve(config: Config, listeners: Vec<TcpListener>) -> io::Result<()> {
     let workers = config.workers;
-    reactor::run(&config, listeners, |registry| Workers::start(workers, registry))
+    reactor::run(&config, listeners, |registry| {
+        Workers::start(workers, registry)
+    })
 }

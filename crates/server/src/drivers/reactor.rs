@@ -37,19 +37,24 @@ pub trait Executor {
     /// Advances `conn`. An inline executor returns the result at once; a
     /// threaded one returns `None` and delivers it later through
     /// [`Executor::finished`] after waking the loop.
-    fn dispatch(&mut self, key: usize, conn: Conn) -> Option<(Conn, Step)>;
+    fn dispatch(&mut self, key: usize, conn: Box<Conn>) -> Option<(Box<Conn>, Step)>;
     /// Results delivered since the last call.
-    fn finished(&mut self) -> Vec<(usize, Conn, Step)>;
+    fn finished(&mut self) -> Vec<(usize, Box<Conn>, Step)>;
 }
 
 /// A connection slot: the connection is absent while an executor has it.
+/// Boxed, so that handing it to a worker moves a pointer.
 struct Slot {
-    conn: Option<Conn>,
+    conn: Option<Box<Conn>>,
     /// A readiness event arrived while the connection was away.
     missed: bool,
 }
 
-pub fn run<E: Executor>(config: &Config, listeners: Vec<TcpListener>, make_executor: impl FnOnce(&Registry) -> io::Result<E>) -> io::Result<()> {
+pub fn run<E: Executor>(
+    config: &Config,
+    listeners: Vec<TcpListener>,
+    make_executor: impl FnOnce(&Registry) -> io::Result<E>,
+) -> io::Result<()> {
     let signals = Signals::install()?;
     let poll = Poll::new()?;
     let mut executor = make_executor(poll.registry())?;
@@ -61,13 +66,19 @@ pub fn run<E: Executor>(config: &Config, listeners: Vec<TcpListener>, make_execu
         })
         .collect::<io::Result<_>>()?;
     for (i, l) in listeners.iter_mut().enumerate() {
-        poll.registry().register(l, Token(LISTENER_BASE - i), Interest::READABLE)?;
+        poll.registry()
+            .register(l, Token(LISTENER_BASE - i), Interest::READABLE)?;
     }
     let signal_fd = signals.fd().as_raw_fd();
-    poll.registry().register(&mut SourceFd(&signal_fd), SIGNALS, Interest::READABLE)?;
+    poll.registry()
+        .register(&mut SourceFd(&signal_fd), SIGNALS, Interest::READABLE)?;
 
     let admission = Admission::new(config.max_connections, config.max_per_ip);
-    let mut loop_ = Loop { poll, slots: Slab::new(), stopping: false };
+    let mut loop_ = Loop {
+        poll,
+        slots: Slab::new(),
+        stopping: false,
+    };
     let mut events = Events::with_capacity(1024);
     let mut stop_deadline: Option<Instant> = None;
     let mut last_sweep = Instant::now();
@@ -78,7 +89,11 @@ pub fn run<E: Executor>(config: &Config, listeners: Vec<TcpListener>, make_execu
                 break;
             }
         }
-        let timeout = if loop_.slots.is_empty() && stop_deadline.is_none() { None } else { Some(TICK) };
+        let timeout = if loop_.slots.is_empty() && stop_deadline.is_none() {
+            None
+        } else {
+            Some(TICK)
+        };
         match loop_.poll.poll(&mut events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -124,7 +139,12 @@ struct Loop {
 }
 
 impl Loop {
-    fn accept_all(&mut self, listener: &mio::net::TcpListener, config: &Config, admission: &Arc<Admission>) {
+    fn accept_all(
+        &mut self,
+        listener: &mio::net::TcpListener,
+        config: &Config,
+        admission: &Arc<Admission>,
+    ) {
         loop {
             let (mut stream, peer) = match listener.accept() {
                 Ok(a) => a,
@@ -135,19 +155,30 @@ impl Loop {
                     return;
                 }
             };
-            let Some(ticket) = admission.admit(peer) else { continue };
+            let Some(ticket) = admission.admit(peer) else {
+                continue;
+            };
             let entry = self.slots.vacant_entry();
-            if let Err(e) = self.poll.registry().register(&mut stream, Token(entry.key()), Interest::READABLE) {
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut stream, Token(entry.key()), Interest::READABLE)
+            {
                 tracing::warn!(error = %e, "cannot register a connection");
                 continue;
             }
-            entry.insert(Slot { conn: Some(Conn::new(stream, peer, config, ticket)), missed: false });
+            entry.insert(Slot {
+                conn: Some(Box::new(Conn::new(stream, peer, config, ticket))),
+                missed: false,
+            });
         }
     }
 
     /// A connection's socket is ready: advance it, unless an executor has it.
     fn ready<E: Executor>(&mut self, key: usize, executor: &mut E) {
-        let Some(slot) = self.slots.get_mut(key) else { return };
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
         match slot.conn.take() {
             Some(conn) => {
                 if let Some((conn, step)) = executor.dispatch(key, conn) {
@@ -159,7 +190,13 @@ impl Loop {
     }
 
     /// Puts an advanced connection back, or ends it.
-    fn settle<E: Executor>(&mut self, key: usize, mut conn: Conn, step: Step, executor: &mut E) {
+    fn settle<E: Executor>(
+        &mut self,
+        key: usize,
+        mut conn: Box<Conn>,
+        step: Step,
+        executor: &mut E,
+    ) {
         let writable = match step {
             Step::Done(end) => return self.end(key, conn, end),
             Step::Wait { writable } => writable,
@@ -167,24 +204,34 @@ impl Loop {
         if self.stopping && conn.is_idle() {
             return self.end(key, conn, End::Shutdown);
         }
-        let interest = if writable { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+        let interest = if writable {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
         // Re-arming also reports readiness that arrived meanwhile.
-        if let Err(e) = self.poll.registry().reregister(conn.stream_mut(), Token(key), interest) {
+        if let Err(e) = self
+            .poll
+            .registry()
+            .reregister(conn.stream_mut(), Token(key), interest)
+        {
             return self.end(key, conn, End::Error(e.to_string()));
         }
-        let Some(slot) = self.slots.get_mut(key) else { return };
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
         slot.conn = Some(conn);
         if std::mem::take(&mut slot.missed) {
             self.ready(key, executor);
         }
     }
 
-    fn end(&mut self, key: usize, mut conn: Conn, end: End) {
+    fn end(&mut self, key: usize, mut conn: Box<Conn>, end: End) {
         let _ = self.poll.registry().deregister(conn.stream_mut());
         if self.slots.contains(key) {
             self.slots.remove(key);
         }
-        conn.finish(&end);
+        (*conn).finish(&end);
     }
 
     /// Shutdown: idle connections end now; answers in flight finish.
@@ -193,7 +240,7 @@ impl Loop {
         let idle: Vec<usize> = self
             .slots
             .iter()
-            .filter(|(_, s)| s.conn.as_ref().is_some_and(Conn::is_idle))
+            .filter(|(_, s)| s.conn.as_ref().is_some_and(|c| c.is_idle()))
             .map(|(k, _)| k)
             .collect();
         for key in idle {
@@ -226,26 +273,28 @@ pub struct Inline {
 
 impl Inline {
     pub fn new() -> Inline {
-        Inline { buf: vec![0; READ_BUF] }
+        Inline {
+            buf: vec![0; READ_BUF],
+        }
     }
 }
 
 impl Executor for Inline {
-    fn dispatch(&mut self, _key: usize, mut conn: Conn) -> Option<(Conn, Step)> {
+    fn dispatch(&mut self, _key: usize, mut conn: Box<Conn>) -> Option<(Box<Conn>, Step)> {
         let step = conn.advance(&mut self.buf);
         Some((conn, step))
     }
-    fn finished(&mut self) -> Vec<(usize, Conn, Step)> {
+    fn finished(&mut self) -> Vec<(usize, Box<Conn>, Step)> {
         Vec::new()
     }
 }
 
-type Job = (usize, Conn);
+type Job = (usize, Box<Conn>);
 
 /// Advances connections on a fixed set of worker threads (`--model pool`).
 pub struct Workers {
     jobs: Option<Sender<Job>>,
-    done: Receiver<(usize, Conn, Step)>,
+    done: Receiver<(usize, Box<Conn>, Step)>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -257,7 +306,8 @@ impl Workers {
         let (done_tx, done) = mpsc::channel();
         let threads = (0..count.max(1))
             .map(|i| {
-                let (queue, done_tx, waker) = (Arc::clone(&queue), done_tx.clone(), Arc::clone(&waker));
+                let (queue, done_tx, waker) =
+                    (Arc::clone(&queue), done_tx.clone(), Arc::clone(&waker));
                 std::thread::Builder::new()
                     .name(format!("hftp-worker-{i}"))
                     .stack_size(crate::drivers::threads::STACK_SIZE)
@@ -278,19 +328,25 @@ impl Workers {
                     })
             })
             .collect::<io::Result<Vec<_>>>()?;
-        Ok(Workers { jobs: Some(jobs), done, threads })
+        Ok(Workers {
+            jobs: Some(jobs),
+            done,
+            threads,
+        })
     }
 }
 
 impl Executor for Workers {
-    fn dispatch(&mut self, key: usize, conn: Conn) -> Option<(Conn, Step)> {
+    fn dispatch(&mut self, key: usize, conn: Box<Conn>) -> Option<(Box<Conn>, Step)> {
         match self.jobs.as_ref().map(|j| j.send((key, conn))) {
             Some(Ok(())) => None,
-            Some(Err(mpsc::SendError((_, conn)))) => Some((conn, Step::Done(End::Error("no worker left".into())))),
+            Some(Err(mpsc::SendError((_, conn)))) => {
+                Some((conn, Step::Done(End::Error("no worker left".into()))))
+            }
             None => None,
         }
     }
-    fn finished(&mut self) -> Vec<(usize, Conn, Step)> {
+    fn finished(&mut self) -> Vec<(usize, Box<Conn>, Step)> {
         self.done.try_iter().collect()
     }
 }

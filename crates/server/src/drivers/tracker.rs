@@ -33,7 +33,10 @@ impl Tracker {
         live.next_id += 1;
         let id = live.next_id;
         live.fds.insert(id, stream.as_raw_fd());
-        Registration { tracker: Arc::clone(self), id }
+        Registration {
+            tracker: Arc::clone(self),
+            id,
+        }
     }
 
     /// Shuts down the reading side of every live connection: a thread
