@@ -26,14 +26,18 @@ pub use config::{Config, Model};
 use std::io;
 use std::net::TcpListener;
 
+/// Called once the server handles SIGINT/SIGTERM, just before it accepts
+/// the first connection: the moment to announce that it is ready.
+pub type OnReady = Box<dyn FnOnce() + Send>;
+
 /// Serves `listeners` with the strategy chosen in `config` until SIGINT or
 /// SIGTERM, then shuts down gracefully.
-pub fn serve(config: Config, listeners: Vec<TcpListener>) -> io::Result<()> {
+pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> io::Result<()> {
     match config.model {
-        Model::Async => drivers::async_tasks::serve(config, listeners),
-        Model::Threads => drivers::threads::serve(config, listeners),
-        Model::Pool => drivers::pool::serve(config, listeners),
-        Model::Fork => drivers::fork::serve(config, listeners),
-        Model::Poll => drivers::poll::serve(config, listeners),
+        Model::Async => drivers::async_tasks::serve(config, listeners, on_ready),
+        Model::Threads => drivers::threads::serve(config, listeners, on_ready),
+        Model::Pool => drivers::pool::serve(config, listeners, on_ready),
+        Model::Fork => drivers::fork::serve(config, listeners, on_ready),
+        Model::Poll => drivers::poll::serve(config, listeners, on_ready),
     }
 }

@@ -169,10 +169,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let addr = l.local_addr()?;
         banner += &format!("listening on {addr} ({})\n", reach(addr));
     }
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(banner.as_bytes())?;
-    stdout.flush()?;
-    drop(stdout);
 
     let config = Config {
         session: SessionConfig {
@@ -187,7 +183,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         write_timeout: Duration::from_secs(args.write_timeout.max(1)),
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
     };
-    hftp_server::serve(config, listeners).context("server failed")?;
+    // The banner goes out once signals are handled: whoever waits for it may
+    // stop the server at once.
+    let announce = Box::new(move || {
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(banner.as_bytes());
+        let _ = stdout.flush();
+    });
+    hftp_server::serve(config, listeners, announce).context("server failed")?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -34,17 +34,24 @@ use crate::body::SliceBody;
 use crate::config::{Config, DRAIN_BYTES, DRAIN_TIME, READ_BUF, WRITE_BATCH};
 use crate::connection::{ConnStats, End};
 use crate::session::{Outcome, Session};
+use crate::OnReady;
 
-pub fn serve(config: Config, listeners: Vec<TcpListener>) -> io::Result<()> {
+pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> io::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.workers.max(1))
         .thread_name("hftp-async")
         .enable_all()
         .build()?;
-    runtime.block_on(run(Arc::new(config), listeners))
+    runtime.block_on(run(Arc::new(config), listeners, on_ready))
 }
 
-async fn run(config: Arc<Config>, listeners: Vec<TcpListener>) -> io::Result<()> {
+async fn run(
+    config: Arc<Config>,
+    listeners: Vec<TcpListener>,
+    on_ready: OnReady,
+) -> io::Result<()> {
+    let stop_signal = shutdown_signal()?;
+    on_ready();
     let admission = Admission::new(config.max_connections, config.max_per_ip);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut acceptors = Vec::new();
@@ -55,7 +62,7 @@ async fn run(config: Arc<Config>, listeners: Vec<TcpListener>) -> io::Result<()>
             (Arc::clone(&config), Arc::clone(&admission), stop_rx.clone());
         acceptors.push(tokio::spawn(accept(listener, config, admission, stop)));
     }
-    shutdown_signal().await?;
+    stop_signal.await;
     let _ = stop_tx.send(true);
     for a in acceptors {
         let _ = a.await;
@@ -68,15 +75,19 @@ async fn run(config: Arc<Config>, listeners: Vec<TcpListener>) -> io::Result<()>
     Ok(())
 }
 
-async fn shutdown_signal() -> io::Result<()> {
+/// Completes on SIGTERM or SIGINT. The handlers are installed when this is
+/// called, before any connection is accepted: a signal that arrives while
+/// the first answers are in flight must not kill the process outright.
+fn shutdown_signal() -> io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
 
 async fn accept(

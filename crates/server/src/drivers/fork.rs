@@ -35,6 +35,7 @@ use crate::admission::{Admission, Ticket};
 use crate::blocking::{accept_loop, serve_connection};
 use crate::config::Config;
 use crate::signals::Signals;
+use crate::OnReady;
 
 /// The child's client socket, for its SIGTERM handler.
 static CHILD_SOCKET: AtomicI32 = AtomicI32::new(-1);
@@ -49,8 +50,9 @@ extern "C" fn child_stop(_: libc::c_int) {
     }
 }
 
-pub fn serve(config: Config, listeners: Vec<TcpListener>) -> io::Result<()> {
+pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> io::Result<()> {
     let signals = Signals::install()?;
+    on_ready();
     let inherited: Vec<RawFd> = listeners.iter().map(AsRawFd::as_raw_fd).collect();
     let admission = Admission::new(config.max_connections, config.max_per_ip);
     // The parent's only per-client state: which child holds which place.

@@ -23,7 +23,8 @@ use std::net::TcpListener;
 
 use crate::config::Config;
 use crate::drivers::reactor::{self, Inline};
+use crate::OnReady;
 
-pub fn serve(config: Config, listeners: Vec<TcpListener>) -> io::Result<()> {
-    reactor::run(&config, listeners, |_| Ok(Inline::new()))
+pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> io::Result<()> {
+    reactor::run(&config, listeners, on_ready, |_| Ok(Inline::new()))
 }

@@ -23,10 +23,11 @@ use std::net::TcpListener;
 
 use crate::config::Config;
 use crate::drivers::reactor::{self, Workers};
+use crate::OnReady;
 
-pub fn serve(config: Config, listeners: Vec<TcpListener>) -> io::Result<()> {
+pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> io::Result<()> {
     let workers = config.workers;
-    reactor::run(&config, listeners, |registry| {
+    reactor::run(&config, listeners, on_ready, |registry| {
         Workers::start(workers, registry)
     })
 }

@@ -23,6 +23,7 @@ use crate::config::{Config, READ_BUF};
 use crate::connection::End;
 use crate::readiness::{Conn, Step};
 use crate::signals::Signals;
+use crate::OnReady;
 
 const SIGNALS: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
@@ -53,9 +54,11 @@ struct Slot {
 pub fn run<E: Executor>(
     config: &Config,
     listeners: Vec<TcpListener>,
+    on_ready: OnReady,
     make_executor: impl FnOnce(&Registry) -> io::Result<E>,
 ) -> io::Result<()> {
     let signals = Signals::install()?;
+    on_ready();
     let poll = Poll::new()?;
     let mut executor = make_executor(poll.registry())?;
     let mut listeners: Vec<mio::net::TcpListener> = listeners

@@ -23,12 +23,14 @@ use crate::blocking::{accept_loop, serve_connection};
 use crate::config::Config;
 use crate::drivers::tracker::Tracker;
 use crate::signals::Signals;
+use crate::OnReady;
 
 /// Stack size of connection threads: the session needs little.
 pub const STACK_SIZE: usize = 256 * 1024;
 
-pub fn serve(config: Config, listeners: Vec<TcpListener>) -> io::Result<()> {
+pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> io::Result<()> {
     let signals = Signals::install()?;
+    on_ready();
     let tracker = Arc::new(Tracker::default());
     let admission = Admission::new(config.max_connections, config.max_per_ip);
     let config = Arc::new(config);
