@@ -6,8 +6,9 @@ use hftp_proto::Scanner;
 
 fn scanner(c: &mut Criterion) {
     let mut group = c.benchmark_group("scanner");
-    let pipelined: Vec<u8> = b"get_metadata hola.txt\r\nget_slice hola.txt 4 19 raw\r\nget_file_listing\r\n"
-        .repeat(1000);
+    let pipelined: Vec<u8> =
+        b"get_metadata hola.txt\r\nget_slice hola.txt 4 19 raw\r\nget_file_listing\r\n"
+            .repeat(1000);
     group.throughput(Throughput::Bytes(pipelined.len() as u64));
     group.bench_function("pipelined_requests", |b| {
         b.iter(|| {

@@ -28,7 +28,10 @@ pub const fn is_name_byte(b: u8) -> bool {
 impl FileName {
     pub fn new(name: &str) -> Result<FileName, NameError> {
         let bytes = name.as_bytes();
-        if bytes.is_empty() || name == "." || name == ".." || !bytes.iter().all(|&b| is_name_byte(b))
+        if bytes.is_empty()
+            || name == "."
+            || name == ".."
+            || !bytes.iter().all(|&b| is_name_byte(b))
         {
             return Err(NameError::Invalid);
         }
@@ -95,14 +98,26 @@ impl Range {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Request {
     GetFileListing,
-    GetMetadata { name: FileName },
-    GetSlice { name: FileName, range: Range, mode: SliceMode },
+    GetMetadata {
+        name: FileName,
+    },
+    GetSlice {
+        name: FileName,
+        range: Range,
+        mode: SliceMode,
+    },
     Help,
     Quit,
 }
 
 /// Command names, in the order `help` lists them.
-pub const COMMANDS: [&str; 5] = ["get_file_listing", "get_metadata", "get_slice", "help", "quit"];
+pub const COMMANDS: [&str; 5] = [
+    "get_file_listing",
+    "get_metadata",
+    "get_slice",
+    "help",
+    "quit",
+];
 
 impl Request {
     pub fn command(&self) -> &'static str {
@@ -158,7 +173,10 @@ mod tests {
 
     #[test]
     fn range_end_never_overflows() {
-        let r = Range { offset: u64::MAX, size: 1 };
+        let r = Range {
+            offset: u64::MAX,
+            size: 1,
+        };
         assert_eq!(r.end(), None);
         assert!(!r.fits(u64::MAX));
         assert!(Range { offset: 3, size: 0 }.fits(3));
@@ -169,8 +187,12 @@ mod tests {
     fn encode() {
         let name = FileName::new("a.txt").unwrap();
         let mut out = Vec::new();
-        Request::GetSlice { name, range: Range { offset: 1, size: 2 }, mode: SliceMode::Raw }
-            .encode(&mut out);
+        Request::GetSlice {
+            name,
+            range: Range { offset: 1, size: 2 },
+            mode: SliceMode::Raw,
+        }
+        .encode(&mut out);
         assert_eq!(out, b"get_slice a.txt 1 2 raw\r\n");
     }
 }

@@ -121,7 +121,10 @@ mod tests {
 
         let mut out = Vec::new();
         write_help(&mut out);
-        assert_eq!(out, b"0 OK\r\nget_file_listing\r\nget_metadata\r\nget_slice\r\nhelp\r\nquit\r\n\r\n");
+        assert_eq!(
+            out,
+            b"0 OK\r\nget_file_listing\r\nget_metadata\r\nget_slice\r\nhelp\r\nquit\r\n\r\n"
+        );
     }
 
     #[test]

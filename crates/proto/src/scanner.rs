@@ -56,7 +56,10 @@ impl Token {
         self.len += 1;
         self.name_bytes_only &= is_name_byte(b);
         if b.is_ascii_digit() {
-            self.value = self.value.saturating_mul(10).saturating_add(u64::from(b - b'0'));
+            self.value = self
+                .value
+                .saturating_mul(10)
+                .saturating_add(u64::from(b - b'0'));
         } else {
             self.digits_only = false;
         }
@@ -124,7 +127,13 @@ impl Scanner {
             line_len: 0,
             only_spaces: true,
             token_count: 1,
-            tokens: Box::new([Token::EMPTY, Token::EMPTY, Token::EMPTY, Token::EMPTY, Token::EMPTY]),
+            tokens: Box::new([
+                Token::EMPTY,
+                Token::EMPTY,
+                Token::EMPTY,
+                Token::EMPTY,
+                Token::EMPTY,
+            ]),
         }
     }
 
@@ -255,7 +264,11 @@ impl Scanner {
             Some(range) => Request::GetSlice {
                 name,
                 range,
-                mode: if n == 5 { SliceMode::Raw } else { SliceMode::Base64 },
+                mode: if n == 5 {
+                    SliceMode::Raw
+                } else {
+                    SliceMode::Base64
+                },
             },
         })
     }
@@ -289,12 +302,17 @@ mod tests {
 
     #[test]
     fn commands() {
-        assert_eq!(one("get_file_listing\r\n"), Event::Request(Request::GetFileListing));
+        assert_eq!(
+            one("get_file_listing\r\n"),
+            Event::Request(Request::GetFileListing)
+        );
         assert_eq!(one("help\r\n"), Event::Request(Request::Help));
         assert_eq!(one("quit\r\n"), Event::Request(Request::Quit));
         assert_eq!(
             one("get_metadata a.txt\r\n"),
-            Event::Request(Request::GetMetadata { name: name("a.txt") })
+            Event::Request(Request::GetMetadata {
+                name: name("a.txt")
+            })
         );
         assert_eq!(
             one("get_slice a 007 3\r\n"),
@@ -380,11 +398,17 @@ mod tests {
     #[test]
     fn line_limit() {
         let mut s = Scanner::new(10);
-        assert_eq!(s.feed(b"get_metadata a\r\n").1, Some(Event::Fatal(Status::BadRequest)));
+        assert_eq!(
+            s.feed(b"get_metadata a\r\n").1,
+            Some(Event::Fatal(Status::BadRequest))
+        );
         assert!(s.is_dead());
         assert_eq!(s.feed(b"quit\r\n"), (6, None));
         let mut s = Scanner::new(10);
-        assert!(matches!(s.feed(b"0123456789\r\n").1, Some(Event::Reject(_))));
+        assert!(matches!(
+            s.feed(b"0123456789\r\n").1,
+            Some(Event::Reject(_))
+        ));
     }
 
     #[test]

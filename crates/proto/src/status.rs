@@ -91,7 +91,10 @@ mod tests {
     #[test]
     fn line_is_code_space_text_crlf() {
         for s in Status::ALL {
-            assert_eq!(s.line(), format!("{} {}\r\n", s.code(), s.text()).as_bytes());
+            assert_eq!(
+                s.line(),
+                format!("{} {}\r\n", s.code(), s.text()).as_bytes()
+            );
             assert_eq!(Status::from_code(s.code()), Some(s));
             assert_eq!(s.is_fatal(), (100..200).contains(&s.code()));
         }
