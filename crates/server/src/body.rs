@@ -31,6 +31,8 @@ pub struct SliceBody {
     offset: u64,
     remaining: u64,
     mode: SliceMode,
+    /// The tail was appended: the body is finished for good.
+    tail_sent: bool,
 }
 
 impl std::fmt::Debug for SliceBody {
@@ -58,6 +60,7 @@ impl SliceBody {
             offset,
             remaining: size,
             mode,
+            tail_sent: false,
         }
     }
 
@@ -73,6 +76,9 @@ impl SliceBody {
     /// Appends the next piece of wire bytes to `out`; the last piece carries
     /// the body's tail. Returns `true` when the body is complete.
     pub fn fill(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
+        if self.tail_sent {
+            return Ok(true);
+        }
         if self.remaining > 0 {
             match self.mode {
                 SliceMode::Base64 => self.fill_base64(out)?,
@@ -81,6 +87,7 @@ impl SliceBody {
         }
         if self.remaining == 0 {
             out.extend_from_slice(slice_tail(self.mode));
+            self.tail_sent = true;
             return Ok(true);
         }
         Ok(false)
@@ -163,4 +170,45 @@ pub fn read_exact_at(source: &dyn SliceSource, buf: &mut [u8], mut offset: u64) 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Bytes(Vec<u8>);
+
+    impl SliceSource for Bytes {
+        fn size(&self) -> u64 {
+            self.0.len() as u64
+        }
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+            let data = self.0.get(offset as usize..).unwrap_or(&[]);
+            let n = data.len().min(buf.len());
+            buf[..n].copy_from_slice(&data[..n]);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn tail_is_sent_once_and_body_is_one_base64_line() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        let mut body = SliceBody::new(Box::new(Bytes(data.clone())), 5, 150_000, SliceMode::Base64);
+        let mut out = Vec::new();
+        while !body.fill(&mut out).unwrap() {}
+        assert!(body.fill(&mut out).unwrap(), "stays complete");
+        let mut want = Vec::new();
+        encode_base64(&data[5..150_005], &mut want);
+        want.extend_from_slice(b"\r\n");
+        assert!(out == want);
+    }
+
+    #[test]
+    fn a_file_that_shrank_is_an_error() {
+        let mut body = SliceBody::new(Box::new(Bytes(vec![1; 10])), 0, 100, SliceMode::Raw);
+        let mut out = Vec::new();
+        assert!(body.fill(&mut out).is_ok());
+        let err = body.fill(&mut out).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
 }
