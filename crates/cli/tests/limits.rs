@@ -1,0 +1,183 @@
+//! Connection limits and timeouts, and a server under a crowd: every model
+//! must keep answering a well-behaved client.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use support::Server;
+
+fn served_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), b"hello").unwrap();
+    dir
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s
+}
+
+/// Asks a size and quits; panics unless both are answered exactly.
+fn well_behaved(addr: SocketAddr) {
+    let mut s = connect(addr);
+    s.write_all(b"get_metadata a.txt\r\nquit\r\n").unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"0 OK\r\n5\r\n0 OK\r\n");
+}
+
+/// Whether the server closed `s` without a byte (EOF at once).
+fn closed_without_answer(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 16];
+    let _ = s.write_all(b"get_metadata a.txt\r\n");
+    matches!(s.read(&mut buf), Ok(0) | Err(_))
+}
+
+/// The crowds run one at a time: together they would need more descriptors
+/// than this process may open.
+static CROWD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+fn crowd(model: &str, idle: usize) {
+    let _one_at_a_time = CROWD.lock().unwrap_or_else(|e| e.into_inner());
+    raise_fd_limit();
+    let dir = served_dir();
+    let server = Server::builder(dir.path()).model(model).start();
+    let addr = server.addr();
+    // Many idle connections...
+    let idle_conns: Vec<TcpStream> = (0..idle).map(|_| connect(addr)).collect();
+    // ...a flood of connects that close at once...
+    for _ in 0..1000 {
+        drop(TcpStream::connect(addr).expect("connect during flood"));
+    }
+    // ...and slowloris: connections that send half a request and stop.
+    let mut slow: Vec<TcpStream> = (0..100).map(|_| connect(addr)).collect();
+    for s in &mut slow {
+        s.write_all(b"get_meta").unwrap();
+    }
+    well_behaved(addr);
+    // Every idle connection is still served.
+    for mut s in idle_conns.into_iter().step_by(97) {
+        s.write_all(b"quit\r\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        assert_eq!(line, "0 OK\r\n");
+    }
+}
+
+#[test]
+fn async_with_10000_idle_connections_a_connect_flood_and_slowloris_answers() {
+    crowd("async", 10_000);
+}
+
+#[test]
+fn poll_with_10000_idle_connections_a_connect_flood_and_slowloris_answers() {
+    crowd("poll", 10_000);
+}
+
+#[test]
+fn pool_with_2000_idle_connections_a_connect_flood_and_slowloris_answers() {
+    crowd("pool", 2000);
+}
+
+#[test]
+fn threads_with_1000_idle_connections_a_connect_flood_and_slowloris_answers() {
+    crowd("threads", 1000);
+}
+
+#[test]
+fn fork_with_200_idle_connections_a_connect_flood_and_slowloris_answers() {
+    crowd("fork", 200);
+}
+
+#[test]
+fn max_per_ip_closes_connections_beyond_the_limit() {
+    for model in ["async", "threads", "pool", "fork", "poll"] {
+        let dir = served_dir();
+        let server = Server::builder(dir.path())
+            .model(model)
+            .arg("--max-per-ip")
+            .arg("2")
+            .start();
+        let addr = server.addr();
+        let mut first = connect(addr);
+        let _second = connect(addr);
+        // The first answers, proving both were admitted before the third.
+        first.write_all(b"get_metadata a.txt\r\n").unwrap();
+        let mut buf = [0u8; 9];
+        first.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"0 OK\r\n5\r\n", "{model}");
+        let mut third = connect(addr);
+        assert!(
+            closed_without_answer(&mut third),
+            "{model}: third connection was served"
+        );
+        drop(first);
+        // Its place is freed once the server has seen the close: retry
+        // (bounded) until a new connection is served.
+        let served = (0..500).any(|_| {
+            let mut s = connect(addr);
+            s.write_all(b"get_metadata a.txt\r\n").is_ok() && {
+                let mut buf = [0u8; 9];
+                s.read_exact(&mut buf).is_ok() && &buf == b"0 OK\r\n5\r\n"
+            }
+        });
+        assert!(served, "{model}: the freed place was never reused");
+    }
+}
+
+#[test]
+fn max_connections_closes_connections_beyond_the_limit() {
+    for model in ["async", "threads", "pool", "fork", "poll"] {
+        let dir = served_dir();
+        let server = Server::builder(dir.path())
+            .model(model)
+            .arg("--max-connections")
+            .arg("1")
+            .start();
+        let addr = server.addr();
+        let mut first = connect(addr);
+        first.write_all(b"get_metadata a.txt\r\n").unwrap();
+        let mut buf = [0u8; 9];
+        first.read_exact(&mut buf).unwrap();
+        let mut second = connect(addr);
+        assert!(
+            closed_without_answer(&mut second),
+            "{model}: second connection was served"
+        );
+    }
+}
+
+#[test]
+fn idle_timeout_closes_quiet_connections() {
+    for model in ["async", "threads", "pool", "fork", "poll"] {
+        let dir = served_dir();
+        let server = Server::builder(dir.path())
+            .model(model)
+            .arg("--idle-timeout")
+            .arg("1")
+            .start();
+        let mut s = connect(server.addr());
+        // Nothing sent: the server closes; read returns EOF (within the
+        // 30 s read timeout, which is not what is measured).
+        let mut buf = [0u8; 1];
+        assert_eq!(s.read(&mut buf).unwrap(), 0, "{model}");
+    }
+}
