@@ -62,11 +62,17 @@ pub fn slice_tail(mode: SliceMode) -> &'static [u8] {
 /// of a slice must be a multiple of 3 bytes long.
 pub fn encode_base64(input: &[u8], out: &mut Vec<u8>) {
     let b64 = base64_simd::STANDARD;
-    let start = out.len();
     let len = b64.encoded_length(input.len());
-    out.resize(start + len, 0);
-    let dst = base64_simd::Out::from_slice(&mut out[start..]);
-    let _ = b64.encode(input, dst);
+    out.reserve(len);
+    let start = out.len();
+    // Encode straight into the spare capacity: no zero-filling first.
+    let spare = &mut out.spare_capacity_mut()[..len];
+    let written = b64
+        .encode(input, base64_simd::Out::from_uninit_slice(spare))
+        .len();
+    debug_assert_eq!(written, len);
+    // SAFETY: `encode` initialised the first `written` spare bytes.
+    unsafe { out.set_len(start + written) };
 }
 
 /// Number of wire bytes a base64 slice body of `size` bytes takes (no CRLF).

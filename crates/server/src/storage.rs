@@ -184,6 +184,33 @@ impl LocalDir {
         .map_err(|e| classify(e.into()))
     }
 
+    /// The common case in one system call: `lstat` says the name is a
+    /// regular file (not a link). A valid name has no `/` and its last
+    /// component is not followed, so nothing can lead outside the directory.
+    /// Anything else (a link, absent, an error) takes the careful path.
+    fn plain_file_size(&self, name: &FileName) -> Option<u64> {
+        let st = rustix::fs::lstat(self.root.join(name.as_str())).ok()?;
+        (FileType::from_raw_mode(st.st_mode) == FileType::RegularFile).then_some(st.st_size as u64)
+    }
+
+    /// [`Self::plain_file_size`], then open without following a link; a file
+    /// swapped for a link or a special file meanwhile takes the careful path.
+    fn open_plain_file(&self, name: &FileName) -> Option<LocalFile> {
+        let path = self.root.join(name.as_str());
+        let st = rustix::fs::lstat(&path).ok()?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return None;
+        }
+        let flags =
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let fd = rustix::fs::open(&path, flags, Mode::empty()).ok()?;
+        let st = rustix::fs::fstat(&fd).ok()?;
+        (FileType::from_raw_mode(st.st_mode) == FileType::RegularFile).then(|| LocalFile {
+            file: File::from(fd),
+            size: st.st_size as u64,
+        })
+    }
+
     fn stat_in(&self, dir: BorrowedFd<'_>, name: &str) -> Result<u64, StorageError> {
         self.open_checked(dir, name, OFlags::PATH)
             .map(|(_, size)| size)
@@ -229,11 +256,17 @@ impl Storage for LocalDir {
     }
 
     fn stat(&self, name: &FileName) -> Result<u64, StorageError> {
+        if let Some(size) = self.plain_file_size(name) {
+            return Ok(size);
+        }
         let dir = self.open_root(OFlags::PATH)?;
         self.stat_in(dir.as_fd(), name.as_str())
     }
 
     fn open(&self, name: &FileName) -> Result<Box<dyn SliceSource>, StorageError> {
+        if let Some(file) = self.open_plain_file(name) {
+            return Ok(Box::new(file));
+        }
         let dir = self.open_root(OFlags::PATH)?;
         // Check the type through O_PATH before opening for reading: opening a
         // device or FIFO for reading could block or have side effects.
