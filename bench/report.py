@@ -350,9 +350,7 @@ def build(res, machine, charts_dir, md_path, notes):
     w("## Throughput by model and connections")
     w("")
     load_table("get_metadata (req/s)", "metadata", "rps", "req/s", lambda c: nginx_rps(res, c), "nginx 1 KiB file",
-               "Ratio: to nginx serving the 1 KiB file with `wrk` at the same connection count. `pool` serves "
-               "at most `--workers` (4) clients at once by design: the others wait, so only some connections "
-               "are served (shown).")
+               "Ratio: to nginx serving the 1 KiB file with `wrk` at the same connection count.")
     load_table("get_slice k1 0 1024, base64 (req/s)", "slice1k", "rps", "req/s", lambda c: nginx_rps(res, c), "nginx 1 KiB file")
     load_table("get_slice m64 0 67108864, base64 (payload MB/s)", "b64m64", "payload_mbps", "MB/s",
                lambda c: nginx_mbps(res, c), "nginx 64 MiB range",
