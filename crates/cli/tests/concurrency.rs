@@ -38,6 +38,10 @@ macro_rules! per_model {
                 fn sigterm_lets_transfers_finish_and_exits_zero() {
                     super::sigterm_during_transfers(stringify!($model));
                 }
+                #[test]
+                fn a_fast_huge_download_does_not_starve_others() {
+                    super::fast_download_does_not_starve(stringify!($model));
+                }
             }
         )*
     };
@@ -300,4 +304,47 @@ fn sigterm_during_transfers(model: &str) {
         "server exit status {status:?}; stderr:\n{}",
         server.stderr()
     );
+}
+
+fn fast_download_does_not_starve(model: &str) {
+    const HUGE: u64 = 64 << 30;
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("small.txt"), b"hello").unwrap();
+    // Sparse: 64 GiB of zeros that take no disk space.
+    fs::File::create(dir.path().join("huge.bin"))
+        .unwrap()
+        .set_len(HUGE)
+        .unwrap();
+    let server = start(dir.path(), model, &[]);
+    let addr = server.addr();
+    let finished_other = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let started = Arc::new(Barrier::new(2));
+    let downloader = {
+        let (finished_other, started) = (Arc::clone(&finished_other), Arc::clone(&started));
+        thread::spawn(move || {
+            let mut s = connect(addr);
+            write!(s, "get_slice huge.bin 0 {HUGE} raw\r\n").unwrap();
+            let mut buf = vec![0u8; MIB];
+            let mut got = s.read(&mut buf).unwrap() as u64;
+            started.wait();
+            // Read as fast as possible until the other client is done.
+            while !finished_other.load(std::sync::atomic::Ordering::SeqCst) {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "the download ended early");
+                got += n as u64;
+            }
+            got
+        })
+    };
+    started.wait();
+    well_behaved_client(
+        addr,
+        "0 OK\r\nhuge.bin\r\nsmall.txt\r\n\r\n",
+        "small.txt",
+        5,
+    );
+    finished_other.store(true, std::sync::atomic::Ordering::SeqCst);
+    let got = downloader.join().unwrap();
+    // The other client was answered while the download was in progress.
+    assert!(got < HUGE, "the download finished first ({got} bytes)");
 }

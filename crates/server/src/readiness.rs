@@ -47,8 +47,17 @@ pub enum Step {
     Wait {
         writable: bool,
     },
+    /// More can be done at once, but this turn's budget is spent: advance
+    /// the connection again after the others had their turn.
+    Again,
     Done(End),
 }
+
+/// Steps (a chunk written, a `sendfile`, a read) one connection may take
+/// per turn, about 2 MiB: a fast client must not starve the others, and the
+/// readiness loop never sees an event for work left undone (edge-triggered),
+/// hence [`Step::Again`].
+const TURN_BUDGET: u32 = 32;
 
 impl Conn {
     pub fn new(stream: TcpStream, peer: SocketAddr, config: &Config, ticket: Ticket) -> Conn {
@@ -112,7 +121,12 @@ impl Conn {
     }
 
     fn advance_inner(&mut self, buf: &mut [u8]) -> io::Result<Step> {
+        let mut budget = TURN_BUDGET;
         loop {
+            if budget == 0 {
+                return Ok(Step::Again);
+            }
+            budget -= 1;
             if self.draining_until.is_some() {
                 return Ok(self.drain(buf));
             }
@@ -138,6 +152,10 @@ impl Conn {
             if let Some(body) = &mut self.body {
                 if body.can_sendfile() {
                     while !body.is_complete() {
+                        if budget == 0 {
+                            return Ok(Step::Again);
+                        }
+                        budget -= 1;
                         match body.send_raw(&self.stream) {
                             Ok(n) => {
                                 self.stats.bytes_sent += n as u64;

@@ -149,15 +149,31 @@ impl<'c> Connection<'c> {
         // Buffers are allocated while a request is handled and released
         // while the client is idle, so idle connections cost little memory.
         let mut buf = Vec::new();
+        // One stop future and one idle timer for the whole connection:
+        // arming a timer per request would cost more than the request. The
+        // timer is moved forward only when it fires early.
+        let mut stop = self.stop.clone();
+        let stopped = stop.wait_for(|&stop| stop);
+        tokio::pin!(stopped);
+        let idle_timeout = self.config.idle_timeout;
+        let mut last_read = tokio::time::Instant::now();
+        let idle = tokio::time::sleep(idle_timeout);
+        tokio::pin!(idle);
         loop {
             let ready = tokio::select! {
-                r = timeout(self.config.idle_timeout, self.stream.readable()) => r,
-                _ = self.stop.wait_for(|&stop| stop) => return End::Shutdown,
+                biased;
+                r = self.stream.readable() => r,
+                _ = &mut idle => {
+                    if last_read.elapsed() >= idle_timeout {
+                        return End::IdleTimeout;
+                    }
+                    idle.as_mut().reset(last_read + idle_timeout);
+                    continue;
+                }
+                _ = &mut stopped => return End::Shutdown,
             };
-            match ready {
-                Err(_elapsed) => return End::IdleTimeout,
-                Ok(Err(e)) => return write_error(e),
-                Ok(Ok(())) => {}
+            if let Err(e) = ready {
+                return write_error(e);
             }
             if buf.is_empty() {
                 buf = vec![0u8; READ_BUF];
@@ -172,6 +188,7 @@ impl<'c> Connection<'c> {
                 }
                 Err(e) => return write_error(e),
             };
+            last_read = tokio::time::Instant::now();
             let mut input = &buf[..n];
             while !input.is_empty() {
                 let (used, outcome) = self.session.on_input(input, &mut self.out);
@@ -213,9 +230,22 @@ impl<'c> Connection<'c> {
         if self.out.is_empty() {
             return Ok(());
         }
-        match timeout(self.config.write_timeout, self.stream.write_all(&self.out)).await {
-            Ok(r) => r?,
-            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+        // The socket usually takes a whole answer at once: try that before
+        // arming a timer, which would cost more than the write.
+        let mut written = 0;
+        while written < self.out.len() {
+            match self.stream.try_write(&self.out[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if written < self.out.len() {
+            let rest = &self.out[written..];
+            match timeout(self.config.write_timeout, self.stream.write_all(rest)).await {
+                Ok(r) => r?,
+                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+            }
         }
         self.stats.bytes_sent += self.out.len() as u64;
         self.out.clear();

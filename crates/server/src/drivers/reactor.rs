@@ -81,6 +81,7 @@ pub fn run<E: Executor>(
         poll,
         slots: Slab::new(),
         stopping: false,
+        again: Vec::new(),
     };
     let mut events = Events::with_capacity(1024);
     let mut stop_deadline: Option<Instant> = None;
@@ -92,7 +93,9 @@ pub fn run<E: Executor>(
                 break;
             }
         }
-        let timeout = if loop_.slots.is_empty() && stop_deadline.is_none() {
+        let timeout = if !loop_.again.is_empty() {
+            Some(Duration::ZERO)
+        } else if loop_.slots.is_empty() && stop_deadline.is_none() {
             None
         } else {
             Some(TICK)
@@ -126,6 +129,10 @@ pub fn run<E: Executor>(
         for (key, conn, step) in executor.finished() {
             loop_.settle(key, conn, step, &mut executor);
         }
+        // Their turn came after everyone who was ready meanwhile.
+        for key in std::mem::take(&mut loop_.again) {
+            loop_.ready(key, &mut executor);
+        }
         if last_sweep.elapsed() >= TICK {
             last_sweep = Instant::now();
             loop_.sweep(config);
@@ -139,6 +146,8 @@ struct Loop {
     poll: Poll,
     slots: Slab<Slot>,
     stopping: bool,
+    /// Connections that used up their turn and have more to do now.
+    again: Vec<usize>,
 }
 
 impl Loop {
@@ -203,6 +212,13 @@ impl Loop {
         let writable = match step {
             Step::Done(end) => return self.end(key, conn, end),
             Step::Wait { writable } => writable,
+            Step::Again => {
+                if let Some(slot) = self.slots.get_mut(key) {
+                    slot.conn = Some(conn);
+                    self.again.push(key);
+                }
+                return;
+            }
         };
         if self.stopping && conn.is_idle() {
             return self.end(key, conn, End::Shutdown);
