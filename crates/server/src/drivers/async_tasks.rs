@@ -36,6 +36,9 @@ use crate::connection::{ConnStats, End};
 use crate::session::{Outcome, Session};
 use crate::OnReady;
 
+/// Size of a connection's first read buffer; see `Connection::run`.
+const FIRST_READ: usize = 1024;
+
 pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> io::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.workers.max(1))
@@ -175,8 +178,13 @@ impl<'c> Connection<'c> {
             if let Err(e) = ready {
                 return write_error(e);
             }
+            // Start small (most requests are a few dozen bytes) and grow
+            // when a read fills the buffer: 10,000 clients sending `quit`
+            // at once then cost 1 KiB each, not 16.
             if buf.is_empty() {
-                buf = vec![0u8; READ_BUF];
+                buf = vec![0u8; FIRST_READ];
+            } else if buf.len() < READ_BUF {
+                buf.resize(READ_BUF, 0);
             }
             let n = match self.stream.try_read(&mut buf) {
                 Ok(0) => return End::ClientClosed,
@@ -284,14 +292,20 @@ impl<'c> Connection<'c> {
             return;
         }
         let deadline = Instant::now() + DRAIN_TIME;
-        // On the heap: an array here would make every connection's future
-        // (and so every idle connection) 16 KiB larger.
-        let mut buf = vec![0u8; 16 * 1024];
+        // On the heap (an array would make every connection's future
+        // larger), and small until a read fills it: most clients have sent
+        // nothing more, and 10,000 closing at once must stay cheap.
+        let mut buf = vec![0u8; FIRST_READ];
         let mut drained = 0;
         while drained < DRAIN_BYTES {
             let left = deadline.saturating_duration_since(Instant::now());
             match timeout(left, self.stream.read(&mut buf)).await {
-                Ok(Ok(n)) if n > 0 => drained += n,
+                Ok(Ok(n)) if n > 0 => {
+                    drained += n;
+                    if n == buf.len() && buf.len() < READ_BUF {
+                        buf.resize(READ_BUF, 0);
+                    }
+                }
                 _ => break,
             }
         }
