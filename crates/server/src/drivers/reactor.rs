@@ -58,7 +58,6 @@ pub fn run<E: Executor>(
     make_executor: impl FnOnce(&Registry) -> io::Result<E>,
 ) -> io::Result<()> {
     let signals = Signals::install()?;
-    on_ready();
     let poll = Poll::new()?;
     let mut executor = make_executor(poll.registry())?;
     let mut listeners: Vec<mio::net::TcpListener> = listeners
@@ -84,6 +83,8 @@ pub fn run<E: Executor>(
         again: Vec::new(),
     };
     let mut events = Events::with_capacity(1024);
+    // Everything is set up (signals, epoll, listeners, workers).
+    on_ready();
     let mut stop_deadline: Option<Instant> = None;
     let mut last_sweep = Instant::now();
 
