@@ -181,3 +181,146 @@ fn idle_timeout_closes_quiet_connections() {
         assert_eq!(s.read(&mut buf).unwrap(), 0, "{model}");
     }
 }
+
+#[test]
+fn idle_time_counts_from_the_end_of_a_long_answer() {
+    const MODELS: [&str; 5] = ["async", "threads", "pool", "fork", "poll"];
+    let models = MODELS;
+    let runs: Vec<_> = models
+        .iter()
+        .map(|&m| std::thread::spawn(move || slow_answer_then_request(m)))
+        .collect();
+    for (model, run) in models.iter().zip(runs) {
+        run.join().unwrap_or_else(|_| panic!("{model} failed"));
+    }
+}
+
+/// A 24 MiB answer read at about 6 MB/s takes about 4 s, twice the idle
+/// timeout; the next request, sent as soon as the answer is read, must be
+/// answered. (The server finishes writing before the client finishes
+/// reading, by what the socket buffers hold, well under the 2 s timeout
+/// with the client's receive buffer kept small.)
+fn slow_answer_then_request(model: &str) {
+    const SIZE: usize = 24 << 20;
+    let dir = served_dir();
+    std::fs::File::create(dir.path().join("big.bin"))
+        .unwrap()
+        .set_len(SIZE as u64)
+        .unwrap();
+    let server = Server::builder(dir.path())
+        .model(model)
+        .arg("--idle-timeout")
+        .arg("2")
+        .start();
+    let mut s = connect(server.addr());
+    let small: libc::c_int = 64 << 10;
+    // SAFETY: setsockopt on a socket we own, with a valid int.
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&s),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&small as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    let head = format!("0 OK\r\nContent-Length: {SIZE}\r\n\r\n");
+    s.write_all(format!("get_slice big.bin 0 {SIZE} raw\r\n").as_bytes())
+        .unwrap();
+    let mut left = SIZE + head.len();
+    let mut buf = vec![0u8; 128 << 10];
+    while left > 0 {
+        let n = s.read(&mut buf[..left.min(128 << 10)]).unwrap();
+        assert!(n > 0, "{model}: answer cut short");
+        left -= n;
+        // Pacing, not synchronisation: this is what makes the reader slow.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s.write_all(b"quit\r\n").unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    assert_eq!(
+        got, b"0 OK\r\n",
+        "{model}: not answered after a long answer"
+    );
+}
+
+#[test]
+fn clients_queued_while_out_of_descriptors_are_served_later() {
+    use std::os::unix::process::CommandExt;
+    for model in ["async", "threads", "pool", "poll"] {
+        let dir = served_dir();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hftp"));
+        command
+            .args([
+                "serve",
+                "-p",
+                "0",
+                "-a",
+                "127.0.0.1",
+                "-q",
+                "--model",
+                model,
+                "-d",
+            ])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: 40,
+                    rlim_max: 40,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr: SocketAddr = loop {
+            let line = lines.next().expect("banner").unwrap();
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+        };
+        // Exhaust the server's descriptors, then queue one more client.
+        let hogs: Vec<TcpStream> = (0..60).map(|_| connect(addr)).collect();
+        let mut queued = connect(addr);
+        queued.write_all(b"get_metadata a.txt\r\n").unwrap();
+        drop(hogs);
+        let mut buf = [0u8; 9];
+        let answered = queued.read_exact(&mut buf).is_ok() && &buf == b"0 OK\r\n5\r\n";
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(answered, "{model}: the queued client was never served");
+    }
+}
+
+#[test]
+fn sigterm_closes_waiting_clients_even_mid_request() {
+    for model in ["async", "threads", "pool", "fork", "poll"] {
+        let dir = served_dir();
+        // A grace far longer than the test's patience: only connections
+        // with an answer in flight may hold the shutdown.
+        let mut server = Server::builder(dir.path())
+            .model(model)
+            .arg("--shutdown-grace")
+            .arg("600")
+            .start();
+        let mut idle = connect(server.addr());
+        let mut partial = connect(server.addr());
+        partial.write_all(b"get_meta").unwrap();
+        // Both are known to the server once it has answered a third.
+        well_behaved(server.addr());
+        server.signal(libc::SIGTERM);
+        let status = server.wait_exit(Duration::from_secs(60));
+        assert!(status.success(), "{model}: {status:?}");
+        let mut buf = [0u8; 8];
+        assert!(matches!(idle.read(&mut buf), Ok(0) | Err(_)), "{model}");
+        assert!(matches!(partial.read(&mut buf), Ok(0) | Err(_)), "{model}");
+    }
+}

@@ -20,12 +20,13 @@ use crate::connection::{ConnStats, End};
 use crate::session::{Outcome, Session};
 use crate::signals::Signals;
 
-/// Serves one connection until it ends; logs its summary line.
-pub fn serve_connection(mut stream: TcpStream, config: &Config) -> End {
+/// Serves one connection until it ends; logs its summary line. The caller
+/// closes the socket (after forgetting it wherever it was registered).
+pub fn serve_connection(stream: &mut TcpStream, config: &Config) -> End {
     let mut stats = ConnStats::new(stream.peer_addr().ok());
     let mut session = Session::new(&config.session);
-    let end = match setup(&stream, config) {
-        Ok(()) => run(&mut stream, &mut session, &mut stats),
+    let end = match setup(stream, config) {
+        Ok(()) => run(stream, &mut session, &mut stats),
         Err(e) => End::Error(e.to_string()),
     };
     stats.finish(session.requests, &end);
@@ -167,6 +168,7 @@ pub fn accept_loop(
     for l in listeners {
         l.set_nonblocking(true)?;
     }
+    let mut accept_warned: Option<Instant> = None;
     while !signals.stop_requested() {
         let mut fds: Vec<PollFd<'_>> = listeners
             .iter()
@@ -192,8 +194,12 @@ pub fn accept_loop(
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
                         // EMFILE and friends: leave the connection queued and
-                        // try again on the next wake-up instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
+                        // try again shortly instead of spinning; say so at
+                        // most once a second.
+                        if accept_warned.is_none_or(|t: Instant| t.elapsed().as_secs() >= 1) {
+                            tracing::warn!(error = %e, "accept failed, retrying");
+                            accept_warned = Some(Instant::now());
+                        }
                         std::thread::sleep(std::time::Duration::from_millis(10));
                         break;
                     }

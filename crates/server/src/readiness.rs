@@ -93,11 +93,15 @@ impl Conn {
     pub fn expired(&self, now: Instant, config: &Config) -> Option<End> {
         if let Some(until) = self.draining_until {
             (now >= until).then(|| self.closing.clone().unwrap_or(End::ClientClosed))
-        } else if self.has_output() {
-            (now.duration_since(self.last_write) >= config.write_timeout)
-                .then_some(End::WriteTimeout)
         } else {
-            (now.duration_since(self.last_read) >= config.idle_timeout).then_some(End::IdleTimeout)
+            // Both timeouts count from the last progress either way: idle
+            // starts when the last answer was sent, not when its request came.
+            let quiet = now.duration_since(self.last_read.max(self.last_write));
+            if self.has_output() {
+                (quiet >= config.write_timeout).then_some(End::WriteTimeout)
+            } else {
+                (quiet >= config.idle_timeout).then_some(End::IdleTimeout)
+            }
         }
     }
 
@@ -106,11 +110,13 @@ impl Conn {
     }
 
     /// Nothing in flight: no output, no partial request.
+    /// Nothing being answered: waiting for (the rest of) a request. Such a
+    /// connection is closed at shutdown, as in the other models.
     pub fn is_idle(&self) -> bool {
         !self.has_output()
             && self.pending.is_empty()
             && self.closing.is_none()
-            && !self.session.in_request()
+            && self.draining_until.is_none()
     }
 
     pub fn advance(&mut self, buf: &mut [u8]) -> Step {

@@ -179,9 +179,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         workers,
         max_connections: args.max_connections,
         max_per_ip: args.max_per_ip,
-        idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
-        write_timeout: Duration::from_secs(args.write_timeout.max(1)),
-        shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        idle_timeout: seconds(args.idle_timeout.max(1)),
+        write_timeout: seconds(args.write_timeout.max(1)),
+        shutdown_grace: seconds(args.shutdown_grace),
     };
     // The banner goes out once signals are handled: whoever waits for it may
     // stop the server at once.
@@ -192,6 +192,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     });
     hftp_server::serve(config, listeners, announce).context("server failed")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Durations are capped at about 136 years, so that adding one to the
+/// current time can never overflow.
+fn seconds(secs: u64) -> Duration {
+    Duration::from_secs(secs.min(u64::from(u32::MAX)))
 }
 
 fn bind_all(hosts: &[String], port: u16) -> anyhow::Result<Vec<TcpListener>> {

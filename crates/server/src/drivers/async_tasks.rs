@@ -99,6 +99,7 @@ async fn accept(
     admission: Arc<Admission>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut accept_warned: Option<Instant> = None;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -107,7 +108,12 @@ async fn accept(
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
+                // Out of descriptors, typically: wait for some to be freed,
+                // and say so at most once a second.
+                if accept_warned.is_none_or(|t: Instant| t.elapsed().as_secs() >= 1) {
+                    tracing::warn!(error = %e, "accept failed, retrying");
+                    accept_warned = Some(Instant::now());
+                }
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 continue;
             }
@@ -196,7 +202,6 @@ impl<'c> Connection<'c> {
                 }
                 Err(e) => return write_error(e),
             };
-            last_read = tokio::time::Instant::now();
             let mut input = &buf[..n];
             while !input.is_empty() {
                 let (used, outcome) = self.session.on_input(input, &mut self.out);
@@ -223,6 +228,9 @@ impl<'c> Connection<'c> {
             if let Err(e) = self.flush().await {
                 return write_error(e);
             }
+            // Idle time starts once the answers are sent, however long
+            // they took.
+            last_read = tokio::time::Instant::now();
             if n < buf.len() {
                 buf = Vec::new();
             }

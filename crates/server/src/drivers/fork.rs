@@ -116,7 +116,9 @@ fn run_child(stream: TcpStream, config: &Config, inherited: &[RawFd]) -> ! {
         let _ = sigaction(Signal::SIGINT, &stop);
         let _ = sigaction(Signal::SIGCHLD, &default);
     }
-    serve_connection(stream, config);
+    let mut stream = stream;
+    serve_connection(&mut stream, config);
+    drop(stream);
     // SAFETY: leave without running the parent's exit handlers.
     unsafe { libc::_exit(0) }
 }

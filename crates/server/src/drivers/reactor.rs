@@ -81,6 +81,8 @@ pub fn run<E: Executor>(
         slots: Slab::new(),
         stopping: false,
         again: Vec::new(),
+        retry_accept: false,
+        accept_warned: None,
     };
     let mut events = Events::with_capacity(1024);
     // Everything is set up (signals, epoll, listeners, workers).
@@ -96,7 +98,7 @@ pub fn run<E: Executor>(
         }
         let timeout = if !loop_.again.is_empty() {
             Some(Duration::ZERO)
-        } else if loop_.slots.is_empty() && stop_deadline.is_none() {
+        } else if loop_.slots.is_empty() && stop_deadline.is_none() && !loop_.retry_accept {
             None
         } else {
             Some(TICK)
@@ -115,14 +117,14 @@ pub fn run<E: Executor>(
                         for l in &mut listeners {
                             let _ = loop_.poll.registry().deregister(l);
                         }
+                        // Closed, so that new clients are refused at once.
+                        listeners.clear();
                         loop_.stop();
                     }
                 }
                 WAKER => {}
                 Token(t) if t > LISTENER_BASE - listeners.len() => {
-                    if stop_deadline.is_none() {
-                        loop_.accept_all(&listeners[LISTENER_BASE - t], config, &admission);
-                    }
+                    loop_.accept_all(&listeners[LISTENER_BASE - t], config, &admission);
                 }
                 Token(key) => loop_.ready(key, &mut executor),
             }
@@ -137,6 +139,14 @@ pub fn run<E: Executor>(
         if last_sweep.elapsed() >= TICK {
             last_sweep = Instant::now();
             loop_.sweep(config);
+            // Accepting failed (out of descriptors): the listeners are
+            // edge-triggered, so nothing would wake us for the clients still
+            // queued. Try again now that descriptors may have been freed.
+            if std::mem::take(&mut loop_.retry_accept) {
+                for l in &listeners {
+                    loop_.accept_all(l, config, &admission);
+                }
+            }
         }
     }
     tracing::info!(unfinished = loop_.slots.len(), "shut down");
@@ -149,6 +159,10 @@ struct Loop {
     stopping: bool,
     /// Connections that used up their turn and have more to do now.
     again: Vec<usize>,
+    /// An accept failed (EMFILE...): retry at the next tick.
+    retry_accept: bool,
+    /// When an accept failure was last logged.
+    accept_warned: Option<Instant>,
 }
 
 impl Loop {
@@ -164,7 +178,14 @@ impl Loop {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    if self
+                        .accept_warned
+                        .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+                    {
+                        tracing::warn!(error = %e, "accept failed, retrying");
+                        self.accept_warned = Some(Instant::now());
+                    }
+                    self.retry_accept = true;
                     return;
                 }
             };

@@ -45,8 +45,12 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> 
                 .name("hftp-conn".into())
                 .stack_size(STACK_SIZE)
                 .spawn(move || {
-                    serve_connection(stream, &config);
+                    let mut stream = stream;
+                    serve_connection(&mut stream, &config);
+                    // Unregister before closing: shutdown must never touch
+                    // a descriptor number that was reused.
                     drop(registration);
+                    drop(stream);
                     drop(ticket);
                 });
             if let Err(e) = spawned {
