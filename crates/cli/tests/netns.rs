@@ -263,11 +263,11 @@ fn served_dir() -> tempfile::TempDir {
 
 const LOCALHOST_V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-#[test]
-fn loopback_address_is_reachable_only_from_its_own_host() {
+/// Bound to `address`, the server answers inside its own namespace only.
+fn reachable_only_from_its_own_host(address: &str) {
     let hosts = Hosts::new();
     let dir = served_dir();
-    let _server = hosts.serve(dir.path(), "127.0.0.1");
+    let _server = hosts.serve(dir.path(), address);
     assert_eq!(
         try_help(&hosts.server, LOCALHOST_V4),
         Reach::Served,
@@ -291,30 +291,13 @@ fn loopback_address_is_reachable_only_from_its_own_host() {
 }
 
 #[test]
+fn loopback_address_is_reachable_only_from_its_own_host() {
+    reachable_only_from_its_own_host("127.0.0.1");
+}
+
+#[test]
 fn localhost_is_reachable_only_from_its_own_host() {
-    let hosts = Hosts::new();
-    let dir = served_dir();
-    let _server = hosts.serve(dir.path(), "localhost");
-    assert_eq!(
-        try_help(&hosts.server, LOCALHOST_V4),
-        Reach::Served,
-        "inside the server's namespace"
-    );
-    assert_eq!(
-        try_help(&hosts.client, SERVER_V4),
-        Reach::Refused,
-        "from the other host, IPv4"
-    );
-    assert_eq!(
-        try_help(&hosts.client, SERVER_V6),
-        Reach::Refused,
-        "from the other host, IPv6"
-    );
-    assert_eq!(
-        try_help(&hosts.server, SERVER_V4),
-        Reach::Refused,
-        "to the veth address on the server itself"
-    );
+    reachable_only_from_its_own_host("localhost");
 }
 
 #[test]
