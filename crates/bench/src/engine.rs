@@ -610,6 +610,10 @@ impl Worker {
                 .decoder
                 .feed(data, &mut self.body)
                 .map_err(|e| Failure::new("protocol", e.to_string()))?;
+            // Listing names are checked by the decoder and not needed
+            // here: dropping them as they come keeps memory bounded
+            // however long a server's listing is.
+            drop(c.decoder.take_lines());
             data = &data[used..];
             if !self.body.is_empty() {
                 self.stats.payload += self.body.len() as u64;

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::Client;
@@ -14,6 +14,66 @@ pub const DEFAULT_PORT: u16 = 19500;
 
 /// Default connect, read and write timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A total time limit (curl's `--max-time`): past `at`, every connect,
+/// read and write fails with [`Error::MaxTime`], however steadily bytes
+/// arrive. The per-operation timeout alone cannot stop a server that drips
+/// one byte per second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline {
+    pub at: Instant,
+    /// The limit as given, for the message.
+    pub limit: Duration,
+}
+
+impl Deadline {
+    /// The deadline `limit` from now.
+    pub fn after(limit: Duration) -> Deadline {
+        Deadline {
+            at: Instant::now() + limit,
+            limit,
+        }
+    }
+
+    /// Time left, or the error once it has passed.
+    pub fn remaining(&self, what: &str) -> Result<Duration> {
+        match self.at.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Ok(left),
+            _ => Err(Error::MaxTime {
+                what: what.to_owned(),
+                limit: self.limit,
+            }),
+        }
+    }
+}
+
+/// The wait allowed for one connect, read or write: the per-operation
+/// `timeout` (zero: none), shortened to what is left before `deadline`.
+/// `None` means wait forever.
+pub(crate) fn wait_limit(
+    timeout: Duration,
+    deadline: Option<&Deadline>,
+    what: &str,
+) -> Result<Option<Duration>> {
+    let timeout = (!timeout.is_zero()).then_some(timeout);
+    Ok(match deadline {
+        None => timeout,
+        Some(d) => {
+            let left = d.remaining(what)?;
+            Some(timeout.map_or(left, |t| t.min(left)))
+        }
+    })
+}
+
+/// A timeout that fired because the deadline was near is the deadline's.
+pub(crate) fn blame_deadline(deadline: Option<&Deadline>, err: Error, what: &str) -> Error {
+    match deadline {
+        Some(d) if err.exit_code() == crate::exit::TIMEOUT => {
+            d.remaining(what).err().unwrap_or(err)
+        }
+        _ => err,
+    }
+}
 
 /// A SOCKS5 proxy (RFC 1928, no authentication).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +131,8 @@ pub struct Endpoint {
     pub timeout: Duration,
     /// Ask for `raw` slices (falling back to base64 on classic servers).
     pub raw: bool,
+    /// Total time limit for everything done through this endpoint.
+    pub deadline: Option<Deadline>,
 }
 
 impl Endpoint {
@@ -93,6 +155,7 @@ impl Endpoint {
             proxy: None,
             timeout: DEFAULT_TIMEOUT,
             raw: true,
+            deadline: None,
         })
     }
 
@@ -106,6 +169,12 @@ impl Endpoint {
         self
     }
 
+    /// A total time limit for every connection made from here on.
+    pub fn with_deadline(mut self, deadline: Option<Deadline>) -> Endpoint {
+        self.deadline = deadline;
+        self
+    }
+
     /// Whether to use `raw` slices where the server has them (default true).
     pub fn with_raw(mut self, raw: bool) -> Endpoint {
         self.raw = raw;
@@ -114,23 +183,40 @@ impl Endpoint {
 
     /// Opens a new connection.
     pub fn connect(&self) -> Result<Client> {
+        self.open()
+            .map_err(|e| blame_deadline(self.deadline.as_ref(), e, &self.connecting()))
+    }
+
+    fn open(&self) -> Result<Client> {
         let stream = match &self.proxy {
-            None => connect_direct(&self.host, self.port, self.timeout, &self.to_string())?,
+            None => connect_direct(
+                &self.host,
+                self.port,
+                wait_limit(self.timeout, self.deadline.as_ref(), &self.connecting())?,
+                &self.to_string(),
+            )?,
             Some(proxy) => self.connect_via(proxy)?,
         };
         Client::from_stream(stream, self)
     }
 
     fn connect_via(&self, proxy: &Proxy) -> Result<TcpStream> {
-        let mut stream = connect_direct(
-            &proxy.host,
-            proxy.port,
-            self.timeout,
-            &format!("proxy {proxy}"),
+        let what = format!("proxy {proxy}");
+        let wait = wait_limit(self.timeout, self.deadline.as_ref(), &what)?;
+        let mut stream = connect_direct(&proxy.host, proxy.port, wait, &what)?;
+        set_timeouts(
+            &stream,
+            wait_limit(self.timeout, self.deadline.as_ref(), &what)?,
+            &what,
         )?;
-        set_timeouts(&stream, self.timeout, &proxy.to_string())?;
         socks5_handshake(&mut stream, self, proxy)?;
         Ok(stream)
+    }
+}
+
+impl Endpoint {
+    fn connecting(&self) -> String {
+        format!("connecting to {self}")
     }
 }
 
@@ -198,7 +284,14 @@ fn split_host_port(s: &str, default_port: u16) -> Result<(String, u16), String> 
     Ok((host.to_owned(), port))
 }
 
-fn connect_direct(host: &str, port: u16, timeout: Duration, what: &str) -> Result<TcpStream> {
+/// Connects to the first address of `host` that answers; `timeout` `None`
+/// waits as long as the system does (`connect_timeout` refuses zero).
+fn connect_direct(
+    host: &str,
+    port: u16,
+    timeout: Option<Duration>,
+    what: &str,
+) -> Result<TcpStream> {
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|source| Error::Connect {
@@ -208,7 +301,11 @@ fn connect_direct(host: &str, port: u16, timeout: Duration, what: &str) -> Resul
         .collect();
     let mut last = None;
     for addr in &addrs {
-        match TcpStream::connect_timeout(addr, timeout) {
+        let stream = match timeout {
+            Some(t) => TcpStream::connect_timeout(addr, t),
+            None => TcpStream::connect(addr),
+        };
+        match stream {
             Ok(stream) => return Ok(stream),
             Err(e) => last = Some(e),
         }
@@ -225,8 +322,12 @@ fn connect_direct(host: &str, port: u16, timeout: Duration, what: &str) -> Resul
     })
 }
 
-pub(crate) fn set_timeouts(stream: &TcpStream, timeout: Duration, what: &str) -> Result<()> {
-    let timeout = (!timeout.is_zero()).then_some(timeout);
+/// Sets the read and write timeouts (`None`: wait forever).
+pub(crate) fn set_timeouts(
+    stream: &TcpStream,
+    timeout: Option<Duration>,
+    what: &str,
+) -> Result<()> {
     stream
         .set_read_timeout(timeout)
         .and_then(|()| stream.set_write_timeout(timeout))

@@ -24,7 +24,8 @@ pub mod exit {
     pub const PROTOCOL: u8 = 4;
     /// Could not connect: refused, unreachable, name not resolved, proxy failure.
     pub const CONNECT: u8 = 5;
-    /// A connect, read or write timed out.
+    /// A connect, read or write timed out, or the total time limit
+    /// (`--max-time`) passed.
     pub const TIMEOUT: u8 = 6;
     /// Local problem: the target file exists (no `--force`), or a local
     /// file could not be created, written or renamed.
@@ -48,6 +49,18 @@ pub enum Error {
     Proxy(String),
     /// No progress for the configured timeout while doing `what`.
     Timeout { what: String },
+    /// The total time limit ([`Deadline`](crate::Deadline)) passed while doing `what`.
+    MaxTime {
+        what: String,
+        limit: std::time::Duration,
+    },
+    /// A listing longer than the client agreed to hold
+    /// ([`ListingLimit`](crate::ListingLimit)).
+    ListingTooLong {
+        request: String,
+        names: u64,
+        bytes: u64,
+    },
     /// A network error on an established connection.
     Network { what: String, source: io::Error },
     /// The writer a slice was streamed into failed.
@@ -77,12 +90,15 @@ impl Error {
                 Status::FileNotFound | Status::OffsetExceedsFileSize => exit::NOT_FOUND,
                 _ => exit::PROTOCOL,
             },
-            Error::Protocol { .. } | Error::Closed { .. } | Error::Changed { .. } => exit::PROTOCOL,
+            Error::Protocol { .. }
+            | Error::Closed { .. }
+            | Error::Changed { .. }
+            | Error::ListingTooLong { .. } => exit::PROTOCOL,
             Error::Network { source, .. } if is_timeout(source) => exit::TIMEOUT,
             Error::Network { .. } => exit::PROTOCOL,
             Error::Connect { source, .. } if is_timeout(source) => exit::TIMEOUT,
             Error::Connect { .. } | Error::Proxy(_) => exit::CONNECT,
-            Error::Timeout { .. } => exit::TIMEOUT,
+            Error::Timeout { .. } | Error::MaxTime { .. } => exit::TIMEOUT,
             Error::Output(_) | Error::Exists(_) | Error::Local { .. } => exit::LOCAL,
         }
     }
@@ -125,6 +141,20 @@ impl fmt::Display for Error {
             Error::Connect { target, source } => write!(f, "cannot connect to {target}: {source}"),
             Error::Proxy(msg) => write!(f, "proxy: {msg}"),
             Error::Timeout { what } => write!(f, "{what}: timed out"),
+            Error::MaxTime { what, limit } => write!(
+                f,
+                "{what}: gave up: the total time limit of {} s passed (--max-time)",
+                limit.as_secs_f64()
+            ),
+            Error::ListingTooLong {
+                request,
+                names,
+                bytes,
+            } => write!(
+                f,
+                "{request}: the listing is longer than this client holds \
+                 (more than {names} names or {bytes} bytes); `hftp ls -U` prints any number"
+            ),
             Error::Network { what, source } if is_timeout(source) => write!(f, "{what}: timed out"),
             Error::Network { what, source } => write!(f, "{what}: {source}"),
             Error::Output(source) => write!(f, "writing the output: {source}"),

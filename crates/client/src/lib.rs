@@ -37,7 +37,7 @@ pub use download::{
     download, part_paths, Download, DownloadOptions, NoProgress, Progress, PART_SUFFIX,
     STATE_SUFFIX,
 };
-pub use endpoint::{Endpoint, Proxy, DEFAULT_PORT, DEFAULT_TIMEOUT};
+pub use endpoint::{Deadline, Endpoint, Proxy, DEFAULT_PORT, DEFAULT_TIMEOUT};
 pub use error::{exit, Error, Result};
 
 /// Requests of `ls -l`-style batches sent before their replies are read.
@@ -45,6 +45,32 @@ const PIPELINE: usize = 32;
 
 /// Read buffer size.
 const READ_BUF: usize = 256 * 1024;
+
+/// The most of a listing [`Client::list`] holds in memory: a server that
+/// lists forever gets [`Error::ListingTooLong`] instead of all the memory
+/// there is. [`Client::list_each`] holds nothing and has no limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListingLimit {
+    /// Names.
+    pub names: u64,
+    /// Bytes of names, counting each line's CRLF.
+    pub bytes: u64,
+}
+
+impl ListingLimit {
+    /// One million names or 32 MiB, whichever comes first: far beyond any
+    /// directory served over HFTP, and under ~100 MiB of memory.
+    pub const DEFAULT: ListingLimit = ListingLimit {
+        names: 1_000_000,
+        bytes: 32 * 1024 * 1024,
+    };
+}
+
+impl Default for ListingLimit {
+    fn default() -> Self {
+        ListingLimit::DEFAULT
+    }
+}
 
 /// One connection to an HFTP server.
 pub struct Client {
@@ -58,6 +84,9 @@ pub struct Client {
     want_raw: bool,
     raw: Option<bool>,
     broken: bool,
+    timeout: std::time::Duration,
+    deadline: Option<Deadline>,
+    listing_limit: ListingLimit,
 }
 
 impl std::fmt::Debug for Client {
@@ -97,7 +126,11 @@ impl Client {
 
     pub(crate) fn from_stream(stream: TcpStream, endpoint: &Endpoint) -> Result<Client> {
         let peer = endpoint.to_string();
-        endpoint::set_timeouts(&stream, endpoint.timeout, &peer)?;
+        endpoint::set_timeouts(
+            &stream,
+            endpoint::wait_limit(endpoint.timeout, endpoint.deadline.as_ref(), &peer)?,
+            &peer,
+        )?;
         Ok(Client {
             stream,
             peer,
@@ -109,6 +142,9 @@ impl Client {
             want_raw: endpoint.raw,
             raw: if endpoint.raw { None } else { Some(false) },
             broken: false,
+            timeout: endpoint.timeout,
+            deadline: endpoint.deadline,
+            listing_limit: ListingLimit::DEFAULT,
         })
     }
 
@@ -133,12 +169,39 @@ impl Client {
         self.broken
     }
 
+    /// Sets (or lifts) the total time limit for what this connection does
+    /// from now on; connections start with their endpoint's.
+    pub fn set_deadline(&mut self, deadline: Option<Deadline>) {
+        self.deadline = deadline;
+    }
+
+    /// Sets how much of a listing [`list`](Client::list) and
+    /// [`help`](Client::help) hold.
+    pub fn set_listing_limit(&mut self, limit: ListingLimit) {
+        self.listing_limit = limit;
+    }
+
     /// `get_file_listing`: the names of the served files, as sent (the spec
-    /// says sorted; classic servers may not sort).
+    /// says sorted; classic servers may not sort), at most
+    /// [`ListingLimit`] of them.
     pub fn list(&mut self) -> Result<Vec<String>> {
-        self.send(&[Request::GetFileListing])?;
-        match self.read_reply(&Request::GetFileListing, &mut io::sink())? {
-            Reply::Lines(names) => Ok(names),
+        self.lines_capped(Request::GetFileListing)
+    }
+
+    /// `get_file_listing`, handing each name to `each` as it arrives, in
+    /// the server's order: memory stays bounded whatever the length of the
+    /// listing. Returns the number of names. An error from `each` ends the
+    /// call (and leaves the connection unusable, the reply unread).
+    pub fn list_each(&mut self, mut each: impl FnMut(String) -> Result<()>) -> Result<u64> {
+        let req = Request::GetFileListing;
+        self.send(std::slice::from_ref(&req))?;
+        let mut count = 0;
+        let mut on_line = |name: String| {
+            count += 1;
+            each(name)
+        };
+        match self.read_reply(&req, &mut io::sink(), Some(&mut on_line))? {
+            Reply::Lines(_) => Ok(count),
             other => unreachable_reply(other),
         }
     }
@@ -146,9 +209,29 @@ impl Client {
     /// `help` (2026 revision): the command names. Classic servers answer
     /// `200 NO SUCH COMMAND`, which comes back as [`Error::Status`].
     pub fn help(&mut self) -> Result<Vec<String>> {
-        self.send(&[Request::Help])?;
-        match self.read_reply(&Request::Help, &mut io::sink())? {
-            Reply::Lines(names) => Ok(names),
+        self.lines_capped(Request::Help)
+    }
+
+    /// The lines of a listing or `help` reply, within the listing limit.
+    fn lines_capped(&mut self, req: Request) -> Result<Vec<String>> {
+        self.send(std::slice::from_ref(&req))?;
+        let limit = self.listing_limit;
+        let mut lines = Vec::new();
+        let mut bytes = 0u64;
+        let mut keep = |line: String| {
+            bytes += line.len() as u64 + 2;
+            if lines.len() as u64 >= limit.names || bytes > limit.bytes {
+                return Err(Error::ListingTooLong {
+                    request: req.to_string(),
+                    names: limit.names,
+                    bytes: limit.bytes,
+                });
+            }
+            lines.push(line);
+            Ok(())
+        };
+        match self.read_reply(&req, &mut io::sink(), Some(&mut keep))? {
+            Reply::Lines(_) => Ok(lines),
             other => unreachable_reply(other),
         }
     }
@@ -159,7 +242,7 @@ impl Client {
             name: check_name(name)?,
         };
         self.send(std::slice::from_ref(&req))?;
-        match self.read_reply(&req, &mut io::sink())? {
+        match self.read_reply(&req, &mut io::sink(), None)? {
             Reply::Size(size) => Ok(size),
             other => unreachable_reply(other),
         }
@@ -190,7 +273,7 @@ impl Client {
                     continue;
                 }
                 let Some(req) = reqs.next() else { break };
-                match self.read_reply(req, &mut io::sink()) {
+                match self.read_reply(req, &mut io::sink(), None) {
                     Ok(Reply::Size(size)) => results.push(Ok(size)),
                     Ok(other) => unreachable_reply(other)?,
                     Err(e @ Error::Status { .. }) if !e.breaks_connection() => results.push(Err(e)),
@@ -232,7 +315,7 @@ impl Client {
                 mode,
             };
             self.send(std::slice::from_ref(&req))?;
-            match self.read_reply(&req, out) {
+            match self.read_reply(&req, out, None) {
                 Ok(Reply::Slice { len }) => {
                     if mode == SliceMode::Raw {
                         self.raw = Some(true);
@@ -254,7 +337,7 @@ impl Client {
     /// `quit`: asks the server to close, and waits for its `0 OK`.
     pub fn quit(mut self) -> Result<()> {
         self.send(&[Request::Quit])?;
-        match self.read_reply(&Request::Quit, &mut io::sink())? {
+        match self.read_reply(&Request::Quit, &mut io::sink(), None)? {
             Reply::Ok => Ok(()),
             other => unreachable_reply(other),
         }
@@ -268,18 +351,45 @@ impl Client {
         for req in reqs {
             req.encode(&mut line);
         }
-        self.stream.write_all(&line).map_err(|source| {
+        let what = format!("{}: sending {}", self.peer, reqs[0]);
+        self.apply_deadline(&what)?;
+        let sent = self.stream.write_all(&line);
+        sent.map_err(|source| {
             self.broken = true;
-            Error::Network {
-                what: format!("{}: sending {}", self.peer, reqs[0]),
-                source,
-            }
+            self.blame_deadline(
+                Error::Network {
+                    what: what.clone(),
+                    source,
+                },
+                &what,
+            )
         })
     }
 
-    /// Reads the reply to `req`, streaming slice bytes into `sink`. Error
-    /// statuses become [`Error::Status`].
-    fn read_reply(&mut self, req: &Request, sink: &mut dyn Write) -> Result<Reply> {
+    /// With a deadline, shortens the socket timeouts to the time left
+    /// (a syscall per read; only then).
+    fn apply_deadline(&mut self, what: &str) -> Result<()> {
+        if self.deadline.is_none() {
+            return Ok(());
+        }
+        let wait = endpoint::wait_limit(self.timeout, self.deadline.as_ref(), what)
+            .inspect_err(|_| self.broken = true)?;
+        endpoint::set_timeouts(&self.stream, wait, what)
+    }
+
+    fn blame_deadline(&self, err: Error, what: &str) -> Error {
+        endpoint::blame_deadline(self.deadline.as_ref(), err, what)
+    }
+
+    /// Reads the reply to `req`, streaming slice bytes into `sink` and
+    /// listing lines into `on_line` as they arrive (with no `on_line`, the
+    /// decoder would keep them). Error statuses become [`Error::Status`].
+    fn read_reply(
+        &mut self,
+        req: &Request,
+        sink: &mut dyn Write,
+        mut on_line: Option<&mut dyn FnMut(String) -> Result<()>>,
+    ) -> Result<Reply> {
         self.decoder.reset(Expect::for_request(req));
         loop {
             if self.start < self.end {
@@ -294,6 +404,18 @@ impl Client {
                     }
                 })?;
                 self.start += used;
+                if let Some(on_line) = on_line.as_mut() {
+                    let mut lines = self.decoder.take_lines();
+                    if let Some(Reply::Lines(rest)) = &reply {
+                        lines.extend_from_slice(rest);
+                    }
+                    for line in lines {
+                        if let Err(e) = on_line(line) {
+                            self.broken |= reply.is_none();
+                            return Err(e);
+                        }
+                    }
+                }
                 if !self.out.is_empty() {
                     let written = sink.write_all(&self.out);
                     self.out.clear();
@@ -316,6 +438,8 @@ impl Client {
             }
             self.start = 0;
             self.end = 0;
+            let waiting = format!("{}: waiting for the reply to {req}", self.peer);
+            self.apply_deadline(&waiting)?;
             match self.stream.read(&mut self.buf) {
                 Ok(0) => {
                     self.broken = true;
@@ -329,9 +453,12 @@ impl Client {
                 Err(source) => {
                     self.broken = true;
                     return Err(if error::is_timeout(&source) {
-                        Error::Timeout {
-                            what: format!("{}: waiting for the reply to {req}", self.peer),
-                        }
+                        self.blame_deadline(
+                            Error::Timeout {
+                                what: waiting.clone(),
+                            },
+                            &waiting,
+                        )
                     } else {
                         Error::Network {
                             what: format!("{}: reading the reply to {req}", self.peer),

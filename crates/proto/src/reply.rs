@@ -217,6 +217,8 @@ pub struct ReplyDecoder {
     line: Vec<u8>,
     cr: bool,
     lines: Vec<String>,
+    /// Lines of this reply decoded so far, drained or not.
+    lines_seen: u64,
     /// Raw: bytes left. Base64: characters left.
     remaining: u64,
     /// Base64: characters accepted so far.
@@ -233,6 +235,7 @@ impl ReplyDecoder {
             line: Vec::with_capacity(64),
             cr: false,
             lines: Vec::new(),
+            lines_seen: 0,
             remaining: 0,
             done_chars: 0,
             quad: [0; 4],
@@ -247,6 +250,7 @@ impl ReplyDecoder {
         self.line.clear();
         self.cr = false;
         self.lines = Vec::new();
+        self.lines_seen = 0;
         self.remaining = 0;
         self.done_chars = 0;
         self.quad_len = 0;
@@ -283,6 +287,29 @@ impl ReplyDecoder {
         }
     }
 
+    /// Takes the listing or `help` lines decoded so far, so that a reader
+    /// can handle them as they arrive: memory then stays bounded however
+    /// long the reply is. The final [`Reply::Lines`] holds only the lines
+    /// not taken before.
+    ///
+    /// ```
+    /// use hftp_proto::reply::{Expect, Reply, ReplyDecoder};
+    /// let mut dec = ReplyDecoder::new(Expect::Listing);
+    /// let (_, reply) = dec.feed(b"0 OK\r\na.txt\r\nb.txt\r\n", &mut Vec::new()).unwrap();
+    /// assert_eq!((reply, dec.take_lines()), (None, vec!["a.txt".to_owned(), "b.txt".to_owned()]));
+    /// let (_, reply) = dec.feed(b"c.txt\r\n\r\n", &mut Vec::new()).unwrap();
+    /// assert_eq!(reply, Some(Reply::Lines(vec!["c.txt".to_owned()])));
+    /// ```
+    pub fn take_lines(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.lines)
+    }
+
+    /// How many lines of the current listing or `help` reply were decoded,
+    /// taken or not.
+    pub fn lines_seen(&self) -> u64 {
+        self.lines_seen
+    }
+
     /// The error to report when the connection ends now.
     pub fn eof(&self) -> ReplyError {
         let (part, detail) = match self.state {
@@ -293,7 +320,7 @@ impl ReplyDecoder {
             ),
             State::Lines => (
                 self.lines_part(),
-                format!("after {} line(s), before the empty line", self.lines.len()),
+                format!("after {} line(s), before the empty line", self.lines_seen),
             ),
             State::Size => (Part::Size, "before its CRLF".to_owned()),
             State::Header => (Part::ContentLength, "before its CRLF".to_owned()),
@@ -436,6 +463,7 @@ impl ReplyDecoder {
                         return Err(bad_line(part, text.as_bytes(), "not a valid file name"));
                     }
                     self.lines.push(text);
+                    self.lines_seen += 1;
                 }
                 State::Size => {
                     let Some(line) = self.take_line(input, pos, Part::Size, MAX_SIZE_LINE)? else {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use hftp_client::{exit, Client, DownloadOptions, Endpoint, Error, Progress, Proxy};
+use hftp_client::{exit, Client, Deadline, DownloadOptions, Endpoint, Error, Progress, Proxy};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 macro_rules! exit_codes {
@@ -20,7 +20,7 @@ Exit codes:
   4  protocol error: malformed or cut reply, server closed the connection,
      other error status (199, 200, 201, 1xx), file changed while downloading
   5  cannot connect: refused, unreachable, unknown host, proxy failure
-  6  timeout (connect, read or write; see --timeout)
+  6  timeout (connect, read or write; see --timeout), or --max-time passed
   7  local file problem: target exists (use --force), cannot create or write
 With several files, the code is that of the first failure."
     };
@@ -42,6 +42,11 @@ pub struct Conn {
     /// seconds (0: none).
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_timeout)]
     pub timeout: Duration,
+    /// Give up after SECS seconds in total, however steadily bytes arrive
+    /// (0: no limit). Default: 300 for ls and stat, none for cat, get and
+    /// shell (in the shell, the limit applies to each command).
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    pub max_time: Option<Duration>,
     /// Always ask for base64 slices, even from servers that have `raw`.
     #[arg(long)]
     pub no_raw: bool,
@@ -54,7 +59,23 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is not a number of seconds"))
 }
 
+/// The `--max-time` of `ls` and `stat` when none is given: their replies
+/// are small, so five minutes means a stuck or hostile server.
+const SHORT_COMMAND_MAX_TIME: Duration = Duration::from_secs(300);
+
 impl Conn {
+    /// The total time limit: `--max-time`, else `default`; zero means none.
+    fn max_time(&self, default: Option<Duration>) -> Option<Duration> {
+        self.max_time.or(default).filter(|t| !t.is_zero())
+    }
+
+    /// The endpoint, with its deadline starting now.
+    fn endpoint_within(&self, default_max_time: Option<Duration>) -> Result<Endpoint, Error> {
+        Ok(self
+            .endpoint()?
+            .with_deadline(self.max_time(default_max_time).map(Deadline::after)))
+    }
+
     fn endpoint(&self) -> Result<Endpoint, Error> {
         let proxy = match self.proxy.as_deref() {
             None | Some("") => None,
@@ -75,6 +96,11 @@ pub struct LsArgs {
     /// Show the size of each file too.
     #[arg(short = 'l')]
     long: bool,
+    /// Print names as they arrive, in the server's order, with no limit on
+    /// their number (without it, names are sorted, so they are held: at
+    /// most a million names or 32 MiB, else exit code 4).
+    #[arg(short = 'U', conflicts_with = "long")]
+    unsorted: bool,
 }
 
 #[derive(clap::Args)]
@@ -202,14 +228,40 @@ fn sizes_table(rows: &[(u64, &str)]) -> String {
 
 pub fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
     run(|| {
-        let mut client = args.conn.endpoint()?.connect()?;
-        let code = ls_on(&mut client, args.long, &mut io::stdout().lock())?;
+        let mut client = args
+            .conn
+            .endpoint_within(Some(SHORT_COMMAND_MAX_TIME))?
+            .connect()?;
+        let code = if args.unsorted {
+            ls_streamed(&mut client, &mut io::stdout().lock())?;
+            exit::OK
+        } else {
+            ls_on(&mut client, args.long, &mut io::stdout().lock())?.0
+        };
         let _ = client.quit();
         Ok(code)
     })
 }
 
-fn ls_on(client: &mut Client, long: bool, out: &mut dyn Write) -> Result<u8, Error> {
+/// `ls -U`: each name is written as it arrives, so memory stays bounded
+/// whatever the server sends. A reader that went away ends it quietly.
+fn ls_streamed(client: &mut Client, out: &mut dyn Write) -> Result<(), Error> {
+    let mut out = io::BufWriter::new(out);
+    let listed = client.list_each(|name| {
+        out.write_all(name.as_bytes())
+            .and_then(|()| out.write_all(b"\n"))
+            .map_err(Error::Output)
+    });
+    let flushed = listed.and_then(|_| out.flush().map_err(Error::Output));
+    match flushed {
+        Err(Error::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// `ls` and `ls -l`: sorted, so held (within the client's listing limit).
+/// Returns the exit code and the names (for the shell's completion).
+fn ls_on(client: &mut Client, long: bool, out: &mut dyn Write) -> Result<(u8, Vec<String>), Error> {
     let mut names = client.list()?;
     names.sort_unstable();
     let mut code = exit::OK;
@@ -227,7 +279,7 @@ fn ls_on(client: &mut Client, long: bool, out: &mut dyn Write) -> Result<u8, Err
         names.iter().map(|n| format!("{n}\n")).collect()
     };
     write_out(out, text.as_bytes())?;
-    Ok(code)
+    Ok((code, names))
 }
 
 fn write_out(out: &mut dyn Write, bytes: &[u8]) -> Result<(), Error> {
@@ -239,7 +291,10 @@ fn write_out(out: &mut dyn Write, bytes: &[u8]) -> Result<(), Error> {
 
 pub fn stat(args: StatArgs) -> anyhow::Result<ExitCode> {
     run(|| {
-        let mut client = args.conn.endpoint()?.connect()?;
+        let mut client = args
+            .conn
+            .endpoint_within(Some(SHORT_COMMAND_MAX_TIME))?
+            .connect()?;
         let code = stat_on(&mut client, &args.files, &mut io::stdout().lock())?;
         let _ = client.quit();
         Ok(code)
@@ -262,7 +317,7 @@ fn stat_on(client: &mut Client, files: &[String], out: &mut dyn Write) -> Result
 
 pub fn cat(args: CatArgs) -> anyhow::Result<ExitCode> {
     run(|| {
-        let mut client = args.conn.endpoint()?.connect()?;
+        let mut client = args.conn.endpoint_within(None)?.connect()?;
         let stdout = io::stdout();
         let mut out = io::BufWriter::with_capacity(256 * 1024, stdout.lock());
         cat_on(&mut client, &args.file, args.range, &mut out)?;
@@ -351,7 +406,7 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
         for f in &args.files {
             hftp_client::check_name(f)?;
         }
-        let endpoint = args.conn.endpoint()?;
+        let endpoint = args.conn.endpoint_within(None)?;
         let opts = DownloadOptions {
             jobs: usize::from(args.jobs),
             force: args.force,
@@ -435,7 +490,7 @@ fn get_one(
 }
 
 pub fn shell(args: ShellArgs) -> anyhow::Result<ExitCode> {
-    run(|| shell::run(args.conn.endpoint()?))
+    run(|| shell::run(args.conn.endpoint()?, args.conn.max_time(None)))
 }
 
 mod shell {
@@ -507,9 +562,20 @@ Tab completes commands and remote file names.";
     struct Session {
         endpoint: Endpoint,
         client: Option<Client>,
+        /// `--max-time`, for each command.
+        max_time: Option<Duration>,
     }
 
     impl Session {
+        /// Starts a command: its own total time limit from now.
+        fn start_command(&mut self) {
+            let deadline = self.max_time.map(Deadline::after);
+            self.endpoint.deadline = deadline;
+            if let Some(c) = self.client.as_mut() {
+                c.set_deadline(deadline);
+            }
+        }
+
         fn client(&mut self) -> Result<&mut Client, Error> {
             if self.client.as_ref().is_none_or(Client::is_broken) {
                 self.client = None;
@@ -521,11 +587,13 @@ Tab completes commands and remote file names.";
         }
     }
 
-    pub(super) fn run(endpoint: Endpoint) -> Result<u8, Error> {
+    pub(super) fn run(endpoint: Endpoint, max_time: Option<Duration>) -> Result<u8, Error> {
         let mut session = Session {
-            client: Some(endpoint.connect()?),
+            client: None,
             endpoint,
+            max_time,
         };
+        session.start_command();
         let mut names = session.client()?.list()?;
         names.sort_unstable();
         println!(
@@ -561,6 +629,7 @@ Tab completes commands and remote file names.";
             if matches!(cmd, "quit" | "exit") {
                 break;
             }
+            session.start_command();
             match command(&mut session, cmd, rest) {
                 Ok(Some(names)) => {
                     if let Some(h) = editor.helper_mut() {
@@ -587,10 +656,7 @@ Tab completes commands and remote file names.";
                     ["-l"] => true,
                     _ => return Err(Error::Usage("usage: ls [-l]".into())),
                 };
-                let client = s.client()?;
-                ls_on(client, long, &mut stdout.lock())?;
-                let mut names = client.list()?;
-                names.sort_unstable();
+                let (_, names) = ls_on(s.client()?, long, &mut stdout.lock())?;
                 Ok(Some(names))
             }
             "stat" if !args.is_empty() => {
