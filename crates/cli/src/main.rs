@@ -61,9 +61,21 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // A reader that went away (`hftp check --list | head`) ends the
+        // output, quietly, as it does for `ls`.
+        Err(err) if is_closed_output(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("hftp: {err:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `err` comes from writing to a pipe whose reader has gone.
+fn is_closed_output(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

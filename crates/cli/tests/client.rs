@@ -824,3 +824,152 @@ fn shell_in_a_terminal() {
         HOLA
     );
 }
+
+// ---------------------------------------------------------------------------
+// Issue 16: what a newcomer tripped on.
+
+#[test]
+fn timeout_zero_means_none() {
+    let dir = fixture();
+    let server = Server::start(dir.path());
+    let work = tempfile::tempdir().expect("tempdir");
+    let a = server.addr.as_str();
+    let out = hftp(&["ls", a, "--timeout", "0"], work.path());
+    assert_code(&out, 0);
+    assert_eq!(stdout(&out), "empty\nhola.txt\nnoise.bin\n");
+    let out = hftp(&["get", a, "hola.txt", "--timeout", "0", "-q"], work.path());
+    assert_code(&out, 0);
+    assert_eq!(fs::read(work.path().join("hola.txt")).expect("read"), HOLA);
+}
+
+#[test]
+fn get_into_an_existing_directory_with_o_leaves_nothing() {
+    let dir = fixture();
+    let server = Server::start(dir.path());
+    let work = tempfile::tempdir().expect("tempdir");
+    fs::create_dir(work.path().join("d")).expect("mkdir");
+    for extra in [&[][..], &["-f"][..]] {
+        let mut args = vec!["get", &server.addr, "hola.txt", "-o", "d"];
+        args.extend_from_slice(extra);
+        let out = hftp(&args, work.path());
+        assert_code(&out, 7);
+        let err = stderr(&out);
+        assert!(err.contains("it is a directory"), "{err}");
+        assert!(!err.contains("--continue"), "{err}");
+        let left: Vec<_> = fs::read_dir(work.path())
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(left, ["d"], "{extra:?}: no part or state file");
+        assert_eq!(
+            fs::read_dir(work.path().join("d"))
+                .expect("read_dir")
+                .count(),
+            0
+        );
+    }
+}
+
+/// Runs `hftp ARGS` with standard output a pipe whose reader is already
+/// gone: every write fails with EPIPE.
+fn with_closed_stdout(args: &[&str]) -> Output {
+    let mut child = Command::new(HFTP)
+        .args(args)
+        .env_remove("HFTP_PROXY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run hftp");
+    drop(child.stdout.take());
+    child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn closed_stdout_ends_quietly_in_every_command() {
+    let dir = fixture();
+    let server = Server::start(dir.path());
+    let a = server.addr.as_str();
+    for args in [
+        &["ls", a][..],
+        &["ls", "-l", a],
+        &["ls", "-U", a],
+        &["stat", a, "hola.txt"],
+        &["cat", a, "noise.bin"],
+        &["check", "--list"],
+    ] {
+        let out = with_closed_stdout(args);
+        assert_eq!(
+            (code(&out), stderr(&out).as_str()),
+            (0, ""),
+            "{args:?} with a closed standard output"
+        );
+    }
+}
+
+#[test]
+fn logs_are_plain_text_when_not_on_a_terminal() {
+    let dir = fixture();
+    let mut child = Command::new(HFTP)
+        .args(["serve", "-v", "-p", "0", "-a", "127.0.0.1", "-d"])
+        .arg(dir.path())
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hftp serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let addr = loop {
+        let line = lines.next().expect("listening line").expect("read");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().expect("addr").to_owned();
+        }
+    };
+    // One client, logged (at debug level, -v) when it is accepted.
+    let mut conn = TcpStream::connect(&addr).expect("connect");
+    conn.write_all(b"quit\r\n").expect("write");
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).expect("read");
+    assert_eq!(answer, b"0 OK\r\n");
+    // SIGTERM: the server logs its shutdown and exits.
+    // SAFETY: kill(2) on our own running child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .expect("piped")
+        .read_to_string(&mut log)
+        .expect("read log");
+    let _ = child.wait();
+    assert!(!log.is_empty(), "the server logged something");
+    assert!(
+        !log.contains('\x1b'),
+        "no escape codes in a piped log: {log:?}"
+    );
+}
+
+#[test]
+fn a_peer_that_is_not_hftp_is_named_as_such() {
+    let dir = fixture();
+    let work = tempfile::tempdir().expect("tempdir");
+    let http = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n".to_vec();
+    let peer = Peer::start(
+        dir.path(),
+        PeerConfig {
+            garbage: Some(http),
+            ..Default::default()
+        },
+    );
+    let out = hftp(&["ls", &peer.addr], work.path());
+    assert_code(&out, 4);
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "hftp: {} does not speak HFTP: it answered get_file_listing with \
+             \"HTTP/1.1 400 Bad Request\\r\\nContent-Length: 0\\r\\n\\r\\n\"\n",
+            peer.addr
+        )
+    );
+}

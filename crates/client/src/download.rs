@@ -129,6 +129,18 @@ pub fn download(
     progress: &dyn Progress,
 ) -> Result<Download> {
     check_name(name)?;
+    // Before anything is created: a directory is never a destination, even
+    // with `force` (nothing of it is replaced, no part file is left).
+    if dest.is_dir() {
+        return Err(Error::Local {
+            path: dest.to_owned(),
+            what: "download to",
+            source: io::Error::new(
+                io::ErrorKind::IsADirectory,
+                "it is a directory (-O DIR downloads into one)",
+            ),
+        });
+    }
     if !opts.force && fs::symlink_metadata(dest).is_ok() {
         return Err(Error::Exists(dest.to_owned()));
     }

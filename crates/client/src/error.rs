@@ -41,6 +41,13 @@ pub enum Error {
     Status { request: String, status: Status },
     /// The server's reply to `request` broke the protocol.
     Protocol { request: String, error: ReplyError },
+    /// The first reply on a connection did not even start like an HFTP
+    /// status line: the peer speaks another protocol (an HTTP server, say).
+    NotHftp {
+        peer: String,
+        request: String,
+        sent: String,
+    },
     /// The server closed the connection before its reply to `request` was complete.
     Closed { request: String, error: ReplyError },
     /// Connecting to `target` failed.
@@ -91,6 +98,7 @@ impl Error {
                 _ => exit::PROTOCOL,
             },
             Error::Protocol { .. }
+            | Error::NotHftp { .. }
             | Error::Closed { .. }
             | Error::Changed { .. }
             | Error::ListingTooLong { .. } => exit::PROTOCOL,
@@ -138,6 +146,14 @@ impl fmt::Display for Error {
                 write!(f, "{request}: protocol error in the reply: {error}")
             }
             Error::Closed { request, error } => write!(f, "{request}: {error}"),
+            Error::NotHftp {
+                peer,
+                request,
+                sent,
+            } => write!(
+                f,
+                "{peer} does not speak HFTP: it answered {request} with \"{sent}\""
+            ),
             Error::Connect { target, source } => write!(f, "cannot connect to {target}: {source}"),
             Error::Proxy(msg) => write!(f, "proxy: {msg}"),
             Error::Timeout { what } => write!(f, "{what}: timed out"),

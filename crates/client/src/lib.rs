@@ -26,7 +26,7 @@
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 
-use hftp_proto::reply::{Expect, Reply, ReplyDecoder};
+use hftp_proto::reply::{Expect, Part, Reply, ReplyDecoder, ReplyError};
 use hftp_proto::{FileName, NameError, Range, Request, SliceMode, Status};
 
 mod download;
@@ -84,6 +84,9 @@ pub struct Client {
     want_raw: bool,
     raw: Option<bool>,
     broken: bool,
+    /// Whether a whole reply was read on this connection: until then, a
+    /// malformed status line means the peer is not an HFTP server.
+    answered: bool,
     timeout: std::time::Duration,
     deadline: Option<Deadline>,
     listing_limit: ListingLimit,
@@ -142,6 +145,7 @@ impl Client {
             want_raw: endpoint.raw,
             raw: if endpoint.raw { None } else { Some(false) },
             broken: false,
+            answered: false,
             timeout: endpoint.timeout,
             deadline: endpoint.deadline,
             listing_limit: ListingLimit::DEFAULT,
@@ -377,6 +381,35 @@ impl Client {
         endpoint::set_timeouts(&self.stream, wait, what)
     }
 
+    /// A reply error; a first reply whose status line is not HFTP's at
+    /// all is [`Error::NotHftp`], with what the peer sent.
+    fn protocol_error(&self, req: &Request, error: ReplyError) -> Error {
+        let in_status_line = matches!(
+            error,
+            ReplyError::UnknownStatus(_)
+                | ReplyError::BadEol {
+                    part: Part::StatusLine,
+                    ..
+                }
+                | ReplyError::LineTooLong {
+                    part: Part::StatusLine,
+                    ..
+                }
+        );
+        if in_status_line && !self.answered {
+            let shown = &self.buf[..self.end.min(60)];
+            return Error::NotHftp {
+                peer: self.peer.clone(),
+                request: req.to_string(),
+                sent: shown.escape_ascii().to_string(),
+            };
+        }
+        Error::Protocol {
+            request: req.to_string(),
+            error,
+        }
+    }
+
     fn blame_deadline(&self, err: Error, what: &str) -> Error {
         endpoint::blame_deadline(self.deadline.as_ref(), err, what)
     }
@@ -398,11 +431,9 @@ impl Client {
                     .feed(&self.buf[self.start..self.end], &mut self.out);
                 let (used, reply) = fed.map_err(|error| {
                     self.broken = true;
-                    Error::Protocol {
-                        request: req.to_string(),
-                        error,
-                    }
+                    self.protocol_error(req, error)
                 })?;
+                self.answered |= reply.is_some();
                 self.start += used;
                 if let Some(on_line) = on_line.as_mut() {
                     let mut lines = self.decoder.take_lines();
