@@ -973,3 +973,38 @@ fn a_peer_that_is_not_hftp_is_named_as_such() {
         )
     );
 }
+
+#[test]
+fn hftp_urls_name_the_server_and_the_file() {
+    let dir = fixture();
+    let server = Server::start(dir.path());
+    let work = tempfile::tempdir().expect("tempdir");
+    let base = format!("hftp://{}", server.addr);
+    let out = hftp(&["ls", &format!("{base}/")], work.path());
+    assert_code(&out, 0);
+    assert_eq!(stdout(&out), "empty\nhola.txt\nnoise.bin\n");
+    let out = hftp(&["cat", &format!("{base}/hola.txt")], work.path());
+    assert_code(&out, 0);
+    assert_eq!(out.stdout, HOLA);
+    let out = hftp(
+        &["stat", &format!("{base}/hola.txt"), "noise.bin"],
+        work.path(),
+    );
+    assert_code(&out, 0);
+    assert_eq!(stdout(&out), "    32  hola.txt\n100000  noise.bin\n");
+    let out = hftp(&["get", &format!("{base}/hola.txt"), "-q"], work.path());
+    assert_code(&out, 0);
+    assert_eq!(fs::read(work.path().join("hola.txt")).expect("read"), HOLA);
+    for bad in [
+        vec!["ls".to_owned(), format!("{base}/hola.txt")],
+        vec!["cat".to_owned(), format!("{base}/hola.txt"), "empty".into()],
+        vec!["cat".to_owned(), format!("http://{}/hola.txt", server.addr)],
+        vec!["get".to_owned(), format!("{base}/a/b")],
+        vec!["get".to_owned(), base.clone()],
+    ] {
+        let args: Vec<&str> = bad.iter().map(String::as_str).collect();
+        let out = hftp(&args, work.path());
+        assert_code(&out, 2);
+        assert!(stderr(&out).starts_with("hftp: "), "{}", stderr(&out));
+    }
+}

@@ -147,16 +147,55 @@ impl Endpoint {
     /// assert!(Endpoint::parse("host:notaport").is_err());
     /// ```
     pub fn parse(target: &str) -> Result<Endpoint> {
-        let (host, port) = split_host_port(target, DEFAULT_PORT)
-            .map_err(|why| Error::Usage(format!("target {target:?}: {why}")))?;
-        Ok(Endpoint {
+        match Endpoint::parse_url(target)? {
+            (endpoint, None) => Ok(endpoint),
+            (_, Some(name)) => Err(Error::Usage(format!(
+                "target {target:?}: a file name ({name:?}) is not expected here"
+            ))),
+        }
+    }
+
+    /// Parses a target as [`parse`](Endpoint::parse) does, or a URL
+    /// `hftp://HOST[:PORT][/NAME]` (curl's habit), returning the file name
+    /// of the URL if it has one.
+    ///
+    /// ```
+    /// use hftp_client::Endpoint;
+    /// let (e, name) = Endpoint::parse_url("hftp://[::1]:2000/hola.txt").unwrap();
+    /// assert_eq!((e.host.as_str(), e.port, name.as_deref()), ("::1", 2000, Some("hola.txt")));
+    /// let (e, name) = Endpoint::parse_url("hftp://example.org/").unwrap();
+    /// assert_eq!((e.port, name), (19500, None));
+    /// assert!(Endpoint::parse_url("http://example.org/x").is_err());
+    /// ```
+    pub fn parse_url(target: &str) -> Result<(Endpoint, Option<String>)> {
+        let bad = |why: &str| Error::Usage(format!("target {target:?}: {why}"));
+        let (authority, name) = match target.split_once("://") {
+            None => (target, None),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("hftp") => {
+                match rest.split_once('/') {
+                    None | Some((_, "")) => (rest.strip_suffix('/').unwrap_or(rest), None),
+                    Some((_, name)) if name.contains('/') => {
+                        return Err(bad("HFTP has no directories (one name after the host)"))
+                    }
+                    Some((authority, name)) => (authority, Some(name.to_owned())),
+                }
+            }
+            Some((scheme, _)) => {
+                return Err(bad(&format!(
+                    "{scheme}:// is not HFTP (use hftp://HOST[:PORT]/NAME)"
+                )))
+            }
+        };
+        let (host, port) = split_host_port(authority, DEFAULT_PORT).map_err(|why| bad(&why))?;
+        let endpoint = Endpoint {
             host,
             port,
             proxy: None,
             timeout: DEFAULT_TIMEOUT,
             raw: true,
             deadline: None,
-        })
+        };
+        Ok((endpoint, name))
     }
 
     pub fn with_proxy(mut self, proxy: Option<Proxy>) -> Endpoint {

@@ -31,7 +31,8 @@ const EXIT_CODES: &str = exit_codes!();
 /// How to reach the server; shared by every client subcommand.
 #[derive(clap::Args, Clone, Debug)]
 pub struct Conn {
-    /// Server: HOST, HOST:PORT or [IPv6]:PORT (default port 19500).
+    /// Server: HOST, HOST:PORT or [IPv6]:PORT (default port 19500), or a
+    /// URL hftp://HOST[:PORT]/NAME, which also names a file.
     #[arg(value_name = "HOST")]
     pub target: String,
     /// Connect through a SOCKS5 proxy: socks5h://HOST:PORT (the proxy
@@ -76,12 +77,25 @@ impl Conn {
             .with_deadline(self.max_time(default_max_time).map(Deadline::after)))
     }
 
+    /// The files to work on: the URL's name, if any, then `files`.
+    fn files(&self, files: &[String]) -> Result<Vec<String>, Error> {
+        let (_, name) = Endpoint::parse_url(&self.target)?;
+        let all: Vec<String> = name.into_iter().chain(files.iter().cloned()).collect();
+        if all.is_empty() {
+            return Err(Error::Usage(
+                "no FILE given (after HOST, or as hftp://HOST/NAME)".into(),
+            ));
+        }
+        Ok(all)
+    }
+
     fn endpoint(&self) -> Result<Endpoint, Error> {
         let proxy = match self.proxy.as_deref() {
             None | Some("") => None,
             Some(url) => Some(Proxy::parse(url)?),
         };
-        Ok(Endpoint::parse(&self.target)?
+        Ok(Endpoint::parse_url(&self.target)?
+            .0
             .with_proxy(proxy)
             .with_timeout(self.timeout)
             .with_raw(!self.no_raw))
@@ -109,7 +123,7 @@ pub struct StatArgs {
     #[command(flatten)]
     conn: Conn,
     /// Remote file names.
-    #[arg(value_name = "FILE", required = true)]
+    #[arg(value_name = "FILE")]
     files: Vec<String>,
 }
 
@@ -118,9 +132,9 @@ pub struct StatArgs {
 pub struct CatArgs {
     #[command(flatten)]
     conn: Conn,
-    /// Remote file name.
+    /// Remote file name (or give it in an hftp:// URL).
     #[arg(value_name = "FILE")]
-    file: String,
+    file: Option<String>,
     /// Only the bytes OFFSET..OFFSET+SIZE; `OFFSET:` means to the end.
     #[arg(long, value_name = "OFFSET:SIZE", value_parser = parse_range)]
     range: Option<(u64, Option<u64>)>,
@@ -141,7 +155,7 @@ pub struct GetArgs {
     #[command(flatten)]
     conn: Conn,
     /// Remote file names.
-    #[arg(value_name = "FILE", required = true)]
+    #[arg(value_name = "FILE")]
     files: Vec<String>,
     /// Write to PATH (one FILE only).
     #[arg(
@@ -228,6 +242,7 @@ fn sizes_table(rows: &[(u64, &str)]) -> String {
 
 pub fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
     run(|| {
+        Endpoint::parse(&args.conn.target)?;
         let mut client = args
             .conn
             .endpoint_within(Some(SHORT_COMMAND_MAX_TIME))?
@@ -291,11 +306,12 @@ fn write_out(out: &mut dyn Write, bytes: &[u8]) -> Result<(), Error> {
 
 pub fn stat(args: StatArgs) -> anyhow::Result<ExitCode> {
     run(|| {
+        let files = args.conn.files(&args.files)?;
         let mut client = args
             .conn
             .endpoint_within(Some(SHORT_COMMAND_MAX_TIME))?
             .connect()?;
-        let code = stat_on(&mut client, &args.files, &mut io::stdout().lock())?;
+        let code = stat_on(&mut client, &files, &mut io::stdout().lock())?;
         let _ = client.quit();
         Ok(code)
     })
@@ -317,10 +333,18 @@ fn stat_on(client: &mut Client, files: &[String], out: &mut dyn Write) -> Result
 
 pub fn cat(args: CatArgs) -> anyhow::Result<ExitCode> {
     run(|| {
+        let files = args.conn.files(args.file.as_slice())?;
+        let [file] = &files[..] else {
+            return Err(Error::Usage(format!(
+                "cat takes one FILE, given {}: {}",
+                files.len(),
+                files.join(" ")
+            )));
+        };
         let mut client = args.conn.endpoint_within(None)?.connect()?;
         let stdout = io::stdout();
         let mut out = io::BufWriter::with_capacity(256 * 1024, stdout.lock());
-        cat_on(&mut client, &args.file, args.range, &mut out)?;
+        cat_on(&mut client, file, args.range, &mut out)?;
         let _ = client.quit();
         Ok(exit::OK)
     })
@@ -398,12 +422,13 @@ impl Progress for Bar {
 
 pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     run(|| {
-        if args.output.is_some() && args.files.len() > 1 {
+        let files = args.conn.files(&args.files)?;
+        if args.output.is_some() && files.len() > 1 {
             return Err(Error::Usage(
                 "-o PATH takes exactly one FILE (use -O DIR for several)".into(),
             ));
         }
-        for f in &args.files {
+        for f in &files {
             hftp_client::check_name(f)?;
         }
         let endpoint = args.conn.endpoint_within(None)?;
@@ -416,7 +441,7 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
         let bar = Bar::new(args.quiet);
         let mut client: Option<Client> = None;
         let mut code = exit::OK;
-        for name in &args.files {
+        for name in &files {
             let dest = match (&args.output, &args.dir) {
                 (Some(path), _) => path.clone(),
                 (None, Some(dir)) => dir.join(name),
@@ -490,7 +515,10 @@ fn get_one(
 }
 
 pub fn shell(args: ShellArgs) -> anyhow::Result<ExitCode> {
-    run(|| shell::run(args.conn.endpoint()?, args.conn.max_time(None)))
+    run(|| {
+        Endpoint::parse(&args.conn.target)?;
+        shell::run(args.conn.endpoint()?, args.conn.max_time(None))
+    })
 }
 
 mod shell {
