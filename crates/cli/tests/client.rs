@@ -132,6 +132,8 @@ struct PeerConfig {
     /// Slices starting at or after this offset are never answered: the peer
     /// waits for the client to go away.
     stall_from: Option<u64>,
+    /// Once set, `stall_from` no longer applies.
+    stall_released: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// Send these bytes instead of any reply, then close.
     garbage: Option<Vec<u8>>,
     /// Cut every slice body in half, then close.
@@ -246,7 +248,13 @@ fn serve_peer(mut conn: TcpStream, dir: &Path, config: &PeerConfig, stats: &Peer
                                     response::write_status(&mut out, Status::OffsetExceedsFileSize)
                                 }
                                 Ok(data) => {
-                                    if config.stall_from.is_some_and(|s| range.offset >= s) {
+                                    let released = config
+                                        .stall_released
+                                        .as_ref()
+                                        .is_some_and(|r| r.load(Ordering::SeqCst));
+                                    if !released
+                                        && config.stall_from.is_some_and(|s| range.offset >= s)
+                                    {
                                         return drain(conn);
                                     }
                                     stats.slice_offsets.lock().expect("lock").push(range.offset);
@@ -1007,4 +1015,93 @@ fn hftp_urls_name_the_server_and_the_file() {
         assert_code(&out, 2);
         assert!(stderr(&out).starts_with("hftp: "), "{}", stderr(&out));
     }
+}
+
+/// Starts `hftp get` of `r.bin` (16 MiB, 2 connections) from a peer that
+/// stalls the second half, and kills it once the first half is recorded.
+fn kill_midway(addr: &str, work: &Path) {
+    let mut child = Command::new(HFTP)
+        .args(["get", addr, "r.bin", "-j", "2", "-q"])
+        .current_dir(work)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let state = work.join(".r.bin.hftp-state");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // 2 MiB segments: the header and 4 segments below the half.
+    while fs::read_to_string(&state).map_or(0, |s| s.lines().count()) <= 4 {
+        assert!(Instant::now() < deadline, "the first half never completed");
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "exited early"
+        );
+        // Polling, bounded by the deadline: not a stand-in for synchronisation.
+        thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+}
+
+#[test]
+fn same_get_again_resumes_by_itself_and_never_discards_another_part() {
+    let dir = fixture();
+    let data = noise(16 * MIB, 11);
+    fs::write(dir.path().join("r.bin"), &data).expect("write");
+    let half = 8 * MIB as u64;
+    let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let peer = Peer::start(
+        dir.path(),
+        PeerConfig {
+            modern: true,
+            stall_from: Some(half),
+            stall_released: Some(release.clone()),
+            ..PeerConfig::default()
+        },
+    );
+    let work = tempfile::tempdir().expect("tempdir");
+    kill_midway(&peer.addr, work.path());
+    let part = work.path().join(".r.bin.hftp-part");
+    let state = work.path().join(".r.bin.hftp-state");
+    let state_before = fs::read(&state).expect("state");
+
+    // Another server: refused, explained, nothing touched.
+    let other = Peer::start(
+        dir.path(),
+        PeerConfig {
+            modern: true,
+            ..PeerConfig::default()
+        },
+    );
+    let out = hftp(&["get", &other.addr, "r.bin", "-j", "2"], work.path());
+    assert_code(&out, 7);
+    let err = stderr(&out);
+    assert!(
+        err.contains("holds 4 finished segment(s) of r.bin from"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--continue") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(fs::read(&state).expect("state"), state_before);
+    assert!(part.exists());
+    assert!(other.stats.slice_offsets.lock().expect("lock").is_empty());
+
+    // The same command again: resumes by itself, fetching only the rest.
+    release.store(true, Ordering::SeqCst);
+    peer.stats.slice_offsets.lock().expect("lock").clear();
+    let out = hftp(&["get", &peer.addr, "r.bin", "-j", "2"], work.path());
+    assert_code(&out, 0);
+    assert!(
+        stderr(&out).contains("r.bin: resuming, 8388608 of 16777216 bytes already downloaded"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(fs::read(work.path().join("r.bin")).expect("read") == data);
+    let offsets = peer.stats.slice_offsets.lock().expect("lock").clone();
+    assert!(!offsets.is_empty());
+    assert!(offsets.iter().all(|&o| o >= half), "refetched: {offsets:?}");
+    assert!(!part.exists() && !state.exists());
 }

@@ -151,15 +151,33 @@ pub fn download(
     } else {
         opts.jobs.max(1)
     };
-    let segment = segment_size(size, jobs);
+    let server = endpoint.to_string();
+    let saved = match part_path.exists() {
+        true => load_state(&state_path)?,
+        false => None,
+    };
+    let (segment, resumed) = match saved {
+        Some(saved) if saved.size == size && (opts.resume || saved.same(&server, name)) => {
+            (saved.segment, Some(saved.done))
+        }
+        Some(saved) if !saved.done.is_empty() && !opts.force => {
+            return Err(Error::PartMismatch {
+                part: part_path,
+                held: saved.describe(),
+                wanted: format!("{name} from {server} ({size} bytes)"),
+            });
+        }
+        _ => (segment_size(size, jobs), None),
+    };
     let segments = size.div_ceil(segment) as usize;
-    let header = format!("hftp-part 1 {size} {segment}\n");
-
+    let header = format!("hftp-part 2 {size} {segment} {server} {name}\n");
     let mut done = vec![false; segments];
-    let resumed = opts.resume && load_state(&state_path, &header, &mut done)? && part_path.exists();
-    if !resumed {
-        done.iter_mut().for_each(|d| *d = false);
+    for &i in resumed.iter().flatten() {
+        if let Some(d) = done.get_mut(i) {
+            *d = true;
+        }
     }
+    let resumed = resumed.is_some();
     let part = OpenOptions::new()
         .read(true)
         .write(true)
@@ -269,16 +287,46 @@ fn finalize(part: &Path, dest: &Path, force: bool) -> Result<()> {
     }
 }
 
-/// Reads a state file; true if its header matches (and marks done segments).
-fn load_state(path: &Path, header: &str, done: &mut [bool]) -> Result<bool> {
+/// What a state file says: which file, from where, and the segments done.
+#[derive(Debug, PartialEq, Eq)]
+struct Saved {
+    size: u64,
+    segment: u64,
+    /// `HOST:PORT` and remote name; unknown in version 1 files.
+    origin: Option<(String, String)>,
+    done: Vec<usize>,
+}
+
+impl Saved {
+    fn same(&self, server: &str, name: &str) -> bool {
+        self.origin
+            .as_ref()
+            .is_some_and(|(s, n)| s == server && n == name)
+    }
+
+    fn describe(&self) -> String {
+        let what = match &self.origin {
+            Some((server, name)) => format!("{name} from {server}"),
+            None => "a file from an unknown server".to_owned(),
+        };
+        format!(
+            "{} finished segment(s) of {what} ({} bytes)",
+            self.done.len(),
+            self.size
+        )
+    }
+}
+
+/// Reads a state file: `None` if there is none or it is not one.
+fn load_state(path: &Path) -> Result<Option<Saved>> {
     let mut text = String::new();
     match File::open(path) {
         Ok(mut f) => {
             if f.read_to_string(&mut text).is_err() {
-                return Ok(false);
+                return Ok(None);
             }
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
             return Err(Error::Local {
                 path: path.to_owned(),
@@ -287,17 +335,39 @@ fn load_state(path: &Path, header: &str, done: &mut [bool]) -> Result<bool> {
             })
         }
     }
-    let Some(rest) = text.strip_prefix(header) else {
-        return Ok(false);
+    let Some((header, rest)) = text.split_once('\n') else {
+        return Ok(None);
     };
+    let fields: Vec<&str> = header.split(' ').collect();
+    let (size, segment, origin) = match fields[..] {
+        ["hftp-part", "1", size, segment] => (size, segment, None),
+        ["hftp-part", "2", size, segment, server, name] => {
+            (size, segment, Some((server.to_owned(), name.to_owned())))
+        }
+        _ => return Ok(None),
+    };
+    let (Ok(size), Ok(segment)) = (size.parse::<u64>(), segment.parse::<u64>()) else {
+        return Ok(None);
+    };
+    if segment == 0 {
+        return Ok(None);
+    }
+    let segments = size.div_ceil(segment);
     // Only complete lines count: a kill may leave the last one unfinished.
     let complete = rest.rfind('\n').map_or("", |i| &rest[..i]);
-    for line in complete.lines() {
-        if let Some(d) = line.parse::<usize>().ok().and_then(|i| done.get_mut(i)) {
-            *d = true;
-        }
-    }
-    Ok(true)
+    let mut done: Vec<usize> = complete
+        .lines()
+        .filter_map(|line| line.parse::<usize>().ok())
+        .filter(|&i| (i as u64) < segments)
+        .collect();
+    done.sort_unstable();
+    done.dedup();
+    Ok(Some(Saved {
+        size,
+        segment,
+        origin,
+        done,
+    }))
 }
 
 struct Job<'a> {
@@ -391,14 +461,27 @@ mod tests {
     fn state_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s");
-        let header = "hftp-part 1 10 4\n";
-        fs::write(&path, format!("{header}0\n2\n1")).unwrap();
-        let mut done = [false; 3];
-        assert!(load_state(&path, header, &mut done).unwrap());
-        assert_eq!(done, [true, false, true]);
-        let mut done = [false; 3];
-        assert!(!load_state(&path, "hftp-part 1 11 4\n", &mut done).unwrap());
-        assert!(!load_state(&dir.path().join("none"), header, &mut done).unwrap());
+        fs::write(&path, "hftp-part 2 10 4 127.0.0.1:9 a.bin\n0\n2\n7\n1").unwrap();
+        let saved = load_state(&path).unwrap().unwrap();
+        assert_eq!(
+            saved,
+            Saved {
+                size: 10,
+                segment: 4,
+                origin: Some(("127.0.0.1:9".into(), "a.bin".into())),
+                done: vec![0, 2],
+            }
+        );
+        assert!(saved.same("127.0.0.1:9", "a.bin"));
+        assert!(!saved.same("127.0.0.1:8", "a.bin"));
+        fs::write(&path, "hftp-part 1 10 4\n1\n").unwrap();
+        let saved = load_state(&path).unwrap().unwrap();
+        assert_eq!((saved.origin, saved.done), (None, vec![1]));
+        for junk in ["", "hftp-part 1 10 0\n", "hftp-part 3 1 1\n", "x\n"] {
+            fs::write(&path, junk).unwrap();
+            assert_eq!(load_state(&path).unwrap(), None, "{junk:?}");
+        }
+        assert_eq!(load_state(&dir.path().join("none")).unwrap(), None);
         let (part, state) = part_paths(Path::new("/x/y.bin")).unwrap();
         assert_eq!(part, Path::new("/x/.y.bin.hftp-part"));
         assert_eq!(state, Path::new("/x/.y.bin.hftp-state"));

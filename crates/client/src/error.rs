@@ -74,6 +74,13 @@ pub enum Error {
     Output(io::Error),
     /// The download target already exists (and `force` was not given).
     Exists(PathBuf),
+    /// The part file holds verified bytes of another download (another
+    /// server, name or size): kept, unless the user forces a fresh start.
+    PartMismatch {
+        part: PathBuf,
+        held: String,
+        wanted: String,
+    },
     /// A local file operation failed.
     Local {
         path: PathBuf,
@@ -107,16 +114,21 @@ impl Error {
             Error::Connect { source, .. } if is_timeout(source) => exit::TIMEOUT,
             Error::Connect { .. } | Error::Proxy(_) => exit::CONNECT,
             Error::Timeout { .. } | Error::MaxTime { .. } => exit::TIMEOUT,
-            Error::Output(_) | Error::Exists(_) | Error::Local { .. } => exit::LOCAL,
+            Error::Output(_)
+            | Error::Exists(_)
+            | Error::Local { .. }
+            | Error::PartMismatch { .. } => exit::LOCAL,
         }
     }
 
     /// Whether the connection that produced this error can no longer be used.
     pub fn breaks_connection(&self) -> bool {
         match self {
-            Error::Usage(_) | Error::Exists(_) | Error::Local { .. } | Error::Changed { .. } => {
-                false
-            }
+            Error::Usage(_)
+            | Error::Exists(_)
+            | Error::Local { .. }
+            | Error::Changed { .. }
+            | Error::PartMismatch { .. } => false,
             Error::Status { status, .. } => status.is_fatal(),
             _ => true,
         }
@@ -177,6 +189,12 @@ impl fmt::Display for Error {
             Error::Exists(path) => {
                 write!(f, "{} already exists (use --force to overwrite)", path.display())
             }
+            Error::PartMismatch { part, held, wanted } => write!(
+                f,
+                "{} holds {held}, not {wanted}; kept: use --continue to resume it from \
+                 this server anyway (same name and size), or --force to start over",
+                part.display()
+            ),
             Error::Local { path, what, source } => {
                 write!(f, "cannot {what} {}: {source}", path.display())
             }

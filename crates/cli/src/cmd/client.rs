@@ -146,9 +146,11 @@ Each file is written to a hidden part file .NAME.hftp-part in the target
 directory (large ones in parallel segments over several connections, each
 segment written in place), then renamed to NAME once complete and checked
 against the server's size. An interrupted download leaves the part file and
-a small state file .NAME.hftp-state listing the finished segments; run the
-same command with --continue to fetch only the rest. An existing NAME is
-never replaced without --force.
+a small state file .NAME.hftp-state listing the finished segments and where
+they came from; running the same command again fetches only the rest. A
+part file of another server, name or size is never discarded silently:
+--continue resumes it anyway (same name and size), --force starts over. An
+existing NAME is never replaced without --force.
 
 ", exit_codes!()))]
 pub struct GetArgs {
@@ -172,10 +174,11 @@ pub struct GetArgs {
     #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
-    /// Replace existing files.
+    /// Replace existing files (and start over from a part file of another download).
     #[arg(short = 'f', long)]
     force: bool,
-    /// Resume an interrupted download from its part file.
+    /// Resume a part file even from another server (same name and size);
+    /// the same server is resumed without it.
     #[arg(short = 'c', long = "continue")]
     resume: bool,
     /// No progress bar or summary.
@@ -385,6 +388,7 @@ fn cat_on(
 struct Bar {
     bar: ProgressBar,
     visible: bool,
+    quiet: bool,
 }
 
 impl Bar {
@@ -401,12 +405,19 @@ impl Bar {
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
         bar.set_style(style);
-        Bar { bar, visible }
+        Bar {
+            bar,
+            visible,
+            quiet,
+        }
     }
 }
 
 impl Progress for Bar {
     fn start(&self, name: &str, total: u64, done: u64) {
+        if done > 0 && !self.quiet {
+            eprintln!("hftp: {name}: resuming, {done} of {total} bytes already downloaded");
+        }
         self.bar.reset();
         self.bar.set_message(name.to_owned());
         self.bar.set_length(total);
@@ -483,9 +494,13 @@ fn get_one(
     let result = hftp_client::download(c, endpoint, name, dest, opts, bar);
     if let Err(e) = &result {
         if let Ok((part, _)) = hftp_client::part_paths(dest) {
-            if part.exists() && !matches!(e, Error::Exists(_) | Error::Usage(_)) {
+            let ours = !matches!(
+                e,
+                Error::Exists(_) | Error::Usage(_) | Error::PartMismatch { .. }
+            );
+            if part.exists() && ours {
                 eprintln!(
-                    "hftp: partial download kept in {}; run again with --continue to resume",
+                    "hftp: partial download kept in {}; run the same command again to resume",
                     part.display()
                 );
             }
