@@ -1105,3 +1105,79 @@ fn same_get_again_resumes_by_itself_and_never_discards_another_part() {
     assert!(offsets.iter().all(|&o| o >= half), "refetched: {offsets:?}");
     assert!(!part.exists() && !state.exists());
 }
+
+/// Waits until `.r.bin.hftp-state` in `work` records at least 4 segments
+/// of the first half, bounded.
+fn wait_first_half(work: &Path) {
+    let state = work.join(".r.bin.hftp-state");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while fs::read_to_string(&state).map_or(0, |s| s.lines().count()) <= 4 {
+        assert!(Instant::now() < deadline, "the first half never completed");
+        // Polling, bounded by the deadline: not a stand-in for synchronisation.
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A 16 MiB `r.bin` served by a peer that never sends its second half.
+fn stalling_peer(dir: &Path) -> Peer {
+    fs::write(dir.join("r.bin"), noise(16 * MIB, 5)).expect("write");
+    Peer::start(
+        dir,
+        PeerConfig {
+            modern: true,
+            stall_from: Some(8 * MIB as u64),
+            ..PeerConfig::default()
+        },
+    )
+}
+
+#[test]
+fn ctrl_c_during_get_says_what_was_kept() {
+    let dir = fixture();
+    let peer = stalling_peer(dir.path());
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(HFTP);
+    cmd.args(["get", &peer.addr, "r.bin", "-j", "2"])
+        .current_dir(work.path())
+        .env_remove("HFTP_PROXY")
+        .env("TERM", "xterm");
+    let mut p = rexpect::session::spawn_command(cmd, Some(30_000)).expect("spawn get");
+    wait_first_half(work.path());
+    p.send_control('c').expect("Ctrl-C");
+    p.exp_string("interrupted: the finished segments are kept in .r.bin.hftp-part")
+        .expect("what was kept");
+    p.exp_string("run the same command again to resume")
+        .expect("how to resume");
+    let status = p.process.wait().expect("wait");
+    assert_eq!(
+        format!("{status:?}").split(", ").last(),
+        Some("130)"),
+        "{status:?}"
+    );
+    assert!(work.path().join(".r.bin.hftp-part").exists());
+    assert!(!work.path().join("r.bin").exists());
+}
+
+#[test]
+fn ctrl_c_during_a_shell_get_returns_to_the_prompt() {
+    let dir = fixture();
+    let peer = stalling_peer(dir.path());
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(HFTP);
+    cmd.args(["shell", &peer.addr])
+        .current_dir(work.path())
+        .env_remove("HFTP_PROXY")
+        .env("TERM", "xterm");
+    let mut p = rexpect::session::spawn_command(cmd, Some(30_000)).expect("spawn shell");
+    p.exp_string("hftp> ").expect("prompt");
+    p.send_line("get r.bin").expect("send");
+    wait_first_half(work.path());
+    p.send_control('c').expect("Ctrl-C");
+    p.exp_string("interrupted").expect("interrupted");
+    p.exp_string("hftp> ").expect("back at the prompt");
+    p.send_line("stat hola.txt").expect("send");
+    p.exp_string("32  hola.txt").expect("the session goes on");
+    p.send_line("quit").expect("send");
+    p.exp_eof().expect("exit");
+    assert!(work.path().join(".r.bin.hftp-part").exists());
+}

@@ -214,6 +214,7 @@ pub fn download(
         state: Mutex::new(state),
         state_path: &state_path,
         progress,
+        sockets: Mutex::new(client.socket().into_iter().collect()),
     };
     let mut used = 1;
     std::thread::scope(|scope| {
@@ -223,6 +224,7 @@ pub fn download(
                 // A connection that cannot be opened (a server limit, say)
                 // just means fewer in parallel.
                 Ok(mut extra) => {
+                    job.add_socket(&extra);
                     job.work(&mut extra);
                     let _ = extra.quit();
                     true
@@ -237,6 +239,8 @@ pub fn download(
     });
     progress.finish();
     if let Some(err) = job.error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        // Its socket was shut down with the others.
+        client.broken = true;
         return Err(err);
     }
     // Verify: the file is whole and the remote size did not change.
@@ -383,6 +387,9 @@ struct Job<'a> {
     state: Mutex<File>,
     state_path: &'a Path,
     progress: &'a dyn Progress,
+    /// Every connection's socket: the first failure (or Ctrl-C) shuts them
+    /// all down, so that no thread waits out a stalled read.
+    sockets: Mutex<Vec<std::net::TcpStream>>,
 }
 
 impl Job<'_> {
@@ -393,11 +400,31 @@ impl Job<'_> {
                 return;
             };
             if let Err(e) = self.fetch(client, seg) {
-                self.abort.store(true, Ordering::Relaxed);
+                let first = !self.abort.swap(true, Ordering::SeqCst);
                 let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
                 slot.get_or_insert(e);
+                drop(slot);
+                if first {
+                    self.stop_all();
+                }
                 return;
             }
+        }
+    }
+
+    fn add_socket(&self, client: &Client) {
+        let mut sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        sockets.extend(client.socket());
+        if self.abort.load(Ordering::SeqCst) {
+            drop(sockets);
+            self.stop_all();
+        }
+    }
+
+    fn stop_all(&self) {
+        let sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        for s in sockets.iter() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
         }
     }
 

@@ -65,6 +65,25 @@ pub(crate) fn wait_limit(
     })
 }
 
+/// A flag that a signal handler sets (Ctrl-C): every connection made from
+/// an endpoint with it checks it before each read and when a read is
+/// interrupted (`EINTR`), and then fails with [`Error::Interrupted`].
+#[derive(Clone, Copy, Debug)]
+pub struct Interrupt(pub &'static std::sync::atomic::AtomicBool);
+
+impl Interrupt {
+    pub fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl PartialEq for Interrupt {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.0, other.0)
+    }
+}
+impl Eq for Interrupt {}
+
 /// A timeout that fired because the deadline was near is the deadline's.
 pub(crate) fn blame_deadline(deadline: Option<&Deadline>, err: Error, what: &str) -> Error {
     match deadline {
@@ -133,6 +152,8 @@ pub struct Endpoint {
     pub raw: bool,
     /// Total time limit for everything done through this endpoint.
     pub deadline: Option<Deadline>,
+    /// Stop when this flag is set (Ctrl-C).
+    pub interrupt: Option<Interrupt>,
 }
 
 impl Endpoint {
@@ -194,6 +215,7 @@ impl Endpoint {
             timeout: DEFAULT_TIMEOUT,
             raw: true,
             deadline: None,
+            interrupt: None,
         };
         Ok((endpoint, name))
     }
@@ -211,6 +233,12 @@ impl Endpoint {
     /// A total time limit for every connection made from here on.
     pub fn with_deadline(mut self, deadline: Option<Deadline>) -> Endpoint {
         self.deadline = deadline;
+        self
+    }
+
+    /// Stop every connection made from here on once `interrupt` is set.
+    pub fn with_interrupt(mut self, interrupt: Option<Interrupt>) -> Endpoint {
+        self.interrupt = interrupt;
         self
     }
 

@@ -27,6 +27,8 @@ pub mod exit {
     /// A connect, read or write timed out, or the total time limit
     /// (`--max-time`) passed.
     pub const TIMEOUT: u8 = 6;
+    /// Interrupted by the user (Ctrl-C), as a shell reports SIGINT.
+    pub const INTERRUPTED: u8 = 130;
     /// Local problem: the target file exists (no `--force`), or a local
     /// file could not be created, written or renamed.
     pub const LOCAL: u8 = 7;
@@ -68,6 +70,8 @@ pub enum Error {
         names: u64,
         bytes: u64,
     },
+    /// The user interrupted (Ctrl-C) while `what` was under way.
+    Interrupted { what: String },
     /// A network error on an established connection.
     Network { what: String, source: io::Error },
     /// The writer a slice was streamed into failed.
@@ -114,6 +118,7 @@ impl Error {
             Error::Connect { source, .. } if is_timeout(source) => exit::TIMEOUT,
             Error::Connect { .. } | Error::Proxy(_) => exit::CONNECT,
             Error::Timeout { .. } | Error::MaxTime { .. } => exit::TIMEOUT,
+            Error::Interrupted { .. } => exit::INTERRUPTED,
             Error::Output(_)
             | Error::Exists(_)
             | Error::Local { .. }
@@ -169,6 +174,7 @@ impl fmt::Display for Error {
             Error::Connect { target, source } => write!(f, "cannot connect to {target}: {source}"),
             Error::Proxy(msg) => write!(f, "proxy: {msg}"),
             Error::Timeout { what } => write!(f, "{what}: timed out"),
+            Error::Interrupted { what } => write!(f, "{what}: interrupted"),
             Error::MaxTime { what, limit } => write!(
                 f,
                 "{what}: gave up: the total time limit of {} s passed (--max-time)",

@@ -37,7 +37,7 @@ pub use download::{
     download, part_paths, Download, DownloadOptions, NoProgress, Progress, PART_SUFFIX,
     STATE_SUFFIX,
 };
-pub use endpoint::{Deadline, Endpoint, Proxy, DEFAULT_PORT, DEFAULT_TIMEOUT};
+pub use endpoint::{Deadline, Endpoint, Interrupt, Proxy, DEFAULT_PORT, DEFAULT_TIMEOUT};
 pub use error::{exit, Error, Result};
 
 /// Requests of `ls -l`-style batches sent before their replies are read.
@@ -89,6 +89,7 @@ pub struct Client {
     answered: bool,
     timeout: std::time::Duration,
     deadline: Option<Deadline>,
+    interrupt: Option<Interrupt>,
     listing_limit: ListingLimit,
 }
 
@@ -148,6 +149,7 @@ impl Client {
             answered: false,
             timeout: endpoint.timeout,
             deadline: endpoint.deadline,
+            interrupt: endpoint.interrupt,
             listing_limit: ListingLimit::DEFAULT,
         })
     }
@@ -177,6 +179,12 @@ impl Client {
     /// from now on; connections start with their endpoint's.
     pub fn set_deadline(&mut self, deadline: Option<Deadline>) {
         self.deadline = deadline;
+    }
+
+    /// A second handle on the socket, to shut it down from another thread
+    /// (which ends a read blocked on it).
+    pub(crate) fn socket(&self) -> Option<TcpStream> {
+        self.stream.try_clone().ok()
     }
 
     /// Sets how much of a listing [`list`](Client::list) and
@@ -370,6 +378,17 @@ impl Client {
         })
     }
 
+    /// Fails once the user interrupted; the reply is left unread.
+    fn check_interrupt(&mut self, what: &str) -> Result<()> {
+        if self.interrupt.is_some_and(|i| i.is_set()) {
+            self.broken = true;
+            return Err(Error::Interrupted {
+                what: what.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     /// With a deadline, shortens the socket timeouts to the time left
     /// (a syscall per read; only then).
     fn apply_deadline(&mut self, what: &str) -> Result<()> {
@@ -470,6 +489,7 @@ impl Client {
             self.start = 0;
             self.end = 0;
             let waiting = format!("{}: waiting for the reply to {req}", self.peer);
+            self.check_interrupt(&waiting)?;
             self.apply_deadline(&waiting)?;
             match self.stream.read(&mut self.buf) {
                 Ok(0) => {
@@ -480,7 +500,9 @@ impl Client {
                     });
                 }
                 Ok(n) => self.end = n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    self.check_interrupt(&waiting)?;
+                }
                 Err(source) => {
                     self.broken = true;
                     return Err(if error::is_timeout(&source) {

@@ -21,7 +21,9 @@ Exit codes:
      other error status (199, 200, 201, 1xx), file changed while downloading
   5  cannot connect: refused, unreachable, unknown host, proxy failure
   6  timeout (connect, read or write; see --timeout), or --max-time passed
-  7  local file problem: target exists (use --force), cannot create or write
+  7  local file problem: target exists (use --force), part file of another
+     download, cannot create or write
+  130 interrupted (Ctrl-C)
 With several files, the code is that of the first failure."
     };
 }
@@ -60,6 +62,44 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is not a number of seconds"))
 }
 
+mod ctrl_c {
+    //! Ctrl-C stops the transfer under way instead of killing the process,
+    //! so that the client can say what it kept (and the shell can go on).
+
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use hftp_client::Interrupt;
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
+    static PRESSED: AtomicBool = AtomicBool::new(false);
+
+    extern "C" fn on_sigint(_: nix::libc::c_int) {
+        // A second Ctrl-C while the first is being handled: leave now.
+        if PRESSED.swap(true, Ordering::SeqCst) {
+            // SAFETY: _exit is async-signal-safe.
+            unsafe { nix::libc::_exit(130) };
+        }
+    }
+
+    /// Installs the handler, without SA_RESTART: a blocked read returns
+    /// EINTR, so that even a stalled transfer stops at once.
+    pub fn install() -> Option<Interrupt> {
+        let action = SigAction::new(
+            SigHandler::Handler(on_sigint),
+            SaFlags::empty(),
+            SigSet::empty(),
+        );
+        // SAFETY: the handler only touches an atomic and calls _exit.
+        unsafe { sigaction(Signal::SIGINT, &action) }.ok()?;
+        Some(Interrupt(&PRESSED))
+    }
+
+    /// Forgets an earlier Ctrl-C (the shell, before each command).
+    pub fn reset() {
+        PRESSED.store(false, Ordering::SeqCst);
+    }
+}
+
 /// The `--max-time` of `ls` and `stat` when none is given: their replies
 /// are small, so five minutes means a stuck or hostile server.
 const SHORT_COMMAND_MAX_TIME: Duration = Duration::from_secs(300);
@@ -96,6 +136,7 @@ impl Conn {
         };
         Ok(Endpoint::parse_url(&self.target)?
             .0
+            .with_interrupt(ctrl_c::install())
             .with_proxy(proxy)
             .with_timeout(self.timeout)
             .with_raw(!self.no_raw))
@@ -462,7 +503,10 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
                 Ok(()) => {}
                 Err(e) => {
                     note(&mut code, &e);
-                    if matches!(e, Error::Connect { .. } | Error::Proxy(_)) {
+                    if matches!(
+                        e,
+                        Error::Connect { .. } | Error::Proxy(_) | Error::Interrupted { .. }
+                    ) {
                         break;
                     }
                 }
@@ -499,8 +543,12 @@ fn get_one(
                 Error::Exists(_) | Error::Usage(_) | Error::PartMismatch { .. }
             );
             if part.exists() && ours {
+                let why = match e {
+                    Error::Interrupted { .. } => "interrupted: the finished segments are",
+                    _ => "partial download",
+                };
                 eprintln!(
-                    "hftp: partial download kept in {}; run the same command again to resume",
+                    "hftp: {why} kept in {}; run the same command again to resume",
                     part.display()
                 );
             }
@@ -673,6 +721,7 @@ Tab completes commands and remote file names.";
                 break;
             }
             session.start_command();
+            ctrl_c::reset();
             match command(&mut session, cmd, rest) {
                 Ok(Some(names)) => {
                     if let Some(h) = editor.helper_mut() {
