@@ -1181,3 +1181,79 @@ fn ctrl_c_during_a_shell_get_returns_to_the_prompt() {
     p.exp_eof().expect("exit");
     assert!(work.path().join(".r.bin.hftp-part").exists());
 }
+
+#[test]
+fn shell_speaks_like_the_cli() {
+    let dir = fixture();
+    let server = Server::start(dir.path());
+    let work = tempfile::tempdir().expect("tempdir");
+    fs::write(work.path().join("hola.txt"), b"mine").expect("write");
+
+    // `hftp shell --help` lists the shell's commands.
+    let out = hftp(&["shell", "--help"], work.path());
+    assert_code(&out, 0);
+    for line in [
+        "ls [-l]",
+        "stat <FILE>...",
+        "get [-f] [-c] <FILE>...",
+        "quit",
+    ] {
+        assert!(stdout(&out).contains(line), "{line}: {}", stdout(&out));
+    }
+
+    // Piped input: errors start with `hftp:`, suggest the shell's own
+    // flag, and the first failure is the exit code.
+    let mut child = Command::new(HFTP)
+        .args(["shell", &server.addr])
+        .current_dir(work.path())
+        .env_remove("HFTP_PROXY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shell");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(b"stat nope\nget hola.txt\nfrobnicate\nls -x\nstat hola.txt\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert_code(&out, 3);
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 4, "{err}");
+    assert!(lines.iter().all(|l| l.starts_with("hftp: ")), "{err}");
+    assert!(lines[0].contains("202 FILE NOT FOUND"), "{err}");
+    assert!(lines[1].contains("use -f/--force"), "{err}");
+    assert!(
+        lines[2].contains("frobnicate") && lines[2].ends_with("(type help)"),
+        "{err}"
+    );
+    assert!(lines[3].contains("-x"), "{err}");
+    assert!(stdout(&out).ends_with("32  hola.txt\n"), "{}", stdout(&out));
+    assert_eq!(
+        fs::read(work.path().join("hola.txt")).expect("read"),
+        b"mine"
+    );
+
+    // Without errors, piped input exits 0.
+    let mut child = Command::new(HFTP)
+        .args(["shell", &server.addr])
+        .current_dir(work.path())
+        .env_remove("HFTP_PROXY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shell");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(b"get -f hola.txt\nexit\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert_code(&out, 0);
+    assert_eq!(fs::read(work.path().join("hola.txt")).expect("read"), HOLA);
+}

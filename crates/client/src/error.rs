@@ -193,7 +193,7 @@ impl fmt::Display for Error {
             Error::Network { what, source } => write!(f, "{what}: {source}"),
             Error::Output(source) => write!(f, "writing the output: {source}"),
             Error::Exists(path) => {
-                write!(f, "{} already exists (use --force to overwrite)", path.display())
+                write!(f, "{} already exists (use -f/--force to overwrite)", path.display())
             }
             Error::PartMismatch { part, held, wanted } => write!(
                 f,

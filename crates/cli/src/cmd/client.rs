@@ -228,7 +228,7 @@ pub struct GetArgs {
 }
 
 #[derive(clap::Args)]
-#[command(after_help = EXIT_CODES)]
+#[command(after_help = format!("{}\n\n{EXIT_CODES}", shell::help_text()))]
 pub struct ShellArgs {
     #[command(flatten)]
     conn: Conn,
@@ -596,22 +596,20 @@ mod shell {
     use rustyline::validate::Validator;
     use rustyline::{Context, Editor, Helper};
 
-    const COMMANDS: [&str; 7] = ["ls", "stat", "get", "cat", "help", "quit", "exit"];
-
-    const HELP: &str = "\
-commands:
-  ls [-l]                 list the files (-l: with sizes)
-  stat FILE...            print sizes
-  cat FILE [OFFSET:SIZE]  print a file or a byte range
-  get [-f] [-c] FILE...   download into the current directory
-                          (-f: overwrite, -c: resume)
-  help                    this text, and the server's commands
-  quit                    leave (also exit, Ctrl-D)
-Tab completes commands and remote file names.";
-
     /// Completes commands (first word) and remote names (the others).
     struct ShellHelper {
+        commands: Vec<String>,
         names: Vec<String>,
+    }
+
+    /// The shell's command names and aliases, from its clap definition.
+    fn command_names() -> Vec<String> {
+        use clap::CommandFactory;
+        Line::command()
+            .get_subcommands()
+            .flat_map(|c| std::iter::once(c.get_name()).chain(c.get_all_aliases()))
+            .map(str::to_owned)
+            .collect()
     }
 
     impl Completer for ShellHelper {
@@ -627,7 +625,7 @@ Tab completes commands and remote file names.";
             let start = before.rfind(' ').map_or(0, |i| i + 1);
             let word = &before[start..];
             let pool: Vec<&str> = if start == 0 {
-                COMMANDS.to_vec()
+                self.commands.iter().map(String::as_str).collect()
             } else {
                 self.names.iter().map(String::as_str).collect()
             };
@@ -655,6 +653,8 @@ Tab completes commands and remote file names.";
         client: Option<Client>,
         /// `--max-time`, for each command.
         max_time: Option<Duration>,
+        /// The first failure's exit code.
+        failure: u8,
     }
 
     impl Session {
@@ -664,6 +664,13 @@ Tab completes commands and remote file names.";
             self.endpoint.deadline = deadline;
             if let Some(c) = self.client.as_mut() {
                 c.set_deadline(deadline);
+            }
+        }
+
+        /// Records a command's exit code, if it is the first failure.
+        fn failed(&mut self, code: u8) {
+            if self.failure == exit::OK {
+                self.failure = code;
             }
         }
 
@@ -683,6 +690,7 @@ Tab completes commands and remote file names.";
             client: None,
             endpoint,
             max_time,
+            failure: exit::OK,
         };
         session.start_command();
         let mut names = session.client()?.list()?;
@@ -701,7 +709,10 @@ Tab completes commands and remote file names.";
                 what: "use",
                 source: io::Error::other(e),
             })?;
-        editor.set_helper(Some(ShellHelper { names }));
+        editor.set_helper(Some(ShellHelper {
+            commands: command_names(),
+            names,
+        }));
         loop {
             let line = match editor.readline("hftp> ") {
                 Ok(line) => line,
@@ -713,93 +724,189 @@ Tab completes commands and remote file names.";
                 }
             };
             let words: Vec<&str> = line.split_whitespace().collect();
-            let Some((&cmd, rest)) = words.split_first() else {
+            if words.is_empty() {
                 continue;
-            };
-            let _ = editor.add_history_entry(line.as_str());
-            if matches!(cmd, "quit" | "exit") {
-                break;
             }
+            let _ = editor.add_history_entry(line.as_str());
             session.start_command();
             ctrl_c::reset();
-            match command(&mut session, cmd, rest) {
-                Ok(Some(names)) => {
+            match command(&mut session, &words) {
+                Ok(Next::Names(names)) => {
                     if let Some(h) = editor.helper_mut() {
                         h.names = names;
                     }
                 }
-                Ok(None) => {}
-                Err(e) => eprintln!("error: {e}"),
+                Ok(Next::Go) => {}
+                Ok(Next::Quit) => break,
+                Err(e) => note(&mut session.failure, &e),
             }
         }
         if let Some(c) = session.client.take() {
             let _ = c.quit();
         }
-        Ok(exit::OK)
+        // Typed at a terminal, a failed command was seen and dealt with;
+        // piped in (a script), the first failure is the outcome.
+        Ok(if io::stdin().is_terminal() {
+            exit::OK
+        } else {
+            session.failure
+        })
     }
 
-    /// Runs one command; returns a fresh listing when it made one.
-    fn command(s: &mut Session, cmd: &str, args: &[&str]) -> Result<Option<Vec<String>>, Error> {
+    /// One line typed at the prompt, parsed by clap as a command line.
+    #[derive(clap::Parser, Debug)]
+    #[command(
+        name = "hftp>",
+        no_binary_name = true,
+        disable_help_subcommand = true,
+        disable_help_flag = true,
+        disable_version_flag = true
+    )]
+    struct Line {
+        #[command(subcommand)]
+        command: ShellCommand,
+    }
+
+    #[derive(clap::Subcommand, Debug)]
+    enum ShellCommand {
+        /// List the files (-l: with sizes).
+        #[command(override_usage = "ls [-l]")]
+        Ls {
+            /// With sizes.
+            #[arg(short = 'l')]
+            long: bool,
+        },
+        /// Print sizes.
+        Stat {
+            #[arg(value_name = "FILE", required = true)]
+            files: Vec<String>,
+        },
+        /// Print a file, or bytes OFFSET..OFFSET+SIZE of it.
+        Cat {
+            #[arg(value_name = "FILE")]
+            file: String,
+            #[arg(value_name = "OFFSET:SIZE", value_parser = parse_range)]
+            range: Option<(u64, Option<u64>)>,
+        },
+        /// Download into the current directory (-f: overwrite, -c: resume).
+        #[command(override_usage = "get [-f] [-c] <FILE>...")]
+        Get {
+            /// Replace existing files.
+            #[arg(short = 'f', long)]
+            force: bool,
+            /// Resume a part file even from another server.
+            #[arg(short = 'c', long = "continue")]
+            resume: bool,
+            #[arg(value_name = "FILE", required = true)]
+            files: Vec<String>,
+        },
+        /// This text, and the server's commands.
+        Help,
+        /// Leave (also exit, Ctrl-D).
+        #[command(alias = "exit")]
+        Quit,
+    }
+
+    /// What the prompt should do after a line.
+    pub(super) enum Next {
+        Go,
+        /// A fresh listing (for completion).
+        Names(Vec<String>),
+        Quit,
+    }
+
+    /// Parses and runs one line.
+    fn command(s: &mut Session, words: &[&str]) -> Result<Next, Error> {
+        use clap::Parser;
+        let line = Line::try_parse_from(words).map_err(|e| {
+            // clap's message, first line only, without its "error: ".
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or_default();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            Error::Usage(format!("{first} (type help)"))
+        })?;
         let stdout = io::stdout();
-        match cmd {
-            "ls" => {
-                let long = match args {
-                    [] => false,
-                    ["-l"] => true,
-                    _ => return Err(Error::Usage("usage: ls [-l]".into())),
-                };
-                let (_, names) = ls_on(s.client()?, long, &mut stdout.lock())?;
-                Ok(Some(names))
+        match line.command {
+            ShellCommand::Ls { long } => {
+                let (code, names) = ls_on(s.client()?, long, &mut stdout.lock())?;
+                s.failed(code);
+                Ok(Next::Names(names))
             }
-            "stat" if !args.is_empty() => {
-                let files: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-                stat_on(s.client()?, &files, &mut stdout.lock())?;
-                Ok(None)
+            ShellCommand::Stat { files } => {
+                let code = stat_on(s.client()?, &files, &mut stdout.lock())?;
+                s.failed(code);
+                Ok(Next::Go)
             }
-            "cat" if matches!(args.len(), 1 | 2) => {
-                let range = match args.get(1) {
-                    Some(r) => Some(parse_range(r).map_err(Error::Usage)?),
-                    None => None,
-                };
+            ShellCommand::Cat { file, range } => {
                 let mut out = stdout.lock();
-                cat_on(s.client()?, args[0], range, &mut out)?;
+                cat_on(s.client()?, &file, range, &mut out)?;
                 let _ = out.write_all(b"\n");
-                Ok(None)
+                Ok(Next::Go)
             }
-            "get" => {
-                let (flags, files): (Vec<&str>, Vec<&str>) =
-                    args.iter().partition(|a| a.starts_with('-'));
-                let mut opts = DownloadOptions::default();
-                for f in flags {
-                    match f {
-                        "-f" => opts.force = true,
-                        "-c" => opts.resume = true,
-                        _ => return Err(Error::Usage(format!("get: unknown option {f}"))),
-                    }
-                }
-                if files.is_empty() {
-                    return Err(Error::Usage("usage: get [-f] [-c] FILE...".into()));
-                }
+            ShellCommand::Get {
+                force,
+                resume,
+                files,
+            } => {
+                let opts = DownloadOptions {
+                    force,
+                    resume,
+                    ..DownloadOptions::default()
+                };
                 let bar = Bar::new(false);
+                for name in &files {
+                    hftp_client::check_name(name)?;
+                }
                 for name in files {
                     s.client()?;
                     let endpoint = s.endpoint.clone();
-                    get_one(&mut s.client, &endpoint, name, Path::new(name), &opts, &bar)?;
+                    get_one(
+                        &mut s.client,
+                        &endpoint,
+                        &name,
+                        Path::new(&name),
+                        &opts,
+                        &bar,
+                    )?;
                     println!("saved {name}");
                 }
-                Ok(None)
+                Ok(Next::Go)
             }
-            "help" => {
-                println!("{HELP}");
+            ShellCommand::Help => {
+                println!("{}", help_text());
                 match s.client()?.help() {
                     Ok(cmds) => println!("server commands: {}", cmds.join(" ")),
                     Err(Error::Status { .. }) => println!("server: classic revision (no help)"),
                     Err(e) => return Err(e),
                 }
-                Ok(None)
+                Ok(Next::Go)
             }
-            "stat" | "cat" => Err(Error::Usage(format!("{cmd}: missing FILE (type help)"))),
-            _ => Err(Error::Usage(format!("unknown command {cmd:?} (type help)"))),
+            ShellCommand::Quit => Ok(Next::Quit),
         }
+    }
+
+    /// The commands with their usage, from the clap definition, for `help`
+    /// and `hftp shell --help`.
+    pub(super) fn help_text() -> String {
+        use clap::CommandFactory;
+        let line = Line::command();
+        let rows: Vec<(String, String)> = line
+            .get_subcommands()
+            .map(|c| {
+                let usage = c.clone().render_usage().to_string();
+                let usage = usage.trim_start_matches("Usage: ").replace("hftp> ", "");
+                (
+                    usage,
+                    c.get_about().map(|a| a.to_string()).unwrap_or_default(),
+                )
+            })
+            .collect();
+        let width = rows.iter().map(|(u, _)| u.len()).max().unwrap_or(0);
+        let mut text = String::from("commands:\n");
+        for (usage, about) in rows {
+            text.push_str(&format!("  {usage:width$}  {about}\n"));
+        }
+        text.push_str("Tab completes commands and remote file names.");
+        text
     }
 }
