@@ -7,31 +7,67 @@ use std::path::PathBuf;
 use hftp_proto::reply::ReplyError;
 use hftp_proto::Status;
 
-/// Exit codes of the `hftp` client subcommands (documented in
-/// `docs/client.md` and in `hftp get --help`).
+/// Exit codes of the `hftp` client subcommands: the one place they are
+/// defined. [`exit::TABLE`] describes them for `--help` (and
+/// `docs/client.md` is checked against it by a test).
 pub mod exit {
     /// Success.
     pub const OK: u8 = 0;
-    /// Anything not covered below (a bug).
+    /// An internal error of the client (a bug): please report it.
     pub const OTHER: u8 = 1;
     /// Bad command line: target, file name, range, options.
     pub const USAGE: u8 = 2;
     /// The server has no such file (`202`), or the range lies outside it (`203`).
     pub const NOT_FOUND: u8 = 3;
     /// The server broke the protocol, answered an error status other than
-    /// `202`/`203`, closed the connection early, or the file changed while
-    /// it was downloaded.
+    /// `202`/`203`, closed the connection early, sent a listing longer than
+    /// the client holds, or the file changed while it was downloaded.
     pub const PROTOCOL: u8 = 4;
     /// Could not connect: refused, unreachable, name not resolved, proxy failure.
     pub const CONNECT: u8 = 5;
     /// A connect, read or write timed out, or the total time limit
     /// (`--max-time`) passed.
     pub const TIMEOUT: u8 = 6;
+    /// Local problem: the target file exists (no `--force`), the part file
+    /// holds another download, or a local file could not be created,
+    /// written or renamed.
+    pub const LOCAL: u8 = 7;
     /// Interrupted by the user (Ctrl-C), as a shell reports SIGINT.
     pub const INTERRUPTED: u8 = 130;
-    /// Local problem: the target file exists (no `--force`), or a local
-    /// file could not be created, written or renamed.
-    pub const LOCAL: u8 = 7;
+
+    /// Every code with its one-line meaning, in order.
+    pub const TABLE: &[(u8, &str)] = &[
+        (OK, "success"),
+        (
+            OTHER,
+            "internal error of the client (a bug: please report it)",
+        ),
+        (USAGE, "usage: bad target, option, file name or range"),
+        (
+            NOT_FOUND,
+            "no such file on the server (202), or range outside the file (203)",
+        ),
+        (
+            PROTOCOL,
+            "protocol error: malformed or cut reply, server closed the connection, \
+             other error status (199, 200, 201, 1xx), listing longer than the client \
+             holds, file changed while downloading",
+        ),
+        (
+            CONNECT,
+            "cannot connect: refused, unreachable, unknown host, proxy failure",
+        ),
+        (
+            TIMEOUT,
+            "timeout: connect, read or write (--timeout), or --max-time passed",
+        ),
+        (
+            LOCAL,
+            "local file problem: target exists (use -f/--force), part file of \
+             another download, cannot create or write",
+        ),
+        (INTERRUPTED, "interrupted (Ctrl-C)"),
+    ];
 }
 
 /// Everything that can go wrong talking to a server or writing a download.
@@ -39,6 +75,8 @@ pub mod exit {
 pub enum Error {
     /// Bad input from the user: target syntax, file name, range.
     Usage(String),
+    /// A bug in the client: something it assumed did not hold.
+    Internal(String),
     /// The server answered `request` with an error status.
     Status { request: String, status: Status },
     /// The server's reply to `request` broke the protocol.
@@ -104,6 +142,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => exit::USAGE,
+            Error::Internal(_) => exit::OTHER,
             Error::Status { status, .. } => match status {
                 Status::FileNotFound | Status::OffsetExceedsFileSize => exit::NOT_FOUND,
                 _ => exit::PROTOCOL,
@@ -151,6 +190,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Usage(msg) => f.write_str(msg),
+            Error::Internal(msg) => write!(f, "internal error (a bug, please report it): {msg}"),
             Error::Status { request, status } => {
                 let what = match status {
                     Status::FileNotFound => " (no such file)",
@@ -227,3 +267,19 @@ impl std::error::Error for Error {
 
 /// Result with the client's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    /// docs/client.md shows the same table as `--help`.
+    #[test]
+    fn documented_exit_codes_match_the_table() {
+        let doc = include_str!("../../../docs/client.md");
+        for (code, meaning) in super::exit::TABLE {
+            let row = format!(
+                "| {code} | {} |",
+                meaning.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
+            assert!(doc.contains(&row), "docs/client.md lacks the row {row}");
+        }
+    }
+}

@@ -526,7 +526,5 @@ impl Client {
 
 /// The decoder only yields the reply kind that was asked for.
 fn unreachable_reply<T>(reply: Reply) -> Result<T> {
-    Err(Error::Usage(format!(
-        "internal error: unexpected reply {reply:?}"
-    )))
+    Err(Error::Internal(format!("unexpected reply {reply:?}")))
 }

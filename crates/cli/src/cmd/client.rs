@@ -10,25 +10,15 @@ use std::time::{Duration, Instant};
 use hftp_client::{exit, Client, Deadline, DownloadOptions, Endpoint, Error, Progress, Proxy};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-macro_rules! exit_codes {
-    () => {
-        "\
-Exit codes:
-  0  success
-  2  usage: bad target, option, file name or range
-  3  no such file on the server (202), or range outside the file (203)
-  4  protocol error: malformed or cut reply, server closed the connection,
-     other error status (199, 200, 201, 1xx), file changed while downloading
-  5  cannot connect: refused, unreachable, unknown host, proxy failure
-  6  timeout (connect, read or write; see --timeout), or --max-time passed
-  7  local file problem: target exists (use --force), part file of another
-     download, cannot create or write
-  130 interrupted (Ctrl-C)
-With several files, the code is that of the first failure."
-    };
+/// The exit code table for `--help`, from `hftp_client::exit::TABLE`.
+fn exit_codes() -> String {
+    let mut text = String::from("Exit codes:\n");
+    for (code, meaning) in exit::TABLE {
+        text.push_str(&format!("  {code:>3}  {meaning}\n"));
+    }
+    text.push_str("With several files, the code is that of the first failure.");
+    text
 }
-
-const EXIT_CODES: &str = exit_codes!();
 
 /// How to reach the server; shared by every client subcommand.
 #[derive(clap::Args, Clone, Debug)]
@@ -144,7 +134,7 @@ impl Conn {
 }
 
 #[derive(clap::Args)]
-#[command(after_help = EXIT_CODES)]
+#[command(after_help = exit_codes())]
 pub struct LsArgs {
     #[command(flatten)]
     conn: Conn,
@@ -159,7 +149,7 @@ pub struct LsArgs {
 }
 
 #[derive(clap::Args)]
-#[command(after_help = EXIT_CODES)]
+#[command(after_help = exit_codes())]
 pub struct StatArgs {
     #[command(flatten)]
     conn: Conn,
@@ -169,7 +159,7 @@ pub struct StatArgs {
 }
 
 #[derive(clap::Args)]
-#[command(after_help = EXIT_CODES)]
+#[command(after_help = exit_codes())]
 pub struct CatArgs {
     #[command(flatten)]
     conn: Conn,
@@ -182,7 +172,7 @@ pub struct CatArgs {
 }
 
 #[derive(clap::Args)]
-#[command(after_help = EXIT_CODES, after_long_help = concat!("\
+#[command(after_help = exit_codes(), after_long_help = format!("{}{}", "\
 Each file is written to a hidden part file .NAME.hftp-part in the target
 directory (large ones in parallel segments over several connections, each
 segment written in place), then renamed to NAME once complete and checked
@@ -193,7 +183,7 @@ part file of another server, name or size is never discarded silently:
 --continue resumes it anyway (same name and size), --force starts over. An
 existing NAME is never replaced without --force.
 
-", exit_codes!()))]
+", exit_codes()))]
 pub struct GetArgs {
     #[command(flatten)]
     conn: Conn,
@@ -228,7 +218,7 @@ pub struct GetArgs {
 }
 
 #[derive(clap::Args)]
-#[command(after_help = format!("{}\n\n{EXIT_CODES}", shell::help_text()))]
+#[command(after_help = format!("{}\n\n{}", shell::help_text(), exit_codes()))]
 pub struct ShellArgs {
     #[command(flatten)]
     conn: Conn,
@@ -532,7 +522,7 @@ fn get_one(
         *client = Some(endpoint.connect()?);
     }
     let Some(c) = client.as_mut() else {
-        unreachable!("connected above")
+        return Err(Error::Internal("no connection after connecting".into()));
     };
     let started = Instant::now();
     let result = hftp_client::download(c, endpoint, name, dest, opts, bar);
@@ -681,7 +671,7 @@ mod shell {
             }
             self.client
                 .as_mut()
-                .ok_or_else(|| Error::Usage("not connected".into()))
+                .ok_or_else(|| Error::Internal("no connection after connecting".into()))
         }
     }
 
