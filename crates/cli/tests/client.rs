@@ -1257,3 +1257,64 @@ fn shell_speaks_like_the_cli() {
     assert_code(&out, 0);
     assert_eq!(fs::read(work.path().join("hola.txt")).expect("read"), HOLA);
 }
+
+#[test]
+fn get_several_by_pattern_or_all_into_a_directory() {
+    let dir = fixture();
+    fs::write(dir.path().join("a.txt"), b"a").expect("write");
+    fs::write(dir.path().join("b.txt"), b"bb").expect("write");
+    let server = Server::start(dir.path());
+    let work = tempfile::tempdir().expect("tempdir");
+    let a = server.addr.as_str();
+    let names = |d: &str| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(work.path().join(d))
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+            .collect();
+        v.sort();
+        v
+    };
+
+    let out = hftp(&["get", a, "*.txt", "-O", "txt", "-q"], work.path());
+    assert_code(&out, 0);
+    assert_eq!(names("txt"), ["a.txt", "b.txt", "hola.txt"]);
+    assert_eq!(
+        fs::read(work.path().join("txt/b.txt")).expect("read"),
+        b"bb"
+    );
+
+    let out = hftp(&["get", a, "--all", "-O", "all", "-q"], work.path());
+    assert_code(&out, 0);
+    assert_eq!(
+        names("all"),
+        ["a.txt", "b.txt", "empty", "hola.txt", "noise.bin"]
+    );
+
+    let out = hftp(&["get", a, "*.nothing", "-O", "none"], work.path());
+    assert_code(&out, 3);
+    assert!(stderr(&out).contains("get *.nothing"), "{}", stderr(&out));
+    for bad in [
+        &["get", a, "--all", "hola.txt"][..],
+        &["get", a, "--all", "-o", "x"],
+        &["get", a, "*.txt", "-o", "x"],
+    ] {
+        assert_code(&hftp(bad, work.path()), 2);
+    }
+
+    // Whatever a server lists, nothing is written outside the directory:
+    // a name with a path in the listing is a protocol error.
+    let peer = Peer::start(
+        dir.path(),
+        PeerConfig {
+            garbage: Some(b"0 OK\r\n../escape\r\n\r\n".to_vec()),
+            ..Default::default()
+        },
+    );
+    let out = hftp(&["get", &peer.addr, "--all", "-O", "inner/d"], work.path());
+    assert_code(&out, 4);
+    assert!(stderr(&out).contains("../escape"), "{}", stderr(&out));
+    assert!(
+        !work.path().join("inner").exists(),
+        "nothing written at all"
+    );
+}

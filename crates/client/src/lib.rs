@@ -115,6 +115,51 @@ pub fn check_name(name: &str) -> Result<FileName> {
     })
 }
 
+/// Whether `pattern` has glob characters (`*`, `?`).
+pub fn is_glob(pattern: &str) -> bool {
+    pattern.contains(['*', '?'])
+}
+
+/// Shell-style matching of a remote name: `*` matches any run of
+/// characters, `?` any one character, everything else itself. (HFTP names
+/// are flat ASCII, so this is all a glob needs; no `/` rules, no classes.)
+///
+/// ```
+/// use hftp_client::glob_match;
+/// assert!(glob_match("*.txt", "hola.txt"));
+/// assert!(glob_match("f?to.*", "foto.png"));
+/// assert!(!glob_match("*.txt", "hola.txt.bak"));
+/// assert!(glob_match("*", ".hidden"));
+/// ```
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    // Where the last `*` was, and where in `name` it started matching.
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, ni));
+                pi += 1;
+            }
+            Some(&c) if c == b'?' || c == n[ni] => {
+                pi += 1;
+                ni += 1;
+            }
+            _ => match star {
+                // Let the last `*` take one more character.
+                Some((sp, sn)) => {
+                    star = Some((sp, sn + 1));
+                    pi = sp + 1;
+                    ni = sn + 1;
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
 impl Client {
     /// Connects to `target` (`HOST`, `HOST:PORT`, `[IPv6]:PORT`) directly,
     /// with the default timeout. See [`Endpoint`] for more options.
@@ -527,4 +572,31 @@ impl Client {
 /// The decoder only yields the reply kind that was asked for.
 fn unreachable_reply<T>(reply: Reply) -> Result<T> {
     Err(Error::Internal(format!("unexpected reply {reply:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        for (p, n, want) in [
+            ("", "", true),
+            ("", "a", false),
+            ("*", "", true),
+            ("a*b*c", "aXbYc", true),
+            ("a*b*c", "aXbY", false),
+            ("*a", "banana", true),
+            ("*an*", "banana", true),
+            ("?", "", false),
+            ("??", "ab", true),
+            ("a?c", "abc", true),
+            ("a?c", "ac", false),
+            ("**x", "yyx", true),
+            ("hola.txt", "hola.txt", true),
+            ("hola.txt", "hola_txt", false),
+        ] {
+            assert_eq!(glob_match(p, n), want, "{p:?} {n:?}");
+        }
+    }
 }

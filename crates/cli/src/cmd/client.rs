@@ -187,9 +187,13 @@ existing NAME is never replaced without --force.
 pub struct GetArgs {
     #[command(flatten)]
     conn: Conn,
-    /// Remote file names.
+    /// Remote file names, or patterns with `*` and `?` matched against the
+    /// listing (quote them from your shell).
     #[arg(value_name = "FILE")]
     files: Vec<String>,
+    /// Download every file the server lists.
+    #[arg(long)]
+    all: bool,
     /// Write to PATH (one FILE only).
     #[arg(
         short = 'o',
@@ -198,7 +202,8 @@ pub struct GetArgs {
         conflicts_with = "dir"
     )]
     output: Option<PathBuf>,
-    /// Write into DIR, under the remote names (default: the current directory).
+    /// Write into DIR (created if missing), under the remote names
+    /// (default: the current directory).
     #[arg(short = 'O', long = "dir", value_name = "DIR")]
     dir: Option<PathBuf>,
     /// Connections per large file (files under 8 MiB use one).
@@ -464,24 +469,37 @@ impl Progress for Bar {
 
 pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     run(|| {
-        let files = args.conn.files(&args.files)?;
-        if args.output.is_some() && files.len() > 1 {
+        let endpoint = args.conn.endpoint_within(None)?;
+        let mut client: Option<Client> = None;
+        let files = if args.all {
+            let (_, url_name) = Endpoint::parse_url(&args.conn.target)?;
+            if url_name.is_some() || !args.files.is_empty() {
+                return Err(Error::Usage("--all takes no FILE".into()));
+            }
+            None
+        } else {
+            Some(args.conn.files(&args.files)?)
+        };
+        let files = expand(&mut client, &endpoint, files)?;
+        if args.output.is_some() && (files.len() > 1 || args.all) {
             return Err(Error::Usage(
                 "-o PATH takes exactly one FILE (use -O DIR for several)".into(),
             ));
         }
-        for f in &files {
-            hftp_client::check_name(f)?;
-        }
-        let endpoint = args.conn.endpoint_within(None)?;
         let opts = DownloadOptions {
             jobs: usize::from(args.jobs),
             force: args.force,
             resume: args.resume,
             ..DownloadOptions::default()
         };
+        if let Some(dir) = &args.dir {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Local {
+                path: dir.clone(),
+                what: "create the directory",
+                source,
+            })?;
+        }
         let bar = Bar::new(args.quiet);
-        let mut client: Option<Client> = None;
         let mut code = exit::OK;
         for name in &files {
             let dest = match (&args.output, &args.dir) {
@@ -509,6 +527,74 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The names to download: `None` means all the listing; patterns with
+/// `*` or `?` match against the listing (fetched once). Every name is a
+/// valid HFTP name (no `/`, not `.` or `..`: the listing's are checked by
+/// the decoder), so `DIR/NAME` never leaves DIR.
+fn expand(
+    client: &mut Option<Client>,
+    endpoint: &Endpoint,
+    files: Option<Vec<String>>,
+) -> Result<Vec<String>, Error> {
+    let needs_listing = files
+        .as_ref()
+        .is_none_or(|f| f.iter().any(|f| hftp_client::is_glob(f)));
+    let listing = if needs_listing {
+        let c = connected(client, endpoint)?;
+        let mut names = c.list()?;
+        names.sort_unstable();
+        names
+    } else {
+        Vec::new()
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |name: &str| {
+        if !out.iter().any(|n| n == name) {
+            out.push(name.to_owned());
+        }
+    };
+    match files {
+        None => listing.iter().for_each(|n| add(n)),
+        Some(files) => {
+            for f in &files {
+                if !hftp_client::is_glob(f) {
+                    hftp_client::check_name(f)?;
+                    add(f);
+                    continue;
+                }
+                let matched: Vec<&String> = listing
+                    .iter()
+                    .filter(|n| hftp_client::glob_match(f, n))
+                    .collect();
+                if matched.is_empty() {
+                    return Err(Error::Status {
+                        request: format!("get {f}"),
+                        status: hftp_proto::Status::FileNotFound,
+                    });
+                }
+                matched.into_iter().for_each(|n| add(n));
+            }
+        }
+    }
+    for name in &out {
+        hftp_client::check_name(name)?;
+    }
+    Ok(out)
+}
+
+/// The open connection in `client`, (re)connecting if needed.
+fn connected<'a>(
+    client: &'a mut Option<Client>,
+    endpoint: &Endpoint,
+) -> Result<&'a mut Client, Error> {
+    if client.as_ref().is_none_or(Client::is_broken) {
+        *client = Some(endpoint.connect()?);
+    }
+    client
+        .as_mut()
+        .ok_or_else(|| Error::Internal("no connection after connecting".into()))
+}
+
 /// Downloads one file, (re)connecting `client` as needed.
 fn get_one(
     client: &mut Option<Client>,
@@ -518,12 +604,7 @@ fn get_one(
     opts: &DownloadOptions,
     bar: &Bar,
 ) -> Result<(), Error> {
-    if client.as_ref().is_none_or(Client::is_broken) {
-        *client = Some(endpoint.connect()?);
-    }
-    let Some(c) = client.as_mut() else {
-        return Err(Error::Internal("no connection after connecting".into()));
-    };
+    let c = connected(client, endpoint)?;
     let started = Instant::now();
     let result = hftp_client::download(c, endpoint, name, dest, opts, bar);
     if let Err(e) = &result {
