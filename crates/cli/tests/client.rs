@@ -1318,3 +1318,62 @@ fn get_several_by_pattern_or_all_into_a_directory() {
         "nothing written at all"
     );
 }
+
+#[test]
+fn progress_lines_off_a_terminal_human_sizes_and_limit_rate() {
+    let dir = fixture();
+    let data = noise(3 * MIB, 21);
+    fs::write(dir.path().join("big.bin"), &data).expect("write");
+    let server = Server::start(dir.path());
+    let work = tempfile::tempdir().expect("tempdir");
+    let a = server.addr.as_str();
+
+    // 3 MiB at 1 MiB/s: at least 2 s whatever the machine (a lower bound
+    // set by the client's own limiter, which noise can only lengthen), so
+    // lines every 0.5 s must appear.
+    let started = Instant::now();
+    let out = hftp(
+        &[
+            "get",
+            a,
+            "big.bin",
+            "--limit-rate",
+            "1M",
+            "--progress-interval",
+            "0.5",
+        ],
+        work.path(),
+    );
+    let took = started.elapsed();
+    assert_code(&out, 0);
+    assert!(fs::read(work.path().join("big.bin")).expect("read") == data);
+    assert!(
+        took >= Duration::from_secs(2),
+        "limited to 1 MiB/s: {took:?}"
+    );
+    let err = stderr(&out);
+    let progress: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("hftp: big.bin: ") && l.contains(" of 3.0 MiB ("))
+        .collect();
+    assert!(!progress.is_empty(), "progress lines: {err}");
+    assert!(err.contains("big.bin -> big.bin: 3.0 MiB in "), "{err}");
+    eprintln!("get --limit-rate 1M of 3 MiB took {took:?}");
+
+    let out = hftp(&["get", a, "big.bin", "-f", "--bytes"], work.path());
+    assert_code(&out, 0);
+    assert!(stderr(&out).contains(": 3145728 B in "), "{}", stderr(&out));
+
+    let started = Instant::now();
+    let out = hftp(&["cat", a, "noise.bin", "--limit-rate", "50K"], work.path());
+    let took = started.elapsed();
+    assert_code(&out, 0);
+    assert!(out.stdout == noise(100_000, 7));
+    assert!(
+        took >= Duration::from_secs(1),
+        "limited to 50 KiB/s: {took:?}"
+    );
+
+    let out = hftp(&["get", a, "big.bin", "--limit-rate", "fast"], work.path());
+    assert_code(&out, 2);
+}

@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use hftp_client::{exit, Client, Deadline, DownloadOptions, Endpoint, Error, Progress, Proxy};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use hftp_client::{exit, Client, Deadline, DownloadOptions, Endpoint, Error, Proxy};
+
+mod progress;
+
+use progress::{Bar, RateLimit, Throttled};
 
 /// The exit code table for `--help`, from `hftp_client::exit::TABLE`.
 fn exit_codes() -> String {
@@ -169,6 +172,9 @@ pub struct CatArgs {
     /// Only the bytes OFFSET..OFFSET+SIZE; `OFFSET:` means to the end.
     #[arg(long, value_name = "OFFSET:SIZE", value_parser = parse_range)]
     range: Option<(u64, Option<u64>)>,
+    /// At most RATE bytes per second: 200K, 1.5M, 1G (powers of 1024).
+    #[arg(long, value_name = "RATE", value_parser = progress::parse_rate)]
+    limit_rate: Option<u64>,
 }
 
 #[derive(clap::Args)]
@@ -217,9 +223,20 @@ pub struct GetArgs {
     /// the same server is resumed without it.
     #[arg(short = 'c', long = "continue")]
     resume: bool,
-    /// No progress bar or summary.
+    /// No progress or summary.
     #[arg(short = 'q', long)]
     quiet: bool,
+    /// Sizes in exact bytes instead of KiB, MiB, GiB.
+    #[arg(long)]
+    bytes: bool,
+    /// At most RATE bytes per second in all (every connection together):
+    /// 200K, 1.5M, 1G (powers of 1024).
+    #[arg(long, value_name = "RATE", value_parser = progress::parse_rate)]
+    limit_rate: Option<u64>,
+    /// When standard error is not a terminal, a progress line every SECS
+    /// seconds (on a terminal, a bar).
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_timeout)]
+    progress_interval: Duration,
 }
 
 #[derive(clap::Args)]
@@ -382,7 +399,11 @@ pub fn cat(args: CatArgs) -> anyhow::Result<ExitCode> {
         };
         let mut client = args.conn.endpoint_within(None)?.connect()?;
         let stdout = io::stdout();
-        let mut out = io::BufWriter::with_capacity(256 * 1024, stdout.lock());
+        let limit = args.limit_rate.map(RateLimit::new);
+        let mut out = Throttled {
+            inner: io::BufWriter::with_capacity(256 * 1024, stdout.lock()),
+            limit: limit.as_ref(),
+        };
         cat_on(&mut client, file, args.range, &mut out)?;
         let _ = client.quit();
         Ok(exit::OK)
@@ -420,53 +441,6 @@ fn cat_on(
     }
 }
 
-/// A progress bar on stderr, drawn only on a terminal.
-struct Bar {
-    bar: ProgressBar,
-    visible: bool,
-    quiet: bool,
-}
-
-impl Bar {
-    fn new(quiet: bool) -> Bar {
-        let visible = !quiet && io::stderr().is_terminal();
-        let bar = if visible {
-            ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr())
-        } else {
-            ProgressBar::hidden()
-        };
-        let style = ProgressStyle::with_template(
-            "{msg:20!} [{bar:30}] {bytes:>10}/{total_bytes:10} {binary_bytes_per_sec:>12} ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-        bar.set_style(style);
-        Bar {
-            bar,
-            visible,
-            quiet,
-        }
-    }
-}
-
-impl Progress for Bar {
-    fn start(&self, name: &str, total: u64, done: u64) {
-        if done > 0 && !self.quiet {
-            eprintln!("hftp: {name}: resuming, {done} of {total} bytes already downloaded");
-        }
-        self.bar.reset();
-        self.bar.set_message(name.to_owned());
-        self.bar.set_length(total);
-        self.bar.set_position(done);
-    }
-    fn advance(&self, n: u64) {
-        self.bar.inc(n);
-    }
-    fn finish(&self) {
-        self.bar.finish_and_clear();
-    }
-}
-
 pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     run(|| {
         let endpoint = args.conn.endpoint_within(None)?;
@@ -499,7 +473,12 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
                 source,
             })?;
         }
-        let bar = Bar::new(args.quiet);
+        let bar = Bar::new(
+            args.quiet,
+            args.bytes,
+            args.progress_interval,
+            args.limit_rate,
+        );
         let mut code = exit::OK;
         for name in &files {
             let dest = match (&args.output, &args.dir) {
@@ -626,20 +605,20 @@ fn get_one(
         }
     }
     let done = result?;
-    if bar.visible {
+    if bar.summarises() {
         let secs = started.elapsed().as_secs_f64().max(1e-6);
-        let fetched = (done.size - done.resumed) as f64;
+        let rate = ((done.size - done.resumed) as f64 / secs) as u64;
         eprintln!(
-            "{} -> {}: {} bytes in {:.1} s ({:.1} MiB/s, {} connection{}{})",
+            "{} -> {}: {} in {:.1} s ({}/s, {} connection{}{})",
             name,
             done.path.display(),
-            done.size,
+            bar.size(done.size),
             secs,
-            fetched / secs / 1048576.0,
+            bar.size(rate),
             done.connections,
             if done.connections == 1 { "" } else { "s" },
             if done.resumed > 0 {
-                format!(", {} bytes resumed", done.resumed)
+                format!(", {} resumed", bar.size(done.resumed))
             } else {
                 String::new()
             },
@@ -924,7 +903,7 @@ mod shell {
                     resume,
                     ..DownloadOptions::default()
                 };
-                let bar = Bar::new(false);
+                let bar = Bar::new(false, false, Duration::from_secs(5), None);
                 for name in &files {
                     hftp_client::check_name(name)?;
                 }
