@@ -1095,7 +1095,7 @@ fn same_get_again_resumes_by_itself_and_never_discards_another_part() {
     let out = hftp(&["get", &peer.addr, "r.bin", "-j", "2"], work.path());
     assert_code(&out, 0);
     assert!(
-        stderr(&out).contains("r.bin: resuming, 8388608 of 16777216 bytes already downloaded"),
+        stderr(&out).contains("hftp: r.bin: resuming, 8.0 MiB of 16.0 MiB already downloaded"),
         "{}",
         stderr(&out)
     );

@@ -121,3 +121,23 @@ fn slow_drip_is_ended_by_max_time() {
         );
     }
 }
+
+#[test]
+fn bench_listing_against_an_endless_listing_stays_small() {
+    let server = Hostile::start(Behaviour::EndlessListing);
+    let run = run_measured(&["bench", &server.addr, "listing", "-d", "2"], WATCHDOG);
+    assert!(
+        run.code.is_some(),
+        "ended by its --duration: {}",
+        run.stderr
+    );
+    assert!(
+        run.max_rss_kib < STREAMING_RSS_KIB,
+        "peak {} KiB",
+        run.max_rss_kib
+    );
+    eprintln!(
+        "bench listing, endless listing: peak {} KiB",
+        run.max_rss_kib
+    );
+}
