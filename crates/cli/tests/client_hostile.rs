@@ -141,3 +141,38 @@ fn bench_listing_against_an_endless_listing_stays_small() {
         run.max_rss_kib
     );
 }
+
+#[test]
+fn shell_survives_an_endless_listing() {
+    let server = Hostile::start(Behaviour::EndlessListing);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hftp"))
+        .args(["shell", &server.addr])
+        .env_remove("HFTP_PROXY")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn shell");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(b"quit\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "first failure; stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("the listing is longer than this client holds"),
+        "{stderr}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no name completion"),
+        "the session went on"
+    );
+}

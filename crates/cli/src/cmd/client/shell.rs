@@ -106,16 +106,30 @@ pub(super) fn run(endpoint: Endpoint, max_time: Option<Duration>) -> Result<u8, 
         failure: exit::OK,
     };
     session.start_command();
-    let mut names = session.client()?.list()?;
-    names.sort_unstable();
-    println!(
-        "connected to {} ({} files; type help for commands)",
-        session.endpoint,
-        names.len()
-    );
-    for n in &names {
-        println!("{n}");
-    }
+    let names = match session.client()?.list() {
+        Ok(mut names) => {
+            names.sort_unstable();
+            println!(
+                "connected to {} ({} files; type help for commands)",
+                session.endpoint,
+                names.len()
+            );
+            for n in &names {
+                println!("{n}");
+            }
+            names
+        }
+        // Too long to hold: the session still works, without completion.
+        Err(e @ Error::ListingTooLong { .. }) => {
+            note(&mut session.failure, &e);
+            println!(
+                "connected to {} (type help for commands; no name completion)",
+                session.endpoint
+            );
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
     let mut editor: Editor<ShellHelper, DefaultHistory> =
         Editor::new().map_err(|e| Error::Local {
             path: "terminal".into(),
