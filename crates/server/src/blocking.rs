@@ -15,7 +15,7 @@ use rustix::event::{poll, PollFd, PollFlags};
 
 use crate::admission::{Admission, Ticket};
 use crate::body::SliceBody;
-use crate::config::{Config, DRAIN_BYTES, DRAIN_TIME, READ_BUF, WRITE_BATCH};
+use crate::config::{Config, ACCEPT_BURST, DRAIN_BYTES, DRAIN_TIME, READ_BUF, WRITE_BATCH};
 use crate::connection::{ConnStats, End};
 use crate::session::{Outcome, Session};
 use crate::signals::Signals;
@@ -183,7 +183,13 @@ pub fn accept_loop(
         signals.drain();
         on_wake();
         for l in listeners {
-            loop {
+            // A bounded burst, and none once a stop is asked for: under a
+            // connect flood the queue never empties, and the loop must still
+            // see the signal. Clients left queued wake `poll` again.
+            for _ in 0..ACCEPT_BURST {
+                if signals.stop_requested() {
+                    break;
+                }
                 match l.accept() {
                     Ok((stream, peer)) => {
                         if let Some(ticket) = admission.admit(peer) {

@@ -76,3 +76,7 @@ pub const READ_BUF: usize = 16 * 1024;
 
 /// Answers are batched up to this size before being written.
 pub const WRITE_BATCH: usize = 64 * 1024;
+
+/// Connections accepted in one go before the loop looks at anything else
+/// (signals, ready clients): a connect flood must not starve them.
+pub const ACCEPT_BURST: usize = 256;

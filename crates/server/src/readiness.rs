@@ -80,6 +80,24 @@ impl Conn {
         }
     }
 
+    /// Who the client is and what the connection is doing, for the logs.
+    pub fn describe(&self) -> String {
+        let peer = self
+            .stats
+            .peer
+            .map_or_else(|| "?".to_string(), |p| p.to_string());
+        let state = if self.draining_until.is_some() {
+            "closing"
+        } else if self.has_output() {
+            "answering"
+        } else if !self.pending.is_empty() {
+            "mid-request"
+        } else {
+            "idle"
+        };
+        format!("{peer} {state}")
+    }
+
     pub fn stream_mut(&mut self) -> &mut TcpStream {
         &mut self.stream
     }

@@ -4,6 +4,13 @@
 //! trick), so an accept loop blocked in `poll` wakes up. No thread is
 //! started, which the fork driver needs. SIGCHLD wakes the loop too, so the
 //! fork driver can reap children as soon as they exit.
+//!
+//! The first SIGINT/SIGTERM asks for a graceful stop; a second one, while
+//! the server is still finishing answers, ends the process at once (exit
+//! status 128 + the signal number, as a shell reports a process killed by
+//! that signal), like nginx's `stop` after `quit`. That exit is taken inside
+//! the signal handler itself, so it works however busy or stuck the server
+//! is.
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -26,10 +33,7 @@ impl Signals {
         wake.set_nonblocking(true)?;
         notify.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let mut ids = Vec::new();
-        for sig in [SIGINT, SIGTERM] {
-            ids.push(signal_hook::flag::register(sig, Arc::clone(&stop))?);
-        }
+        let mut ids = exit_on_second_signal(&stop)?;
         for sig in [SIGINT, SIGTERM, SIGCHLD] {
             ids.push(signal_hook::low_level::pipe::register(
                 sig,
@@ -54,11 +58,29 @@ impl Signals {
         let mut buf = [0u8; 64];
         while matches!((&self.wake).read(&mut buf), Ok(n) if n > 0) {}
     }
+}
 
-    /// Restores the default handlers (in a forked child).
-    pub fn uninstall(self) {
-        for id in self.ids {
+impl Drop for Signals {
+    fn drop(&mut self) {
+        for &id in &self.ids {
             signal_hook::low_level::unregister(id);
         }
     }
+}
+
+/// Registers, for SIGINT and SIGTERM, a handler that sets `stop`, preceded
+/// by one that exits the process at once when `stop` is already set: the
+/// first signal asks for a graceful stop, the second forces it.
+pub fn exit_on_second_signal(stop: &Arc<AtomicBool>) -> io::Result<Vec<signal_hook::SigId>> {
+    let mut ids = Vec::new();
+    for sig in [SIGINT, SIGTERM] {
+        // Order matters: the exit check runs before the flag is set.
+        ids.push(signal_hook::flag::register_conditional_shutdown(
+            sig,
+            128 + sig,
+            Arc::clone(stop),
+        )?);
+        ids.push(signal_hook::flag::register(sig, Arc::clone(stop))?);
+    }
+    Ok(ids)
 }

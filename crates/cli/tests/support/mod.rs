@@ -97,6 +97,10 @@ impl ServerBuilder {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let description = format!("{command:?}");
+        let model = self
+            .model
+            .clone()
+            .unwrap_or_else(|| "async (default)".into());
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {description}: {e}"));
@@ -147,6 +151,7 @@ impl ServerBuilder {
         };
         Server {
             child,
+            model,
             addr,
             stdout,
             stderr,
@@ -177,6 +182,8 @@ fn drain(mut pipe: impl Read + Send + 'static, sink: Arc<Mutex<Vec<u8>>>) -> Joi
 /// A running `hftp serve`; killed when dropped.
 pub struct Server {
     child: Child,
+    /// The `--model` it runs, named in every failure.
+    model: String,
     addr: SocketAddr,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<u8>>>,
@@ -217,7 +224,14 @@ impl Server {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Waits for the server to exit; panics after `timeout`.
+    /// The `--model` the server runs.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// Waits for the server to exit; panics after `timeout`, naming the
+    /// model and showing what the server logged (its shutdown lines say
+    /// how many connections were open and, with `-v`, each one's state).
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
@@ -226,7 +240,23 @@ impl Server {
             }
             assert!(
                 Instant::now() < deadline,
-                "server did not exit within {timeout:?}; stderr:\n{}",
+                "server (--model {}) did not exit within {timeout:?}; stderr:\n{}",
+                self.model,
+                self.stderr()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until the server's stderr contains `needle`; panics (naming
+    /// the model, with the stderr) if it does not within `timeout`.
+    pub fn wait_stderr(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.stderr().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "server (--model {}) did not log {needle:?} within {timeout:?}; stderr:\n{}",
+                self.model,
                 self.stderr()
             );
             thread::sleep(Duration::from_millis(10));

@@ -5,8 +5,9 @@
 //! compiler builds from ordinary-looking `async` code. When a task would
 //! block on its socket it yields, and the runtime's epoll loop resumes it
 //! when the socket is ready, so a handful of threads serve any number of
-//! clients. A semaphore bounds the connections; a watch channel tells idle
-//! tasks to stop on SIGINT/SIGTERM (the structure of tokio's mini-redis).
+//! clients. [`Admission`] (counters behind a mutex) bounds the connections;
+//! a watch channel tells idle tasks to stop on SIGINT/SIGTERM (the
+//! structure of tokio's mini-redis).
 //!
 //! **What it costs.** A task is a few hundred bytes plus its buffers; there
 //! is no thread per client and no context switch per request. Slices read
@@ -66,6 +67,10 @@ async fn run(
         acceptors.push(tokio::spawn(accept(listener, config, admission, stop)));
     }
     stop_signal.await;
+    tracing::info!(
+        open = admission.active(),
+        "stopping: no new connections; answers in flight finish"
+    );
     let _ = stop_tx.send(true);
     for a in acceptors {
         let _ = a.await;
@@ -80,11 +85,15 @@ async fn run(
 
 /// Completes on SIGTERM or SIGINT. The handlers are installed when this is
 /// called, before any connection is accepted: a signal that arrives while
-/// the first answers are in flight must not kill the process outright.
+/// the first answers are in flight must not kill the process outright. A
+/// second signal exits at once (see [`crate::signals`]).
 fn shutdown_signal() -> io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Armed for the rest of the process's life.
+    crate::signals::exit_on_second_signal(&stopping)?;
     Ok(async move {
         tokio::select! {
             _ = term.recv() => {}

@@ -18,6 +18,15 @@
 //! single thread (a child gets only the forking thread; locks held by others
 //! would stay locked forever), which is why `hftp` starts no runtime or
 //! thread before the model is chosen.
+//!
+//! **Signals and children.** SIGINT/SIGTERM are blocked across `fork()`: a
+//! child must not receive the shutdown signal before it has installed its
+//! own handler (it would run the parent's, which only wakes the parent, and
+//! the child would then serve on until its client left). The child installs
+//! its handler, then unblocks, and a signal that came meanwhile is delivered
+//! to it. Children also ask the kernel to kill them if the parent dies
+//! (`PR_SET_PDEATHSIG`), so a forced stop (a second signal) leaves none
+//! behind.
 
 use std::collections::HashMap;
 use std::io;
@@ -26,7 +35,9 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::signal::{
+    kill, sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
+};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use rustix::event::{poll, PollFd, PollFlags};
@@ -62,20 +73,31 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> 
         &signals,
         &admission,
         |stream, _peer, ticket| {
+            let parent = nix::unistd::getpid();
+            let unblock = block_stop_signals();
             // SAFETY: this process has a single thread (see the module docs).
             match unsafe { fork() } {
-                Ok(ForkResult::Child) => run_child(stream, &config, &inherited),
+                Ok(ForkResult::Child) => run_child(stream, &config, &inherited, parent, &unblock),
                 Ok(ForkResult::Parent { child }) => {
+                    restore_mask(&unblock);
                     children.borrow_mut().insert(child, ticket);
                 }
-                Err(e) => tracing::warn!(error = %e, "fork failed, closing the connection"),
+                Err(e) => {
+                    restore_mask(&unblock);
+                    tracing::warn!(error = %e, "fork failed, closing the connection");
+                }
             }
         },
         || reap(&mut children.borrow_mut()),
     )?;
     drop(listeners);
     let mut children = children.into_inner();
+    tracing::info!(
+        open = children.len(),
+        "stopping: no new connections; answers in flight finish"
+    );
     for &pid in children.keys() {
+        tracing::debug!(pid = pid.as_raw(), "asking a connection process to finish");
         let _ = kill(pid, Signal::SIGTERM);
     }
     let deadline = Instant::now() + config.shutdown_grace;
@@ -91,6 +113,7 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> 
         reap(&mut children);
     }
     for &pid in children.keys() {
+        tracing::info!(pid = pid.as_raw(), "unfinished at shutdown: killed");
         let _ = kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
     }
@@ -98,7 +121,34 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> 
     Ok(())
 }
 
-fn run_child(stream: TcpStream, config: &Config, inherited: &[RawFd]) -> ! {
+/// Blocks SIGINT and SIGTERM; returns the previous mask.
+fn block_stop_signals() -> SigSet {
+    let mut stop = SigSet::empty();
+    stop.add(Signal::SIGINT);
+    stop.add(Signal::SIGTERM);
+    let mut previous = SigSet::empty();
+    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&stop), Some(&mut previous));
+    previous
+}
+
+fn restore_mask(previous: &SigSet) {
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(previous), None);
+}
+
+fn run_child(
+    stream: TcpStream,
+    config: &Config,
+    inherited: &[RawFd],
+    parent: Pid,
+    mask: &SigSet,
+) -> ! {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag of this process.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    if nix::unistd::getppid() != parent {
+        // The parent died before the request above took effect.
+        // SAFETY: leave without running the parent's exit handlers.
+        unsafe { libc::_exit(1) }
+    }
     for &fd in inherited {
         // SAFETY: the child does not use the listeners.
         unsafe { libc::close(fd) };
@@ -116,6 +166,9 @@ fn run_child(stream: TcpStream, config: &Config, inherited: &[RawFd]) -> ! {
         let _ = sigaction(Signal::SIGINT, &stop);
         let _ = sigaction(Signal::SIGCHLD, &default);
     }
+    // A stop signal that arrived since the fork is delivered now, to the
+    // handler above.
+    restore_mask(mask);
     let mut stream = stream;
     serve_connection(&mut stream, config);
     drop(stream);

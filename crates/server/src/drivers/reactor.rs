@@ -19,7 +19,7 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
 
 use crate::admission::Admission;
-use crate::config::{Config, READ_BUF};
+use crate::config::{Config, ACCEPT_BURST, READ_BUF};
 use crate::connection::End;
 use crate::readiness::{Conn, Step};
 use crate::signals::Signals;
@@ -82,6 +82,7 @@ pub fn run<E: Executor>(
         stopping: false,
         again: Vec::new(),
         retry_accept: false,
+        accept_again: false,
         accept_warned: None,
     };
     let mut events = Events::with_capacity(1024);
@@ -96,7 +97,7 @@ pub fn run<E: Executor>(
                 break;
             }
         }
-        let timeout = if !loop_.again.is_empty() {
+        let timeout = if !loop_.again.is_empty() || loop_.accept_again {
             Some(Duration::ZERO)
         } else if loop_.slots.is_empty() && stop_deadline.is_none() && !loop_.retry_accept {
             None
@@ -136,6 +137,11 @@ pub fn run<E: Executor>(
         for key in std::mem::take(&mut loop_.again) {
             loop_.ready(key, &mut executor);
         }
+        if std::mem::take(&mut loop_.accept_again) {
+            for l in &listeners {
+                loop_.accept_all(l, config, &admission);
+            }
+        }
         if last_sweep.elapsed() >= TICK {
             last_sweep = Instant::now();
             loop_.sweep(config);
@@ -147,6 +153,12 @@ pub fn run<E: Executor>(
                     loop_.accept_all(l, config, &admission);
                 }
             }
+        }
+    }
+    for (_, slot) in &loop_.slots {
+        match &slot.conn {
+            Some(conn) => tracing::info!(conn = %conn.describe(), "unfinished at shutdown"),
+            None => tracing::info!("unfinished at shutdown: a connection held by a worker"),
         }
     }
     tracing::info!(unfinished = loop_.slots.len(), "shut down");
@@ -161,6 +173,9 @@ struct Loop {
     again: Vec<usize>,
     /// An accept failed (EMFILE...): retry at the next tick.
     retry_accept: bool,
+    /// A burst of accepts ended with clients still queued: accept again on
+    /// the next round.
+    accept_again: bool,
     /// When an accept failure was last logged.
     accept_warned: Option<Instant>,
 }
@@ -172,7 +187,10 @@ impl Loop {
         config: &Config,
         admission: &Arc<Admission>,
     ) {
-        loop {
+        // Bounded, so that signals and ready clients get their turn under a
+        // connect flood; the listener is edge-triggered, so what is left is
+        // retried on the next round.
+        for _ in 0..ACCEPT_BURST {
             let (mut stream, peer) = match listener.accept() {
                 Ok(a) => a,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -206,6 +224,7 @@ impl Loop {
                 missed: false,
             });
         }
+        self.accept_again = true;
     }
 
     /// A connection's socket is ready: advance it, unless an executor has it.
@@ -284,9 +303,20 @@ impl Loop {
             .filter(|(_, s)| s.conn.as_ref().is_some_and(|c| c.is_idle()))
             .map(|(k, _)| k)
             .collect();
+        tracing::info!(
+            open = self.slots.len(),
+            closed_now = idle.len(),
+            "stopping: no new connections; answers in flight finish"
+        );
         for key in idle {
             if let Some(conn) = self.slots.get_mut(key).and_then(|s| s.conn.take()) {
                 self.end(key, conn, End::Shutdown);
+            }
+        }
+        for (_, slot) in &self.slots {
+            match &slot.conn {
+                Some(conn) => tracing::debug!(conn = %conn.describe(), "finishing"),
+                None => tracing::debug!("finishing: a connection held by a worker"),
             }
         }
     }

@@ -4,8 +4,8 @@
 //! its own thread, which reads a request, answers it with ordinary blocking
 //! calls and loops. The code reads top to bottom like a single-client server.
 //!
-//! **What it costs.** Each thread has a stack (8 MiB of address space here,
-//! of which only the touched pages, tens of KiB, are resident) and a kernel
+//! **What it costs.** Each thread has a stack (256 KiB of address space
+//! here, see [`STACK_SIZE`], of which only the touched pages, tens of KiB, are resident) and a kernel
 //! task; a request costs the context switches of waking its thread. Idle
 //! clients each hold a thread.
 //!
@@ -61,6 +61,10 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> 
         || {},
     )?;
     drop(listeners);
+    tracing::info!(
+        open = tracker.live(),
+        "stopping: no new connections; answers in flight finish"
+    );
     tracker.stop_reading();
     let left = tracker.wait_idle(config.shutdown_grace);
     tracing::info!(unfinished = left, "shut down");

@@ -39,6 +39,15 @@ impl Tracker {
         }
     }
 
+    /// How many connections are live.
+    pub fn live(&self) -> usize {
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .fds
+            .len()
+    }
+
     /// Shuts down the reading side of every live connection: a thread
     /// waiting for a request sees end of input and ends; one sending an
     /// answer finishes it first.
