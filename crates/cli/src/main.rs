@@ -14,7 +14,7 @@ mod logging;
 #[derive(Parser)]
 #[command(
     name = "hftp",
-    version,
+    version = env!("HFTP_VERSION"),
     about = "HFTP server, client, conformance checker and load generator",
     long_about = "HFTP is the small line-oriented file transfer protocol of a university \
 networking course. This one binary serves a directory over it (`serve`), reads from any \
@@ -22,7 +22,7 @@ HFTP server (`ls`, `stat`, `cat`, `get`, `shell`), checks a server against the p
 (`check`) and measures one (`bench`).",
     propagate_version = true
 )]
-struct Cli {
+pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -45,6 +45,10 @@ enum Command {
     Shell(cmd::client::ShellArgs),
     /// Load generator: measure any HFTP server.
     Bench(cmd::bench::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(cmd::docs::CompletionsArgs),
+    /// Print the manual page (roff), or write one page per subcommand with --dir.
+    Man(cmd::docs::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +62,8 @@ fn main() -> ExitCode {
         Command::Get(args) => cmd::client::get(args),
         Command::Shell(args) => cmd::client::shell(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Completions(args) => cmd::docs::completions(args),
+        Command::Man(args) => cmd::docs::man(args),
     };
     match result {
         Ok(code) => code,

@@ -49,18 +49,25 @@ impl From<ModelArg> for Model {
     hftp serve -d files --model pool --workers 8
 
 Send SIGINT (Ctrl-C) or SIGTERM to stop: new connections are refused, answers in
-flight finish (at most --shutdown-grace), and the server exits 0.")]
+flight finish (at most --shutdown-grace), and the server exits 0. A second
+SIGINT/SIGTERM exits at once (status 130/143). SIGHUP is ignored: nothing needs
+reloading (the directory is read live); restart to change an option.
+
+Every option but -v/-q can also come from an HFTP_* environment variable (shown as
+[env: ...] above); a command-line option wins over its variable. HFTP_ADDRESS takes a
+comma-separated list.")]
 pub struct Args {
     /// Directory to serve (read live: files added or removed are seen at once).
     #[arg(
         short = 'd',
         long = "directory",
         default_value = ".",
-        value_name = "DIR"
+        value_name = "DIR",
+        env = "HFTP_DIRECTORY"
     )]
     directory: PathBuf,
     /// TCP port; 0 picks a free one (the banner prints it).
-    #[arg(short = 'p', long, default_value_t = 19500)]
+    #[arg(short = 'p', long, default_value_t = 19500, env = "HFTP_PORT")]
     port: u16,
     /// Address to listen on: IPv4, IPv6 or a host name; repeat to listen on several.
     /// 0.0.0.0 (or ::) accepts clients from other machines; 127.0.0.1 (or localhost) only from this one.
@@ -68,39 +75,56 @@ pub struct Args {
         short = 'a',
         long = "address",
         default_value = "0.0.0.0",
-        value_name = "ADDR"
+        value_name = "ADDR",
+        env = "HFTP_ADDRESS",
+        value_delimiter = ','
     )]
     addresses: Vec<String>,
     /// Concurrency strategy.
-    #[arg(short = 'm', long, value_enum, default_value_t = ModelArg::Async)]
+    #[arg(short = 'm', long, value_enum, default_value_t = ModelArg::Async, env = "HFTP_MODEL")]
     model: ModelArg,
     /// Worker threads: the pool size (pool) or runtime threads (async). Default: 2 x cores for pool, cores for async.
-    #[arg(short = 'w', long)]
+    #[arg(short = 'w', long, env = "HFTP_WORKERS")]
     workers: Option<usize>,
     /// Connections served at once. Beyond it, new connections are accepted and closed at once (logged once a second).
-    #[arg(long, default_value_t = 16384)]
+    #[arg(long, default_value_t = 16384, env = "HFTP_MAX_CONNECTIONS")]
     max_connections: usize,
     /// Connections from one client address at once (0: no limit); more are closed at once.
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    #[arg(long, default_value_t = 0, value_name = "N", env = "HFTP_MAX_PER_IP")]
     max_per_ip: usize,
     /// Seconds without a request byte before a connection is closed quietly.
-    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    #[arg(
+        long,
+        default_value_t = 300,
+        value_name = "SECS",
+        env = "HFTP_IDLE_TIMEOUT"
+    )]
     idle_timeout: u64,
     /// Seconds a client may read nothing of an answer before it is dropped.
-    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    #[arg(
+        long,
+        default_value_t = 60,
+        value_name = "SECS",
+        env = "HFTP_WRITE_TIMEOUT"
+    )]
     write_timeout: u64,
     /// Longest request line in bytes; longer lines are answered 101.
-    #[arg(long, default_value_t = hftp_proto::DEFAULT_MAX_LINE)]
+    #[arg(long, default_value_t = hftp_proto::DEFAULT_MAX_LINE, env = "HFTP_MAX_LINE")]
     max_line: usize,
     /// Seconds answers in flight may take to finish on SIGINT/SIGTERM.
-    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    #[arg(
+        long,
+        default_value_t = 10,
+        value_name = "SECS",
+        env = "HFTP_SHUTDOWN_GRACE"
+    )]
     shutdown_grace: u64,
     /// After binding, switch to this user (and its groups) and never serve as root.
     /// Lets a root-started server use a port below 1024 safely.
-    #[arg(short = 'u', long, value_name = "NAME")]
+    #[arg(short = 'u', long, value_name = "NAME", env = "HFTP_USER")]
     user: Option<String>,
     /// Follow symbolic links that leave the served directory (off: only links staying inside are served).
-    #[arg(long)]
+    #[arg(long, env = "HFTP_FOLLOW_SYMLINKS")]
     follow_symlinks: bool,
     /// More log output (-v: every request, -vv: trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
@@ -109,12 +133,13 @@ pub struct Args {
     #[arg(short, long, action = clap::ArgAction::Count)]
     quiet: u8,
     /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "HFTP_LOG_FORMAT")]
     log_format: LogFormat,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     logging::init(args.verbose, args.quiet, args.log_format);
+    ignore_hangup();
     let storage = LocalDir::new(&args.directory, args.follow_symlinks).with_context(|| {
         format!(
             "cannot serve {}: it must be an existing directory",
@@ -245,5 +270,16 @@ fn reach(addr: SocketAddr) -> &'static str {
         "loopback: this host only"
     } else {
         "this interface only"
+    }
+}
+
+/// SIGHUP is ignored: there is nothing to reload (the directory is read
+/// live, every option is fixed at start; restart to change one), and a
+/// server started from a terminal must outlive that terminal.
+fn ignore_hangup() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: installs SIG_IGN, no handler code runs; no other thread exists yet.
+    if let Err(e) = unsafe { signal(Signal::SIGHUP, SigHandler::SigIgn) } {
+        tracing::warn!(error = %e, "cannot ignore SIGHUP");
     }
 }

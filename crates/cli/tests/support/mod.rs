@@ -36,9 +36,25 @@ pub struct ServerBuilder {
     args: Vec<OsString>,
     uid: Option<u32>,
     gid: Option<u32>,
+    /// Standard settings as `HFTP_*` variables instead of arguments.
+    from_environment: bool,
+    envs: Vec<(OsString, OsString)>,
 }
 
 impl ServerBuilder {
+    /// One more environment variable for the server.
+    pub fn env(mut self, key: &str, value: impl Into<OsString>) -> Self {
+        self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    /// Passes the directory, port, address and model as `HFTP_DIRECTORY`,
+    /// `HFTP_PORT`, `HFTP_ADDRESS` and `HFTP_MODEL` instead of arguments.
+    pub fn configured_by_environment(mut self) -> Self {
+        self.from_environment = true;
+        self
+    }
+
     /// `--model NAME`.
     pub fn model(mut self, model: &str) -> Self {
         self.model = Some(model.to_string());
@@ -78,15 +94,26 @@ impl ServerBuilder {
     /// stderr, if it exits or does not listen within 30 s.
     pub fn start(self) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_hftp"));
-        command
-            .arg("serve")
-            .arg("-d")
-            .arg(&self.dir)
-            .args(["-p", "0", "-a", "127.0.0.1"]);
-        if let Some(model) = &self.model {
-            command.args(["--model", model]);
+        command.arg("serve");
+        if self.from_environment {
+            command
+                .env("HFTP_DIRECTORY", &self.dir)
+                .env("HFTP_PORT", "0")
+                .env("HFTP_ADDRESS", "127.0.0.1");
+            if let Some(model) = &self.model {
+                command.env("HFTP_MODEL", model);
+            }
+        } else {
+            command
+                .arg("-d")
+                .arg(&self.dir)
+                .args(["-p", "0", "-a", "127.0.0.1"]);
+            if let Some(model) = &self.model {
+                command.args(["--model", model]);
+            }
         }
         command.args(&self.args);
+        command.envs(self.envs.iter().map(|(k, v)| (k, v)));
         if let Some(uid) = self.uid {
             command.uid(uid).gid(self.gid.unwrap_or(uid));
         } else if let Some(gid) = self.gid {
@@ -199,6 +226,8 @@ impl Server {
             args: Vec::new(),
             uid: None,
             gid: None,
+            from_environment: false,
+            envs: Vec::new(),
         }
     }
 
