@@ -1,5 +1,5 @@
 //! A deliberately naive model of spec section 2, 4 and 5 (request side),
-//! written straight from `shared/spec/HFTP.md` and sharing no code with
+//! written straight from `docs/protocol.md` and sharing no code with
 //! `hftp_proto::Scanner`: it buffers each whole line (unbounded memory) and
 //! decides it with string operations. The fuzz targets and the proptests in
 //! `crates/proto/tests/props.rs` (which includes this file by path) compare

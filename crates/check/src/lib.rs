@@ -2,7 +2,7 @@
 //!
 //! Named black-box cases, each an exchange over real TCP connections with
 //! bounded waits, checked against literal bytes from the spec
-//! (`shared/spec/HFTP.md`). Nothing here uses the project's own protocol
+//! (`docs/protocol.md`). Nothing here uses the project's own protocol
 //! code, so the suite can judge it. Cases that need particular files declare
 //! a fixture; the runner lays it out in the served directory before the case.
 //!

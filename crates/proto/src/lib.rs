@@ -3,7 +3,7 @@
 //! This crate turns bytes into requests ([`Scanner`]) and responses into
 //! bytes ([`response`]); it owns no sockets, files or runtimes. Every server
 //! driver, the client and the tools sit on it, so a fix to the protocol is
-//! one fix. The protocol itself is specified in `shared/spec/HFTP.md`.
+//! one fix. The protocol itself is specified in `docs/protocol.md`.
 //!
 //! ```
 //! use hftp_proto::{Event, Request, Scanner};
