@@ -10,6 +10,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::memory::{self, Reclaim};
+
 pub struct Admission {
     max_total: usize,
     max_per_ip: usize,
@@ -23,6 +25,7 @@ struct State {
     per_ip: HashMap<IpAddr, usize>,
     last_log: Option<Instant>,
     refused_since_log: u64,
+    reclaim: Reclaim,
 }
 
 /// Proof that a connection was admitted; frees its place when dropped.
@@ -61,6 +64,8 @@ impl Admission {
             "per-address connection limit reached"
         } else {
             state.total += 1;
+            let total = state.total;
+            state.reclaim.opened(total);
             *state.per_ip.entry(ip).or_insert(0) += 1;
             return Some(Ticket {
                 admission: Arc::clone(self),
@@ -115,6 +120,14 @@ impl Drop for Ticket {
         }
         if state.total == 0 {
             self.admission.idle.notify_all();
+        }
+        let total = state.total;
+        let trim = state.reclaim.closed(total);
+        drop(state);
+        // After a burst, give the connections' freed buffers back (see
+        // `memory`), outside the lock.
+        if trim {
+            memory::release_free_memory();
         }
     }
 }

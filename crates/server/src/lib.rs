@@ -15,6 +15,7 @@ pub mod config;
 pub mod connection;
 pub mod drivers;
 pub mod listen;
+pub mod memory;
 pub mod privileges;
 pub mod readiness;
 pub mod session;
