@@ -1,8 +1,9 @@
 //! Fuzz target: the whole connection state machine
-//! (`hftp_server::session::Session` over a real directory).
+//! (`hftp_server::connection::Connection` over a real directory).
 //!
-//! The session is driven the way the drivers drive it, over fuzzer-chosen
-//! fragments of a client stream, against a served directory with regular
+//! The connection is driven the way the drivers drive it (storage steps run
+//! inline, `sendfile` replaced by `pread`), over fuzzer-chosen fragments of
+//! a client stream, against a served directory with regular
 //! files, links inside and escaping, a FIFO and a sub-directory. The bytes it
 //! produces (inline answers and streamed slice bodies) must be exactly the
 //! spec's answers to the requests the naive spec model finds in the stream,
@@ -12,11 +13,14 @@
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use hftp_fuzz::{oracle, FuzzInput, Served};
 use hftp_proto::{Event, Request};
-use hftp_server::session::{CloseReason, Outcome, Session, SessionConfig};
-use hftp_server::storage::LocalDir;
+use hftp_server::connection::{Action, Connection, End};
+use hftp_server::session::{CloseReason, SessionConfig};
+use hftp_server::storage::{LocalDir, Storage};
+use hftp_server::{Config, Model};
 use libfuzzer_sys::fuzz_target;
 
 struct Fixture {
@@ -38,54 +42,80 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let fixture = fixture();
-    let config = SessionConfig {
-        storage: fixture.storage.clone(),
-        max_line: input.max_line,
+    let storage: Arc<dyn Storage> = fixture.storage.clone();
+    let config = Config {
+        session: SessionConfig {
+            storage: Arc::clone(&storage),
+            max_line: input.max_line,
+        },
+        model: Model::Poll,
+        workers: 1,
+        max_connections: 1,
+        max_per_ip: 0,
+        idle_timeout: Duration::from_secs(60),
+        write_timeout: Duration::from_secs(60),
+        shutdown_grace: Duration::from_secs(1),
     };
-    let mut session = Session::new(&config);
+    let now = Instant::now();
+    let mut conn = Connection::new(&config, None, now);
 
-    // Drive the session as a driver does.
+    // Drive the connection as a driver does.
     let mut out = Vec::new();
-    let mut closed = None;
-    let mut leftover: Vec<u8> = Vec::new();
-    for piece in input.pieces() {
-        if closed.is_some() {
-            leftover.extend_from_slice(piece);
-            continue;
-        }
-        let mut rest = piece;
-        while !rest.is_empty() {
-            let (used, outcome) = session.on_input(rest, &mut out);
-            assert!(
-                used > 0 && used <= rest.len(),
-                "on_input consumed {used} of {}",
-                rest.len()
-            );
-            rest = &rest[used..];
-            match outcome {
-                Outcome::NeedInput => assert!(rest.is_empty(), "NeedInput with input left"),
-                Outcome::Replied => {}
-                Outcome::Stream(mut body) => {
-                    // As the blocking drivers do without sendfile: fill until
-                    // the body says it is complete (its tail included).
-                    let mut pieces = 0;
-                    while !body
-                        .fill(&mut out)
-                        .expect("slice body of an unchanged file")
-                    {
-                        pieces += 1;
-                        assert!(pieces < 1000, "slice body does not end");
-                    }
-                    assert!(body.is_complete());
-                }
-                Outcome::Close(reason) => {
-                    closed = Some(reason);
-                    leftover.extend_from_slice(rest);
-                    break;
-                }
+    let mut pieces = input.pieces().into_iter();
+    let mut write_shut = false;
+    let mut steps = 0u64;
+    let closed = loop {
+        steps += 1;
+        assert!(steps < 10_000_000, "the connection does not settle");
+        match conn.poll() {
+            Action::Send(bytes) => {
+                out.extend_from_slice(bytes);
+                let n = bytes.len();
+                conn.sent(n, now);
             }
+            Action::SendFile { fd, offset, len } => {
+                let mut buf = vec![0u8; len];
+                // SAFETY: a plain pread into a buffer of `len` bytes.
+                let n = unsafe {
+                    libc::pread(
+                        std::os::fd::AsRawFd::as_raw_fd(&fd),
+                        buf.as_mut_ptr().cast(),
+                        len,
+                        offset as libc::off_t,
+                    )
+                };
+                assert!(n > 0, "sendfile source of an unchanged file");
+                out.extend_from_slice(&buf[..n as usize]);
+                conn.sent(n as usize, now);
+            }
+            Action::Storage(step) => {
+                let reply = step.run(&*storage);
+                conn.storage_done(reply, now);
+            }
+            Action::ShutdownWrite => {
+                assert!(!write_shut, "shut down twice");
+                write_shut = true;
+                conn.write_shut(true, now);
+            }
+            Action::Receive => match pieces.next() {
+                Some(piece) => conn.handle_input(piece, now),
+                None => conn.handle_eof(now),
+            },
+            Action::Yield => {}
+            Action::Park => panic!("parked with storage run inline"),
+            Action::Close(end) => break end,
         }
-    }
+    };
+    // Whatever came after the close is never answered: the connection is
+    // gone, and `out` holds everything it ever sent.
+    let closed = match closed {
+        End::Closed(reason) => {
+            assert!(write_shut, "closed after {reason} without shutting down writing");
+            Some(reason)
+        }
+        End::ClientClosed => None,
+        other => panic!("unexpected end {other:?}"),
+    };
 
     // What the spec says.
     let mut expected = Vec::new();
@@ -110,17 +140,5 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     assert_eq!(closed, expected_close, "close reason");
-    assert_eq!(session.requests, answered, "requests counted");
-
-    // After a fatal error the session must never answer again.
-    if let Some(CloseReason::Fatal(_)) = closed {
-        let mut after = Vec::new();
-        let (used, outcome) = session.on_input(&leftover, &mut after);
-        assert_eq!(used, leftover.len());
-        assert!(
-            matches!(outcome, Outcome::NeedInput),
-            "{outcome:?} after a fatal error"
-        );
-        assert!(after.is_empty(), "answered after a fatal error");
-    }
+    assert_eq!(conn.requests(), answered, "requests counted");
 });

@@ -1,83 +1,90 @@
-//! What the blocking drivers (`threads`, `pool`, `fork`) share: serving one
-//! connection on a blocking socket, and an accept loop that wakes on signals.
+//! What the blocking drivers (`threads`, `fork`) share: driving one
+//! [`Connection`] over a blocking socket, and an accept loop that wakes on
+//! signals.
 //!
-//! Timeouts use the socket's own `SO_RCVTIMEO` (idle timeout) and
-//! `SO_SNDTIMEO` (write timeout), so a blocked thread or process always
-//! gets its time back.
+//! Storage steps run inline (the thread or process may block; it serves
+//! one client). Timeouts use the socket's own `SO_RCVTIMEO` (the
+//! connection's idle or drain deadline) and `SO_SNDTIMEO` (write timeout),
+//! so a blocked thread or process always gets its time back.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags};
 
 use crate::admission::{Admission, Ticket};
-use crate::body::SliceBody;
-use crate::config::{Config, ACCEPT_BURST, DRAIN_BYTES, DRAIN_TIME, READ_BUF, WRITE_BATCH};
-use crate::connection::{ConnStats, End};
-use crate::session::{Outcome, Session};
+use crate::config::{Config, ACCEPT_BURST, READ_BUF};
+use crate::connection::{Action, Connection, End};
+use crate::listen::AcceptFailures;
 use crate::signals::Signals;
 
 /// Serves one connection until it ends; logs its summary line. The caller
 /// closes the socket (after forgetting it wherever it was registered).
 pub fn serve_connection(stream: &mut TcpStream, config: &Config) -> End {
-    let mut stats = ConnStats::new(stream.peer_addr().ok());
-    let mut session = Session::new(&config.session);
+    let mut conn = Connection::new(config, stream.peer_addr().ok(), Instant::now());
     let end = match setup(stream, config) {
-        Ok(()) => run(stream, &mut session, &mut stats),
+        Ok(()) => run(stream, &mut conn, config),
         Err(e) => End::Error(e.to_string()),
     };
-    stats.finish(session.requests, &end);
+    conn.finish(&end, Instant::now());
     end
 }
 
 fn setup(stream: &TcpStream, config: &Config) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(config.idle_timeout))?;
+    // A write that the client accepts no byte of for this long fails.
     stream.set_write_timeout(Some(config.write_timeout))?;
     Ok(())
 }
 
-fn run(stream: &mut TcpStream, session: &mut Session, stats: &mut ConnStats) -> End {
+/// Does what the connection asks, with blocking calls, until it ends.
+fn run(stream: &mut TcpStream, conn: &mut Connection, config: &Config) -> End {
+    let storage = &*config.session.storage;
     let mut buf = vec![0u8; READ_BUF];
-    let mut out = Vec::new();
+    let mut read_timer = ReadTimer::default();
     loop {
-        let n = match stream.read(&mut buf) {
-            Ok(0) => return End::ClientClosed,
-            Ok(n) => n,
-            Err(e) if is_timeout(&e) => return End::IdleTimeout,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return write_error(e),
-        };
-        let mut input = &buf[..n];
-        while !input.is_empty() {
-            let (used, outcome) = session.on_input(input, &mut out);
-            input = &input[used..];
-            let result = match outcome {
-                Outcome::NeedInput => Ok(()),
-                Outcome::Replied if out.len() < WRITE_BATCH => Ok(()),
-                Outcome::Replied => flush(stream, &mut out, stats),
-                Outcome::Stream(body) => flush(stream, &mut out, stats)
-                    .and_then(|()| stream_body(stream, body, &mut out, stats)),
-                Outcome::Close(reason) => {
-                    return match flush(stream, &mut out, stats) {
-                        Ok(()) => {
-                            close_gracefully(stream);
-                            End::Closed(reason)
-                        }
-                        Err(e) => write_error(e),
-                    };
+        match conn.poll() {
+            Action::Send(bytes) => match stream.write(bytes) {
+                Ok(n) => conn.sent(n, Instant::now()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => conn.io_failed(e),
+            },
+            Action::SendFile { fd, offset, len } => {
+                let mut offset = offset;
+                match rustix::fs::sendfile(stream.as_fd(), fd, Some(&mut offset), len) {
+                    Ok(n) => conn.sent(n, Instant::now()),
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(e) => conn.io_failed(e.into()),
                 }
-            };
-            if let Err(e) = result {
-                return write_error(e);
             }
-        }
-        if let Err(e) = flush(stream, &mut out, stats) {
-            return write_error(e);
+            Action::Storage(step) => {
+                let reply = step.run(storage);
+                conn.storage_done(reply, Instant::now());
+            }
+            Action::ShutdownWrite => {
+                let ok = stream.shutdown(Shutdown::Write).is_ok();
+                conn.write_shut(ok, Instant::now());
+            }
+            Action::Receive => {
+                if let Err(e) = read_timer.arm(stream, conn.poll_timeout(), Instant::now()) {
+                    conn.io_failed(e);
+                    continue;
+                }
+                match stream.read(&mut buf) {
+                    Ok(0) => conn.handle_eof(Instant::now()),
+                    Ok(n) => conn.handle_input(&buf[..n], Instant::now()),
+                    Err(e) if is_timeout(&e) => conn.handle_timeout(Instant::now()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => conn.io_failed(e),
+                }
+            }
+            Action::Yield => {}
+            Action::Park => return End::Error("waiting for a storage step never run".into()),
+            Action::Close(end) => return end,
         }
     }
 }
@@ -89,68 +96,40 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
-/// Maps an error met while answering to how the connection ended.
-pub fn write_error(e: io::Error) -> End {
-    match e.kind() {
-        k if is_timeout(&e) || k == io::ErrorKind::WriteZero => End::WriteTimeout,
-        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => End::ClientClosed,
-        _ => End::Error(e.to_string()),
-    }
+/// The socket's receive timeout (`SO_RCVTIMEO`), set from the connection's
+/// deadline only when it changes noticeably: one system call per request
+/// would cost more than the request.
+#[derive(Default)]
+struct ReadTimer {
+    current: Option<Duration>,
 }
 
-fn flush(stream: &mut TcpStream, out: &mut Vec<u8>, stats: &mut ConnStats) -> io::Result<()> {
-    if !out.is_empty() {
-        stream.write_all(out)?;
-        stats.bytes_sent += out.len() as u64;
-        out.clear();
-    }
-    Ok(())
-}
+/// A read may wake this much after the deadline instead of re-arming.
+const TIMER_SLACK: Duration = Duration::from_millis(10);
 
-fn stream_body(
-    stream: &mut TcpStream,
-    mut body: SliceBody,
-    out: &mut Vec<u8>,
-    stats: &mut ConnStats,
-) -> io::Result<()> {
-    if body.can_sendfile() {
-        while !body.is_complete() {
-            match body.send_raw(stream.as_fd()) {
-                Ok(n) => stats.bytes_sent += n as u64,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+impl ReadTimer {
+    fn arm(
+        &mut self,
+        stream: &TcpStream,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> io::Result<()> {
+        // A zero SO_RCVTIMEO means "forever": wake at once instead, and the
+        // connection sees its deadline has passed.
+        let want = deadline.map(|d| {
+            d.saturating_duration_since(now)
+                .max(Duration::from_millis(1))
+        });
+        let close_enough = match (self.current, want) {
+            (Some(cur), Some(want)) => cur >= want && cur - want <= TIMER_SLACK,
+            (None, None) => true,
+            _ => false,
+        };
+        if !close_enough {
+            stream.set_read_timeout(want)?;
+            self.current = want;
         }
-        return Ok(());
-    }
-    loop {
-        let done = body.fill(out)?;
-        flush(stream, out, stats)?;
-        if done {
-            return Ok(());
-        }
-    }
-}
-
-/// After the last answer: shut down writing, so the client sees EOF at once,
-/// then read and discard what the client already sent (briefly), so that
-/// closing does not turn into a reset that destroys the answer in flight.
-pub fn close_gracefully(stream: &mut TcpStream) {
-    if stream.shutdown(Shutdown::Write).is_err() {
-        return;
-    }
-    let deadline = Instant::now() + DRAIN_TIME;
-    let mut buf = [0u8; 16 * 1024];
-    let mut drained = 0;
-    while drained < DRAIN_BYTES {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            break;
-        }
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => drained += n,
-        }
+        Ok(())
     }
 }
 
@@ -168,7 +147,7 @@ pub fn accept_loop(
     for l in listeners {
         l.set_nonblocking(true)?;
     }
-    let mut accept_warned: Option<Instant> = None;
+    let mut accept_failures = AcceptFailures::default();
     while !signals.stop_requested() {
         let mut fds: Vec<PollFd<'_>> = listeners
             .iter()
@@ -200,13 +179,9 @@ pub fn accept_loop(
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
                         // EMFILE and friends: leave the connection queued and
-                        // try again shortly instead of spinning; say so at
-                        // most once a second.
-                        if accept_warned.is_none_or(|t: Instant| t.elapsed().as_secs() >= 1) {
-                            tracing::warn!(error = %e, "accept failed, retrying");
-                            accept_warned = Some(Instant::now());
-                        }
-                        std::thread::sleep(std::time::Duration::from_millis(10));
+                        // try again shortly instead of spinning.
+                        accept_failures.report(&e);
+                        std::thread::sleep(Duration::from_millis(10));
                         break;
                     }
                 }

@@ -1,36 +1,52 @@
 //! Streaming a slice body with bounded memory.
 //!
-//! A [`SliceBody`] produces the wire bytes of one slice a piece at a time:
-//! at most [`BASE64_CHUNK`] file bytes are held at once, whatever `SIZE` is.
-//! Raw bodies can instead go straight from the page cache to the socket with
-//! `sendfile` ([`SliceBody::send_raw`]).
+//! A [`SliceBody`] turns one opened range into wire bytes a block at a
+//! time: it holds one block read from storage (the reader's block size,
+//! 48 KiB for a local file) whatever `SIZE` is, encodes base64 from it in
+//! pieces of [`BASE64_CHUNK`], hands raw bytes out directly, and asks for
+//! the next block as a storage step. Raw bodies of local files go straight
+//! from the page cache to the socket with `sendfile` instead.
 
-use std::cell::RefCell;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::BorrowedFd;
 
 use hftp_proto::response::{encode_base64, slice_tail, BASE64_CHUNK};
-use hftp_proto::SliceMode;
+use hftp_proto::{Range, SliceMode};
 
-use crate::storage::SliceSource;
-
-/// File bytes read per raw piece when `sendfile` is not used.
-const RAW_CHUNK: usize = 64 * 1024;
+use crate::storage::next_block;
+use crate::storage::{shrank, RangeReader, StorageStep};
 
 /// Bytes handed to one `sendfile` call.
 const SENDFILE_CHUNK: usize = 1 << 20;
 
-thread_local! {
-    /// Scratch space for base64 input: one per thread, not per connection.
-    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; BASE64_CHUNK]);
+/// What a body needs next.
+pub enum BodyNext {
+    /// Raw bytes of the current block are ready: see [`SliceBody::block`].
+    Block,
+    /// The rest can go with `sendfile`: see [`SliceBody::file_range`].
+    File,
+    /// Wire bytes were appended to the output.
+    Filled,
+    /// The next block must be read: run this step, then [`SliceBody::resume`].
+    Read(StorageStep),
+    /// A read step is outstanding.
+    Waiting,
+    /// Every byte (and the tail) has been produced.
+    Done,
 }
 
 /// The rest of a slice body, to be written after its head.
 pub struct SliceBody {
-    source: Box<dyn SliceSource>,
-    offset: u64,
-    remaining: u64,
+    /// Absent while a read step holds it.
+    reader: Option<Box<dyn RangeReader>>,
     mode: SliceMode,
+    /// File offset of the next byte to send.
+    offset: u64,
+    /// Bytes not read from storage yet.
+    unread: u64,
+    block: Vec<u8>,
+    /// Bytes of `block` already sent or encoded.
+    pos: usize,
     /// The tail was appended: the body is finished for good.
     tail_sent: bool,
 }
@@ -39,27 +55,28 @@ impl std::fmt::Debug for SliceBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SliceBody")
             .field("offset", &self.offset)
-            .field("remaining", &self.remaining)
+            .field("unread", &self.unread)
+            .field("buffered", &(self.block.len() - self.pos))
             .field("mode", &self.mode)
             .finish()
     }
 }
 
-/// The file ended before the slice did: it shrank after `0 OK` was sent.
-fn shrank() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        "file shrank while its slice was being sent",
-    )
-}
-
 impl SliceBody {
-    pub fn new(source: Box<dyn SliceSource>, offset: u64, size: u64, mode: SliceMode) -> SliceBody {
+    /// A body for `range`, whose first bytes `first` are already read.
+    pub fn new(
+        reader: Box<dyn RangeReader>,
+        first: Vec<u8>,
+        range: Range,
+        mode: SliceMode,
+    ) -> SliceBody {
         SliceBody {
-            source,
-            offset,
-            remaining: size,
+            reader: Some(reader),
             mode,
+            offset: range.offset,
+            unread: range.size - first.len() as u64,
+            block: first,
+            pos: 0,
             tail_sent: false,
         }
     }
@@ -68,147 +85,207 @@ impl SliceBody {
         self.mode
     }
 
-    /// File bytes still to send.
+    /// File bytes not sent yet.
     pub fn remaining(&self) -> u64 {
-        self.remaining
+        self.unread + (self.block.len() - self.pos) as u64
     }
 
-    /// Appends the next piece of wire bytes to `out`; the last piece carries
-    /// the body's tail. Returns `true` when the body is complete.
-    pub fn fill(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
-        if self.tail_sent {
-            return Ok(true);
-        }
-        if self.remaining > 0 {
-            match self.mode {
-                SliceMode::Base64 => self.fill_base64(out)?,
-                SliceMode::Raw => self.fill_raw(out)?,
+    /// Produces the next piece: appends base64 to `out`, or says which raw
+    /// bytes to send, or which storage step to run.
+    pub fn next(&mut self, out: &mut Vec<u8>) -> BodyNext {
+        if self.pos < self.block.len() {
+            if self.mode == SliceMode::Raw {
+                return BodyNext::Block;
             }
+            let end = self.block.len().min(self.pos + BASE64_CHUNK);
+            encode_base64(&self.block[self.pos..end], out);
+            self.pos = end;
+            if self.pos == self.block.len() && self.unread == 0 {
+                self.finish(out);
+            }
+            return BodyNext::Filled;
         }
-        if self.remaining == 0 {
-            out.extend_from_slice(slice_tail(self.mode));
-            self.tail_sent = true;
-            return Ok(true);
+        if self.unread == 0 {
+            if self.tail_sent {
+                return BodyNext::Done;
+            }
+            self.finish(out);
+            return BodyNext::Filled;
         }
-        Ok(false)
+        let Some(reader) = self.reader.take() else {
+            return BodyNext::Waiting;
+        };
+        if self.mode == SliceMode::Raw && reader.fd().is_some() {
+            self.reader = Some(reader);
+            self.block = Vec::new();
+            self.pos = 0;
+            return BodyNext::File;
+        }
+        let want = next_block(&*reader, self.unread, self.mode);
+        self.pos = 0;
+        BodyNext::Read(StorageStep::Read {
+            reader,
+            buf: std::mem::take(&mut self.block),
+            want,
+        })
     }
 
-    fn fill_base64(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
-        let want = self.remaining.min(BASE64_CHUNK as u64) as usize;
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            let buf = &mut scratch[..want];
-            // Every chunk but the last must be whole (a multiple of 3 bytes).
-            read_exact_at(&*self.source, buf, self.offset)?;
-            encode_base64(buf, out);
-            Ok::<_, io::Error>(())
-        })?;
-        self.advance(want as u64);
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(slice_tail(self.mode));
+        self.tail_sent = true;
+        self.block = Vec::new();
+        self.pos = 0;
+    }
+
+    /// The raw bytes to send after [`BodyNext::Block`].
+    pub fn block(&self) -> &[u8] {
+        &self.block[self.pos..]
+    }
+
+    /// Descriptor, offset and length for `sendfile` after [`BodyNext::File`].
+    pub fn file_range(&self) -> Option<(BorrowedFd<'_>, u64, usize)> {
+        let fd = self.reader.as_ref()?.fd()?;
+        Some((
+            fd,
+            self.offset,
+            self.unread.min(SENDFILE_CHUNK as u64) as usize,
+        ))
+    }
+
+    /// `n` bytes of a block or of a `sendfile` went out.
+    pub fn sent(&mut self, n: usize) -> io::Result<()> {
+        if self.pos < self.block.len() {
+            self.pos += n.min(self.block.len() - self.pos);
+        } else {
+            if n == 0 && self.unread > 0 {
+                return Err(shrank());
+            }
+            self.unread -= (n as u64).min(self.unread);
+        }
+        self.offset += n as u64;
         Ok(())
     }
 
-    fn fill_raw(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
-        let want = self.remaining.min(RAW_CHUNK as u64) as usize;
-        let start = out.len();
-        out.resize(start + want, 0);
-        let n = self.source.read_at(&mut out[start..], self.offset);
-        let n = match n {
-            Ok(0) => Err(shrank()),
-            Ok(n) => Ok(n),
-            Err(e) => Err(e),
-        };
-        let n = n.inspect_err(|_| out.truncate(start))?;
-        out.truncate(start + n);
-        self.advance(n as u64);
+    /// Resumes after a read step.
+    pub fn resume(
+        &mut self,
+        reader: Box<dyn RangeReader>,
+        buf: io::Result<Vec<u8>>,
+    ) -> io::Result<()> {
+        self.reader = Some(reader);
+        let buf = buf?;
+        self.unread -= (buf.len() as u64).min(self.unread);
+        self.block = buf;
+        self.pos = 0;
         Ok(())
     }
-
-    fn advance(&mut self, n: u64) {
-        self.offset += n;
-        self.remaining -= n;
-    }
-
-    /// Whether [`SliceBody::send_raw`] can be used.
-    pub fn can_sendfile(&self) -> bool {
-        self.mode == SliceMode::Raw && self.source.fd().is_some()
-    }
-
-    /// Sends raw bytes from the file to `socket` with `sendfile`. Returns the
-    /// bytes sent (`WouldBlock` on a full non-blocking socket). Only for
-    /// bodies where [`SliceBody::can_sendfile`] holds; raw bodies have no tail.
-    pub fn send_raw(&mut self, socket: impl AsFd) -> io::Result<usize> {
-        let Some(file) = self.source.fd() else {
-            return Err(io::Error::other("no descriptor to send from"));
-        };
-        let mut offset = self.offset;
-        let count = self.remaining.min(SENDFILE_CHUNK as u64) as usize;
-        let n = rustix::fs::sendfile(socket, file, Some(&mut offset), count)?;
-        if n == 0 && count > 0 {
-            return Err(shrank());
-        }
-        self.advance(n as u64);
-        Ok(n)
-    }
-
-    pub fn is_complete(&self) -> bool {
-        self.remaining == 0
-    }
-}
-
-/// Reads exactly `buf.len()` bytes at `offset`, or fails with "file shrank".
-pub fn read_exact_at(source: &dyn SliceSource, buf: &mut [u8], mut offset: u64) -> io::Result<()> {
-    let mut done = 0;
-    while done < buf.len() {
-        match source.read_at(&mut buf[done..], offset) {
-            Ok(0) => return Err(shrank()),
-            Ok(n) => {
-                done += n;
-                offset += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::StorageReply;
 
-    struct Bytes(Vec<u8>);
+    struct Bytes {
+        data: Vec<u8>,
+        pos: usize,
+    }
 
-    impl SliceSource for Bytes {
-        fn size(&self) -> u64 {
-            self.0.len() as u64
-        }
-        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-            let data = self.0.get(offset as usize..).unwrap_or(&[]);
-            let n = data.len().min(buf.len());
-            buf[..n].copy_from_slice(&data[..n]);
+    impl RangeReader for Bytes {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let rest = self.data.get(self.pos..).unwrap_or(&[]);
+            let n = rest.len().min(buf.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            self.pos += n;
             Ok(n)
+        }
+        fn block_size(&self) -> usize {
+            100_000
         }
     }
 
-    #[test]
-    fn tail_is_sent_once_and_body_is_one_base64_line() {
-        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
-        let mut body = SliceBody::new(Box::new(Bytes(data.clone())), 5, 150_000, SliceMode::Base64);
+    /// Drives a body to its end, running read steps inline.
+    fn drain(mut body: SliceBody) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
-        while !body.fill(&mut out).unwrap() {}
-        assert!(body.fill(&mut out).unwrap(), "stays complete");
+        loop {
+            match body.next(&mut out) {
+                BodyNext::Block => {
+                    let b = body.block().to_vec();
+                    out.extend_from_slice(&b);
+                    body.sent(b.len())?;
+                }
+                BodyNext::File => unreachable!("no descriptor"),
+                BodyNext::Filled => {}
+                BodyNext::Read(StorageStep::Read {
+                    mut reader,
+                    mut buf,
+                    want,
+                }) => {
+                    buf.resize(want, 0);
+                    let r = crate::storage::read_exact(&mut *reader, &mut buf).map(|()| buf);
+                    body.resume(reader, r)?;
+                }
+                BodyNext::Read(_) | BodyNext::Waiting => unreachable!(),
+                BodyNext::Done => return Ok(out),
+            }
+        }
+    }
+
+    fn body(data: &[u8], offset: usize, size: usize, first: usize, mode: SliceMode) -> SliceBody {
+        let reader = Bytes {
+            data: data.to_vec(),
+            pos: offset + first,
+        };
+        let range = Range {
+            offset: offset as u64,
+            size: size as u64,
+        };
+        SliceBody::new(
+            Box::new(reader),
+            data[offset..offset + first].to_vec(),
+            range,
+            mode,
+        )
+    }
+
+    #[test]
+    fn base64_body_is_one_line_with_its_tail_once() {
+        let data: Vec<u8> = (0..400_000u32).map(|i| (i % 253) as u8).collect();
+        let out = drain(body(&data, 5, 350_000, 49_152, SliceMode::Base64)).unwrap();
         let mut want = Vec::new();
-        encode_base64(&data[5..150_005], &mut want);
+        encode_base64(&data[5..350_005], &mut want);
         want.extend_from_slice(b"\r\n");
         assert!(out == want);
     }
 
     #[test]
+    fn raw_body_is_the_bytes() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let out = drain(body(&data, 7, 250_000, 1000, SliceMode::Raw)).unwrap();
+        assert!(out == data[7..250_007]);
+    }
+
+    #[test]
     fn a_file_that_shrank_is_an_error() {
-        let mut body = SliceBody::new(Box::new(Bytes(vec![1; 10])), 0, 100, SliceMode::Raw);
-        let mut out = Vec::new();
-        assert!(body.fill(&mut out).is_ok());
-        let err = body.fill(&mut out).unwrap_err();
+        let data = vec![1u8; 60_000];
+        let err = drain(body(&data, 0, 100_000, 49_152, SliceMode::Raw)).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn replies_are_plain_values() {
+        // A read step can be run anywhere and its reply sent back.
+        let data = vec![7u8; 10];
+        let reader = Bytes { data, pos: 0 };
+        let step = StorageStep::Read {
+            reader: Box::new(reader),
+            buf: Vec::new(),
+            want: 4,
+        };
+        let storage = crate::storage::LocalDir::new(std::env::temp_dir(), false).unwrap();
+        match step.run(&storage) {
+            StorageReply::Read { buf, .. } => assert_eq!(buf.unwrap(), vec![7; 4]),
+            other => panic!("unexpected {other:?}"),
+        }
     }
 }

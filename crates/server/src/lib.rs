@@ -1,25 +1,30 @@
 //! # hftp-server — one protocol core, five ways to serve many clients
 //!
-//! - [`storage`]: the served files, behind a small interface.
+//! - [`storage`]: the served files, behind a small interface; storage calls
+//!   are steps a connection asks for ([`storage::StorageStep`]), run inline
+//!   or off a readiness loop ([`storage::offload`]).
 //! - [`session`]: the protocol state of one connection (sans-IO over
-//!   [`hftp_proto`]), shared by every driver.
+//!   [`hftp_proto`]).
+//! - [`connection`]: one client connection as a state machine without I/O
+//!   (input, output, slice streaming, storage steps, close, deadlines);
+//!   every driver owns one per client and only moves bytes and time.
 //! - [`body`]: streaming slice bodies with bounded memory (and `sendfile`).
 //! - [`drivers`]: the concurrency strategies: `async`, `threads`, `pool`,
 //!   `fork`, `poll`. Each module's documentation is a short lesson.
 //! - [`listen`]: binding the listening sockets.
 
-pub mod admission;
-pub mod blocking;
+pub(crate) mod admission;
+pub(crate) mod blocking;
 pub mod body;
 pub mod config;
 pub mod connection;
 pub mod drivers;
 pub mod listen;
-pub mod memory;
+pub(crate) mod memory;
 pub mod privileges;
-pub mod readiness;
+pub(crate) mod readiness;
 pub mod session;
-pub mod signals;
+pub(crate) mod signals;
 pub mod storage;
 
 pub use config::{Config, Model};

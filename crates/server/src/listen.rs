@@ -48,3 +48,24 @@ pub fn raise_fd_limit() -> u64 {
     }
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
+
+/// The warning for failed accepts (out of descriptors, typically), at most
+/// once a second: a full descriptor table fails every accept until some
+/// are freed, and one line says it as well as thousands.
+#[derive(Debug, Default)]
+pub struct AcceptFailures {
+    last_warned: Option<std::time::Instant>,
+}
+
+impl AcceptFailures {
+    pub fn report(&mut self, e: &io::Error) {
+        let now = std::time::Instant::now();
+        if self
+            .last_warned
+            .is_none_or(|t| now.duration_since(t).as_secs() >= 1)
+        {
+            tracing::warn!(error = %e, "accept failed, retrying");
+            self.last_warned = Some(now);
+        }
+    }
+}

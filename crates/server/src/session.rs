@@ -1,20 +1,21 @@
-//! One client's protocol session, independent of how bytes move.
+//! One client's protocol session, independent of how bytes move and of
+//! where files live.
 //!
-//! Every driver owns a [`Session`] per connection, feeds it the bytes it
-//! reads and writes what it produces. The session applies the spec's order
-//! of checks and talks to [`Storage`]; it never touches a socket, so the five
-//! concurrency strategies share all protocol behaviour.
-
-use std::sync::Arc;
+//! A [`Session`] scans requests, applies the spec's order of checks and
+//! writes answers. When an answer needs the files it does not call storage:
+//! it returns [`Outcome::Storage`] with the step to run, and the
+//! connection resumes it with the reply ([`Session::resume`]). It never
+//! touches a socket, so the concurrency strategies share all protocol
+//! behaviour, and it can be tested with no socket and no disk.
 
 use hftp_proto::response::{
     encode_base64, slice_tail, write_help, write_listing, write_metadata, write_slice_head,
     write_status, BASE64_CHUNK,
 };
-use hftp_proto::{Event, FileName, Range, Request, Scanner, SliceMode, Status};
+use hftp_proto::{Event, Range, Request, Scanner, SliceMode, Status};
 
-use crate::body::{read_exact_at, SliceBody};
-use crate::storage::{SliceSource, Storage, StorageError};
+use crate::body::SliceBody;
+use crate::storage::{StorageError, StorageReply, StorageStep};
 
 /// Slices up to this size are answered in one piece, so pipelined small
 /// requests are batched into one write.
@@ -27,6 +28,8 @@ pub enum Outcome {
     NeedInput,
     /// An answer was appended to the output: go on with the input.
     Replied,
+    /// The answer needs storage: run the step, then [`Session::resume`].
+    Storage(StorageStep),
     /// A slice head was appended; send `out`, then stream the body.
     Stream(SliceBody),
     /// The answer was appended; send it, then close gracefully (quit or a
@@ -53,23 +56,31 @@ impl std::fmt::Display for CloseReason {
 /// Settings every session shares.
 #[derive(Clone)]
 pub struct SessionConfig {
-    pub storage: Arc<dyn Storage>,
+    pub storage: std::sync::Arc<dyn crate::storage::Storage>,
     pub max_line: usize,
+}
+
+/// What a session waits for from storage.
+#[derive(Debug, Clone, Copy)]
+enum Waiting {
+    Listing,
+    Size,
+    Slice { range: Range, mode: SliceMode },
 }
 
 /// The protocol state of one connection.
 pub struct Session {
     scanner: Scanner,
-    storage: Arc<dyn Storage>,
+    waiting: Option<Waiting>,
     /// Requests answered so far.
     pub requests: u64,
 }
 
 impl Session {
-    pub fn new(config: &SessionConfig) -> Session {
+    pub fn new(max_line: usize) -> Session {
         Session {
-            scanner: Scanner::new(config.max_line),
-            storage: Arc::clone(&config.storage),
+            scanner: Scanner::new(max_line),
+            waiting: None,
             requests: 0,
         }
     }
@@ -80,7 +91,8 @@ impl Session {
     }
 
     /// Scans `input` up to the end of the next request and appends its answer
-    /// to `out`. Returns the bytes consumed and what to do next.
+    /// to `out`. Returns the bytes consumed and what to do next. Not to be
+    /// called while a storage step is outstanding.
     pub fn on_input(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, Outcome) {
         let (used, event) = self.scanner.feed(input);
         let Some(event) = event else {
@@ -89,10 +101,7 @@ impl Session {
         self.requests += 1;
         let outcome = match event {
             Event::Fatal(status) => close_with(out, status),
-            Event::Reject(status) => {
-                write_status(out, status);
-                Outcome::Replied
-            }
+            Event::Reject(status) => reject(out, status),
             Event::Request(request) => {
                 tracing::debug!(%request, "request");
                 self.execute(request, out)
@@ -102,69 +111,54 @@ impl Session {
     }
 
     fn execute(&mut self, request: Request, out: &mut Vec<u8>) -> Outcome {
-        match request {
-            Request::GetFileListing => match self.storage.list() {
+        let (waiting, step) = match request {
+            Request::GetFileListing => (Waiting::Listing, StorageStep::List),
+            Request::GetMetadata { name } => (Waiting::Size, StorageStep::Size(name)),
+            Request::GetSlice { name, range, mode } => (
+                Waiting::Slice { range, mode },
+                StorageStep::Open { name, range, mode },
+            ),
+            Request::Help => {
+                write_help(out);
+                return Outcome::Replied;
+            }
+            Request::Quit => {
+                write_status(out, Status::Ok);
+                return Outcome::Close(CloseReason::Quit);
+            }
+        };
+        self.waiting = Some(waiting);
+        Outcome::Storage(step)
+    }
+
+    /// Finishes the answer that waited for `reply`.
+    pub fn resume(&mut self, reply: StorageReply, out: &mut Vec<u8>) -> Outcome {
+        let waiting = self.waiting.take();
+        match (waiting, reply) {
+            (Some(Waiting::Listing), StorageReply::Listing(result)) => match result {
                 Ok(names) => {
                     write_listing(out, names.iter().map(String::as_str));
                     Outcome::Replied
                 }
                 Err(e) => storage_failure(out, e),
             },
-            Request::GetMetadata { name } => match self.storage.stat(&name) {
+            (Some(Waiting::Size), StorageReply::Size(result)) => match result {
                 Ok(size) => {
                     write_metadata(out, size);
                     Outcome::Replied
                 }
                 Err(e) => storage_failure(out, e),
             },
-            Request::GetSlice { name, range, mode } => self.slice(&name, range, mode, out),
-            Request::Help => {
-                write_help(out);
-                Outcome::Replied
+            (Some(Waiting::Slice { range, mode }), StorageReply::Opened(result)) => match result {
+                Ok((reader, first)) => slice(reader, first, range, mode, out),
+                Err(e) => storage_failure(out, e),
+            },
+            (waiting, reply) => {
+                // A driver bug, not a client's: answer 199 rather than panic.
+                tracing::error!(?waiting, ?reply, "storage reply does not match the request");
+                close_with(out, Status::InternalError)
             }
-            Request::Quit => {
-                write_status(out, Status::Ok);
-                Outcome::Close(CloseReason::Quit)
-            }
         }
-    }
-
-    fn slice(
-        &mut self,
-        name: &FileName,
-        range: Range,
-        mode: SliceMode,
-        out: &mut Vec<u8>,
-    ) -> Outcome {
-        let source = match self.storage.open(name) {
-            Ok(source) => source,
-            // Existence and range come before I/O in the order of checks: a
-            // file we may not read still gets 202/203 when those apply.
-            Err(StorageError::Io(e)) => {
-                return match self.storage.stat(name) {
-                    Ok(size) if !range.fits(size) => reject(out, Status::OffsetExceedsFileSize),
-                    Ok(_) => storage_failure(out, StorageError::Io(e)),
-                    Err(e) => storage_failure(out, e),
-                }
-            }
-            Err(e) => return storage_failure(out, e),
-        };
-        if !range.fits(source.size()) {
-            return reject(out, Status::OffsetExceedsFileSize);
-        }
-        if range.size <= INLINE_SLICE {
-            return inline_slice(&*source, range, mode, out);
-        }
-        // Read the first piece before the status line goes out, so that a
-        // file that cannot be read is still answered 199.
-        let start = out.len();
-        write_slice_head(out, mode, range.size);
-        let mut body = SliceBody::new(source, range.offset, range.size, mode);
-        if let Err(e) = body.fill(out) {
-            out.truncate(start);
-            return storage_failure(out, StorageError::Io(e));
-        }
-        Outcome::Stream(body)
     }
 }
 
@@ -181,35 +175,31 @@ fn close_with(out: &mut Vec<u8>, status: Status) -> Outcome {
 fn storage_failure(out: &mut Vec<u8>, error: StorageError) -> Outcome {
     match error {
         StorageError::NotFound => reject(out, Status::FileNotFound),
-        StorageError::Io(e) => {
+        StorageError::OutOfRange => reject(out, Status::OffsetExceedsFileSize),
+        StorageError::Unavailable(e) => {
             tracing::warn!(error = %e, "storage failure, answering 199");
             close_with(out, Status::InternalError)
         }
     }
 }
 
-/// Answers a small slice in one piece. The bytes are read before the status
-/// line is written, so a read failure can still be answered `199`.
-fn inline_slice(
-    source: &dyn SliceSource,
+/// The head of a slice whose first block is read: small slices are
+/// answered whole, larger ones go on as a streamed body.
+fn slice(
+    reader: Box<dyn crate::storage::RangeReader>,
+    first: Vec<u8>,
     range: Range,
     mode: SliceMode,
     out: &mut Vec<u8>,
 ) -> Outcome {
-    let size = range.size as usize;
-    let start = out.len();
     write_slice_head(out, mode, range.size);
-    let head_end = out.len();
-    out.resize(head_end + size, 0);
-    if let Err(e) = read_exact_at(source, &mut out[head_end..], range.offset) {
-        out.truncate(start);
-        return storage_failure(out, StorageError::Io(e));
+    if range.size <= INLINE_SLICE && first.len() as u64 == range.size {
+        match mode {
+            SliceMode::Base64 => encode_base64(&first, out),
+            SliceMode::Raw => out.extend_from_slice(&first),
+        }
+        out.extend_from_slice(slice_tail(mode));
+        return Outcome::Replied;
     }
-    if mode == SliceMode::Base64 {
-        // Encode from a copy of the tail: base64 cannot be encoded in place.
-        let raw = out.split_off(head_end);
-        encode_base64(&raw, out);
-    }
-    out.extend_from_slice(slice_tail(mode));
-    Outcome::Replied
+    Outcome::Stream(SliceBody::new(reader, first, range, mode))
 }

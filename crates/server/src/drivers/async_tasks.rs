@@ -24,20 +24,17 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::timeout;
 
 use crate::admission::Admission;
-use crate::blocking::write_error;
-use crate::body::SliceBody;
-use crate::config::{Config, DRAIN_BYTES, DRAIN_TIME, READ_BUF, WRITE_BATCH};
-use crate::connection::{ConnStats, End};
-use crate::session::{Outcome, Session};
+use crate::config::{Config, READ_BUF};
+use crate::connection::{Action, Connection, End};
+use crate::listen::AcceptFailures;
 use crate::OnReady;
 
-/// Size of a connection's first read buffer; see `Connection::run`.
+/// Size of a connection's first read buffer; see [`drive`].
 const FIRST_READ: usize = 1024;
 
 pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> io::Result<()> {
@@ -108,7 +105,7 @@ async fn accept(
     admission: Arc<Admission>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut accept_warned: Option<Instant> = None;
+    let mut accept_failures = AcceptFailures::default();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -117,12 +114,8 @@ async fn accept(
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                // Out of descriptors, typically: wait for some to be freed,
-                // and say so at most once a second.
-                if accept_warned.is_none_or(|t: Instant| t.elapsed().as_secs() >= 1) {
-                    tracing::warn!(error = %e, "accept failed, retrying");
-                    accept_warned = Some(Instant::now());
-                }
+                // Out of descriptors, typically: wait for some to be freed.
+                accept_failures.report(&e);
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 continue;
             }
@@ -132,199 +125,150 @@ async fn accept(
         };
         let (config, stop) = (Arc::clone(&config), stop.clone());
         let task = async move {
-            let mut conn = Connection::new(stream, &config, stop);
-            let end = conn.run().await;
-            conn.stats.finish(conn.session.requests, &end);
+            let _ = stream.set_nodelay(true);
+            let mut conn = Connection::new(&config, Some(peer), Instant::now());
+            let end = drive(&stream, &mut conn, &config, stop).await;
+            conn.finish(&end, Instant::now());
             drop(ticket);
         };
         tokio::spawn(task);
     }
 }
 
-struct Connection<'c> {
-    stream: TcpStream,
-    config: &'c Config,
-    session: Session,
-    stats: ConnStats,
+/// Does what the connection asks, awaiting the socket, until it ends.
+async fn drive(
+    stream: &TcpStream,
+    conn: &mut Connection,
+    config: &Config,
     stop: watch::Receiver<bool>,
-    out: Vec<u8>,
-}
-
-impl<'c> Connection<'c> {
-    fn new(stream: TcpStream, config: &'c Config, stop: watch::Receiver<bool>) -> Self {
-        let _ = stream.set_nodelay(true);
-        Connection {
-            stats: ConnStats::new(stream.peer_addr().ok()),
-            session: Session::new(&config.session),
-            stream,
-            config,
-            stop,
-            out: Vec::new(),
-        }
-    }
-
-    async fn run(&mut self) -> End {
-        // Buffers are allocated while a request is handled and released
-        // while the client is idle, so idle connections cost little memory.
-        let mut buf = Vec::new();
-        // One stop future and one idle timer for the whole connection:
-        // arming a timer per request would cost more than the request. The
-        // timer is moved forward only when it fires early.
-        let mut stop = self.stop.clone();
-        let stopped = stop.wait_for(|&stop| stop);
-        tokio::pin!(stopped);
-        let idle_timeout = self.config.idle_timeout;
-        let mut last_read = tokio::time::Instant::now();
-        let idle = tokio::time::sleep(idle_timeout);
-        tokio::pin!(idle);
-        loop {
-            let ready = tokio::select! {
-                biased;
-                r = self.stream.readable() => r,
-                _ = &mut idle => {
-                    if last_read.elapsed() >= idle_timeout {
-                        return End::IdleTimeout;
-                    }
-                    idle.as_mut().reset(last_read + idle_timeout);
-                    continue;
-                }
-                _ = &mut stopped => return End::Shutdown,
-            };
-            if let Err(e) = ready {
-                return write_error(e);
-            }
-            // Start small (most requests are a few dozen bytes) and grow
-            // when a read fills the buffer: 10,000 clients sending `quit`
-            // at once then cost 1 KiB each, not 16.
-            if buf.is_empty() {
-                buf = vec![0u8; FIRST_READ];
-            } else if buf.len() < READ_BUF {
-                buf.resize(READ_BUF, 0);
-            }
-            let n = match self.stream.try_read(&mut buf) {
-                Ok(0) => return End::ClientClosed,
-                Ok(n) => n,
+) -> End {
+    let storage = &config.session.storage;
+    let offload = storage.may_block();
+    // The read buffer is allocated while a request is handled and released
+    // while the client is idle, so idle connections cost little memory.
+    let mut buf = Vec::new();
+    // One stop future and one deadline timer for the whole connection:
+    // arming a timer per request would cost more than the request. The
+    // timer is moved only when it fires early or a nearer deadline comes.
+    let mut stop = stop;
+    let stopped = stop.wait_for(|&stop| stop);
+    tokio::pin!(stopped);
+    let mut stop_seen = false;
+    let timer = tokio::time::sleep(config.idle_timeout);
+    tokio::pin!(timer);
+    loop {
+        match conn.poll() {
+            Action::Send(bytes) => match stream.try_write(bytes) {
+                Ok(n) => conn.sent(n, Instant::now()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // A stale readiness (new sockets start out "ready").
-                    buf = Vec::new();
-                    continue;
+                    wait_writable(stream, conn).await;
                 }
-                Err(e) => return write_error(e),
-            };
-            let mut input = &buf[..n];
-            while !input.is_empty() {
-                let (used, outcome) = self.session.on_input(input, &mut self.out);
-                input = &input[used..];
-                let result = match outcome {
-                    Outcome::NeedInput => Ok(()),
-                    Outcome::Replied if self.out.len() < WRITE_BATCH => Ok(()),
-                    Outcome::Replied => self.flush().await,
-                    Outcome::Stream(body) => self.stream_body(body).await,
-                    Outcome::Close(reason) => {
-                        return match self.flush().await {
-                            Ok(()) => {
-                                self.close_gracefully().await;
-                                End::Closed(reason)
-                            }
-                            Err(e) => write_error(e),
+                Err(e) => conn.io_failed(e),
+            },
+            Action::SendFile { fd, offset, len } => {
+                let mut offset = offset;
+                let sent = stream.try_io(Interest::WRITABLE, || {
+                    rustix::fs::sendfile(stream, fd, Some(&mut offset), len)
+                        .map_err(io::Error::from)
+                });
+                match sent {
+                    Ok(n) => conn.sent(n, Instant::now()),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        wait_writable(stream, conn).await;
+                    }
+                    Err(e) => conn.io_failed(e),
+                }
+            }
+            Action::Storage(step) => {
+                let reply = if offload {
+                    let storage = Arc::clone(storage);
+                    match tokio::task::spawn_blocking(move || step.run(&*storage)).await {
+                        Ok(reply) => reply,
+                        Err(e) => return End::Error(format!("storage task failed: {e}")),
+                    }
+                } else {
+                    step.run(&**storage)
+                };
+                conn.storage_done(reply, Instant::now());
+            }
+            Action::ShutdownWrite => {
+                let ok = shutdown_write(stream);
+                conn.write_shut(ok, Instant::now());
+            }
+            Action::Receive => {
+                if let Some(deadline) = conn.poll_timeout() {
+                    let deadline = tokio::time::Instant::from_std(deadline);
+                    if deadline < timer.deadline() {
+                        timer.as_mut().reset(deadline);
+                    }
+                }
+                let ready = tokio::select! {
+                    biased;
+                    r = stream.readable() => r,
+                    _ = &mut timer => {
+                        conn.handle_timeout(Instant::now());
+                        if let Some(deadline) = conn.poll_timeout() {
+                            timer.as_mut().reset(tokio::time::Instant::from_std(deadline));
                         }
+                        continue;
+                    }
+                    _ = &mut stopped, if !stop_seen => {
+                        stop_seen = true;
+                        conn.stop();
+                        continue;
                     }
                 };
-                if let Err(e) = result {
-                    return write_error(e);
+                if let Err(e) = ready {
+                    conn.io_failed(e);
+                    continue;
                 }
-            }
-            if let Err(e) = self.flush().await {
-                return write_error(e);
-            }
-            // Idle time starts once the answers are sent, however long
-            // they took.
-            last_read = tokio::time::Instant::now();
-            if n < buf.len() {
-                buf = Vec::new();
-            }
-            if self.out.capacity() > WRITE_BATCH {
-                self.out = Vec::new();
-            }
-        }
-    }
-
-    /// Writes the pending output, failing with `TimedOut` when the client
-    /// accepts nothing for the write timeout.
-    async fn flush(&mut self) -> io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        // The socket usually takes a whole answer at once: try that before
-        // arming a timer, which would cost more than the write.
-        let mut written = 0;
-        while written < self.out.len() {
-            match self.stream.try_write(&self.out[written..]) {
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
-            }
-        }
-        if written < self.out.len() {
-            let rest = &self.out[written..];
-            match timeout(self.config.write_timeout, self.stream.write_all(rest)).await {
-                Ok(r) => r?,
-                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
-            }
-        }
-        self.stats.bytes_sent += self.out.len() as u64;
-        self.out.clear();
-        Ok(())
-    }
-
-    async fn stream_body(&mut self, mut body: SliceBody) -> io::Result<()> {
-        self.flush().await?;
-        if body.can_sendfile() {
-            while !body.is_complete() {
-                let ready = timeout(self.config.write_timeout, self.stream.writable()).await;
-                ready.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
-                match self
-                    .stream
-                    .try_io(Interest::WRITABLE, || body.send_raw(&self.stream))
-                {
-                    Ok(n) => self.stats.bytes_sent += n as u64,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e),
+                // Start small (most requests are a few dozen bytes) and grow
+                // when a read fills the buffer: 10,000 clients sending `quit`
+                // at once then cost 1 KiB each, not 16.
+                if buf.is_empty() {
+                    buf = vec![0u8; FIRST_READ];
+                } else if buf.len() < READ_BUF {
+                    buf.resize(READ_BUF, 0);
                 }
-            }
-            return Ok(());
-        }
-        loop {
-            let done = body.fill(&mut self.out)?;
-            self.flush().await?;
-            if done {
-                return Ok(());
-            }
-        }
-    }
-
-    /// See [`crate::blocking::close_gracefully`].
-    async fn close_gracefully(&mut self) {
-        if self.stream.shutdown().await.is_err() {
-            return;
-        }
-        let deadline = Instant::now() + DRAIN_TIME;
-        // On the heap (an array would make every connection's future
-        // larger), and small until a read fills it: most clients have sent
-        // nothing more, and 10,000 closing at once must stay cheap.
-        let mut buf = vec![0u8; FIRST_READ];
-        let mut drained = 0;
-        while drained < DRAIN_BYTES {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match timeout(left, self.stream.read(&mut buf)).await {
-                Ok(Ok(n)) if n > 0 => {
-                    drained += n;
-                    if n == buf.len() && buf.len() < READ_BUF {
-                        buf.resize(READ_BUF, 0);
+                match stream.try_read(&mut buf) {
+                    Ok(0) => conn.handle_eof(Instant::now()),
+                    Ok(n) => {
+                        conn.handle_input(&buf[..n], Instant::now());
+                        if n < buf.len() {
+                            buf = Vec::new();
+                        }
                     }
+                    // A stale readiness (new sockets start out "ready").
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => buf = Vec::new(),
+                    Err(e) => conn.io_failed(e),
                 }
-                _ => break,
             }
+            Action::Yield => tokio::task::yield_now().await,
+            Action::Park => return End::Error("waiting for a storage step never run".into()),
+            Action::Close(end) => return end,
         }
     }
+}
+
+/// Waits until the socket takes bytes again, or the connection's write
+/// deadline passes. The timer is armed only here, when the socket is full.
+async fn wait_writable(stream: &TcpStream, conn: &mut Connection) {
+    let ready = match conn.poll_timeout() {
+        Some(deadline) => {
+            let deadline = tokio::time::Instant::from_std(deadline);
+            match tokio::time::timeout_at(deadline, stream.writable()).await {
+                Ok(r) => r,
+                Err(_) => return conn.handle_timeout(Instant::now()),
+            }
+        }
+        None => stream.writable().await,
+    };
+    if let Err(e) = ready {
+        conn.io_failed(e);
+    }
+}
+
+/// Shuts down the write side: the client sees end of file at once.
+fn shutdown_write(stream: &TcpStream) -> bool {
+    rustix::net::shutdown(stream, rustix::net::Shutdown::Write).is_ok()
 }

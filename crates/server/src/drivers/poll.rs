@@ -26,5 +26,7 @@ use crate::drivers::reactor::{self, Inline};
 use crate::OnReady;
 
 pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> io::Result<()> {
-    reactor::run(&config, listeners, on_ready, |_| Ok(Inline::new()))
+    reactor::run(&config, listeners, on_ready, |_, mode| {
+        Ok(Inline::new(mode))
+    })
 }

@@ -27,7 +27,7 @@ use crate::OnReady;
 
 pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> io::Result<()> {
     let workers = config.workers;
-    reactor::run(&config, listeners, on_ready, |registry| {
-        Workers::start(workers, registry)
+    reactor::run(&config, listeners, on_ready, |waker, mode| {
+        Workers::start(workers, waker, mode)
     })
 }

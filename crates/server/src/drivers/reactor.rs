@@ -6,6 +6,13 @@
 //! `pool` sends it to a worker thread, which advances it and sends it back.
 //! Either way a connection is advanced by one thread at a time and never
 //! blocks that thread.
+//!
+//! A storage step of a backend whose calls may block is not run by the
+//! advancing thread: the connection is parked in its slot, the step goes to
+//! the [`Offload`] pool, and the reply wakes the loop (the same `Waker` the
+//! pool's workers use), which resumes the connection. Idle, write and
+//! drain deadlines are the connection's own; the loop checks them every
+//! [`TICK`].
 
 use std::io;
 use std::net::TcpListener;
@@ -15,14 +22,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::admission::Admission;
 use crate::config::{Config, ACCEPT_BURST, READ_BUF};
 use crate::connection::End;
-use crate::readiness::{Conn, Step};
+use crate::listen::AcceptFailures;
+use crate::readiness::{Conn, Step, StorageMode};
 use crate::signals::Signals;
+use crate::storage::offload::{self, Offload};
+use crate::storage::StorageReply;
 use crate::OnReady;
 
 const SIGNALS: Token = Token(usize::MAX);
@@ -49,17 +59,37 @@ struct Slot {
     conn: Option<Box<Conn>>,
     /// A readiness event arrived while the connection was away.
     missed: bool,
+    /// Waiting for a storage step in the offload pool.
+    parked: bool,
 }
 
 pub fn run<E: Executor>(
     config: &Config,
     listeners: Vec<TcpListener>,
     on_ready: OnReady,
-    make_executor: impl FnOnce(&Registry) -> io::Result<E>,
+    make_executor: impl FnOnce(Arc<Waker>, StorageMode) -> io::Result<E>,
 ) -> io::Result<()> {
     let signals = Signals::install()?;
     let poll = Poll::new()?;
-    let mut executor = make_executor(poll.registry())?;
+    // One waker per epoll instance: workers and the offload pool share it.
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let mode = StorageMode::new(config);
+    let mut executor = make_executor(Arc::clone(&waker), mode.clone())?;
+    let (replies_tx, replies) = mpsc::channel::<(usize, StorageReply)>();
+    let offload = if mode.offload {
+        let waker = Arc::clone(&waker);
+        Some(Offload::start(
+            offload::THREADS,
+            Arc::clone(&mode.storage),
+            move |key, reply| {
+                if replies_tx.send((key, reply)).is_ok() {
+                    let _ = waker.wake();
+                }
+            },
+        )?)
+    } else {
+        None
+    };
     let mut listeners: Vec<mio::net::TcpListener> = listeners
         .into_iter()
         .map(|l| {
@@ -83,7 +113,8 @@ pub fn run<E: Executor>(
         again: Vec::new(),
         retry_accept: false,
         accept_again: false,
-        accept_warned: None,
+        accept_failures: AcceptFailures::default(),
+        offload,
     };
     let mut events = Events::with_capacity(1024);
     // Everything is set up (signals, epoll, listeners, workers).
@@ -133,6 +164,9 @@ pub fn run<E: Executor>(
         for (key, conn, step) in executor.finished() {
             loop_.settle(key, conn, step, &mut executor);
         }
+        for (key, reply) in replies.try_iter() {
+            loop_.resume(key, reply, &mut executor);
+        }
         // Their turn came after everyone who was ready meanwhile.
         for key in std::mem::take(&mut loop_.again) {
             loop_.ready(key, &mut executor);
@@ -144,7 +178,7 @@ pub fn run<E: Executor>(
         }
         if last_sweep.elapsed() >= TICK {
             last_sweep = Instant::now();
-            loop_.sweep(config);
+            loop_.sweep();
             // Accepting failed (out of descriptors): the listeners are
             // edge-triggered, so nothing would wake us for the clients still
             // queued. Try again now that descriptors may have been freed.
@@ -176,8 +210,9 @@ struct Loop {
     /// A burst of accepts ended with clients still queued: accept again on
     /// the next round.
     accept_again: bool,
-    /// When an accept failure was last logged.
-    accept_warned: Option<Instant>,
+    accept_failures: AcceptFailures,
+    /// Runs storage steps that may block (absent for the local directory).
+    offload: Option<Offload>,
 }
 
 impl Loop {
@@ -196,13 +231,7 @@ impl Loop {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    if self
-                        .accept_warned
-                        .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
-                    {
-                        tracing::warn!(error = %e, "accept failed, retrying");
-                        self.accept_warned = Some(Instant::now());
-                    }
+                    self.accept_failures.report(&e);
                     self.retry_accept = true;
                     return;
                 }
@@ -222,6 +251,7 @@ impl Loop {
             entry.insert(Slot {
                 conn: Some(Box::new(Conn::new(stream, peer, config, ticket))),
                 missed: false,
+                parked: false,
             });
         }
         self.accept_again = true;
@@ -232,6 +262,10 @@ impl Loop {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
+        if slot.parked {
+            slot.missed = true;
+            return;
+        }
         match slot.conn.take() {
             Some(conn) => {
                 if let Some((conn, step)) = executor.dispatch(key, conn) {
@@ -250,6 +284,9 @@ impl Loop {
         step: Step,
         executor: &mut E,
     ) {
+        if self.stopping {
+            conn.connection().stop();
+        }
         let writable = match step {
             Step::Done(end) => return self.end(key, conn, end),
             Step::Wait { writable } => writable,
@@ -260,8 +297,21 @@ impl Loop {
                 }
                 return;
             }
+            Step::Storage(step) => {
+                let Some(offload) = &self.offload else {
+                    return self.end(key, conn, End::Error("no storage pool".into()));
+                };
+                if offload.submit(key, step).is_err() {
+                    return self.end(key, conn, End::Error("storage pool stopped".into()));
+                }
+                if let Some(slot) = self.slots.get_mut(key) {
+                    slot.conn = Some(conn);
+                    slot.parked = true;
+                }
+                return;
+            }
         };
-        if self.stopping && conn.is_idle() {
+        if self.stopping && conn.connection().is_idle() {
             return self.end(key, conn, End::Shutdown);
         }
         let interest = if writable {
@@ -286,6 +336,19 @@ impl Loop {
         }
     }
 
+    /// A storage step finished: resume its connection.
+    fn resume<E: Executor>(&mut self, key: usize, reply: StorageReply, executor: &mut E) {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        if let Some(conn) = &mut slot.conn {
+            conn.storage_done(reply);
+        }
+        slot.parked = false;
+        slot.missed = false;
+        self.ready(key, executor);
+    }
+
     fn end(&mut self, key: usize, mut conn: Box<Conn>, end: End) {
         let _ = self.poll.registry().deregister(conn.stream_mut());
         if self.slots.contains(key) {
@@ -297,12 +360,15 @@ impl Loop {
     /// Shutdown: idle connections end now; answers in flight finish.
     fn stop(&mut self) {
         self.stopping = true;
-        let idle: Vec<usize> = self
-            .slots
-            .iter()
-            .filter(|(_, s)| s.conn.as_ref().is_some_and(|c| c.is_idle()))
-            .map(|(k, _)| k)
-            .collect();
+        let mut idle = Vec::new();
+        for (key, slot) in &mut self.slots {
+            if let Some(conn) = &mut slot.conn {
+                conn.connection().stop();
+                if conn.connection().is_idle() {
+                    idle.push(key);
+                }
+            }
+        }
         tracing::info!(
             open = self.slots.len(),
             closed_now = idle.len(),
@@ -322,13 +388,17 @@ impl Loop {
     }
 
     /// Ends connections whose idle, write or drain time is up.
-    fn sweep(&mut self, config: &Config) {
+    fn sweep(&mut self) {
         let now = Instant::now();
-        let expired: Vec<(usize, End)> = self
-            .slots
-            .iter()
-            .filter_map(|(key, s)| s.conn.as_ref()?.expired(now, config).map(|end| (key, end)))
-            .collect();
+        let mut expired = Vec::new();
+        for (key, slot) in &mut self.slots {
+            if let Some(conn) = &mut slot.conn {
+                conn.connection().handle_timeout(now);
+                if let Some(end) = conn.connection().ended() {
+                    expired.push((key, end.clone()));
+                }
+            }
+        }
         for (key, end) in expired {
             if let Some(conn) = self.slots.get_mut(key).and_then(|s| s.conn.take()) {
                 self.end(key, conn, end);
@@ -340,19 +410,21 @@ impl Loop {
 /// Advances connections on the loop's own thread (`--model poll`).
 pub struct Inline {
     buf: Vec<u8>,
+    mode: StorageMode,
 }
 
 impl Inline {
-    pub fn new() -> Inline {
+    pub fn new(mode: StorageMode) -> Inline {
         Inline {
             buf: vec![0; READ_BUF],
+            mode,
         }
     }
 }
 
 impl Executor for Inline {
     fn dispatch(&mut self, _key: usize, mut conn: Box<Conn>) -> Option<(Box<Conn>, Step)> {
-        let step = conn.advance(&mut self.buf);
+        let step = conn.advance(&mut self.buf, &self.mode);
         Some((conn, step))
     }
     fn finished(&mut self) -> Vec<(usize, Box<Conn>, Step)> {
@@ -370,15 +442,18 @@ pub struct Workers {
 }
 
 impl Workers {
-    pub fn start(count: usize, registry: &Registry) -> io::Result<Workers> {
-        let waker = Arc::new(Waker::new(registry, WAKER)?);
+    pub fn start(count: usize, waker: Arc<Waker>, mode: StorageMode) -> io::Result<Workers> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         let (done_tx, done) = mpsc::channel();
         let threads = (0..count.max(1))
             .map(|i| {
-                let (queue, done_tx, waker) =
-                    (Arc::clone(&queue), done_tx.clone(), Arc::clone(&waker));
+                let (queue, done_tx, waker, mode) = (
+                    Arc::clone(&queue),
+                    done_tx.clone(),
+                    Arc::clone(&waker),
+                    mode.clone(),
+                );
                 std::thread::Builder::new()
                     .name(format!("hftp-worker-{i}"))
                     .stack_size(crate::drivers::threads::STACK_SIZE)
@@ -390,7 +465,7 @@ impl Workers {
                                 Err(_) => return,
                             };
                             let Ok((key, mut conn)) = job else { return };
-                            let step = conn.advance(&mut buf);
+                            let step = conn.advance(&mut buf, &mode);
                             if done_tx.send((key, conn, step)).is_err() {
                                 return;
                             }

@@ -1,5 +1,4 @@
-//! File access, behind one small interface so that other backends (object
-//! storage shared by many servers) can replace the local directory.
+//! The local directory backend.
 //!
 //! [`LocalDir`] resolves the served directory anew for every request, so a
 //! directory deleted and re-created under the same path is picked up, and
@@ -15,45 +14,11 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use hftp_proto::FileName;
+use hftp_proto::response::BASE64_CHUNK;
+use hftp_proto::{FileName, Range};
 use rustix::fs::{openat2, FileType, Mode, OFlags, ResolveFlags};
 
-/// Why a file could not be listed, measured or read.
-#[derive(Debug)]
-pub enum StorageError {
-    /// No servable file of that name: answered `202`.
-    NotFound,
-    /// Something that should have worked did not: answered `199`.
-    Io(io::Error),
-}
-
-impl From<io::Error> for StorageError {
-    fn from(e: io::Error) -> Self {
-        StorageError::Io(e)
-    }
-}
-
-/// An opened file, read by byte ranges.
-pub trait SliceSource: Send {
-    /// Size when opened.
-    fn size(&self) -> u64;
-    /// Reads at `offset`; `Ok(0)` means end of file.
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
-    /// A descriptor for zero-copy `sendfile`, when the backend has one.
-    fn fd(&self) -> Option<BorrowedFd<'_>> {
-        None
-    }
-}
-
-/// What every backend offers: list, stat, open.
-pub trait Storage: Send + Sync {
-    /// Servable names, sorted in byte order.
-    fn list(&self) -> Result<Vec<String>, StorageError>;
-    /// Size of a servable file.
-    fn stat(&self, name: &FileName) -> Result<u64, StorageError>;
-    /// Opens a servable file for reading.
-    fn open(&self, name: &FileName) -> Result<Box<dyn SliceSource>, StorageError>;
-}
+use super::{RangeReader, Storage, StorageError};
 
 /// A local directory, served live.
 #[derive(Debug, Clone)]
@@ -67,12 +32,23 @@ struct LocalFile {
     size: u64,
 }
 
-impl SliceSource for LocalFile {
-    fn size(&self) -> u64 {
-        self.size
+/// A range of a local file, read with `pread` from where the last read
+/// ended.
+struct LocalRange {
+    file: File,
+    pos: u64,
+}
+
+impl RangeReader for LocalRange {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
     }
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.file.read_at(buf, offset)
+    /// One base64 chunk: a page-cache copy costs microseconds, and a small
+    /// block keeps a streaming connection's memory small.
+    fn block_size(&self) -> usize {
+        BASE64_CHUNK
     }
     fn fd(&self) -> Option<BorrowedFd<'_>> {
         Some(self.file.as_fd())
@@ -226,7 +202,7 @@ fn classify(e: io::Error) -> StorageError {
         Some(
             libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::EXDEV | libc::ENXIO | libc::ENODEV,
         ) => StorageError::NotFound,
-        _ => StorageError::Io(e),
+        _ => StorageError::Unavailable(e),
     }
 }
 
@@ -247,7 +223,8 @@ impl Storage for LocalDir {
                 Ok(_) => names.push(name.to_owned()),
                 // Gone since the directory was read, not regular, escaping: skip.
                 Err(StorageError::NotFound) => {}
-                Err(StorageError::Io(e)) if e.kind() == io::ErrorKind::PermissionDenied => {}
+                Err(StorageError::Unavailable(e))
+                    if e.kind() == io::ErrorKind::PermissionDenied => {}
                 Err(e) => return Err(e),
             }
         }
@@ -255,7 +232,7 @@ impl Storage for LocalDir {
         Ok(names)
     }
 
-    fn stat(&self, name: &FileName) -> Result<u64, StorageError> {
+    fn size(&self, name: &FileName) -> Result<u64, StorageError> {
         if let Some(size) = self.plain_file_size(name) {
             return Ok(size);
         }
@@ -263,9 +240,38 @@ impl Storage for LocalDir {
         self.stat_in(dir.as_fd(), name.as_str())
     }
 
-    fn open(&self, name: &FileName) -> Result<Box<dyn SliceSource>, StorageError> {
+    fn open_range(
+        &self,
+        name: &FileName,
+        range: Range,
+    ) -> Result<Box<dyn RangeReader>, StorageError> {
+        let file = match self.open_file(name) {
+            Ok(file) => file,
+            // Existence and range come before I/O in the order of checks: a
+            // file we may not read still gets 202/203 when those apply.
+            Err(StorageError::Unavailable(e)) => {
+                return match self.size(name) {
+                    Ok(size) if !range.fits(size) => Err(StorageError::OutOfRange),
+                    Ok(_) => Err(StorageError::Unavailable(e)),
+                    Err(other) => Err(other),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        if !range.fits(file.size) {
+            return Err(StorageError::OutOfRange);
+        }
+        Ok(Box::new(LocalRange {
+            file: file.file,
+            pos: range.offset,
+        }))
+    }
+}
+
+impl LocalDir {
+    fn open_file(&self, name: &FileName) -> Result<LocalFile, StorageError> {
         if let Some(file) = self.open_plain_file(name) {
-            return Ok(Box::new(file));
+            return Ok(file);
         }
         let dir = self.open_root(OFlags::PATH)?;
         // Check the type through O_PATH before opening for reading: opening a
@@ -276,10 +282,10 @@ impl Storage for LocalDir {
             name.as_str(),
             OFlags::RDONLY | OFlags::NONBLOCK,
         )?;
-        Ok(Box::new(LocalFile {
+        Ok(LocalFile {
             file: File::from(fd),
             size,
-        }))
+        })
     }
 }
 
@@ -289,6 +295,10 @@ mod tests {
 
     fn name(s: &str) -> FileName {
         FileName::new(s).unwrap()
+    }
+
+    fn range(offset: u64, size: u64) -> Range {
+        Range { offset, size }
     }
 
     #[test]
@@ -316,27 +326,34 @@ mod tests {
             dir.list().unwrap(),
             ["a.txt", "abs-inside", "b.txt", "inside"]
         );
-        assert_eq!(dir.stat(&name("b.txt")).unwrap(), 5);
-        assert_eq!(dir.stat(&name("abs-inside")).unwrap(), 5);
-        assert_eq!(dir.stat(&name("inside")).unwrap(), 5);
+        assert_eq!(dir.size(&name("b.txt")).unwrap(), 5);
+        assert_eq!(dir.size(&name("abs-inside")).unwrap(), 5);
+        assert_eq!(dir.size(&name("inside")).unwrap(), 5);
         for n in ["escape", "abs-escape", "sub", "fifo", "missing"] {
             assert!(
-                matches!(dir.stat(&name(n)), Err(StorageError::NotFound)),
+                matches!(dir.size(&name(n)), Err(StorageError::NotFound)),
                 "{n}"
             );
             assert!(
-                matches!(dir.open(&name(n)), Err(StorageError::NotFound)),
+                matches!(
+                    dir.open_range(&name(n), range(0, 0)),
+                    Err(StorageError::NotFound)
+                ),
                 "{n}"
             );
         }
-        let f = dir.open(&name("b.txt")).unwrap();
+        let mut f = dir.open_range(&name("b.txt"), range(1, 4)).unwrap();
         let mut buf = [0u8; 8];
-        assert_eq!(f.read_at(&mut buf, 1).unwrap(), 4);
+        assert_eq!(f.read(&mut buf).unwrap(), 4);
         assert_eq!(&buf[..4], b"ello");
+        assert!(matches!(
+            dir.open_range(&name("b.txt"), range(1, 5)),
+            Err(StorageError::OutOfRange)
+        ));
 
         // The directory is resolved anew: delete and re-create it.
         std::fs::remove_dir_all(&root).unwrap();
-        assert!(matches!(dir.list(), Err(StorageError::Io(_))));
+        assert!(matches!(dir.list(), Err(StorageError::Unavailable(_))));
         std::fs::create_dir(&root).unwrap();
         std::fs::write(root.join("new"), b"1").unwrap();
         assert_eq!(dir.list().unwrap(), ["new"]);

@@ -1,4 +1,4 @@
-//! What every driver records about a connection, and the one log line that
+//! How a connection ended, what it did, and the one log line that
 //! says how it went.
 
 use std::net::SocketAddr;
@@ -45,18 +45,18 @@ pub struct ConnStats {
 }
 
 impl ConnStats {
-    pub fn new(peer: Option<SocketAddr>) -> ConnStats {
+    pub fn new(peer: Option<SocketAddr>, now: Instant) -> ConnStats {
         tracing::debug!(peer = ?peer, "connection accepted");
         ConnStats {
             peer,
-            started: Instant::now(),
+            started: now,
             bytes_sent: 0,
         }
     }
 
     /// Logs the connection's summary line.
-    pub fn finish(&self, requests: u64, end: &End) {
-        let duration_ms = self.started.elapsed().as_millis() as u64;
+    pub fn finish(&self, requests: u64, end: &End, now: Instant) {
+        let duration_ms = now.saturating_duration_since(self.started).as_millis() as u64;
         let peer = self
             .peer
             .map(|p| p.to_string())

@@ -1,0 +1,496 @@
+//! One client connection as a state machine without I/O, owned by every
+//! driver (the shape of `quinn-proto`'s connection).
+//!
+//! **The connection's job.** Everything between the bytes and the socket
+//! calls: feeding input to the [`Session`], batching answers, streaming a
+//! slice body, running storage as a step, the close after `quit` or a fatal
+//! error (flush, shut down writing, drain input briefly, close), the turn
+//! budget that keeps one fast client from starving the others, and the
+//! idle, write and drain deadlines, computed from a `now` passed in.
+//!
+//! **The driver's job.** Moving bytes and time: it asks [`Connection::poll`]
+//! what to do next and does exactly that, then reports back:
+//!
+//! | [`Action`] | the driver | then calls |
+//! |---|---|---|
+//! | `Send(bytes)` | writes what the socket takes | [`Connection::sent`] |
+//! | `SendFile{..}` | `sendfile` | [`Connection::sent`] |
+//! | `Storage(step)` | runs the step (inline, awaited or offloaded) | [`Connection::storage_done`] |
+//! | `ShutdownWrite` | `shutdown(SHUT_WR)` | [`Connection::write_shut`] |
+//! | `Receive` | reads | [`Connection::handle_input`] / [`Connection::handle_eof`] |
+//! | `Yield` | lets other clients run, then polls again | |
+//! | `Park` | waits for the storage reply | |
+//! | `Close(end)` | closes the socket, [`Connection::finish`] | |
+//!
+//! A socket error goes to [`Connection::io_failed`]; when the deadline of
+//! [`Connection::poll_timeout`] passes, [`Connection::handle_timeout`].
+//! Nothing here reads the clock, so the whole logic can be driven by a
+//! test with a virtual clock and no socket (`tests/connection.rs`).
+
+mod end;
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::BorrowedFd;
+use std::time::{Duration, Instant};
+
+pub use end::{ConnStats, End};
+
+use crate::body::{BodyNext, SliceBody};
+use crate::config::{Config, DRAIN_BYTES, DRAIN_TIME, WRITE_BATCH};
+use crate::session::{CloseReason, Outcome, Session};
+use crate::storage::{StorageReply, StorageStep};
+
+/// Buffers above this size are released when a connection goes idle.
+const KEEP_CAPACITY: usize = 4096;
+
+/// Actions one connection may take per turn (a chunk written, a
+/// `sendfile`, a read, a storage step), about 2 MiB: a fast client must not
+/// starve the others, hence [`Action::Yield`].
+const TURN_BUDGET: u32 = 32;
+
+/// What the driver must do next; see the table in the module docs.
+pub enum Action<'a> {
+    Send(&'a [u8]),
+    SendFile {
+        fd: BorrowedFd<'a>,
+        offset: u64,
+        len: usize,
+    },
+    Storage(StorageStep),
+    ShutdownWrite,
+    Receive,
+    Yield,
+    Park,
+    Close(End),
+}
+
+/// The same, without borrows, while the state machine moves.
+enum Next {
+    SendOut,
+    SendBlock,
+    SendFile,
+    Storage(StorageStep),
+    ShutdownWrite,
+    Receive,
+    Yield,
+    Park,
+    Close(End),
+}
+
+/// Who waits for the outstanding storage step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiter {
+    Session,
+    Body,
+}
+
+#[derive(Debug)]
+struct Drain {
+    until: Instant,
+    drained: usize,
+}
+
+/// The state of one client connection.
+pub struct Connection {
+    session: Session,
+    idle_timeout: Duration,
+    write_timeout: Duration,
+    /// Input read but not yet answered (while output or storage is pending).
+    input: Vec<u8>,
+    out: Vec<u8>,
+    written: usize,
+    body: Option<SliceBody>,
+    /// A step to hand to the driver, and who waits for its reply.
+    step: Option<StorageStep>,
+    waiter: Option<Waiter>,
+    /// The backend may block: send pending answers before a step.
+    flush_before_storage: bool,
+    /// Set after quit or a fatal error: close once the output is sent.
+    closing: Option<CloseReason>,
+    /// Set once the write side is shut down.
+    drain: Option<Drain>,
+    done: Option<End>,
+    stopping: bool,
+    /// The last read, write or storage reply: deadlines count from here.
+    last_progress: Instant,
+    budget: u32,
+    stats: ConnStats,
+}
+
+impl Connection {
+    pub fn new(config: &Config, peer: Option<SocketAddr>, now: Instant) -> Connection {
+        Connection {
+            session: Session::new(config.session.max_line),
+            idle_timeout: config.idle_timeout,
+            write_timeout: config.write_timeout,
+            input: Vec::new(),
+            out: Vec::new(),
+            written: 0,
+            body: None,
+            step: None,
+            waiter: None,
+            flush_before_storage: config.session.storage.may_block(),
+            closing: None,
+            drain: None,
+            done: None,
+            stopping: false,
+            last_progress: now,
+            budget: TURN_BUDGET,
+            stats: ConnStats::new(peer, now),
+        }
+    }
+
+    /// The next thing the driver must do.
+    pub fn poll(&mut self) -> Action<'_> {
+        match self.next() {
+            Next::SendOut => Action::Send(&self.out[self.written..]),
+            Next::SendBlock => match &self.body {
+                Some(body) => Action::Send(body.block()),
+                None => Action::Park,
+            },
+            Next::SendFile => match self.body.as_ref().and_then(|b| b.file_range()) {
+                Some((fd, offset, len)) => Action::SendFile { fd, offset, len },
+                None => Action::Park,
+            },
+            Next::Storage(step) => Action::Storage(step),
+            Next::ShutdownWrite => Action::ShutdownWrite,
+            Next::Receive => Action::Receive,
+            Next::Yield => Action::Yield,
+            Next::Park => Action::Park,
+            Next::Close(end) => Action::Close(end),
+        }
+    }
+
+    fn next(&mut self) -> Next {
+        loop {
+            if let Some(end) = &self.done {
+                return Next::Close(end.clone());
+            }
+            if self.budget == 0 {
+                self.budget = TURN_BUDGET;
+                return Next::Yield;
+            }
+            self.budget -= 1;
+            if self.waiter.is_some() {
+                // Answers already made go out before a step that may take a
+                // network round trip; a local step is batched with them.
+                if self.flush_before_storage && self.written < self.out.len() {
+                    return Next::SendOut;
+                }
+                return match self.step.take() {
+                    Some(step) => Next::Storage(step),
+                    None => Next::Park,
+                };
+            }
+            if self.drain.is_some() {
+                return Next::Receive;
+            }
+            // 1. Send what is pending.
+            if self.written < self.out.len() {
+                return Next::SendOut;
+            }
+            self.out.clear();
+            self.written = 0;
+            // 2. Produce the next piece of the slice being streamed.
+            if let Some(body) = &mut self.body {
+                match body.next(&mut self.out) {
+                    BodyNext::Block => return Next::SendBlock,
+                    BodyNext::File => return Next::SendFile,
+                    BodyNext::Filled => {}
+                    BodyNext::Read(step) => {
+                        self.waiter = Some(Waiter::Body);
+                        return Next::Storage(step);
+                    }
+                    BodyNext::Waiting => return Next::Park,
+                    BodyNext::Done => self.body = None,
+                }
+                continue;
+            }
+            // 3. After quit or a fatal error: shut down writing, then drain.
+            if self.closing.is_some() {
+                return Next::ShutdownWrite;
+            }
+            // 4. Answer the input already read.
+            if !self.input.is_empty() {
+                let input = std::mem::take(&mut self.input);
+                let used = self.answer(&input);
+                self.keep_input(&input[used..]);
+                continue;
+            }
+            // 5. Nothing in flight.
+            if self.stopping {
+                self.done = Some(End::Shutdown);
+                continue;
+            }
+            if self.out.capacity() > KEEP_CAPACITY {
+                self.out = Vec::new();
+            }
+            return Next::Receive;
+        }
+    }
+
+    /// Keeps unanswered input for later, in a buffer no larger than needed.
+    fn keep_input(&mut self, rest: &[u8]) {
+        if rest.is_empty() {
+            if self.input.capacity() > KEEP_CAPACITY {
+                self.input = Vec::new();
+            }
+        } else {
+            self.input.extend_from_slice(rest);
+        }
+    }
+
+    /// Answers complete requests in `input` until output must be sent or
+    /// storage consulted first; returns the bytes consumed.
+    fn answer(&mut self, input: &[u8]) -> usize {
+        let mut used = 0;
+        while used < input.len() && self.out.len() < WRITE_BATCH {
+            let (n, outcome) = self.session.on_input(&input[used..], &mut self.out);
+            used += n;
+            if !self.settle(outcome) {
+                break;
+            }
+        }
+        if self.closing.is_some() {
+            // Whatever came after quit or a fatal request is ignored.
+            return input.len();
+        }
+        used
+    }
+
+    /// Takes in what the session decided; false when input must wait.
+    fn settle(&mut self, outcome: Outcome) -> bool {
+        match outcome {
+            Outcome::NeedInput | Outcome::Replied => true,
+            Outcome::Storage(step) => {
+                self.step = Some(step);
+                self.waiter = Some(Waiter::Session);
+                false
+            }
+            Outcome::Stream(body) => {
+                self.body = Some(body);
+                false
+            }
+            Outcome::Close(reason) => {
+                self.closing = Some(reason);
+                false
+            }
+        }
+    }
+
+    /// Bytes read from the client.
+    pub fn handle_input(&mut self, bytes: &[u8], now: Instant) {
+        if self.done.is_some() || bytes.is_empty() {
+            return;
+        }
+        if let Some(drain) = &mut self.drain {
+            drain.drained += bytes.len();
+            if drain.drained >= DRAIN_BYTES {
+                self.done = Some(self.closed());
+            }
+            return;
+        }
+        self.last_progress = now;
+        if self.input.is_empty() && self.is_clear() {
+            let used = self.answer(bytes);
+            self.keep_input(&bytes[used..]);
+        } else if self.closing.is_none() {
+            self.input.extend_from_slice(bytes);
+        }
+    }
+
+    /// The client closed its side.
+    pub fn handle_eof(&mut self, _now: Instant) {
+        if self.done.is_none() {
+            self.done = Some(if self.drain.is_some() {
+                self.closed()
+            } else {
+                End::ClientClosed
+            });
+        }
+    }
+
+    /// `n` bytes of the last `Send` or `SendFile` went out.
+    pub fn sent(&mut self, n: usize, now: Instant) {
+        self.last_progress = now;
+        self.stats.bytes_sent += n as u64;
+        if self.written < self.out.len() {
+            if n == 0 {
+                return self.io_failed(io::ErrorKind::WriteZero.into());
+            }
+            self.written += n.min(self.out.len() - self.written);
+        } else if let Some(body) = &mut self.body {
+            if let Err(e) = body.sent(n) {
+                self.fail_body(e);
+            }
+        }
+    }
+
+    /// The reply to the last `Storage` step.
+    pub fn storage_done(&mut self, reply: StorageReply, now: Instant) {
+        self.last_progress = now;
+        match self.waiter.take() {
+            Some(Waiter::Session) => {
+                let outcome = self.session.resume(reply, &mut self.out);
+                self.settle(outcome);
+                if self.closing.is_some() {
+                    self.input = Vec::new();
+                }
+            }
+            Some(Waiter::Body) => match (reply, &mut self.body) {
+                (StorageReply::Read { reader, buf }, Some(body)) => {
+                    if let Err(e) = body.resume(reader, buf) {
+                        self.fail_body(e);
+                    }
+                }
+                _ => self.done = Some(End::Error("storage reply without a body".into())),
+            },
+            None => self.done = Some(End::Error("storage reply nobody waited for".into())),
+        }
+    }
+
+    /// The file failed after its `0 OK` went out: nothing can be said in
+    /// band, the connection is closed (the client sees a short body).
+    fn fail_body(&mut self, e: io::Error) {
+        tracing::warn!(error = %e, "slice cut short, closing the connection");
+        self.done = Some(End::Error(e.to_string()));
+    }
+
+    /// The write side was shut down (`ok`), or could not be.
+    pub fn write_shut(&mut self, ok: bool, now: Instant) {
+        if ok {
+            self.drain = Some(Drain {
+                until: now + DRAIN_TIME,
+                drained: 0,
+            });
+        } else {
+            self.done = Some(self.closed());
+        }
+    }
+
+    /// A socket call failed.
+    pub fn io_failed(&mut self, e: io::Error) {
+        if self.done.is_some() {
+            return;
+        }
+        self.done = Some(if self.drain.is_some() {
+            self.closed()
+        } else {
+            end_of_error(e)
+        });
+    }
+
+    /// When [`Connection::handle_timeout`] must be called, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.done.is_some() || (self.waiter.is_some() && self.written >= self.out.len()) {
+            return None;
+        }
+        if let Some(drain) = &self.drain {
+            return Some(drain.until);
+        }
+        let limit = if self.has_output() {
+            self.write_timeout
+        } else {
+            self.idle_timeout
+        };
+        self.last_progress.checked_add(limit)
+    }
+
+    /// Ends the connection if its deadline has passed by `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(deadline) = self.poll_timeout() else {
+            return;
+        };
+        if now < deadline {
+            return;
+        }
+        self.done = Some(if self.drain.is_some() {
+            self.closed()
+        } else if self.has_output() {
+            End::WriteTimeout
+        } else {
+            End::IdleTimeout
+        });
+    }
+
+    /// The server is shutting down: answers in flight finish, then the
+    /// connection ends instead of reading the next request.
+    pub fn stop(&mut self) {
+        self.stopping = true;
+    }
+
+    /// Nothing being answered: waiting for (the rest of) a request. Such a
+    /// connection is closed at once at shutdown.
+    pub fn is_idle(&self) -> bool {
+        self.input.is_empty()
+            && self.is_clear()
+            && self.closing.is_none()
+            && self.drain.is_none()
+            && self.done.is_none()
+    }
+
+    /// No output pending and no storage step outstanding.
+    fn is_clear(&self) -> bool {
+        !self.has_output() && self.waiter.is_none()
+    }
+
+    fn has_output(&self) -> bool {
+        self.written < self.out.len() || self.body.is_some() || self.closing.is_some()
+    }
+
+    /// How the connection ends after quit or a fatal error.
+    fn closed(&self) -> End {
+        self.closing.map_or(End::ClientClosed, End::Closed)
+    }
+
+    /// Who the client is and what the connection is doing, for the logs.
+    pub fn describe(&self) -> String {
+        let peer = self
+            .stats
+            .peer
+            .map_or_else(|| "?".to_string(), |p| p.to_string());
+        let state = if self.drain.is_some() || self.closing.is_some() {
+            "closing"
+        } else if self.waiter.is_some() {
+            "waiting for storage"
+        } else if self.has_output() {
+            "answering"
+        } else if !self.input.is_empty() || self.session.in_request() {
+            "mid-request"
+        } else {
+            "idle"
+        };
+        format!("{peer} {state}")
+    }
+
+    /// How the connection ended, once it has.
+    pub fn ended(&self) -> Option<&End> {
+        self.done.as_ref()
+    }
+
+    /// Requests answered so far.
+    pub fn requests(&self) -> u64 {
+        self.session.requests
+    }
+
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.stats.peer
+    }
+
+    /// Logs the connection's summary line.
+    pub fn finish(&self, end: &End, now: Instant) {
+        self.stats.finish(self.session.requests, end, now);
+    }
+}
+
+/// Maps a socket error to how the connection ended.
+pub fn end_of_error(e: io::Error) -> End {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::WriteZero => {
+            End::WriteTimeout
+        }
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => End::ClientClosed,
+        _ => End::Error(e.to_string()),
+    }
+}

@@ -1,0 +1,116 @@
+//! The served files, behind one small interface, so that other backends
+//! (an object store shared by many servers) can replace the local directory.
+//!
+//! A connection never calls storage itself: it asks its driver to run a
+//! [`StorageStep`] and is resumed with the [`StorageReply`]. Drivers whose
+//! threads may block (`threads`, `fork`) run the step inline; readiness
+//! loops (`poll`, `pool`) hand it to a small blocking pool
+//! ([`offload`]) when the backend says its calls may block
+//! ([`Storage::may_block`]), so a slow backend never stalls the loop.
+//!
+//! The seam is shaped for remote stores: a ranged read is one sequential
+//! body read ahead in large blocks ([`RangeReader::block_size`]), opening
+//! checks existence and range in one operation, a descriptor for
+//! `sendfile` exists only for local files, and "not found", "out of range"
+//! and "unavailable" are distinct errors.
+
+mod local;
+pub mod offload;
+mod step;
+
+use std::io;
+use std::os::fd::BorrowedFd;
+
+use hftp_proto::{FileName, Range};
+
+pub use local::LocalDir;
+pub(crate) use step::next_block;
+pub use step::{StorageReply, StorageStep};
+
+/// Why a file could not be listed, measured or read.
+#[derive(Debug)]
+pub enum StorageError {
+    /// No servable file of that name: answered `202`.
+    NotFound,
+    /// The file exists but is shorter than the range: answered `203`.
+    OutOfRange,
+    /// Something that should have worked did not (an I/O error, a store
+    /// that cannot be reached): answered `199`.
+    Unavailable(io::Error),
+}
+
+impl From<io::Error> for StorageError {
+    fn from(e: io::Error) -> Self {
+        StorageError::Unavailable(e)
+    }
+}
+
+impl std::fmt::Display for StorageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageError::NotFound => f.write_str("not found"),
+            StorageError::OutOfRange => f.write_str("range beyond the end of the file"),
+            StorageError::Unavailable(e) => write!(f, "unavailable: {e}"),
+        }
+    }
+}
+
+/// One opened range of one file, read front to back.
+pub trait RangeReader: Send {
+    /// Reads the next bytes of the range; `Ok(0)` before the range's end
+    /// means the file shrank (or was replaced) since it was opened.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Bytes worth asking for in one storage step: small for a local file
+    /// (one page-cache copy), large for a remote store (one request).
+    fn block_size(&self) -> usize;
+    /// The file's descriptor, for zero-copy `sendfile` at explicit offsets
+    /// (local files only).
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+}
+
+/// What every backend offers.
+pub trait Storage: Send + Sync {
+    /// Servable names, sorted in byte order.
+    fn list(&self) -> Result<Vec<String>, StorageError>;
+    /// Size of a servable file.
+    fn size(&self, name: &FileName) -> Result<u64, StorageError>;
+    /// Opens `range` of a servable file: fails with `NotFound` or
+    /// `OutOfRange` (in the protocol's order of checks) before any byte is
+    /// read.
+    fn open_range(
+        &self,
+        name: &FileName,
+        range: Range,
+    ) -> Result<Box<dyn RangeReader>, StorageError>;
+    /// Whether a call may take long enough (a network round trip) that a
+    /// readiness loop must not wait for it. The local directory answers
+    /// from the page cache in microseconds and says no, as nginx serves
+    /// files without `aio threads` by default.
+    fn may_block(&self) -> bool {
+        false
+    }
+}
+
+/// Reads exactly `buf.len()` bytes, or fails with "file shrank".
+pub fn read_exact(reader: &mut dyn RangeReader, buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match reader.read(&mut buf[done..]) {
+            Ok(0) => return Err(shrank()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The file ended before the slice did: it shrank after `0 OK` was sent.
+pub fn shrank() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "file shrank while its slice was being sent",
+    )
+}
