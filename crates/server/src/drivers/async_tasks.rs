@@ -5,15 +5,18 @@
 //! compiler builds from ordinary-looking `async` code. When a task would
 //! block on its socket it yields, and the runtime's epoll loop resumes it
 //! when the socket is ready, so a handful of threads serve any number of
-//! clients. [`Admission`] (counters behind a mutex) bounds the connections;
+//! clients. `Admission` (counters behind a mutex) bounds the connections;
 //! a watch channel tells idle tasks to stop on SIGINT/SIGTERM (the
 //! structure of tokio's mini-redis).
 //!
 //! **What it costs.** A task is a few hundred bytes plus its buffers; there
-//! is no thread per client and no context switch per request. Slices read
-//! from the file with plain `pread` on the worker thread (the page cache
-//! answers in microseconds; a cold disk read briefly holds one worker),
-//! and raw slices go out with `sendfile` when the socket is writable.
+//! is no thread per client and no context switch per request. The task
+//! only moves bytes for its [`Connection`]: local slices are read with
+//! plain `pread` on the worker thread (the page cache answers in
+//! microseconds; a cold disk read briefly holds one worker), raw slices go
+//! out with `sendfile` when the socket is writable, and a storage call of a
+//! backend that may block runs in `spawn_blocking`, so a remote store never
+//! holds a runtime thread.
 //!
 //! **Where it breaks.** A task that computes for a long time without
 //! yielding holds its worker thread; here the longest step is encoding one

@@ -1,6 +1,7 @@
 //! The concurrency strategies. Each one is a thin driver over the same
-//! [`Session`](crate::session::Session); read their module docs in this
-//! order: `threads`, `pool`, `fork`, `poll`, `async_tasks`.
+//! [`Connection`](crate::connection::Connection), which it only feeds bytes
+//! and time; read their module docs in this order: `threads`, `pool`,
+//! `fork`, `poll`, `async_tasks`.
 
 pub mod async_tasks;
 pub mod fork;

@@ -14,9 +14,12 @@
 //! the clients: a worker never waits for a client, so idle clients and
 //! clients that stop reading do not hold workers (the classic pool of
 //! blocking workers, where N idle clients stall everyone else, breaks the
-//! protocol's rule that such clients must not delay others). Work that is
-//! slow without waiting for a socket, such as a cold disk read, does hold a
-//! worker, and N of them stall the pool.
+//! protocol's rule that such clients must not delay others). A storage call
+//! of a backend that may block (a remote store) does not hold a worker
+//! either: the connection is parked and the call runs in the offload pool
+//! ([`crate::storage::offload`]). Work that is slow without waiting, such
+//! as a cold read of a local disk, does hold a worker, and N of them stall
+//! the pool.
 
 use std::io;
 use std::net::TcpListener;
