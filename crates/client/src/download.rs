@@ -795,7 +795,10 @@ impl Job<'_> {
             let delay = self.backoff.delay(retry);
             let endpoint = self.mirrors[failed].endpoint;
             if let Some(deadline) = endpoint.deadline {
-                let what = format!("{}: segment {seg}: retrying after: {err}", self.name);
+                let what = format!(
+                    "{}: segment {seg}: {err} (at byte {}); no time left for retry {retry}",
+                    self.name, writer.pos
+                );
                 if deadline.remaining(&what)? <= delay {
                     return Err(Error::MaxTime {
                         what,
