@@ -27,7 +27,8 @@ fn exit_codes() -> String {
 #[derive(clap::Args, Clone, Debug)]
 pub struct Conn {
     /// Server: HOST, HOST:PORT or [IPv6]:PORT (default port 19500), or a
-    /// URL hftp://HOST[:PORT]/NAME, which also names a file.
+    /// URL hftp://HOST[:PORT]/NAME, which also names a file. `get` also
+    /// takes mirrors of the same files: HOST1,HOST2,...
     #[arg(value_name = "HOST")]
     pub target: String,
     /// Connect through a SOCKS5 proxy: socks5h://HOST:PORT (the proxy
