@@ -582,6 +582,17 @@ fn probe_mirrors<'a>(
     Ok((all, spare))
 }
 
+/// The mirror for a retry after `failed` failed: a live one with the
+/// fewest failures, the next ones round-robin first and `failed` last.
+fn next_mirror(mirrors: &[Mirror], failed: usize) -> usize {
+    let n = mirrors.len();
+    (1..=n)
+        .map(|k| (failed + k) % n)
+        .filter(|&i| mirrors[i].live)
+        .min_by_key(|&i| mirrors[i].failures.load(Ordering::SeqCst))
+        .unwrap_or(failed)
+}
+
 fn mirrors_differ(
     all: &[Mirror],
     mirror: usize,
@@ -791,7 +802,7 @@ impl Job<'_> {
             retry += 1;
             let failed = *mirror;
             self.mirrors[failed].failures.fetch_add(1, Ordering::SeqCst);
-            *mirror = self.next_mirror(failed);
+            *mirror = next_mirror(self.mirrors, failed);
             let delay = self.backoff.delay(retry);
             let endpoint = self.mirrors[failed].endpoint;
             if let Some(deadline) = endpoint.deadline {
@@ -866,17 +877,6 @@ impl Job<'_> {
             })
     }
 
-    /// The mirror for a retry after `failed` failed: a live one with the
-    /// fewest failures, the next ones round-robin first and `failed` last.
-    fn next_mirror(&self, failed: usize) -> usize {
-        let n = self.mirrors.len();
-        (1..=n)
-            .map(|k| (failed + k) % n)
-            .filter(|&i| self.mirrors[i].live)
-            .min_by_key(|&i| self.mirrors[i].failures.load(Ordering::SeqCst))
-            .unwrap_or(failed)
-    }
-
     /// Waits `delay` before a retry, in short steps so that Ctrl-C (whose
     /// `EINTR` a plain sleep would swallow) and another connection's fatal
     /// failure end it. Returns false if the download failed meanwhile.
@@ -930,6 +930,112 @@ mod tests {
         assert_eq!(segment_size(0, 1), MIB);
         assert_eq!(segment_size(64 * MIB, 4), 4 * MIB);
         assert_eq!(segment_size(100 * 1024 * MIB, 4), 32 * MIB);
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_bounded_jitter() {
+        let backoff = Backoff::default();
+        for _ in 0..200 {
+            for (retry, base_ms) in [(1, 200.0), (2, 400.0), (3, 800.0), (5, 3200.0)] {
+                let ms = backoff.delay(retry).as_secs_f64() * 1000.0;
+                assert!(
+                    (base_ms * 0.8..=base_ms * 1.2).contains(&ms),
+                    "retry {retry}: {ms} ms"
+                );
+            }
+            for retry in [6, 40, u32::MAX] {
+                let d = backoff.delay(retry);
+                assert!(d <= backoff.cap && d >= backoff.cap.mul_f64(0.8), "{d:?}");
+            }
+        }
+        let samples: std::collections::HashSet<Duration> =
+            (0..20).map(|_| backoff.delay(1)).collect();
+        assert!(samples.len() > 1, "no jitter");
+    }
+
+    #[test]
+    fn only_passing_failures_are_retried() {
+        let io = |kind| io::Error::new(kind, "x");
+        let status = |status| Error::Status {
+            request: "get_slice".into(),
+            status,
+        };
+        for err in [
+            Error::Connect {
+                target: "h".into(),
+                source: io(io::ErrorKind::ConnectionRefused),
+            },
+            Error::Network {
+                what: "r".into(),
+                source: io(io::ErrorKind::ConnectionReset),
+            },
+            Error::Timeout { what: "r".into() },
+            Error::Closed {
+                request: "get_slice".into(),
+                error: hftp_proto::reply::ReplyError::Truncated {
+                    part: hftp_proto::reply::Part::RawBody,
+                    detail: "x".into(),
+                },
+            },
+            status(Status::InternalError),
+        ] {
+            assert!(retryable(&err), "{err:?}");
+        }
+        for err in [
+            status(Status::FileNotFound),
+            status(Status::OffsetExceedsFileSize),
+            status(Status::InvalidArguments),
+            status(Status::BadRequest),
+            Error::Usage("x".into()),
+            Error::Interrupted { what: "x".into() },
+            Error::MaxTime {
+                what: "x".into(),
+                limit: Duration::from_secs(1),
+            },
+            Error::Local {
+                path: "p".into(),
+                what: "write",
+                source: io(io::ErrorKind::StorageFull),
+            },
+            Error::Changed {
+                name: "n".into(),
+                before: 1,
+                after: 2,
+            },
+        ] {
+            assert!(!retryable(&err), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn a_retry_moves_to_the_mirror_that_failed_least() {
+        let endpoints: Vec<Endpoint> = (1..=3)
+            .map(|p| Endpoint::parse(&format!("127.0.0.1:{p}")).unwrap())
+            .collect();
+        let mirrors: Vec<Mirror> = endpoints
+            .iter()
+            .map(|endpoint| Mirror {
+                endpoint,
+                label: endpoint.to_string(),
+                live: true,
+                failures: AtomicU32::new(0),
+            })
+            .collect();
+        let fail = |i: usize| mirrors[i].failures.fetch_add(1, Ordering::SeqCst);
+        fail(0);
+        assert_eq!(next_mirror(&mirrors, 0), 1, "the next one, round-robin");
+        fail(1);
+        assert_eq!(next_mirror(&mirrors, 1), 2);
+        fail(2);
+        fail(2);
+        assert_eq!(next_mirror(&mirrors, 2), 0, "the one that failed least");
+        let one = &mirrors[..1];
+        assert_eq!(next_mirror(one, 0), 0, "a lone mirror is retried");
+        fail(0);
+        fail(0);
+        let mut dropped = mirrors;
+        dropped[1].live = false;
+        assert_eq!(next_mirror(&dropped, 0), 2, "never a dropped mirror");
     }
 
     #[test]
