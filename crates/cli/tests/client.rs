@@ -648,7 +648,7 @@ fn protocol_errors_and_timeouts() {
                 modern: true,
                 ..Default::default()
             },
-            &["get", "-", "noise.bin"],
+            &["get", "-", "noise.bin", "--retries", "0"],
             4,
             "raw slice body: after 49998 of 100000 bytes",
         ),

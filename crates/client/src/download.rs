@@ -11,13 +11,29 @@
 //! When every segment is written and the remote size is unchanged, the part
 //! file is flushed to disk and moved to the target name (never replacing an
 //! existing file unless `force`), and the state file is removed.
+//!
+//! A segment that fails for a passing reason (refused, reset or closed
+//! connection, timeout, `199`) is fetched again from the byte where it
+//! stopped, over a new connection, after a backoff ([`Backoff`]), up to
+//! [`DownloadOptions::retries`] times per segment. Each new connection
+//! first checks the file's size again: a file that changed size or
+//! vanished (`202`, `203`) ends the download and its part file is removed,
+//! since its bytes belong to a version the server no longer has.
+//!
+//! [`download_from`] takes several mirrors of one file: their sizes must
+//! agree, an unreachable one is dropped, connections are spread over them
+//! round-robin, and a failed segment moves to the mirror with the fewest
+//! failures (the failed one last).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hftp_proto::Status;
 
 use crate::error::{Error, Result};
 use crate::{check_name, Client, Endpoint};
@@ -40,6 +56,11 @@ pub struct DownloadOptions {
     pub force: bool,
     /// Resume from an earlier part file instead of starting over.
     pub resume: bool,
+    /// How many times each segment is fetched again after a passing
+    /// failure (0: never); so at most `retries + 1` attempts per segment.
+    pub retries: u32,
+    /// How long to wait before each retry.
+    pub backoff: Backoff,
 }
 
 impl Default for DownloadOptions {
@@ -49,6 +70,96 @@ impl Default for DownloadOptions {
             parallel_threshold: 8 * MIB,
             force: false,
             resume: false,
+            retries: 5,
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// The wait before a retry: `first`, doubled for each retry before it, at
+/// most `cap`, with ±20 % jitter so that the clients one failure stopped
+/// do not all come back at the same instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    pub first: Duration,
+    pub cap: Duration,
+}
+
+impl Default for Backoff {
+    /// 0.2 s, 0.4 s, 0.8 s, ... up to 5 s.
+    fn default() -> Self {
+        Backoff {
+            first: Duration::from_millis(200),
+            cap: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before retry number `retry` (1 for the first).
+    pub fn delay(&self, retry: u32) -> Duration {
+        let doublings = retry.saturating_sub(1).min(31);
+        let base = self.first.saturating_mul(1 << doublings).min(self.cap);
+        base.mul_f64(0.8 + 0.4 * jitter(retry)).min(self.cap)
+    }
+}
+
+/// A number in [0, 1), different at each call: std's `RandomState` is
+/// keyed afresh for each instance, which is all the randomness jitter needs.
+fn jitter(salt: u32) -> f64 {
+    use std::hash::BuildHasher;
+    let bits = std::collections::hash_map::RandomState::new().hash_one(salt) >> 11;
+    bits as f64 / (1u64 << 53) as f64
+}
+
+/// Something a download recovered from, for the user to know; `hftp get`
+/// prints each as one line on standard error.
+#[derive(Debug)]
+pub enum DownloadEvent<'a> {
+    /// A segment failed and is fetched again, from byte `at`, on `to`.
+    Retry {
+        name: &'a str,
+        segment: usize,
+        error: &'a Error,
+        at: u64,
+        retry: u32,
+        retries: u32,
+        delay: Duration,
+        from: &'a str,
+        to: &'a str,
+    },
+    /// A mirror could not be reached before the download started: the
+    /// others serve the file without it.
+    MirrorDropped { mirror: &'a str, error: &'a Error },
+}
+
+impl std::fmt::Display for DownloadEvent<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DownloadEvent::Retry {
+                name,
+                segment,
+                error,
+                at,
+                retry,
+                retries,
+                delay,
+                from,
+                to,
+            } => {
+                write!(
+                    f,
+                    "{name}: segment {segment}: {error} (at byte {at}); retry {retry}/{retries} in {:.1} s on {to}",
+                    delay.as_secs_f64()
+                )?;
+                if from != to {
+                    write!(f, " (moved from {from})")?;
+                }
+                Ok(())
+            }
+            DownloadEvent::MirrorDropped { mirror, error } => {
+                write!(f, "mirror {mirror} dropped: {error}")
+            }
         }
     }
 }
@@ -61,6 +172,8 @@ pub trait Progress: Sync {
     fn advance(&self, _n: u64) {}
     /// The download ended (successfully or not).
     fn finish(&self) {}
+    /// A failure was survived (a retry, a mirror dropped).
+    fn event(&self, _event: &DownloadEvent) {}
 }
 
 /// A [`Progress`] that reports nothing.
@@ -128,7 +241,46 @@ pub fn download(
     opts: &DownloadOptions,
     progress: &dyn Progress,
 ) -> Result<Download> {
+    download_from(
+        client,
+        std::slice::from_ref(endpoint),
+        name,
+        dest,
+        opts,
+        progress,
+    )
+}
+
+/// Downloads remote file `name` to `dest` from several `mirrors` of it at
+/// once; `client` is a connection to one of them (it carries the first
+/// segment stream and the metadata requests). Every other mirror is asked
+/// the file's size first: one that answers another size, or has no such
+/// file, is an error naming it ([`Error::MirrorsDiffer`]); one that cannot
+/// be reached is dropped (a [`DownloadEvent::MirrorDropped`]). Connections
+/// are spread over the mirrors round-robin; a failed segment is retried on
+/// the mirror with the fewest failures so far.
+///
+/// ```no_run
+/// use hftp_client::{download_from, DownloadOptions, Endpoint, NoProgress};
+/// use std::path::Path;
+///
+/// let mirrors = [Endpoint::parse("a.example:19500")?, Endpoint::parse("b.example")?];
+/// let mut client = mirrors[0].connect()?;
+/// download_from(&mut client, &mirrors, "big.iso", Path::new("big.iso"), &DownloadOptions::default(), &NoProgress)?;
+/// # Ok::<(), hftp_client::Error>(())
+/// ```
+pub fn download_from(
+    client: &mut Client,
+    mirrors: &[Endpoint],
+    name: &str,
+    dest: &Path,
+    opts: &DownloadOptions,
+    progress: &dyn Progress,
+) -> Result<Download> {
     check_name(name)?;
+    if mirrors.is_empty() {
+        return Err(Error::Internal("download_from: no mirror given".into()));
+    }
     // Before anything is created: a directory is never a destination, even
     // with `force` (nothing of it is replaced, no part file is left).
     if dest.is_dir() {
@@ -146,12 +298,21 @@ pub fn download(
     }
     let (part_path, state_path) = part_paths(dest)?;
     let size = client.metadata(name)?;
+    let primary = mirrors
+        .iter()
+        .position(|m| m.to_string() == client.peer())
+        .unwrap_or(0);
+    let (mirrors, spare) = probe_mirrors(mirrors, primary, name, size, progress)?;
     let jobs = if size < opts.parallel_threshold {
         1
     } else {
         opts.jobs.max(1)
     };
-    let server = endpoint.to_string();
+    let server = mirrors
+        .iter()
+        .map(|m| m.label.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
     let saved = match part_path.exists() {
         true => load_state(&state_path)?,
         false => None,
@@ -201,6 +362,12 @@ pub fn download(
     progress.start(name, size, already);
 
     let connections = jobs.min(pending.len()).max(1);
+    // Connection k goes to the k-th live mirror, round-robin, the
+    // primary (that of `client`) first.
+    let live: Vec<usize> = std::iter::once(primary)
+        .chain((0..mirrors.len()).filter(|&i| i != primary && mirrors[i].live))
+        .collect();
+    let spare = Mutex::new(spare);
     let job = Job {
         name,
         size,
@@ -214,34 +381,53 @@ pub fn download(
         state: Mutex::new(state),
         state_path: &state_path,
         progress,
-        sockets: Mutex::new(client.socket().into_iter().collect()),
+        mirrors: &mirrors,
+        retries: opts.retries,
+        backoff: opts.backoff,
+        sockets: Mutex::new(
+            std::iter::once(client.socket())
+                .chain((1..connections).map(|_| None))
+                .collect(),
+        ),
     };
     let mut used = 1;
     std::thread::scope(|scope| {
         let mut handles = Vec::new();
-        for _ in 1..connections {
-            handles.push(scope.spawn(|| match endpoint.connect() {
-                // A connection that cannot be opened (a server limit, say)
-                // just means fewer in parallel.
-                Ok(mut extra) => {
-                    job.add_socket(&extra);
-                    job.work(&mut extra);
-                    let _ = extra.quit();
-                    true
+        for slot in 1..connections {
+            let (job, spare) = (&job, &spare);
+            let mirror = live[slot % live.len()];
+            handles.push(scope.spawn(move || {
+                let reused = {
+                    let mut spare = spare.lock().unwrap_or_else(|p| p.into_inner());
+                    let found = spare.iter().position(|(m, _)| *m == mirror);
+                    found.map(|i| spare.swap_remove(i).1)
+                };
+                match reused.map_or_else(|| job.mirrors[mirror].endpoint.connect(), Ok) {
+                    // A connection that cannot be opened (a server limit, say)
+                    // just means fewer in parallel.
+                    Ok(mut extra) => {
+                        job.set_socket(slot, &extra);
+                        job.work(slot, &mut extra, mirror);
+                        let _ = extra.quit();
+                        true
+                    }
+                    Err(_) => false,
                 }
-                Err(_) => false,
             }));
         }
-        job.work(client);
+        job.work(0, client, primary);
         for h in handles {
             used += usize::from(h.join().unwrap_or(false));
         }
     });
+    for (_, extra) in spare.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        let _ = extra.quit();
+    }
     progress.finish();
     if let Some(err) = job.error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         // Its socket was shut down with the others.
         client.broken = true;
-        return Err(err);
+        return Err(discard_if_superseded(err, part, &part_path, &state_path));
     }
     // Verify: the file is whole and the remote size did not change.
     let len = part.metadata().map_err(local(&part_path, "inspect"))?.len();
@@ -252,13 +438,17 @@ pub fn download(
             after: len,
         });
     }
-    let now = client.metadata(name)?;
+    let now = match client.metadata(name) {
+        Ok(now) => now,
+        Err(err) => return Err(discard_if_superseded(err, part, &part_path, &state_path)),
+    };
     if now != size {
-        return Err(Error::Changed {
+        let err = Error::Changed {
             name: name.to_owned(),
             before: size,
             after: now,
-        });
+        };
+        return Err(discard_if_superseded(err, part, &part_path, &state_path));
     }
     part.sync_all().map_err(local(&part_path, "flush"))?;
     drop(part);
@@ -272,6 +462,153 @@ pub fn download(
     })
 }
 
+/// Whether the remote file is no longer the one being downloaded: it
+/// changed size, or vanished (`202`), or shrank under a range (`203`).
+fn superseded(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::Changed { .. }
+            | Error::Status {
+                status: Status::FileNotFound | Status::OffsetExceedsFileSize,
+                ..
+            }
+    )
+}
+
+/// A download of a file that changed on the server removes its part and
+/// state files: their bytes are of a version the server no longer has, and
+/// finishing them from the new one (even of the same size) would mix two
+/// versions. Any other error keeps them for a resume.
+fn discard_if_superseded(err: Error, part: File, part_path: &Path, state_path: &Path) -> Error {
+    if !superseded(&err) {
+        return err;
+    }
+    drop(part);
+    let _ = fs::remove_file(state_path);
+    let removed = fs::remove_file(part_path).is_ok();
+    Error::Superseded {
+        source: Box::new(err),
+        part: part_path.to_owned(),
+        removed,
+    }
+}
+
+/// Which errors are worth another attempt on a new connection: those of a
+/// server or network that failed for now. A usage, local or protocol
+/// error, a time limit, Ctrl-C or a missing file would fail again.
+pub(crate) fn retryable(err: &Error) -> bool {
+    match err {
+        Error::Connect { .. } | Error::Closed { .. } | Error::Network { .. } => true,
+        Error::Timeout { .. } => true,
+        Error::Status { status, .. } => *status == Status::InternalError,
+        _ => false,
+    }
+}
+
+/// One server of a download, with its record of failures.
+struct Mirror<'a> {
+    endpoint: &'a Endpoint,
+    /// `HOST:PORT`.
+    label: String,
+    /// False once dropped: unreachable when the download started.
+    live: bool,
+    failures: AtomicU32,
+}
+
+/// Checks that every mirror but `primary` (already asked: `size`) has
+/// `name` with the same size, in parallel. Returns every mirror, marked
+/// live or dropped, and the connections opened to the live ones.
+#[allow(clippy::type_complexity)]
+fn probe_mirrors<'a>(
+    mirrors: &'a [Endpoint],
+    primary: usize,
+    name: &str,
+    size: u64,
+    progress: &dyn Progress,
+) -> Result<(Vec<Mirror<'a>>, Vec<(usize, Client)>)> {
+    let mut all: Vec<Mirror<'a>> = mirrors
+        .iter()
+        .map(|endpoint| Mirror {
+            endpoint,
+            label: endpoint.to_string(),
+            live: true,
+            failures: AtomicU32::new(0),
+        })
+        .collect();
+    let answers: Vec<(usize, Result<(Client, u64)>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..mirrors.len())
+            .filter(|&i| i != primary)
+            .map(|i| {
+                let endpoint = &mirrors[i];
+                (
+                    i,
+                    scope.spawn(move || {
+                        let mut c = endpoint.connect()?;
+                        let size = c.metadata(name)?;
+                        Ok((c, size))
+                    }),
+                )
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(i, h)| {
+                let answer = h
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Internal("mirror probe panicked".into())));
+                (i, answer)
+            })
+            .collect()
+    });
+    let mut spare = Vec::new();
+    for (i, answer) in answers {
+        match answer {
+            Ok((c, s)) if s == size => spare.push((i, c)),
+            Ok((_, s)) => return Err(mirrors_differ(&all, i, primary, name, Some(s), size)),
+            Err(Error::Status {
+                status: Status::FileNotFound,
+                ..
+            }) => return Err(mirrors_differ(&all, i, primary, name, None, size)),
+            Err(e) if retryable(&e) => {
+                progress.event(&DownloadEvent::MirrorDropped {
+                    mirror: &all[i].label,
+                    error: &e,
+                });
+                all[i].live = false;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((all, spare))
+}
+
+/// The mirror for a retry after `failed` failed: a live one with the
+/// fewest failures, the next ones round-robin first and `failed` last.
+fn next_mirror(mirrors: &[Mirror], failed: usize) -> usize {
+    let n = mirrors.len();
+    (1..=n)
+        .map(|k| (failed + k) % n)
+        .filter(|&i| mirrors[i].live)
+        .min_by_key(|&i| mirrors[i].failures.load(Ordering::SeqCst))
+        .unwrap_or(failed)
+}
+
+fn mirrors_differ(
+    all: &[Mirror],
+    mirror: usize,
+    primary: usize,
+    name: &str,
+    size: Option<u64>,
+    expected: u64,
+) -> Error {
+    Error::MirrorsDiffer {
+        name: name.to_owned(),
+        mirror: all[mirror].label.clone(),
+        size,
+        reference: all[primary].label.clone(),
+        expected,
+    }
+}
 /// Moves the part file to `dest`; without `force`, never replaces a file
 /// that appeared meanwhile (a hard link fails if the name exists).
 fn finalize(part: &Path, dest: &Path, force: bool) -> Result<()> {
@@ -387,19 +724,24 @@ struct Job<'a> {
     state: Mutex<File>,
     state_path: &'a Path,
     progress: &'a dyn Progress,
-    /// Every connection's socket: the first failure (or Ctrl-C) shuts them
-    /// all down, so that no thread waits out a stalled read.
-    sockets: Mutex<Vec<std::net::TcpStream>>,
+    mirrors: &'a [Mirror<'a>],
+    retries: u32,
+    backoff: Backoff,
+    /// Each connection's socket, by slot: the first failure (or Ctrl-C)
+    /// shuts them all down, so that no thread waits out a stalled read.
+    sockets: Mutex<Vec<Option<std::net::TcpStream>>>,
 }
 
 impl Job<'_> {
-    fn work(&self, client: &mut Client) {
+    /// Fetches pending segments over the connection of `slot` (to mirror
+    /// `mirror`) until none is left or the download fails.
+    fn work(&self, slot: usize, client: &mut Client, mut mirror: usize) {
         while !self.abort.load(Ordering::Relaxed) {
             let i = self.next.fetch_add(1, Ordering::Relaxed);
             let Some(&seg) = self.pending.get(i) else {
                 return;
             };
-            if let Err(e) = self.fetch(client, seg) {
+            if let Err(e) = self.fetch(slot, client, &mut mirror, seg) {
                 let first = !self.abort.swap(true, Ordering::SeqCst);
                 let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
                 slot.get_or_insert(e);
@@ -412,9 +754,13 @@ impl Job<'_> {
         }
     }
 
-    fn add_socket(&self, client: &Client) {
+    /// Makes `client`'s socket the one of `slot`, shut down at once if the
+    /// download already failed.
+    fn set_socket(&self, slot: usize, client: &Client) {
         let mut sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
-        sockets.extend(client.socket());
+        if let Some(s) = sockets.get_mut(slot) {
+            *s = client.socket();
+        }
         if self.abort.load(Ordering::SeqCst) {
             drop(sockets);
             self.stop_all();
@@ -423,21 +769,104 @@ impl Job<'_> {
 
     fn stop_all(&self) {
         let sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
-        for s in sockets.iter() {
+        for s in sockets.iter().flatten() {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
     }
 
-    fn fetch(&self, client: &mut Client, seg: usize) -> Result<()> {
+    /// Fetches segment `seg`, retrying from the last byte written after a
+    /// passing failure, on a new connection (to the mirror chosen by
+    /// [`Job::next_mirror`]), then records it in the state file.
+    fn fetch(
+        &self,
+        slot: usize,
+        client: &mut Client,
+        mirror: &mut usize,
+        seg: usize,
+    ) -> Result<()> {
         let offset = seg as u64 * self.segment;
-        let len = self.segment.min(self.size - offset);
+        let end = offset + self.segment.min(self.size - offset);
         let mut writer = AtWriter {
             file: self.part,
             pos: offset,
             progress: self.progress,
         };
+        let mut reconnect = client.is_broken();
+        let mut retry = 0;
+        loop {
+            let attempt = self.attempt(slot, client, *mirror, reconnect, &mut writer, end);
+            let Err(err) = attempt else { break };
+            if !retryable(&err) || retry >= self.retries || self.abort.load(Ordering::SeqCst) {
+                return Err(err);
+            }
+            retry += 1;
+            let failed = *mirror;
+            self.mirrors[failed].failures.fetch_add(1, Ordering::SeqCst);
+            *mirror = next_mirror(self.mirrors, failed);
+            let delay = self.backoff.delay(retry);
+            let endpoint = self.mirrors[failed].endpoint;
+            if let Some(deadline) = endpoint.deadline {
+                let what = format!(
+                    "{}: segment {seg}: {err} (at byte {}); no time left for retry {retry}",
+                    self.name, writer.pos
+                );
+                if deadline.remaining(&what)? <= delay {
+                    return Err(Error::MaxTime {
+                        what,
+                        limit: deadline.limit,
+                    });
+                }
+            }
+            self.progress.event(&DownloadEvent::Retry {
+                name: self.name,
+                segment: seg,
+                error: &err,
+                at: writer.pos,
+                retry,
+                retries: self.retries,
+                delay,
+                from: &self.mirrors[failed].label,
+                to: &self.mirrors[*mirror].label,
+            });
+            if !self.pause(delay, endpoint)? {
+                return Err(err);
+            }
+            reconnect = true;
+        }
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state
+            .write_all(format!("{seg}\n").as_bytes())
+            .map_err(local(self.state_path, "write"))
+    }
+
+    /// One attempt at the rest of a segment, `[writer.pos, end)`: on a new
+    /// connection to `mirror` if `reconnect` (which first checks that the
+    /// file still has its size), else on `client`.
+    fn attempt(
+        &self,
+        slot: usize,
+        client: &mut Client,
+        mirror: usize,
+        reconnect: bool,
+        writer: &mut AtWriter,
+        end: u64,
+    ) -> Result<()> {
+        if reconnect {
+            *client = self.mirrors[mirror].endpoint.connect()?;
+            self.set_socket(slot, client);
+            let now = client.metadata(self.name)?;
+            if now != self.size {
+                return Err(Error::Changed {
+                    name: self.name.to_owned(),
+                    before: self.size,
+                    after: now,
+                });
+            }
+        }
+        let (from, len) = (writer.pos, end - writer.pos);
         client
-            .slice_to(self.name, offset, len, &mut writer)
+            .slice_to(self.name, from, len, writer)
+            .map(drop)
             .map_err(|e| match e {
                 Error::Output(source) => Error::Local {
                     path: self.part_path.to_owned(),
@@ -445,11 +874,30 @@ impl Job<'_> {
                     source,
                 },
                 other => other,
-            })?;
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state
-            .write_all(format!("{seg}\n").as_bytes())
-            .map_err(local(self.state_path, "write"))
+            })
+    }
+
+    /// Waits `delay` before a retry, in short steps so that Ctrl-C (whose
+    /// `EINTR` a plain sleep would swallow) and another connection's fatal
+    /// failure end it. Returns false if the download failed meanwhile.
+    fn pause(&self, delay: Duration, endpoint: &Endpoint) -> Result<bool> {
+        const STEP: Duration = Duration::from_millis(20);
+        let until = Instant::now() + delay;
+        loop {
+            if endpoint.interrupt.is_some_and(|i| i.is_set()) {
+                return Err(Error::Interrupted {
+                    what: format!("{}: waiting to retry", self.name),
+                });
+            }
+            if self.abort.load(Ordering::SeqCst) {
+                return Ok(false);
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(true);
+            }
+            std::thread::sleep(left.min(STEP));
+        }
     }
 }
 
@@ -482,6 +930,112 @@ mod tests {
         assert_eq!(segment_size(0, 1), MIB);
         assert_eq!(segment_size(64 * MIB, 4), 4 * MIB);
         assert_eq!(segment_size(100 * 1024 * MIB, 4), 32 * MIB);
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_bounded_jitter() {
+        let backoff = Backoff::default();
+        for _ in 0..200 {
+            for (retry, base_ms) in [(1, 200.0), (2, 400.0), (3, 800.0), (5, 3200.0)] {
+                let ms = backoff.delay(retry).as_secs_f64() * 1000.0;
+                assert!(
+                    (base_ms * 0.8..=base_ms * 1.2).contains(&ms),
+                    "retry {retry}: {ms} ms"
+                );
+            }
+            for retry in [6, 40, u32::MAX] {
+                let d = backoff.delay(retry);
+                assert!(d <= backoff.cap && d >= backoff.cap.mul_f64(0.8), "{d:?}");
+            }
+        }
+        let samples: std::collections::HashSet<Duration> =
+            (0..20).map(|_| backoff.delay(1)).collect();
+        assert!(samples.len() > 1, "no jitter");
+    }
+
+    #[test]
+    fn only_passing_failures_are_retried() {
+        let io = |kind| io::Error::new(kind, "x");
+        let status = |status| Error::Status {
+            request: "get_slice".into(),
+            status,
+        };
+        for err in [
+            Error::Connect {
+                target: "h".into(),
+                source: io(io::ErrorKind::ConnectionRefused),
+            },
+            Error::Network {
+                what: "r".into(),
+                source: io(io::ErrorKind::ConnectionReset),
+            },
+            Error::Timeout { what: "r".into() },
+            Error::Closed {
+                request: "get_slice".into(),
+                error: hftp_proto::reply::ReplyError::Truncated {
+                    part: hftp_proto::reply::Part::RawBody,
+                    detail: "x".into(),
+                },
+            },
+            status(Status::InternalError),
+        ] {
+            assert!(retryable(&err), "{err:?}");
+        }
+        for err in [
+            status(Status::FileNotFound),
+            status(Status::OffsetExceedsFileSize),
+            status(Status::InvalidArguments),
+            status(Status::BadRequest),
+            Error::Usage("x".into()),
+            Error::Interrupted { what: "x".into() },
+            Error::MaxTime {
+                what: "x".into(),
+                limit: Duration::from_secs(1),
+            },
+            Error::Local {
+                path: "p".into(),
+                what: "write",
+                source: io(io::ErrorKind::StorageFull),
+            },
+            Error::Changed {
+                name: "n".into(),
+                before: 1,
+                after: 2,
+            },
+        ] {
+            assert!(!retryable(&err), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn a_retry_moves_to_the_mirror_that_failed_least() {
+        let endpoints: Vec<Endpoint> = (1..=3)
+            .map(|p| Endpoint::parse(&format!("127.0.0.1:{p}")).unwrap())
+            .collect();
+        let mirrors: Vec<Mirror> = endpoints
+            .iter()
+            .map(|endpoint| Mirror {
+                endpoint,
+                label: endpoint.to_string(),
+                live: true,
+                failures: AtomicU32::new(0),
+            })
+            .collect();
+        let fail = |i: usize| mirrors[i].failures.fetch_add(1, Ordering::SeqCst);
+        fail(0);
+        assert_eq!(next_mirror(&mirrors, 0), 1, "the next one, round-robin");
+        fail(1);
+        assert_eq!(next_mirror(&mirrors, 1), 2);
+        fail(2);
+        fail(2);
+        assert_eq!(next_mirror(&mirrors, 2), 0, "the one that failed least");
+        let one = &mirrors[..1];
+        assert_eq!(next_mirror(one, 0), 0, "a lone mirror is retried");
+        fail(0);
+        fail(0);
+        let mut dropped = mirrors;
+        dropped[1].live = false;
+        assert_eq!(next_mirror(&dropped, 0), 2, "never a dropped mirror");
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub mod exit {
     pub const NOT_FOUND: u8 = 3;
     /// The server broke the protocol, answered an error status other than
     /// `202`/`203`, closed the connection early, sent a listing longer than
-    /// the client holds, or the file changed while it was downloaded.
+    /// the client holds, the file changed while it was downloaded, or
+    /// mirrors disagree on its size.
     pub const PROTOCOL: u8 = 4;
     /// Could not connect: refused, unreachable, name not resolved, proxy failure.
     pub const CONNECT: u8 = 5;
@@ -51,7 +52,7 @@ pub mod exit {
             PROTOCOL,
             "protocol error: malformed or cut reply, server closed the connection, \
              other error status (199, 200, 201, 1xx), listing longer than the client \
-             holds, file changed while downloading",
+             holds, file changed while downloading, mirrors disagree on its size",
         ),
         (
             CONNECT,
@@ -135,6 +136,23 @@ pub enum Error {
         before: u64,
         after: u64,
     },
+    /// The remote file changed or vanished during a download (`source`
+    /// says how), so the part file, of a version the server no longer has,
+    /// was removed (`removed`: it was there to remove).
+    Superseded {
+        source: Box<Error>,
+        part: PathBuf,
+        removed: bool,
+    },
+    /// Mirror `mirror` has `size` bytes of `name` (`None`: no such file)
+    /// where `reference` has `expected`.
+    MirrorsDiffer {
+        name: String,
+        mirror: String,
+        size: Option<u64>,
+        reference: String,
+        expected: u64,
+    },
 }
 
 impl Error {
@@ -151,7 +169,9 @@ impl Error {
             | Error::NotHftp { .. }
             | Error::Closed { .. }
             | Error::Changed { .. }
+            | Error::MirrorsDiffer { .. }
             | Error::ListingTooLong { .. } => exit::PROTOCOL,
+            Error::Superseded { source, .. } => source.exit_code(),
             Error::Network { source, .. } if is_timeout(source) => exit::TIMEOUT,
             Error::Network { .. } => exit::PROTOCOL,
             Error::Connect { source, .. } if is_timeout(source) => exit::TIMEOUT,
@@ -172,7 +192,9 @@ impl Error {
             | Error::Exists(_)
             | Error::Local { .. }
             | Error::Changed { .. }
+            | Error::MirrorsDiffer { .. }
             | Error::PartMismatch { .. } => false,
+            Error::Superseded { source, .. } => source.breaks_connection(),
             Error::Status { status, .. } => status.is_fatal(),
             _ => true,
         }
@@ -248,6 +270,38 @@ impl fmt::Display for Error {
                 f,
                 "{name}: the remote file changed size during the download ({before} -> {after} bytes)"
             ),
+            Error::Superseded {
+                source,
+                part,
+                removed,
+            } => {
+                write!(f, "{source}")?;
+                if *removed {
+                    write!(
+                        f,
+                        "; removed {}: its bytes are of a version the server no longer has",
+                        part.display()
+                    )?;
+                }
+                Ok(())
+            }
+            Error::MirrorsDiffer {
+                name,
+                mirror,
+                size,
+                reference,
+                expected,
+            } => {
+                let has = match size {
+                    Some(size) => format!("has {size} bytes of {name}"),
+                    None => format!("has no file {name}"),
+                };
+                write!(
+                    f,
+                    "mirrors disagree: {mirror} {has}, {reference} has {expected} bytes; \
+                     leave out the mirror that differs"
+                )
+            }
         }
     }
 }
@@ -260,6 +314,7 @@ impl std::error::Error for Error {
             | Error::Output(source)
             | Error::Local { source, .. } => Some(source),
             Error::Protocol { error, .. } | Error::Closed { error, .. } => Some(error),
+            Error::Superseded { source, .. } => Some(source.as_ref()),
             _ => None,
         }
     }

@@ -34,8 +34,8 @@ mod endpoint;
 mod error;
 
 pub use download::{
-    download, part_paths, Download, DownloadOptions, NoProgress, Progress, PART_SUFFIX,
-    STATE_SUFFIX,
+    download, download_from, part_paths, Backoff, Download, DownloadEvent, DownloadOptions,
+    NoProgress, Progress, PART_SUFFIX, STATE_SUFFIX,
 };
 pub use endpoint::{Deadline, Endpoint, Interrupt, Proxy, DEFAULT_PORT, DEFAULT_TIMEOUT};
 pub use error::{exit, Error, Result};

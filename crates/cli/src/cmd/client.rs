@@ -27,7 +27,8 @@ fn exit_codes() -> String {
 #[derive(clap::Args, Clone, Debug)]
 pub struct Conn {
     /// Server: HOST, HOST:PORT or [IPv6]:PORT (default port 19500), or a
-    /// URL hftp://HOST[:PORT]/NAME, which also names a file.
+    /// URL hftp://HOST[:PORT]/NAME, which also names a file. `get` also
+    /// takes mirrors of the same files: HOST1,HOST2,...
     #[arg(value_name = "HOST")]
     pub target: String,
     /// Connect through a SOCKS5 proxy: socks5h://HOST:PORT (the proxy
@@ -74,9 +75,45 @@ impl Conn {
             .with_deadline(self.max_time(default_max_time).map(Deadline::after)))
     }
 
+    /// The servers of the target, each with the file name of its URL:
+    /// several, comma-separated, are mirrors (for `get`).
+    fn targets(&self) -> Result<Vec<(Endpoint, Option<String>)>, Error> {
+        self.target
+            .split(',')
+            .map(|one| {
+                if one.is_empty() {
+                    return Err(Error::Usage(format!(
+                        "target {:?}: an empty server in the list (HOST1,HOST2,...)",
+                        self.target
+                    )));
+                }
+                Endpoint::parse_url(one)
+            })
+            .collect()
+    }
+
+    /// The file name the target's URLs give, if any; mirrors' URLs must
+    /// agree on it.
+    fn url_name(&self) -> Result<Option<String>, Error> {
+        let mut found: Option<String> = None;
+        for (_, name) in self.targets()? {
+            match (&found, name) {
+                (Some(a), Some(b)) if *a != b => {
+                    return Err(Error::Usage(format!(
+                        "target {:?}: the URLs name different files ({a}, {b})",
+                        self.target
+                    )))
+                }
+                (None, Some(b)) => found = Some(b),
+                _ => {}
+            }
+        }
+        Ok(found)
+    }
+
     /// The files to work on: the URL's name, if any, then `files`.
     fn files(&self, files: &[String]) -> Result<Vec<String>, Error> {
-        let (_, name) = Endpoint::parse_url(&self.target)?;
+        let name = self.url_name()?;
         let all: Vec<String> = name.into_iter().chain(files.iter().cloned()).collect();
         if all.is_empty() {
             return Err(Error::Usage(
@@ -87,16 +124,33 @@ impl Conn {
     }
 
     fn endpoint(&self) -> Result<Endpoint, Error> {
+        match &self.mirrors()?[..] {
+            [one] => Ok(one.clone()),
+            _ => Err(Error::Usage(format!(
+                "target {:?}: several servers (mirrors) are for get only",
+                self.target
+            ))),
+        }
+    }
+
+    /// Every server of the target, with this command's options.
+    fn mirrors(&self) -> Result<Vec<Endpoint>, Error> {
         let proxy = match self.proxy.as_deref() {
             None | Some("") => None,
             Some(url) => Some(Proxy::parse(url)?),
         };
-        Ok(Endpoint::parse_url(&self.target)?
-            .0
-            .with_interrupt(ctrl_c::install())
-            .with_proxy(proxy)
-            .with_timeout(self.timeout)
-            .with_raw(!self.no_raw))
+        let interrupt = ctrl_c::install();
+        Ok(self
+            .targets()?
+            .into_iter()
+            .map(|(endpoint, _)| {
+                endpoint
+                    .with_interrupt(interrupt)
+                    .with_proxy(proxy.clone())
+                    .with_timeout(self.timeout)
+                    .with_raw(!self.no_raw)
+            })
+            .collect())
     }
 }
 
@@ -143,6 +197,12 @@ pub struct CatArgs {
 
 #[derive(clap::Args)]
 #[command(after_help = exit_codes(), after_long_help = format!("{}{}", "\
+Examples:
+  hftp get localhost big.iso                     into ./big.iso, 4 connections
+  hftp get hftp://files.example/big.iso -O dl    into dl/big.iso
+  hftp get a.example,b.example:2000 big.iso      from two mirrors at once
+  hftp get localhost big.iso --retries 0         fail at the first error
+
 Each file is written to a hidden part file .NAME.hftp-part in the target
 directory (large ones in parallel segments over several connections, each
 segment written in place), then renamed to NAME once complete and checked
@@ -152,6 +212,21 @@ they came from; running the same command again fetches only the rest. A
 part file of another server, name or size is never discarded silently:
 --continue resumes it anyway (same name and size), --force starts over. An
 existing NAME is never replaced without --force.
+
+A segment that fails for a passing reason (connection refused, reset or
+closed, a timeout, 199 INTERNAL SERVER ERROR) is fetched again from the byte
+where it stopped, on a new connection, after 0.2 s, 0.4 s, 0.8 s ... at most
+5 s (with jitter), up to --retries times per segment; each retry is one line
+on standard error. A new connection first checks the file's size: a file
+that changed size or was removed (202) ends the download, and the part file,
+of a version the server no longer has, is removed. Other errors (usage,
+protocol, local disk, --max-time, Ctrl-C) are not retried.
+
+Mirrors: HOST1,HOST2,... names several servers of the same file (each may
+have :PORT, [IPv6]:PORT, or be an hftp:// URL). Their sizes are checked
+first: a mirror that differs is an error naming it, an unreachable one is
+dropped with a warning. Connections are spread over them round-robin, and a
+failed segment moves to the mirror with the fewest failures.
 
 ", exit_codes()))]
 pub struct GetArgs {
@@ -201,6 +276,10 @@ pub struct GetArgs {
     /// seconds (on a terminal, a bar).
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_timeout)]
     progress_interval: Duration,
+    /// Fetch a failed segment again up to N times (per segment; 0: never),
+    /// from where it stopped, after a growing pause.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    retries: u32,
 }
 
 #[derive(clap::Args)]
@@ -262,6 +341,7 @@ fn sizes_table(rows: &[(u64, &str)]) -> String {
 
 pub fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
     run(|| {
+        args.conn.endpoint()?;
         Endpoint::parse(&args.conn.target)?;
         let mut client = args
             .conn
@@ -407,18 +487,23 @@ fn cat_on(
 
 pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     run(|| {
-        let endpoint = args.conn.endpoint_within(None)?;
+        let deadline = args.conn.max_time(None).map(Deadline::after);
+        let mirrors: Vec<Endpoint> = args
+            .conn
+            .mirrors()?
+            .into_iter()
+            .map(|m| m.with_deadline(deadline))
+            .collect();
         let mut client: Option<Client> = None;
         let files = if args.all {
-            let (_, url_name) = Endpoint::parse_url(&args.conn.target)?;
-            if url_name.is_some() || !args.files.is_empty() {
+            if args.conn.url_name()?.is_some() || !args.files.is_empty() {
                 return Err(Error::Usage("--all takes no FILE".into()));
             }
             None
         } else {
             Some(args.conn.files(&args.files)?)
         };
-        let files = expand(&mut client, &endpoint, files)?;
+        let files = expand(&mut client, &mirrors, files)?;
         if args.output.is_some() && (files.len() > 1 || args.all) {
             return Err(Error::Usage(
                 "-o PATH takes exactly one FILE (use -O DIR for several)".into(),
@@ -428,6 +513,7 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
             jobs: usize::from(args.jobs),
             force: args.force,
             resume: args.resume,
+            retries: args.retries,
             ..DownloadOptions::default()
         };
         if let Some(dir) = &args.dir {
@@ -450,7 +536,7 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
                 (None, Some(dir)) => dir.join(name),
                 (None, None) => PathBuf::from(name),
             };
-            match get_one(&mut client, &endpoint, name, &dest, &opts, &bar) {
+            match get_one(&mut client, &mirrors, name, &dest, &opts, &bar) {
                 Ok(()) => {}
                 Err(e) => {
                     note(&mut code, &e);
@@ -476,14 +562,14 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
 /// the decoder), so `DIR/NAME` never leaves DIR.
 fn expand(
     client: &mut Option<Client>,
-    endpoint: &Endpoint,
+    mirrors: &[Endpoint],
     files: Option<Vec<String>>,
 ) -> Result<Vec<String>, Error> {
     let needs_listing = files
         .as_ref()
         .is_none_or(|f| f.iter().any(|f| hftp_client::is_glob(f)));
     let listing = if needs_listing {
-        let c = connected(client, endpoint)?;
+        let c = connected(client, mirrors)?;
         let mut names = c.list()?;
         names.sort_unstable();
         names
@@ -525,31 +611,50 @@ fn expand(
     Ok(out)
 }
 
-/// The open connection in `client`, (re)connecting if needed.
+/// The open connection in `client`, (re)connecting if needed: to the
+/// first of `mirrors` that answers (the download then warns about the
+/// others), else the first one's error.
 fn connected<'a>(
     client: &'a mut Option<Client>,
-    endpoint: &Endpoint,
+    mirrors: &[Endpoint],
 ) -> Result<&'a mut Client, Error> {
     if client.as_ref().is_none_or(Client::is_broken) {
-        *client = Some(endpoint.connect()?);
+        let mut first_error = None;
+        for mirror in mirrors {
+            match mirror.connect() {
+                Ok(c) => {
+                    *client = Some(c);
+                    break;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if client.as_ref().is_none_or(Client::is_broken) {
+            return Err(
+                first_error.unwrap_or_else(|| Error::Internal("no server to connect to".into()))
+            );
+        }
     }
     client
         .as_mut()
         .ok_or_else(|| Error::Internal("no connection after connecting".into()))
 }
 
-/// Downloads one file, (re)connecting `client` as needed.
+/// Downloads one file from `mirrors` (usually one server), (re)connecting
+/// `client` as needed.
 fn get_one(
     client: &mut Option<Client>,
-    endpoint: &Endpoint,
+    mirrors: &[Endpoint],
     name: &str,
     dest: &Path,
     opts: &DownloadOptions,
     bar: &Bar,
 ) -> Result<(), Error> {
-    let c = connected(client, endpoint)?;
+    let c = connected(client, mirrors)?;
     let started = Instant::now();
-    let result = hftp_client::download(c, endpoint, name, dest, opts, bar);
+    let result = hftp_client::download_from(c, mirrors, name, dest, opts, bar);
     if let Err(e) = &result {
         if let Ok((part, _)) = hftp_client::part_paths(dest) {
             let ours = !matches!(
@@ -593,6 +698,7 @@ fn get_one(
 
 pub fn shell(args: ShellArgs) -> anyhow::Result<ExitCode> {
     run(|| {
+        args.conn.endpoint()?;
         Endpoint::parse(&args.conn.target)?;
         shell::run(args.conn.endpoint()?, args.conn.max_time(None))
     })

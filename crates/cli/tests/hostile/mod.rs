@@ -4,16 +4,53 @@
 //! A [`Hostile`] server reads request lines and answers each with a
 //! [`Behaviour`]; answers that never end stop when the client goes away
 //! (the write fails).
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use hftp_proto::{response, SliceMode, Status};
+
+/// One file served properly, except that the first `failures` slices are
+/// cut: the status line and half the body, then, once the client's kernel
+/// has it all, a reset (TCP RST). With `vanish`, the file is gone once a
+/// slice has been cut: `get_metadata` and `get_slice` answer `202`.
+#[derive(Debug, Default)]
+pub struct FlakyFile {
+    pub name: String,
+    pub data: Vec<u8>,
+    pub failures: usize,
+    pub vanish: bool,
+    /// The offset of every `get_slice` received, in order.
+    pub slice_offsets: Mutex<Vec<u64>>,
+    resets: AtomicUsize,
+}
+
+impl FlakyFile {
+    pub fn new(name: &str, data: Vec<u8>, failures: usize, vanish: bool) -> Arc<FlakyFile> {
+        Arc::new(FlakyFile {
+            name: name.to_owned(),
+            data,
+            failures,
+            vanish,
+            ..FlakyFile::default()
+        })
+    }
+
+    /// The `get_slice` requests received so far.
+    pub fn slices(&self) -> usize {
+        self.slice_offsets.lock().expect("lock").len()
+    }
+}
 
 /// What the server does with each request.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum Behaviour {
     /// `get_file_listing`: `0 OK`, then `file.txt` forever.
     EndlessListing,
@@ -24,6 +61,8 @@ pub enum Behaviour {
     /// satisfied: a listing of `a` forever; any other request `0 OK` and
     /// a 20-digit size.
     Drip { ms: u64 },
+    /// Serves a [`FlakyFile`].
+    Flaky(Arc<FlakyFile>),
 }
 
 /// A misbehaving server on a free loopback port, one thread per client.
@@ -38,6 +77,7 @@ impl Hostile {
         thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
+                let behaviour = behaviour.clone();
                 thread::spawn(move || serve(conn, behaviour));
             }
         });
@@ -52,7 +92,13 @@ fn serve(conn: TcpStream, behaviour: Behaviour) {
     let mut lines = BufReader::new(conn.take(64 * 1024)).lines();
     while let Some(Ok(line)) = lines.next() {
         let request = line.trim_end();
-        let answered = match (behaviour, request.split(' ').next()) {
+        if let Behaviour::Flaky(file) = &behaviour {
+            match serve_flaky(&mut out, file, request) {
+                Ok(true) => continue,
+                _ => return,
+            }
+        }
+        let answered = match (behaviour.clone(), request.split(' ').next()) {
             (_, Some("quit")) => out.write_all(b"0 OK\r\n"),
             (Behaviour::EndlessListing, _) => {
                 let chunk = b"file.txt\r\n".repeat(4096);
@@ -82,12 +128,104 @@ fn serve(conn: TcpStream, behaviour: Behaviour) {
                     out.write_all(std::slice::from_ref(b))
                 })
             }
-            (Behaviour::Drip { .. }, None) => Ok(()),
+            (Behaviour::Drip { .. }, None) | (Behaviour::Flaky(_), _) => Ok(()),
         };
         if answered.is_err() {
             return;
         }
     }
+}
+
+/// Answers one request for a [`FlakyFile`]; false when the connection
+/// is to end (a reset, or `quit`).
+fn serve_flaky(out: &mut TcpStream, file: &FlakyFile, request: &str) -> std::io::Result<bool> {
+    let words: Vec<&str> = request.split(' ').collect();
+    let gone = file.vanish && file.resets.load(Ordering::SeqCst) > 0;
+    let mut reply = Vec::new();
+    match words[..] {
+        ["quit"] => {
+            out.write_all(b"0 OK\r\n")?;
+            return Ok(false);
+        }
+        ["get_metadata", name] if name == file.name && !gone => {
+            response::write_metadata(&mut reply, file.data.len() as u64)
+        }
+        ["get_slice", name, offset, size, ref mode @ ..] if name == file.name && !gone => {
+            let (Ok(offset), Ok(size)) = (offset.parse::<usize>(), size.parse::<usize>()) else {
+                response::write_status(&mut reply, Status::InvalidArguments);
+                out.write_all(&reply)?;
+                return Ok(true);
+            };
+            let mode = if mode == ["raw"] {
+                SliceMode::Raw
+            } else {
+                SliceMode::Base64
+            };
+            let cut = {
+                let mut offsets = file.slice_offsets.lock().expect("lock");
+                offsets.push(offset as u64);
+                offsets.len() <= file.failures
+            };
+            let Some(bytes) = file.data.get(offset..offset.saturating_add(size)) else {
+                response::write_status(&mut reply, Status::OffsetExceedsFileSize);
+                out.write_all(&reply)?;
+                return Ok(true);
+            };
+            response::write_slice_head(&mut reply, mode, size as u64);
+            let sent = if cut { &bytes[..size / 6 * 3] } else { bytes };
+            match mode {
+                SliceMode::Raw => reply.extend_from_slice(sent),
+                SliceMode::Base64 => response::encode_base64(sent, &mut reply),
+            }
+            if !cut {
+                reply.extend_from_slice(response::slice_tail(mode));
+                out.write_all(&reply)?;
+                return Ok(true);
+            }
+            out.write_all(&reply)?;
+            reset_once_delivered(out);
+            file.resets.fetch_add(1, Ordering::SeqCst);
+            return Ok(false);
+        }
+        ["get_metadata" | "get_slice", ..] => {
+            response::write_status(&mut reply, Status::FileNotFound)
+        }
+        _ => response::write_status(&mut reply, Status::NoSuchCommand),
+    }
+    out.write_all(&reply)?;
+    Ok(true)
+}
+
+/// Waits (bounded) until the peer's kernel has acknowledged everything
+/// sent, so that what it reads before the reset is exactly that, then
+/// makes the close a reset (`SO_LINGER` of 0).
+fn reset_once_delivered(conn: &TcpStream) {
+    let fd = conn.as_raw_fd();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut unacked: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int through the pointer.
+        let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut unacked) };
+        if rc != 0 || unacked == 0 || Instant::now() > deadline {
+            break;
+        }
+        // Polling, bounded by the deadline: not a stand-in for synchronisation.
+        thread::sleep(Duration::from_millis(1));
+    }
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt reads a `linger` of the size given.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
 }
 
 /// How a run of the real binary ended.

@@ -23,6 +23,21 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The uid and gid of `nobody`/`nogroup`, for an unprivileged server.
 pub const NOBODY: u32 = 65534;
 
+/// Deterministic pseudo-random bytes (xorshift64*): file contents that
+/// no misplaced segment can match by chance.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
 /// Whether the tests run as root (then an unprivileged server needs a uid).
 pub fn running_as_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -33,6 +48,8 @@ pub fn running_as_root() -> bool {
 pub struct ServerBuilder {
     dir: PathBuf,
     model: Option<String>,
+    /// The port to listen on; 0 (the default) picks a free one.
+    port: u16,
     args: Vec<OsString>,
     uid: Option<u32>,
     gid: Option<u32>,
@@ -58,6 +75,13 @@ impl ServerBuilder {
     /// `--model NAME`.
     pub fn model(mut self, model: &str) -> Self {
         self.model = Some(model.to_string());
+        self
+    }
+
+    /// Listens on `port` instead of a free one: to restart a server where
+    /// its clients expect it.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
         self
     }
 
@@ -89,7 +113,7 @@ impl ServerBuilder {
         }
     }
 
-    /// Starts `hftp serve -d DIR -p 0 -a 127.0.0.1 [--model M] [args]` and
+    /// Starts `hftp serve -d DIR -p PORT -a 127.0.0.1 [--model M] [args]` and
     /// waits for its `listening on ADDR` line. Panics, with the server's
     /// stderr, if it exits or does not listen within 30 s.
     pub fn start(self) -> Server {
@@ -98,16 +122,18 @@ impl ServerBuilder {
         if self.from_environment {
             command
                 .env("HFTP_DIRECTORY", &self.dir)
-                .env("HFTP_PORT", "0")
+                .env("HFTP_PORT", self.port.to_string())
                 .env("HFTP_ADDRESS", "127.0.0.1");
             if let Some(model) = &self.model {
                 command.env("HFTP_MODEL", model);
             }
         } else {
-            command
-                .arg("-d")
-                .arg(&self.dir)
-                .args(["-p", "0", "-a", "127.0.0.1"]);
+            command.arg("-d").arg(&self.dir).args([
+                "-p",
+                &self.port.to_string(),
+                "-a",
+                "127.0.0.1",
+            ]);
             if let Some(model) = &self.model {
                 command.args(["--model", model]);
             }
@@ -223,6 +249,7 @@ impl Server {
         ServerBuilder {
             dir: dir.to_path_buf(),
             model: None,
+            port: 0,
             args: Vec::new(),
             uid: None,
             gid: None,

@@ -6,7 +6,7 @@ use std::io::{self, IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hftp_client::Progress;
+use hftp_client::{DownloadEvent, Progress};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// `bytes` in binary units with one decimal (`512.0 MiB`), or exact bytes
@@ -206,6 +206,12 @@ impl Progress for Bar {
 
     fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+
+    /// Retries and dropped mirrors are reported even with `-q`, which
+    /// keeps errors: each is an error that was survived.
+    fn event(&self, event: &DownloadEvent) {
+        self.bar.suspend(|| eprintln!("hftp: {event}"));
     }
 }
 

@@ -289,7 +289,7 @@ fn command(s: &mut Session, words: &[&str]) -> Result<Next, Error> {
                 let endpoint = s.endpoint.clone();
                 get_one(
                     &mut s.client,
-                    &endpoint,
+                    std::slice::from_ref(&endpoint),
                     &name,
                     Path::new(&name),
                     &opts,
