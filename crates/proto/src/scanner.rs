@@ -6,7 +6,7 @@
 //! [`MAX_NAME_LEN`] bytes plus a few flags, so a 5 MiB file name is *scanned*
 //! (it is still a valid-looking name, answered `202`) but never stored.
 
-use crate::request::{is_name_byte, FileName, Range, Request, SliceMode, MAX_NAME_LEN};
+use crate::request::{is_name_byte, FileName, Range, Request, SliceMode, COMMANDS, MAX_NAME_LEN};
 use crate::status::Status;
 
 /// Default limit on a request line (CRLF excluded): 8 MiB.
@@ -99,6 +99,8 @@ pub struct Scanner {
     /// Number of tokens started on this line (the current one included).
     token_count: usize,
     tokens: Box<[Token; MAX_TOKENS]>,
+    /// The command the last complete line named, if it named one.
+    last_command: Option<&'static str>,
 }
 
 impl Default for Scanner {
@@ -134,7 +136,16 @@ impl Scanner {
                 Token::EMPTY,
                 Token::EMPTY,
             ]),
+            last_command: None,
         }
+    }
+
+    /// The command named by the first token of the last complete line, when
+    /// it is one of [`COMMANDS`], even if its arguments were rejected (for
+    /// statistics: `get_metadata` answered `201`). `None` after a fatal
+    /// error or an unknown command.
+    pub fn last_command(&self) -> Option<&'static str> {
+        self.last_command
     }
 
     /// Whether a fatal error was reported.
@@ -191,10 +202,12 @@ impl Scanner {
 
     fn fatal(&mut self, status: Status) -> Event {
         self.state = State::Dead;
+        self.last_command = None;
         Event::Fatal(status)
     }
 
     fn finish_line(&mut self) -> Event {
+        self.last_command = COMMANDS.iter().copied().find(|c| self.tokens[0].is(c));
         let event = if self.only_spaces {
             self.fatal(Status::BadRequest)
         } else {

@@ -11,6 +11,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::memory::{self, Reclaim};
+use crate::metrics::{self, Refusal};
 
 pub struct Admission {
     max_total: usize,
@@ -58,20 +59,22 @@ impl Admission {
         let ip = peer.ip().to_canonical();
         let mut state = self.lock();
         let from_ip = state.per_ip.get(&ip).copied().unwrap_or(0);
-        let reason = if state.total >= self.max_total {
-            "connection limit reached"
+        let (reason, refusal) = if state.total >= self.max_total {
+            ("connection limit reached", Refusal::MaxConnections)
         } else if from_ip >= self.max_per_ip {
-            "per-address connection limit reached"
+            ("per-address connection limit reached", Refusal::MaxPerIp)
         } else {
             state.total += 1;
             let total = state.total;
             state.reclaim.opened(total);
             *state.per_ip.entry(ip).or_insert(0) += 1;
+            metrics::connection_opened();
             return Some(Ticket {
                 admission: Arc::clone(self),
                 ip,
             });
         };
+        metrics::connection_refused(refusal);
         state.refused_since_log += 1;
         if state
             .last_log
@@ -110,6 +113,7 @@ impl Admission {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
+        metrics::connection_closed();
         let mut state = self.admission.lock();
         state.total -= 1;
         if let Some(n) = state.per_ip.get_mut(&self.ip) {

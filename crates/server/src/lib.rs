@@ -12,6 +12,8 @@
 //! - [`drivers`]: the concurrency strategies: `async`, `threads`, `pool`,
 //!   `fork`, `poll`. Each module's documentation is a short lesson.
 //! - [`listen`]: binding the listening sockets.
+//! - [`metrics`]: counters shared by every model (fork children included),
+//!   served in the Prometheus format.
 
 pub(crate) mod admission;
 pub(crate) mod blocking;
@@ -21,6 +23,7 @@ pub mod connection;
 pub mod drivers;
 pub mod listen;
 pub(crate) mod memory;
+pub mod metrics;
 pub mod privileges;
 pub(crate) mod readiness;
 pub mod session;

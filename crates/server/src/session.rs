@@ -60,6 +60,25 @@ pub struct SessionConfig {
     pub max_line: usize,
 }
 
+/// What an answer was, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answered {
+    pub command: &'static str,
+    pub status: Status,
+    /// For a slice: its mode and size.
+    pub slice: Option<(SliceMode, u64)>,
+}
+
+impl Answered {
+    fn new(command: &'static str, status: Status) -> Option<Answered> {
+        Some(Answered {
+            command,
+            status,
+            slice: None,
+        })
+    }
+}
+
 /// What a session waits for from storage.
 #[derive(Debug, Clone, Copy)]
 enum Waiting {
@@ -72,6 +91,8 @@ enum Waiting {
 pub struct Session {
     scanner: Scanner,
     waiting: Option<Waiting>,
+    /// What the answer made last was, for the metrics.
+    answered: Option<Answered>,
     /// Requests answered so far.
     pub requests: u64,
 }
@@ -81,6 +102,7 @@ impl Session {
         Session {
             scanner: Scanner::new(max_line),
             waiting: None,
+            answered: None,
             requests: 0,
         }
     }
@@ -100,8 +122,15 @@ impl Session {
         };
         self.requests += 1;
         let outcome = match event {
-            Event::Fatal(status) => close_with(out, status),
-            Event::Reject(status) => reject(out, status),
+            Event::Fatal(status) => {
+                self.answered = Answered::new("none", status);
+                close_with(out, status)
+            }
+            Event::Reject(status) => {
+                let command = self.scanner.last_command().unwrap_or("unknown");
+                self.answered = Answered::new(command, status);
+                reject(out, status)
+            }
             Event::Request(request) => {
                 tracing::debug!(%request, "request");
                 self.execute(request, out)
@@ -119,10 +148,12 @@ impl Session {
                 StorageStep::Open { name, range, mode },
             ),
             Request::Help => {
+                self.answered = Answered::new("help", Status::Ok);
                 write_help(out);
                 return Outcome::Replied;
             }
             Request::Quit => {
+                self.answered = Answered::new("quit", Status::Ok);
                 write_status(out, Status::Ok);
                 return Outcome::Close(CloseReason::Quit);
             }
@@ -131,9 +162,37 @@ impl Session {
         Outcome::Storage(step)
     }
 
+    /// What the last answer was, once.
+    pub fn take_answered(&mut self) -> Option<Answered> {
+        self.answered.take()
+    }
+
     /// Finishes the answer that waited for `reply`.
     pub fn resume(&mut self, reply: StorageReply, out: &mut Vec<u8>) -> Outcome {
         let waiting = self.waiting.take();
+        let (command, slice) = match waiting {
+            Some(Waiting::Listing) => ("get_file_listing", None),
+            Some(Waiting::Size) => ("get_metadata", None),
+            Some(Waiting::Slice { range, mode }) => ("get_slice", Some((mode, range.size))),
+            None => ("none", None),
+        };
+        let start = out.len();
+        let outcome = self.finish(waiting, reply, out);
+        let status = status_of(&out[start..]);
+        self.answered = Some(Answered {
+            command,
+            status,
+            slice: slice.filter(|_| status == Status::Ok),
+        });
+        outcome
+    }
+
+    fn finish(
+        &mut self,
+        waiting: Option<Waiting>,
+        reply: StorageReply,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
         match (waiting, reply) {
             (Some(Waiting::Listing), StorageReply::Listing(result)) => match result {
                 Ok(names) => {
@@ -160,6 +219,14 @@ impl Session {
             }
         }
     }
+}
+
+/// The status of an answer from its first bytes.
+fn status_of(answer: &[u8]) -> Status {
+    Status::ALL
+        .into_iter()
+        .find(|s| answer.starts_with(s.line()))
+        .unwrap_or(Status::InternalError)
 }
 
 fn reject(out: &mut Vec<u8>, status: Status) -> Outcome {

@@ -36,7 +36,11 @@ use std::time::{Duration, Instant};
 
 pub use end::{ConnStats, End};
 
+use hftp_proto::response::base64_len;
+use hftp_proto::SliceMode;
+
 use crate::body::{BodyNext, SliceBody};
+use crate::metrics;
 use crate::config::{Config, DRAIN_BYTES, DRAIN_TIME, WRITE_BATCH};
 use crate::session::{CloseReason, Outcome, Session};
 use crate::storage::{StorageReply, StorageStep};
@@ -114,6 +118,10 @@ pub struct Connection {
     stopping: bool,
     /// The last read, write or storage reply: deadlines count from here.
     last_progress: Instant,
+    /// When the request now waiting for storage was read (for the metrics).
+    request_at: Instant,
+    /// The slice being streamed, for the metrics: mode, wire bytes, start.
+    slice: Option<(SliceMode, u64, Instant)>,
     budget: u32,
     stats: ConnStats,
 }
@@ -136,6 +144,8 @@ impl Connection {
             done: None,
             stopping: false,
             last_progress: now,
+            request_at: now,
+            slice: None,
             budget: TURN_BUDGET,
             stats: ConnStats::new(peer, now),
         }
@@ -203,7 +213,13 @@ impl Connection {
                         return Next::Storage(step);
                     }
                     BodyNext::Waiting => return Next::Park,
-                    BodyNext::Done => self.body = None,
+                    BodyNext::Done => {
+                        self.body = None;
+                        if let Some((mode, bytes, started)) = self.slice.take() {
+                            let took = self.last_progress.saturating_duration_since(started);
+                            metrics::slice_sent(mode, bytes, took);
+                        }
+                    }
                 }
                 continue;
             }
@@ -248,6 +264,9 @@ impl Connection {
         while used < input.len() && self.out.len() < WRITE_BATCH {
             let (n, outcome) = self.session.on_input(&input[used..], &mut self.out);
             used += n;
+            let now = self.last_progress;
+            self.request_at = now;
+            self.record(now);
             if !self.settle(outcome) {
                 break;
             }
@@ -262,7 +281,15 @@ impl Connection {
     /// Takes in what the session decided; false when input must wait.
     fn settle(&mut self, outcome: Outcome) -> bool {
         match outcome {
-            Outcome::NeedInput | Outcome::Replied => true,
+            Outcome::NeedInput => true,
+            Outcome::Replied => {
+                // A small slice is answered whole, its body with its head.
+                if let Some((mode, bytes, started)) = self.slice.take() {
+                    let took = self.last_progress.saturating_duration_since(started);
+                    metrics::slice_sent(mode, bytes, took);
+                }
+                true
+            }
             Outcome::Storage(step) => {
                 self.step = Some(step);
                 self.waiter = Some(Waiter::Session);
@@ -333,6 +360,7 @@ impl Connection {
         match self.waiter.take() {
             Some(Waiter::Session) => {
                 let outcome = self.session.resume(reply, &mut self.out);
+                self.record(now);
                 self.settle(outcome);
                 if self.closing.is_some() {
                     self.input = Vec::new();
@@ -347,6 +375,26 @@ impl Connection {
                 _ => self.done = Some(End::Error("storage reply without a body".into())),
             },
             None => self.done = Some(End::Error("storage reply nobody waited for".into())),
+        }
+    }
+
+    /// Counts the answer the session just made (`now`: when it was made).
+    fn record(&mut self, now: Instant) {
+        if metrics::get().is_none() {
+            return;
+        }
+        let Some(answered) = self.session.take_answered() else {
+            return;
+        };
+        let took = now.saturating_duration_since(self.request_at);
+        metrics::request(answered.command, answered.status, took);
+        if let Some((mode, size)) = answered.slice {
+            let bytes = match mode {
+                SliceMode::Base64 => base64_len(size) + 2,
+                SliceMode::Raw => size,
+            };
+            // Counted when its body is sent (see `settle` and `next`).
+            self.slice = Some((mode, bytes, self.request_at));
         }
     }
 

@@ -1,0 +1,113 @@
+//! The counters, laid out in one block of shared anonymous memory.
+//!
+//! The block is mapped `MAP_SHARED | MAP_ANONYMOUS` once and never
+//! unmapped; fork children inherit the mapping itself, not a copy, so their
+//! increments land in the parent's counters. The kernel hands the pages
+//! out zeroed, and zero is a valid value of every atomic here.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::{COMMANDS, StorageOp};
+
+/// Upper bounds of the latency buckets, in seconds: 100 µs to 10 s.
+pub const BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+#[repr(transparent)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[repr(transparent)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub fn add(&self, n: i64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn sub(&self, n: i64) {
+        self.0.fetch_sub(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A latency histogram: a count per bucket (not cumulative), the sum in
+/// nanoseconds, the number of observations.
+#[repr(C)]
+pub struct Histogram {
+    buckets: [Counter; BUCKETS.len()],
+    sum_nanos: Counter,
+    count: Counter,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|&b| secs <= b) {
+            self.buckets[i].add(1);
+        }
+        self.sum_nanos
+            .add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        self.count.add(1);
+    }
+
+    /// Sum in seconds, count, and cumulative counts per upper bound.
+    pub fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let mut cumulative = 0;
+        let mut buckets: Vec<(f64, u64)> = BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(&bound, c)| {
+                cumulative += c.get();
+                (bound, cumulative)
+            })
+            .collect();
+        let count = self.count.get();
+        buckets.push((f64::INFINITY, count));
+        (self.sum_nanos.get() as f64 / 1e9, count, buckets)
+    }
+}
+
+#[repr(C)]
+pub struct Counters {
+    pub accepted: Counter,
+    pub refused_max_connections: Counter,
+    pub refused_max_per_ip: Counter,
+    pub open: Gauge,
+    pub requests: [[Counter; 8]; COMMANDS.len()],
+    pub request_seconds: Histogram,
+    /// By mode: base64, raw.
+    pub slice_bytes: [Counter; 2],
+    pub slice_seconds: [Histogram; 2],
+    pub storage_seconds: [Histogram; StorageOp::ALL.len()],
+    pub storage_errors: [Counter; StorageOp::ALL.len()],
+}
+
+/// Maps a zeroed block for the counters, shared with future children.
+pub fn map() -> std::io::Result<&'static Counters> {
+    let len = std::mem::size_of::<Counters>();
+    // SAFETY: a fresh anonymous mapping, never unmapped, so the reference
+    // lives as long as the process; zeroed memory is a valid `Counters`
+    // (all atomics), and the kernel aligns mappings to a page.
+    unsafe {
+        let ptr = rustix::mm::mmap_anonymous(
+            std::ptr::null_mut(),
+            len,
+            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+            rustix::mm::MapFlags::SHARED,
+        )?;
+        Ok(&*(ptr as *const Counters))
+    }
+}
