@@ -4,6 +4,7 @@
 //! summary per spec section.
 
 use super::{by_section, stop};
+use crate::escape::printable;
 use crate::i18n::tr;
 use crate::outcome::{CaseResult, Outcome, ServerEvent, Trouble};
 
@@ -52,7 +53,7 @@ fn server_lines(event: &ServerEvent) -> String {
         if !lines.is_empty() {
             text.push_str(&format!("\n     {}", t.log_tail()));
             for line in lines.into_iter().rev() {
-                text.push_str(&format!("\n       | {line}"));
+                text.push_str(&format!("\n       | {}", printable(line)));
             }
         }
     }
