@@ -158,7 +158,8 @@ pub struct Args {
     pub lang: Option<Lang>,
 }
 
-fn parse_lang(text: &str) -> Result<Lang, String> {
+/// Parses `--lang` (shared by the client subcommands).
+pub fn parse_lang(text: &str) -> Result<Lang, String> {
     Lang::parse(text).ok_or_else(|| format!("{text:?} is not a language of the checker (en, es)"))
 }
 

@@ -46,6 +46,10 @@ pub struct Conn {
     /// Always ask for base64 slices, even from servers that have `raw`.
     #[arg(long)]
     pub no_raw: bool,
+    /// Language of error messages: en or es (default: from LC_ALL,
+    /// LC_MESSAGES or LANG).
+    #[arg(long, value_name = "LANG", value_parser = super::check::parse_lang)]
+    pub lang: Option<hftp_check::Lang>,
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -229,12 +233,22 @@ fn parse_range(s: &str) -> Result<(u64, Option<u64>), String> {
 }
 
 fn fail(err: &Error) -> ExitCode {
-    eprintln!("hftp: {err}");
+    eprintln!("hftp: {}", message(err));
     ExitCode::from(err.exit_code())
 }
 
-/// Runs `f` and turns an error into its line and exit code.
-fn run(f: impl FnOnce() -> Result<u8, Error>) -> anyhow::Result<ExitCode> {
+/// `err` in the language in force (the checker's setting is the process's).
+fn message(err: &Error) -> String {
+    match hftp_check::i18n::current() {
+        hftp_check::Lang::Es => err.in_spanish(),
+        hftp_check::Lang::En => err.to_string(),
+    }
+}
+
+/// Runs `f` and turns an error into its line (in `conn`'s language) and
+/// exit code.
+fn run(conn: &Conn, f: impl FnOnce() -> Result<u8, Error>) -> anyhow::Result<ExitCode> {
+    hftp_check::i18n::set(conn.lang.unwrap_or_else(hftp_check::Lang::from_env));
     Ok(match f() {
         Ok(code) => ExitCode::from(code),
         Err(err) => fail(&err),
@@ -243,7 +257,7 @@ fn run(f: impl FnOnce() -> Result<u8, Error>) -> anyhow::Result<ExitCode> {
 
 /// Records the first failure's code.
 fn note(code: &mut u8, err: &Error) {
-    eprintln!("hftp: {err}");
+    eprintln!("hftp: {}", message(err));
     if *code == exit::OK {
         *code = err.exit_code();
     }
@@ -261,7 +275,7 @@ fn sizes_table(rows: &[(u64, &str)]) -> String {
 }
 
 pub fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
-    run(|| {
+    run(&args.conn, || {
         Endpoint::parse(&args.conn.target)?;
         let mut client = args
             .conn
@@ -325,7 +339,7 @@ fn write_out(out: &mut dyn Write, bytes: &[u8]) -> Result<(), Error> {
 }
 
 pub fn stat(args: StatArgs) -> anyhow::Result<ExitCode> {
-    run(|| {
+    run(&args.conn, || {
         let files = args.conn.files(&args.files)?;
         let mut client = args
             .conn
@@ -352,7 +366,7 @@ fn stat_on(client: &mut Client, files: &[String], out: &mut dyn Write) -> Result
 }
 
 pub fn cat(args: CatArgs) -> anyhow::Result<ExitCode> {
-    run(|| {
+    run(&args.conn, || {
         let files = args.conn.files(args.file.as_slice())?;
         let [file] = &files[..] else {
             return Err(Error::Usage(format!(
@@ -406,7 +420,7 @@ fn cat_on(
 }
 
 pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
-    run(|| {
+    run(&args.conn, || {
         let endpoint = args.conn.endpoint_within(None)?;
         let mut client: Option<Client> = None;
         let files = if args.all {
@@ -592,7 +606,7 @@ fn get_one(
 }
 
 pub fn shell(args: ShellArgs) -> anyhow::Result<ExitCode> {
-    run(|| {
+    run(&args.conn, || {
         Endpoint::parse(&args.conn.target)?;
         shell::run(args.conn.endpoint()?, args.conn.max_time(None))
     })
