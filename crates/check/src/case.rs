@@ -185,5 +185,9 @@ impl Ctx {
 /// A fixture-manipulation error inside a case, as a failure of the suite's
 /// own set-up.
 pub fn setup(what: &str, err: std::io::Error) -> Failure {
-    Failure::new(tr().setup_step(what), tr().setup_expected(), err.to_string())
+    Failure::new(
+        tr().setup_step(what),
+        tr().setup_expected(),
+        err.to_string(),
+    )
 }

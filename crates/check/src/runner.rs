@@ -127,12 +127,7 @@ pub fn run_supervised(
         dir: Some(supervisor.dir().to_path_buf()),
         ..config.clone()
     };
-    let results = run_against(
-        &config,
-        Some((supervisor, max_restarts)),
-        cases,
-        on_result,
-    );
+    let results = run_against(&config, Some((supervisor, max_restarts)), cases, on_result);
     supervisor.stop();
     results
 }
@@ -204,10 +199,9 @@ fn run_against(
                 Some(trouble) => Some(trouble),
                 None => probe_alive(ctx.addr, config.timeout).err().map(|probe| {
                     // A server whose listener is gone may be on its way out.
-                    match supervised
-                        .as_mut()
-                        .and_then(|(s, _)| s.wait_exit(EXIT_GRACE).map(|st| (st, s.output())))
-                    {
+                    match supervised.as_mut().and_then(|(s, _)| {
+                        s.wait_exit(EXIT_GRACE).map(|st| (st, stopped_output(s)))
+                    }) {
                         Some((status, output)) => Trouble::Crashed { status, output },
                         None => Trouble::Hung { probe },
                     }
@@ -215,12 +209,13 @@ fn run_against(
             },
         };
         // A server that exits has failed the case, whatever it answered.
-        let outcome = match (&outcome, &trouble) {
-            (Outcome::Pass, Some(Trouble::Crashed { status, .. })) => Outcome::Fail(
-                Failure::new(tr().after_case_step(), tr().keeps_running(), status.clone()),
-            ),
-            _ => outcome,
-        };
+        let outcome =
+            match (&outcome, &trouble) {
+                (Outcome::Pass, Some(Trouble::Crashed { status, .. })) => Outcome::Fail(
+                    Failure::new(tr().after_case_step(), tr().keeps_running(), status.clone()),
+                ),
+                _ => outcome,
+            };
         let server = trouble.map(|trouble| {
             let mut event = ServerEvent {
                 trouble,
@@ -243,8 +238,7 @@ fn run_against(
                             event.restarted = true;
                         }
                         Err(err) => {
-                            event.stop =
-                                Some(tr().restart_failed(case.id, &format!("{err:#}")));
+                            event.stop = Some(tr().restart_failed(case.id, &format!("{err:#}")));
                         }
                     }
                 }
@@ -279,8 +273,15 @@ fn crashed(supervisor: &mut Supervisor) -> Option<Trouble> {
     let status = supervisor.exited()?;
     Some(Trouble::Crashed {
         status,
-        output: supervisor.output(),
+        output: stopped_output(supervisor),
     })
+}
+
+/// The output of a server that exited, once what it left running is
+/// stopped too (it would hold the server's pipes open).
+fn stopped_output(supervisor: &mut Supervisor) -> String {
+    supervisor.stop();
+    supervisor.output()
 }
 
 fn skip_reason(case: &Case, config: &Config, revision: Revision) -> Option<String> {

@@ -72,6 +72,8 @@ pub struct Supervisor {
     served: PathBuf,
     start_timeout: Duration,
     running: Option<Running>,
+    /// The output of the last instance stopped, for its crash report.
+    last_output: Option<Arc<Mutex<Tail>>>,
     starts: u32,
 }
 
@@ -85,19 +87,28 @@ struct Running {
     exited: Option<ExitStatus>,
 }
 
-/// The end of a byte stream, at most [`OUTPUT_KEPT`] bytes.
+/// The end of the server's output, at most [`OUTPUT_KEPT`] bytes, and how
+/// many of its pipes have reached EOF.
 #[derive(Default)]
-struct Tail(Vec<u8>);
+struct Tail {
+    bytes: Vec<u8>,
+    closed: usize,
+}
 
 impl Tail {
     fn push(&mut self, bytes: &[u8]) {
-        self.0.extend_from_slice(bytes);
-        if self.0.len() > OUTPUT_KEPT {
-            let cut = self.0.len() - OUTPUT_KEPT;
-            self.0.drain(..cut);
+        self.bytes.extend_from_slice(bytes);
+        if self.bytes.len() > OUTPUT_KEPT {
+            let cut = self.bytes.len() - OUTPUT_KEPT;
+            self.bytes.drain(..cut);
         }
     }
 }
+
+/// Pipes the server's output comes through (stdout and stderr).
+const PIPES: usize = 2;
+/// How long the output of an exited server gets to be read to its end.
+const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 
 impl Supervisor {
     /// A supervisor with a fresh scratch directory, not yet started.
@@ -119,6 +130,7 @@ impl Supervisor {
             served,
             start_timeout,
             running: None,
+            last_output: None,
             starts: 0,
         })
     }
@@ -163,8 +175,14 @@ impl Supervisor {
         let pgid = libc::pid_t::try_from(child.id()).context("the server's pid")?;
         let output = Arc::new(Mutex::new(Tail::default()));
         for pipe in [
-            child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
-            child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -195,9 +213,9 @@ impl Supervisor {
                 return Ok(());
             }
             if let Some(status) = running.reap() {
-                let output = running.output();
                 let addr = running.addr;
                 self.stop();
+                let output = self.output();
                 bail!(
                     "the server command exited ({}) before listening on {addr}: sh -c {}{}",
                     describe_status(status),
@@ -206,9 +224,9 @@ impl Supervisor {
                 );
             }
             if Instant::now() >= deadline {
-                let output = running.output();
                 let addr = running.addr;
                 self.stop();
+                let output = self.output();
                 bail!(
                     "the server command did not listen on {addr} within {:.1} s (--start-timeout): sh -c {}{}",
                     self.start_timeout.as_secs_f64(),
@@ -241,12 +259,14 @@ impl Supervisor {
         }
     }
 
-    /// The end of what the running (or last) server printed.
+    /// The end of what the running (or last stopped) server printed. Stop
+    /// a crashed server first: a process it left behind holds its pipes.
     pub fn output(&self) -> String {
-        self.running
-            .as_ref()
-            .map(Running::output)
-            .unwrap_or_default()
+        match (&self.running, &self.last_output) {
+            (Some(running), _) => running.output(),
+            (None, Some(tail)) => read_tail(tail, true),
+            (None, None) => String::new(),
+        }
     }
 
     /// Stops the server and everything in its process group: SIGTERM,
@@ -260,6 +280,7 @@ impl Supervisor {
             signal_group(running.pgid, libc::SIGKILL);
             running.wait_group_gone(KILL_GRACE);
         }
+        self.last_output = Some(running.output);
     }
 }
 
@@ -278,9 +299,10 @@ impl Running {
         self.exited
     }
 
+    /// What the server printed; once it has exited, read to the end of its
+    /// pipes (within a bounded wait: a process it left behind may hold them).
     fn output(&self) -> String {
-        let tail = self.output.lock().map(|t| t.0.clone()).unwrap_or_default();
-        String::from_utf8_lossy(&tail).into_owned()
+        read_tail(&self.output, self.exited.is_some())
     }
 
     /// Waits until no live process is left in the group, reaping our
@@ -300,6 +322,21 @@ impl Running {
     }
 }
 
+/// The text of `tail`; when the server has `ended`, once its pipes are read
+/// to the end (within a bounded wait).
+fn read_tail(tail: &Mutex<Tail>, ended: bool) -> String {
+    let deadline = Instant::now() + OUTPUT_GRACE;
+    loop {
+        let closed = tail.lock().map(|t| t.closed).unwrap_or(PIPES);
+        if !ended || closed >= PIPES || Instant::now() >= deadline {
+            break;
+        }
+        thread::sleep(POLL);
+    }
+    let bytes = tail.lock().map(|t| t.bytes.clone()).unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// Copies `pipe` into `tail` until EOF, on a thread of its own. The thread
 /// is not joined: a process that left the group could hold the pipe open.
 fn keep_tail(mut pipe: Box<dyn Read + Send>, tail: Arc<Mutex<Tail>>) {
@@ -312,6 +349,9 @@ fn keep_tail(mut pipe: Box<dyn Read + Send>, tail: Arc<Mutex<Tail>>) {
             if let Ok(mut tail) = tail.lock() {
                 tail.push(&buf[..n]);
             }
+        }
+        if let Ok(mut tail) = tail.lock() {
+            tail.closed += 1;
         }
     });
 }
@@ -352,7 +392,10 @@ pub fn live_members(pgid: i32) -> Vec<i32> {
 fn free_port() -> anyhow::Result<u16> {
     let listener =
         TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free loopback port")?;
-    Ok(listener.local_addr().context("finding a free loopback port")?.port())
+    Ok(listener
+        .local_addr()
+        .context("finding a free loopback port")?
+        .port())
 }
 
 /// `exit status 3`, `killed by signal 11 (SIGSEGV)`.
@@ -413,7 +456,10 @@ mod tests {
 
     #[test]
     fn statuses_read_like_a_shell_says_them() {
-        assert_eq!(describe_status(ExitStatus::from_raw(3 << 8)), "exit status 3");
+        assert_eq!(
+            describe_status(ExitStatus::from_raw(3 << 8)),
+            "exit status 3"
+        );
         assert_eq!(
             describe_status(ExitStatus::from_raw(libc::SIGSEGV)),
             "killed by signal 11 (SIGSEGV)"

@@ -35,7 +35,13 @@ impl Catalogue for English {
     fn by_section(&self) -> &'static str {
         "By section of the spec:"
     }
-    fn section_counts(&self, passed: usize, failed: usize, skipped: usize, not_run: usize) -> String {
+    fn section_counts(
+        &self,
+        passed: usize,
+        failed: usize,
+        skipped: usize,
+        not_run: usize,
+    ) -> String {
         let mut text = format!("{passed} passed, {failed} failed, {skipped} skipped");
         if not_run > 0 {
             text.push_str(&format!(", {not_run} not run"));

@@ -58,7 +58,10 @@ impl Catalogue for Spanish {
         format!("`{send}` → `{answer}`, {after}")
     }
     fn case_title(&self, id: &str) -> Option<&'static str> {
-        TITLES.iter().find(|(case, _)| *case == id).map(|(_, title)| *title)
+        TITLES
+            .iter()
+            .find(|(case, _)| *case == id)
+            .map(|(_, title)| *title)
     }
 
     fn label_requires(&self) -> &'static str {
@@ -79,7 +82,13 @@ impl Catalogue for Spanish {
     fn by_section(&self) -> &'static str {
         "Por sección de la especificación:"
     }
-    fn section_counts(&self, passed: usize, failed: usize, skipped: usize, not_run: usize) -> String {
+    fn section_counts(
+        &self,
+        passed: usize,
+        failed: usize,
+        skipped: usize,
+        not_run: usize,
+    ) -> String {
         let mut text = format!("{passed} aprobados, {failed} fallidos, {skipped} omitidos");
         if not_run > 0 {
             text.push_str(&format!(", {not_run} sin ejecutar"));

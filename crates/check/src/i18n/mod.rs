@@ -97,7 +97,13 @@ pub trait Catalogue: Sync {
     fn label_server(&self) -> &'static str;
     fn by_section(&self) -> &'static str;
     /// One section's counts in the closing summary.
-    fn section_counts(&self, passed: usize, failed: usize, skipped: usize, not_run: usize) -> String;
+    fn section_counts(
+        &self,
+        passed: usize,
+        failed: usize,
+        skipped: usize,
+        not_run: usize,
+    ) -> String;
     fn troubled_cases(&self) -> &'static str;
 
     // ---- skips, stops, the server's troubles ----
@@ -172,13 +178,20 @@ mod tests {
             }
         };
         assert_eq!(Lang::from_locale_vars(env(&[])), Lang::En);
-        assert_eq!(Lang::from_locale_vars(env(&[("LANG", "es_AR.UTF-8")])), Lang::Es);
+        assert_eq!(
+            Lang::from_locale_vars(env(&[("LANG", "es_AR.UTF-8")])),
+            Lang::Es
+        );
         assert_eq!(
             Lang::from_locale_vars(env(&[("LANG", "es_AR.UTF-8"), ("LC_ALL", "C")])),
             Lang::En
         );
         assert_eq!(
-            Lang::from_locale_vars(env(&[("LC_ALL", ""), ("LC_MESSAGES", "es_ES"), ("LANG", "C")])),
+            Lang::from_locale_vars(env(&[
+                ("LC_ALL", ""),
+                ("LC_MESSAGES", "es_ES"),
+                ("LANG", "C")
+            ])),
             Lang::Es
         );
         assert_eq!(Lang::parse("ES"), Some(Lang::Es));
@@ -201,7 +214,10 @@ mod tests {
             }
         }
         for id in super::es::TITLED {
-            assert!(cases.iter().any(|c| c.id == *id), "Spanish title for unknown case {id}");
+            assert!(
+                cases.iter().any(|c| c.id == *id),
+                "Spanish title for unknown case {id}"
+            );
         }
     }
 }

@@ -167,6 +167,9 @@ mod tests {
     fn escapes_markup_and_replaces_what_xml_cannot_hold() {
         assert_eq!(escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&apos;");
         assert_eq!(escape("x\ny\t\r"), "x&#10;y&#9;&#13;");
-        assert_eq!(escape_text("\u{0}\u{1b}ok\u{ffff}"), "\\x00\\x1bok\\u{ffff}");
+        assert_eq!(
+            escape_text("\u{0}\u{1b}ok\u{ffff}"),
+            "\\x00\\x1bok\\u{ffff}"
+        );
     }
 }

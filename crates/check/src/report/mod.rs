@@ -11,10 +11,10 @@ pub mod json;
 pub mod junit;
 pub mod text;
 
-/// The text report of one case (see [`text::case`]).
-pub use self::text::case as text;
 /// The whole run as one JSON document (see [`json::document`]).
 pub use self::json::document as json;
+/// The text report of one case (see [`text::case`]).
+pub use self::text::case as text;
 
 /// One spec section's counts.
 #[derive(Clone, Debug, Serialize)]

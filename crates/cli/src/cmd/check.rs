@@ -106,7 +106,12 @@ pub struct Args {
     pub server_cmd: Option<String>,
 
     /// Seconds a --server-cmd server has to accept connections.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, requires = "server_cmd")]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 10.0,
+        requires = "server_cmd"
+    )]
     pub start_timeout: f64,
 
     /// Restarts of a --server-cmd server before the run gives up.
