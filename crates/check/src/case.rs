@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::conn::Conn;
 use crate::escape::show;
 use crate::fixtures::{Fixture, FixtureDir};
+use crate::i18n::{tr, Catalogue, English};
 use crate::outcome::Failure;
 
 /// The protocol revision a case belongs to.
@@ -42,8 +43,8 @@ pub struct Case {
     pub id: &'static str,
     /// Section of `HFTP.md` the case checks.
     pub section: &'static str,
-    /// What the spec requires, in a line.
-    pub expected: String,
+    /// What the spec requires, in a line, in English (see [`Case::title`]).
+    expected: String,
     /// Served-directory content; `None` when the case does not care.
     pub fixture: Option<Fixture>,
     pub revision: Revision,
@@ -62,11 +63,7 @@ impl Case {
         then: Then,
     ) -> Case {
         let (send, answer) = (send.into(), answer.into());
-        let after = match then {
-            Then::Open => "connection stays open",
-            Then::Closed => "then EOF",
-        };
-        let expected = format!("`{}` → `{}`, {after}", show(&send), show(&answer));
+        let expected = English.exchange_title(&show(&send), &show(&answer), then == Then::Closed);
         Case::new(id, section, expected, Body::Exchange { send, answer, then })
     }
 
@@ -125,6 +122,24 @@ impl Case {
         needs
     }
 
+    /// What the spec requires, in a line, in the language in force.
+    pub fn title(&self) -> String {
+        match &self.body {
+            Body::Exchange { send, answer, then } => {
+                tr().exchange_title(&show(send), &show(answer), *then == Then::Closed)
+            }
+            Body::Custom(_) => tr()
+                .case_title(self.id)
+                .map_or_else(|| self.expected.clone(), str::to_string),
+        }
+    }
+
+    /// Whether the case is written in code rather than as one exchange (its
+    /// title is then its own sentence, translated by id).
+    pub fn is_coded(&self) -> bool {
+        matches!(self.body, Body::Custom(_))
+    }
+
     pub fn run(&self, ctx: &Ctx) -> Result<(), Failure> {
         match &self.body {
             Body::Exchange { send, answer, then } => {
@@ -171,8 +186,8 @@ impl Ctx {
 /// own set-up.
 pub fn setup(what: &str, err: std::io::Error) -> Failure {
     Failure::new(
-        format!("set-up: {what}"),
-        "the suite can prepare the served directory",
+        tr().setup_step(what),
+        tr().setup_expected(),
         err.to_string(),
     )
 }

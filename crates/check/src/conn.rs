@@ -7,6 +7,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::escape::show;
+use crate::i18n::tr;
 use crate::outcome::Failure;
 
 /// Bytes kept of an answer's start for the report.
@@ -40,8 +41,8 @@ impl Conn {
     pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, Failure> {
         let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| {
             Failure::new(
-                format!("connect to {addr}"),
-                "the server accepts",
+                tr().connect_step(&addr.to_string()),
+                tr().server_accepts(),
                 e.to_string(),
             )
         })?;
@@ -123,25 +124,15 @@ impl Conn {
             }
             let got = match self.fill(deadline) {
                 Fill::Data => continue,
-                Fill::Eof => format!(
-                    "`{}`, then EOF after {matched} of {} bytes",
-                    show(&seen),
-                    expected.len()
-                ),
-                Fill::Reset => {
-                    format!(
-                        "`{}`, then connection reset after {matched} of {} bytes",
-                        show(&seen),
-                        expected.len()
-                    )
-                }
-                Fill::Timeout => format!(
-                    "timeout: {matched} of {} bytes in {:.1} s: `{}`",
+                Fill::Eof => tr().eof_after(&show(&seen), matched, expected.len()),
+                Fill::Reset => tr().reset_after(&show(&seen), matched, expected.len()),
+                Fill::Timeout => tr().timeout_bytes(
+                    matched,
                     expected.len(),
                     self.budget(expected.len()).as_secs_f64(),
-                    show(&seen)
+                    &show(&seen),
                 ),
-                Fill::Error(e) => format!("`{}`, then read error: {e}", show(&seen)),
+                Fill::Error(e) => tr().read_error_after(&show(&seen), &e.to_string()),
             };
             return Err(Failure::new(
                 self.step(),
@@ -161,18 +152,41 @@ impl Conn {
             if self.pending.len() > MAX_LINE {
                 return Err(Failure::new(
                     self.step(),
-                    "a line ended by CRLF",
-                    "over 1 MiB without CRLF",
+                    tr().a_crlf_line(),
+                    tr().line_too_long(),
                 ));
             }
             let got = match self.fill(deadline) {
                 Fill::Data => continue,
-                Fill::Eof => format!("`{}`, then EOF", show(&self.pending)),
-                Fill::Reset => format!("`{}`, then connection reset", show(&self.pending)),
-                Fill::Timeout => format!("timeout; received `{}`", show(&self.pending)),
-                Fill::Error(e) => format!("read error: {e}"),
+                Fill::Eof => tr().then_eof(&show(&self.pending)),
+                Fill::Reset => tr().then_reset(&show(&self.pending)),
+                Fill::Timeout => tr().timeout_received(&show(&self.pending)),
+                Fill::Error(e) => tr().read_error(&e.to_string()),
             };
-            return Err(Failure::new(self.step(), "a line ended by CRLF", got));
+            return Err(Failure::new(self.step(), tr().a_crlf_line(), got));
+        }
+    }
+
+    /// Waits for any answer: `Ok(true)` when bytes came, `Ok(false)` when
+    /// the server closed (or reset) the connection first, `Err` on timeout.
+    pub fn read_some(&mut self) -> Result<bool, Failure> {
+        if !self.pending.is_empty() {
+            return Ok(true);
+        }
+        let deadline = Instant::now() + self.timeout;
+        match self.fill(deadline) {
+            Fill::Data => Ok(true),
+            Fill::Eof | Fill::Reset => Ok(false),
+            Fill::Timeout => Err(Failure::new(
+                self.step(),
+                tr().a_crlf_line(),
+                tr().timeout_received(""),
+            )),
+            Fill::Error(e) => Err(Failure::new(
+                self.step(),
+                tr().a_crlf_line(),
+                tr().read_error(&e.to_string()),
+            )),
         }
     }
 
@@ -184,21 +198,21 @@ impl Conn {
 
     /// Like [`Conn::expect_eof`], with `limit` counted from now.
     pub fn expect_eof_within(&mut self, limit: Duration) -> Result<(), Failure> {
-        let expected = format!("EOF within {:.1} s, nothing more", limit.as_secs_f64());
+        let expected = tr().eof_within(limit.as_secs_f64());
         let deadline = Instant::now() + limit;
         let got = if !self.pending.is_empty() {
-            format!("more bytes: `{}`", show(&self.pending))
+            tr().more_bytes(&show(&self.pending))
         } else {
             match self.fill(deadline) {
                 Fill::Eof => return Ok(()),
-                Fill::Data => format!("more bytes: `{}`", show(&self.pending)),
-                Fill::Reset => "connection reset (RST) instead of an orderly close".into(),
-                Fill::Timeout => "timeout: the connection stayed open".into(),
-                Fill::Error(e) => format!("read error: {e}"),
+                Fill::Data => tr().more_bytes(&show(&self.pending)),
+                Fill::Reset => tr().reset_not_close(),
+                Fill::Timeout => tr().stayed_open(),
+                Fill::Error(e) => tr().read_error(&e.to_string()),
             }
         };
         Err(Failure::new(
-            format!("after the answer to `{}`", self.last_sent),
+            tr().after_answer_step(&self.last_sent),
             expected,
             got,
         ))
@@ -220,14 +234,14 @@ impl Conn {
     }
 
     fn step(&self) -> String {
-        format!("answer to `{}`", self.last_sent)
+        tr().answer_step(&self.last_sent)
     }
 
     fn write_failure(&self, e: io::Error) -> Failure {
         Failure::new(
-            format!("send `{}`", self.last_sent),
-            "the server reads the request",
-            format!("write failed: {e}"),
+            tr().send_step(&self.last_sent),
+            tr().server_reads(),
+            tr().write_failed(&e.to_string()),
         )
     }
 
@@ -293,16 +307,8 @@ impl Conn {
         let window = |bytes: &[u8], from: usize| show(&bytes[from..(from + 48).min(bytes.len())]);
         Failure::new(
             self.step(),
-            format!(
-                "{} bytes; from byte {offset}: `{}`",
-                expected.len(),
-                window(expected, offset)
-            ),
-            format!(
-                "from byte {offset}: `{}` (answer began `{}`)",
-                window(&self.pending, at),
-                show(&seen)
-            ),
+            tr().mismatch_expected(expected.len(), offset, &window(expected, offset)),
+            tr().mismatch_got(offset, &window(&self.pending, at), &show(&seen)),
         )
     }
 }

@@ -23,6 +23,18 @@ pub fn show(bytes: &[u8]) -> String {
     out
 }
 
+/// `text` safe to print on a terminal: control characters (escape
+/// sequences of a server's output, NUL) shown as `\xNN`, tabs kept.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\t' => c.to_string(),
+            c if c.is_control() => format!("\\x{:02x}", c as u32),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
 fn render(bytes: &[u8]) -> String {
     let mut out = String::new();
     let mut i = 0;
@@ -70,5 +82,6 @@ mod tests {
         assert_eq!(show(b"a\0\xff"), "a\\0\\xff");
         let long = [b"get_metadata ".as_slice(), &[b'x'; 100], b"\r\n"].concat();
         assert_eq!(show(&long), "get_metadata [x × 100]\\r\\n");
+        assert_eq!(super::printable("a\0\u{1b}[31m\tb"), "a\\x00\\x1b[31m\tb");
     }
 }

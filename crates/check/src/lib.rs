@@ -5,6 +5,9 @@
 //! (`docs/protocol.md`). Nothing here uses the project's own protocol
 //! code, so the suite can judge it. Cases that need particular files declare
 //! a fixture; the runner lays it out in the served directory before the case.
+//! The runner survives buggy servers: after a failed case it checks that the
+//! server still answers, and either stops (the rest not run) or, when it
+//! started the server itself ([`supervisor`]), restarts it.
 //!
 //! ```no_run
 //! let config = hftp_check::Config::new("127.0.0.1:19500".parse().unwrap());
@@ -20,10 +23,13 @@ pub mod cases;
 pub mod conn;
 mod escape;
 pub mod fixtures;
+pub mod i18n;
 pub mod outcome;
 pub mod report;
 mod runner;
+pub mod supervisor;
 
 pub use case::{Case, Ctx, Revision, Then};
-pub use outcome::{CaseResult, Failure, Outcome, Summary};
-pub use runner::{probe_revision, run, selected, Config};
+pub use i18n::Lang;
+pub use outcome::{CaseResult, Failure, Outcome, ServerEvent, Summary, Trouble};
+pub use runner::{probe_alive, probe_revision, run, run_supervised, selected, Config};

@@ -1,7 +1,10 @@
 //! What running a case yields: pass, fail (with what was expected and what
-//! came), or skip (with the reason).
+//! came), skip (with the reason) or not run (the run stopped before it), and
+//! what became of the server under test during the case.
 
 use serde::Serialize;
+
+use crate::i18n::tr;
 
 /// A case's failure: the step that went wrong, what the spec requires and
 /// what the server did instead.
@@ -28,11 +31,59 @@ impl Failure {
 
 /// The verdict on one case.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", rename_all = "lowercase")]
+#[serde(tag = "status", rename_all = "snake_case")]
 pub enum Outcome {
     Pass,
     Fail(Failure),
-    Skip { reason: String },
+    Skip {
+        reason: String,
+    },
+    /// The run stopped before this case (the server stopped answering).
+    NotRun {
+        reason: String,
+    },
+}
+
+/// What the server under test did during a case, when it did not simply
+/// keep answering.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Trouble {
+    /// The server process exited (only seen when the checker started it).
+    Crashed {
+        /// How it ended: `exit status 1`, `killed by signal 11 (SIGSEGV)`.
+        status: String,
+        /// The end of what it printed, to show its traceback.
+        output: String,
+    },
+    /// A fresh connection got no answer to a short request after the case.
+    Hung {
+        /// What the probe saw.
+        probe: String,
+    },
+}
+
+/// The server's trouble during a case and what the checker did about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ServerEvent {
+    #[serde(flatten)]
+    pub trouble: Trouble,
+    /// The last case after which the server still answered.
+    pub last_answered: Option<&'static str>,
+    /// The checker restarted the server and went on; when false the run
+    /// stopped here and `stop` says why.
+    pub restarted: bool,
+    pub stop: Option<String>,
+}
+
+impl ServerEvent {
+    /// One line saying what happened to the server during the case.
+    pub fn describe(&self) -> String {
+        match &self.trouble {
+            Trouble::Crashed { status, .. } => tr().crashed_during(status),
+            Trouble::Hung { probe } => tr().hung_during(probe),
+        }
+    }
 }
 
 /// One case's report entry.
@@ -44,6 +95,16 @@ pub struct CaseResult {
     #[serde(flatten)]
     pub outcome: Outcome,
     pub millis: u64,
+    /// Set when the server crashed or stopped answering during the case.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerEvent>,
+}
+
+impl CaseResult {
+    /// The case family: the id up to its first dot (`eol` of `eol.lf-alone`).
+    pub fn family(&self) -> &'static str {
+        self.id.split('.').next().unwrap_or(self.id)
+    }
 }
 
 /// Counts over a run.
@@ -52,28 +113,36 @@ pub struct Summary {
     pub passed: usize,
     pub failed: usize,
     pub skipped: usize,
+    pub not_run: usize,
 }
 
 impl Summary {
-    pub fn of(results: &[CaseResult]) -> Summary {
+    pub fn of<'a>(results: impl IntoIterator<Item = &'a CaseResult>) -> Summary {
         let mut summary = Summary::default();
         for result in results {
             match result.outcome {
                 Outcome::Pass => summary.passed += 1,
                 Outcome::Fail(_) => summary.failed += 1,
                 Outcome::Skip { .. } => summary.skipped += 1,
+                Outcome::NotRun { .. } => summary.not_run += 1,
             }
         }
         summary
     }
 }
 
+/// `N passed, N failed, N skipped`, and `, N not run` only when the run
+/// stopped early: the same words in every language, since CI reads them.
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
             "{} passed, {} failed, {} skipped",
             self.passed, self.failed, self.skipped
-        )
+        )?;
+        if self.not_run > 0 {
+            write!(f, ", {} not run", self.not_run)?;
+        }
+        Ok(())
     }
 }

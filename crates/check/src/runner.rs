@@ -1,5 +1,8 @@
 //! Runs a selection of cases, one after the other, against one server:
-//! decides skips, lays out each case's fixture, records outcomes.
+//! decides skips, lays out each case's fixture, records outcomes, and
+//! watches the server: after a failed case a fresh connection checks that
+//! it still answers; one that does not is restarted (when the checker
+//! started it) or ends the run, the remaining cases marked not run.
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -12,7 +15,9 @@ use anyhow::{bail, Context};
 use crate::case::{Case, Ctx, Revision};
 use crate::conn::Conn;
 use crate::fixtures::{self, FixtureDir};
-use crate::outcome::{CaseResult, Failure, Outcome};
+use crate::i18n::tr;
+use crate::outcome::{CaseResult, Failure, Outcome, ServerEvent, Trouble};
+use crate::supervisor::Supervisor;
 
 /// Where and how to run the suite.
 #[derive(Clone, Debug)]
@@ -77,10 +82,59 @@ pub fn probe_revision(addr: SocketAddr, timeout: Duration) -> Revision {
     }
 }
 
-/// Runs `cases` in order, calling `on_result` after each, and leaves the
-/// served directory empty. Fails only when the served directory is unusable.
+/// How long a server whose listener is gone gets to finish exiting before
+/// the supervisor calls it hung rather than crashed.
+const EXIT_GRACE: Duration = Duration::from_secs(1);
+
+/// Whether the server at `addr` still answers: a fresh connection, `quit`,
+/// and any byte back within `timeout`. `Err` says what the probe saw.
+pub fn probe_alive(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+    let mut conn = Conn::connect(addr, timeout).map_err(|f| f.got)?;
+    conn.send(b"quit\r\n").map_err(|f| f.got)?;
+    match conn.read_some() {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(tr().probe_eof()),
+        Err(_) => Err(tr().probe_no_answer(timeout.as_secs_f64())),
+    }
+}
+
+/// Runs `cases` in order against the server at `config.addr`, calling
+/// `on_result` after each, and leaves the served directory empty. After a
+/// failed case it probes the server; once the server no longer answers,
+/// the remaining cases are not run. Fails only when the served directory
+/// is unusable or the server does not answer before the first case.
 pub fn run(
     config: &Config,
+    cases: &[&Case],
+    on_result: impl FnMut(&CaseResult),
+) -> anyhow::Result<Vec<CaseResult>> {
+    run_against(config, None, cases, on_result)
+}
+
+/// Like [`run`], against a server the checker starts itself: in the
+/// supervisor's directory, restarted (at most `max_restarts` times) when a
+/// case crashes or hangs it. `config.addr` and `config.dir` are ignored.
+pub fn run_supervised(
+    config: &Config,
+    supervisor: &mut Supervisor,
+    max_restarts: u32,
+    cases: &[&Case],
+    on_result: impl FnMut(&CaseResult),
+) -> anyhow::Result<Vec<CaseResult>> {
+    let addr = supervisor.start()?;
+    let config = Config {
+        addr,
+        dir: Some(supervisor.dir().to_path_buf()),
+        ..config.clone()
+    };
+    let results = run_against(&config, Some((supervisor, max_restarts)), cases, on_result);
+    supervisor.stop();
+    results
+}
+
+fn run_against(
+    config: &Config,
+    mut supervised: Option<(&mut Supervisor, u32)>,
     cases: &[&Case],
     mut on_result: impl FnMut(&CaseResult),
 ) -> anyhow::Result<Vec<CaseResult>> {
@@ -102,25 +156,106 @@ pub fn run(
             Some(FixtureDir::new(path, meta.permissions().mode() & 0o7777))
         }
     };
+    if let Err(probe) = probe_alive(config.addr, config.timeout) {
+        bail!("the server at {} does not answer: {probe}", config.addr);
+    }
     let revision = if cases.iter().any(|c| c.revision == Revision::Rev2026) {
         probe_revision(config.addr, config.timeout)
     } else {
         Revision::Rev2026
     };
-    let ctx = Ctx::new(config.addr, config.timeout, dir);
+    let mut ctx = Ctx::new(config.addr, config.timeout, dir);
     let mut results = Vec::with_capacity(cases.len());
+    let mut last_answered: Option<&'static str> = None;
+    let mut restarts = 0u32;
+    let mut stop: Option<String> = None;
     for case in cases {
+        if let Some(stop) = &stop {
+            let result = CaseResult {
+                id: case.id,
+                section: case.section,
+                expected: case.title(),
+                outcome: Outcome::NotRun {
+                    reason: tr().not_run(stop),
+                },
+                millis: 0,
+                server: None,
+            };
+            on_result(&result);
+            results.push(result);
+            continue;
+        }
         let started = Instant::now();
         let outcome = match skip_reason(case, config, revision) {
             Some(reason) => Outcome::Skip { reason },
             None => run_one(case, &ctx, config),
         };
+        let trouble = match &outcome {
+            Outcome::Skip { .. } | Outcome::NotRun { .. } => None,
+            Outcome::Pass => supervised
+                .as_mut()
+                .and_then(|(supervisor, _)| crashed(supervisor)),
+            Outcome::Fail(_) => match supervised.as_mut().and_then(|(s, _)| crashed(s)) {
+                Some(trouble) => Some(trouble),
+                None => probe_alive(ctx.addr, config.timeout).err().map(|probe| {
+                    // A server whose listener is gone may be on its way out.
+                    match supervised.as_mut().and_then(|(s, _)| {
+                        s.wait_exit(EXIT_GRACE).map(|st| (st, stopped_output(s)))
+                    }) {
+                        Some((status, output)) => Trouble::Crashed { status, output },
+                        None => Trouble::Hung { probe },
+                    }
+                }),
+            },
+        };
+        // A server that exits has failed the case, whatever it answered.
+        let outcome =
+            match (&outcome, &trouble) {
+                (Outcome::Pass, Some(Trouble::Crashed { status, .. })) => Outcome::Fail(
+                    Failure::new(tr().after_case_step(), tr().keeps_running(), status.clone()),
+                ),
+                _ => outcome,
+            };
+        let server = trouble.map(|trouble| {
+            let mut event = ServerEvent {
+                trouble,
+                last_answered,
+                restarted: false,
+                stop: None,
+            };
+            match supervised.as_mut() {
+                None => {
+                    event.stop = Some(tr().stopped_answering(last_answered, case.id));
+                }
+                Some((_, max)) if restarts >= *max => {
+                    event.stop = Some(tr().restarts_exhausted(case.id, *max));
+                }
+                Some((supervisor, _)) => {
+                    restarts += 1;
+                    match supervisor.start() {
+                        Ok(addr) => {
+                            ctx.addr = addr;
+                            event.restarted = true;
+                        }
+                        Err(err) => {
+                            event.stop = Some(tr().restart_failed(case.id, &format!("{err:#}")));
+                        }
+                    }
+                }
+            }
+            stop.clone_from(&event.stop);
+            event
+        });
+        if server.is_none() && !matches!(outcome, Outcome::Skip { .. }) {
+            last_answered = Some(case.id);
+        }
         let result = CaseResult {
             id: case.id,
             section: case.section,
-            expected: case.expected.clone(),
+            expected: case.title(),
             outcome,
             millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            server,
         };
         on_result(&result);
         results.push(result);
@@ -133,15 +268,31 @@ pub fn run(
     Ok(results)
 }
 
+/// The server's exit, if the supervised server has exited.
+fn crashed(supervisor: &mut Supervisor) -> Option<Trouble> {
+    let status = supervisor.exited()?;
+    Some(Trouble::Crashed {
+        status,
+        output: stopped_output(supervisor),
+    })
+}
+
+/// The output of a server that exited, once what it left running is
+/// stopped too (it would hold the server's pipes open).
+fn stopped_output(supervisor: &mut Supervisor) -> String {
+    supervisor.stop();
+    supervisor.output()
+}
+
 fn skip_reason(case: &Case, config: &Config, revision: Revision) -> Option<String> {
     if case.fixture.is_some() && config.dir.is_none() {
-        return Some("needs the served directory (--dir) to lay out its files".into());
+        return Some(tr().skip_needs_dir());
     }
     if case.needs_unprivileged && !config.unprivileged_server {
-        return Some("needs a server that does not run as root (--unprivileged-server)".into());
+        return Some(tr().skip_needs_unprivileged());
     }
     if case.revision == Revision::Rev2026 && revision == Revision::Classic {
-        return Some("2026 revision only; the server answers `help` with 200 (classic)".into());
+        return Some(tr().skip_classic());
     }
     None
 }
@@ -151,8 +302,8 @@ fn run_one(case: &Case, ctx: &Ctx, config: &Config) -> Outcome {
         let fixture = case.fixture.unwrap_or(fixtures::empty);
         if let Err(err) = ctx.dir().reset().and_then(|()| fixture(ctx.dir())) {
             return Outcome::Fail(Failure::new(
-                "set-up: laying out the fixture",
-                "a writable served directory",
+                tr().fixture_step(),
+                tr().fixture_expected(),
                 err.to_string(),
             ));
         }
@@ -167,8 +318,8 @@ fn run_one(case: &Case, ctx: &Ctx, config: &Config) -> Outcome {
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_default();
             Outcome::Fail(Failure::new(
-                "running the case",
-                "no panic in the suite",
+                tr().panic_step(),
+                tr().panic_expected(),
                 message,
             ))
         }

@@ -5,6 +5,8 @@ use std::io;
 use std::path::PathBuf;
 
 use hftp_proto::reply::ReplyError;
+
+mod es;
 use hftp_proto::Status;
 
 /// Exit codes of the `hftp` client subcommands: the one place they are
@@ -183,6 +185,12 @@ impl Error {
             | Error::Local { .. }
             | Error::PartMismatch { .. } => exit::LOCAL,
         }
+    }
+
+    /// The message in Spanish (the `Display` is English), for users who
+    /// ask for it (`LANG=es...`, `--lang es`).
+    pub fn in_spanish(&self) -> String {
+        es::message(self)
     }
 
     /// Whether the connection that produced this error can no longer be used.

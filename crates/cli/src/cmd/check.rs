@@ -1,4 +1,6 @@
-//! `hftp check`: runs the conformance suite (`hftp-check`) against any server.
+//! `hftp check`: runs the conformance suite (`hftp-check`) against any
+//! server, or against one it starts itself (`--server-cmd`), and reports in
+//! text, JSON or JUnit XML, in English or Spanish.
 
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -7,25 +9,45 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use hftp_check::{cases, report, Case, Config, Summary};
+use hftp_check::supervisor::{ServerCommand, Supervisor};
+use hftp_check::{cases, report, Case, CaseResult, Config, Lang, Summary};
 
 const LONG_ABOUT: &str = "Run the HFTP conformance suite against a server.
 
 Each case is a black-box exchange over a real TCP connection, checked against \
-the literal bytes the spec requires; a case that gets no answer within the \
-timeout fails with \"timeout\". Passing cases print one line, failing ones \
-the requirement, the step, what was expected and what came. The last line \
-is `N passed, N failed, N skipped`; the exit status is non-zero when a case \
-failed.
+the literal bytes the spec requires; a case fails with \"timeout\" when any \
+one wait for the server exceeds --timeout. Passing cases print one line, \
+failing ones the requirement, the step, what was expected and what came. A \
+summary per spec section follows, and the last line is `N passed, N failed, \
+N skipped` (`, N not run` is added when the run stopped early).
+
+After a failed case the checker opens a fresh connection and sends `quit`: \
+a server that no longer answers ends the run (\"the server stopped answering \
+after case X\"), the remaining cases are not run. With --server-cmd the \
+checker starts the server itself, in a fresh scratch directory and on a free \
+loopback port, and restarts it whenever a case crashes or hangs it, naming \
+that case; the server and everything it started are stopped at the end.
 
 Many cases need particular files in the served directory: give that \
-directory with --dir (it must be empty, or pass --wipe-dir) and the suite \
-lays out each case's files before it runs, then leaves the directory empty. \
-Without --dir those cases are skipped. Cases for `199` need a server that \
-does not run as root (--unprivileged-server). Cases for `help` and `raw` are \
-skipped when the server answers `help` with 200 (the classic revision).";
+directory with --dir (it must be empty, or pass --wipe-dir), or use \
+--server-cmd; the suite lays out each case's files before it runs, then \
+leaves the directory empty. Without either, those cases are skipped. Cases \
+for `199` need a server that does not run as root (--unprivileged-server). \
+Cases for `help` and `raw` are skipped when the server answers `help` with \
+200 (the classic revision).
+
+Case titles and explanations are in Spanish with --lang es, or when \
+LC_ALL, LC_MESSAGES or LANG (the first one set) starts with `es`; case ids, \
+PASS/FAIL/SKIP/NOT RUN, the last line and the protocol's own bytes stay the same.";
 
 const EXAMPLES: &str = "Examples:
+  # A student's server, started and restarted by the checker:
+  hftp check --server-cmd 'cd ~/lab2 && exec python3 server.py -d {dir} -p {port}'
+
+  # The same for a CI grader: JUnit XML on stdout, crashes and hangs on stderr:
+  hftp check --server-cmd 'exec python3 server.py -d {dir} -p {port}' \\
+      --format junit --timeout 2 > report.xml
+
   # A server of your own, serving an empty scratch directory:
   hftp serve -d /tmp/served -p 19500 -a 127.0.0.1 &
   hftp check 127.0.0.1:19500 --dir /tmp/served
@@ -33,24 +55,68 @@ const EXAMPLES: &str = "Examples:
   # Any server, without touching its files (fixture cases are skipped):
   hftp check server.example:19500
 
-  # Only the line-end and slice cases, as JSON:
-  hftp check localhost:19500 --dir /tmp/served --only 'eol.*,slice.*' --format json
+  # Only the line-end and slice cases, but not the 32 MiB one, as JSON:
+  hftp check localhost:19500 --dir /tmp/served --only 'eol.*,slice.*' \\
+      --skip slice.all-bytes-32mib --format json
+
+  # En castellano:
+  hftp check --lang es localhost:19500
 
   # What the suite contains:
-  hftp check --list";
+  hftp check --list
+
+Exit codes:
+    0  every case that ran passed (skipped cases do not count)
+    1  at least one case failed
+    2  the suite could not run: bad options, no server answering at the
+       start, a --server-cmd that does not start, an unusable --dir
+    3  the run stopped early: the server stopped answering (or could not be
+       restarted); the remaining cases were not run";
+
+/// Exit code: a case failed.
+const EXIT_FAILED: u8 = 1;
+/// Exit code: the suite could not run.
+const EXIT_CANNOT_RUN: u8 = 2;
+/// Exit code: the run stopped early, cases not run.
+const EXIT_STOPPED: u8 = 3;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Text,
     Json,
+    /// JUnit XML, for CI graders.
+    Junit,
 }
 
 #[derive(clap::Args)]
 #[command(long_about = LONG_ABOUT, after_long_help = EXAMPLES)]
 pub struct Args {
     /// Server to check, HOST:PORT (the port defaults to 19500).
-    #[arg(value_name = "HOST:PORT", required_unless_present = "list")]
+    #[arg(
+        value_name = "HOST:PORT",
+        required_unless_present_any = ["list", "server_cmd"],
+        conflicts_with = "server_cmd"
+    )]
     pub server: Option<String>,
+
+    /// Start the server under test with this shell command (run by `sh -c`,
+    /// `{dir}` and `{port}` filled in), in a fresh scratch directory on a
+    /// free loopback port; restart it when a case crashes or hangs it.
+    #[arg(long, value_name = "CMD", conflicts_with_all = ["dir", "wipe_dir"])]
+    pub server_cmd: Option<String>,
+
+    /// Seconds a --server-cmd server has to accept connections.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 10.0,
+        requires = "server_cmd"
+    )]
+    pub start_timeout: f64,
+
+    /// Restarts of a --server-cmd server before the run gives up.
+    #[arg(long, value_name = "N", default_value_t = 20, requires = "server_cmd")]
+    pub max_restarts: u32,
 
     /// Directory the server serves, writable here: the suite replaces its
     /// contents before each case that needs files.
@@ -66,7 +132,9 @@ pub struct Args {
     #[arg(long)]
     pub unprivileged_server: bool,
 
-    /// Report format.
+    /// Report format: text for people, json for programs, junit (JUnit
+    /// XML) for CI graders. With json and junit, crashes and hangs of the
+    /// server are also told on standard error as they happen.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 
@@ -75,56 +143,144 @@ pub struct Args {
     #[arg(long, value_name = "PATTERN", value_delimiter = ',')]
     pub only: Vec<String>,
 
+    /// Leave out cases whose id matches (same patterns as --only).
+    #[arg(long, value_name = "PATTERN", value_delimiter = ',')]
+    pub skip: Vec<String>,
+
     /// List the cases (id, spec section, requirement) and exit.
     #[arg(long)]
     pub list: bool,
 
-    /// Seconds to wait for any answer before a case fails with "timeout".
+    /// Seconds any one wait of a case may take (connect, each answer, each
+    /// EOF) before the case fails with "timeout"; also bounds the probe
+    /// that checks the server still answers.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     pub timeout: f64,
+
+    /// Language of case titles and explanations: en or es (default: from
+    /// LC_ALL, LC_MESSAGES or LANG).
+    #[arg(long, value_name = "LANG", value_parser = parse_lang)]
+    pub lang: Option<Lang>,
+}
+
+/// Parses `--lang` (shared by the client subcommands).
+pub fn parse_lang(text: &str) -> Result<Lang, String> {
+    Lang::parse(text).ok_or_else(|| format!("{text:?} is not a language of the checker (en, es)"))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match check(args) {
+        Ok(code) => Ok(code),
+        // A closed standard output is main's to end quietly.
+        Err(err) if closed_output(&err) => Err(err),
+        Err(err) => {
+            eprintln!("hftp: {err:#}");
+            Ok(ExitCode::from(EXIT_CANNOT_RUN))
+        }
+    }
+}
+
+fn closed_output(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn check(args: Args) -> anyhow::Result<ExitCode> {
+    hftp_check::i18n::set(args.lang.unwrap_or_else(Lang::from_env));
     let all = cases::all();
     let selection: Vec<&Case> = all
         .iter()
         .filter(|c| hftp_check::selected(c.id, &args.only))
+        .filter(|c| args.skip.is_empty() || !hftp_check::selected(c.id, &args.skip))
         .collect();
     if selection.is_empty() {
-        bail!("no case matches {:?} (see `hftp check --list`)", args.only);
+        bail!(
+            "no case matches --only {:?} --skip {:?} (see `hftp check --list`)",
+            args.only,
+            args.skip
+        );
     }
     if args.list {
         list(&selection, args.format)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let server = args.server.as_deref().context("HOST:PORT is required")?;
-    if !(args.timeout > 0.0 && args.timeout.is_finite()) {
-        bail!("--timeout must be a positive number of seconds");
-    }
-    let config = Config {
-        addr: resolve(server)?,
+    let timeout = seconds("--timeout", args.timeout)?;
+    let mut config = Config {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         dir: args.dir,
         unprivileged_server: args.unprivileged_server,
-        timeout: Duration::from_secs_f64(args.timeout),
+        timeout,
         wipe_dir: args.wipe_dir,
     };
+    let format = args.format;
     let mut out = std::io::stdout().lock();
-    let results = hftp_check::run(&config, &selection, |result| {
-        if args.format == Format::Text {
+    let on_result = |result: &CaseResult| {
+        if format == Format::Text {
             writeln!(out, "{}", report::text(result)).ok();
             out.flush().ok();
+        } else if let Some(event) = &result.server {
+            eprintln!("hftp: {}: {}", result.id, event.describe());
         }
-    })?;
+    };
+    let results = match &args.server_cmd {
+        Some(command) => {
+            let command = ServerCommand::parse(command)?;
+            let start_timeout = seconds("--start-timeout", args.start_timeout)?;
+            let mut supervisor = Supervisor::new(command, start_timeout)?;
+            hftp_check::run_supervised(
+                &config,
+                &mut supervisor,
+                args.max_restarts,
+                &selection,
+                on_result,
+            )?
+        }
+        None => {
+            let server = args.server.as_deref().context("HOST:PORT is required")?;
+            config.addr = resolve(server)?;
+            hftp_check::run(&config, &selection, on_result)?
+        }
+    };
     let summary = Summary::of(&results);
-    match args.format {
-        Format::Text => writeln!(out, "{summary}")?,
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Text => {
+            write!(out, "{}", report::text::closing(&results))?;
+            writeln!(out, "{summary}")?;
+        }
         Format::Json => writeln!(out, "{}", report::json(&results))?,
+        Format::Junit => {
+            write!(out, "{}", report::junit::document(&results))?;
+            if let Some(stop) = report::stop(&results) {
+                eprintln!("hftp: {stop}");
+            }
+            eprintln!("{summary}");
+        }
     }
-    Ok(if summary.failed == 0 {
-        ExitCode::SUCCESS
+    if format == Format::Json {
+        if let Some(stop) = report::stop(&results) {
+            eprintln!("hftp: {stop}");
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::from(if summary.not_run > 0 {
+        EXIT_STOPPED
+    } else if summary.failed > 0 {
+        EXIT_FAILED
     } else {
-        ExitCode::FAILURE
-    })
+        0
+    }))
+}
+
+/// A positive, finite number of seconds.
+fn seconds(option: &str, value: f64) -> anyhow::Result<Duration> {
+    if !(value > 0.0 && value.is_finite()) {
+        bail!("{option} must be a positive number of seconds");
+    }
+    Ok(Duration::from_secs_f64(value))
 }
 
 fn resolve(server: &str) -> anyhow::Result<SocketAddr> {
@@ -156,11 +312,13 @@ fn list(selection: &[&Case], format: Format) -> anyhow::Result<()> {
                 writeln!(
                     out,
                     "{} [§{}]{needs}\n    {}",
-                    case.id, case.section, case.expected
+                    case.id,
+                    case.section,
+                    case.title()
                 )?;
             }
         }
-        Format::Json => writeln!(out, "{}", report::list_json(selection))?,
+        Format::Json | Format::Junit => writeln!(out, "{}", report::list_json(selection))?,
     }
     Ok(())
 }

@@ -47,6 +47,10 @@ pub struct Conn {
     /// Always ask for base64 slices, even from servers that have `raw`.
     #[arg(long)]
     pub no_raw: bool,
+    /// Language of error messages: en or es (default: from LC_ALL,
+    /// LC_MESSAGES or LANG).
+    #[arg(long, value_name = "LANG", value_parser = super::check::parse_lang)]
+    pub lang: Option<hftp_check::Lang>,
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -308,12 +312,22 @@ fn parse_range(s: &str) -> Result<(u64, Option<u64>), String> {
 }
 
 fn fail(err: &Error) -> ExitCode {
-    eprintln!("hftp: {err}");
+    eprintln!("hftp: {}", message(err));
     ExitCode::from(err.exit_code())
 }
 
-/// Runs `f` and turns an error into its line and exit code.
-fn run(f: impl FnOnce() -> Result<u8, Error>) -> anyhow::Result<ExitCode> {
+/// `err` in the language in force (the checker's setting is the process's).
+fn message(err: &Error) -> String {
+    match hftp_check::i18n::current() {
+        hftp_check::Lang::Es => err.in_spanish(),
+        hftp_check::Lang::En => err.to_string(),
+    }
+}
+
+/// Runs `f` and turns an error into its line (in `conn`'s language) and
+/// exit code.
+fn run(conn: &Conn, f: impl FnOnce() -> Result<u8, Error>) -> anyhow::Result<ExitCode> {
+    hftp_check::i18n::set(conn.lang.unwrap_or_else(hftp_check::Lang::from_env));
     Ok(match f() {
         Ok(code) => ExitCode::from(code),
         Err(err) => fail(&err),
@@ -322,7 +336,7 @@ fn run(f: impl FnOnce() -> Result<u8, Error>) -> anyhow::Result<ExitCode> {
 
 /// Records the first failure's code.
 fn note(code: &mut u8, err: &Error) {
-    eprintln!("hftp: {err}");
+    eprintln!("hftp: {}", message(err));
     if *code == exit::OK {
         *code = err.exit_code();
     }
@@ -340,7 +354,7 @@ fn sizes_table(rows: &[(u64, &str)]) -> String {
 }
 
 pub fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
-    run(|| {
+    run(&args.conn, || {
         args.conn.endpoint()?;
         Endpoint::parse(&args.conn.target)?;
         let mut client = args
@@ -405,7 +419,7 @@ fn write_out(out: &mut dyn Write, bytes: &[u8]) -> Result<(), Error> {
 }
 
 pub fn stat(args: StatArgs) -> anyhow::Result<ExitCode> {
-    run(|| {
+    run(&args.conn, || {
         let files = args.conn.files(&args.files)?;
         let mut client = args
             .conn
@@ -432,7 +446,7 @@ fn stat_on(client: &mut Client, files: &[String], out: &mut dyn Write) -> Result
 }
 
 pub fn cat(args: CatArgs) -> anyhow::Result<ExitCode> {
-    run(|| {
+    run(&args.conn, || {
         let files = args.conn.files(args.file.as_slice())?;
         let [file] = &files[..] else {
             return Err(Error::Usage(format!(
@@ -486,7 +500,7 @@ fn cat_on(
 }
 
 pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
-    run(|| {
+    run(&args.conn, || {
         let deadline = args.conn.max_time(None).map(Deadline::after);
         let mirrors: Vec<Endpoint> = args
             .conn
@@ -697,7 +711,7 @@ fn get_one(
 }
 
 pub fn shell(args: ShellArgs) -> anyhow::Result<ExitCode> {
-    run(|| {
+    run(&args.conn, || {
         args.conn.endpoint()?;
         Endpoint::parse(&args.conn.target)?;
         shell::run(args.conn.endpoint()?, args.conn.max_time(None))

@@ -1,0 +1,26 @@
+//! The JSON report: every case, the counts, the counts per section, and why
+//! the run stopped early (if it did).
+
+use serde::Serialize;
+
+use super::{by_section, stop, SectionSummary};
+use crate::outcome::{CaseResult, Summary};
+
+/// The whole run as one JSON document:
+/// `{"cases": [...], "summary": {...}, "sections": [...], "stopped": null}`.
+pub fn document(results: &[CaseResult]) -> String {
+    #[derive(Serialize)]
+    struct Document<'a> {
+        cases: &'a [CaseResult],
+        summary: Summary,
+        sections: Vec<SectionSummary>,
+        stopped: Option<&'a str>,
+    }
+    serde_json::to_string_pretty(&Document {
+        cases: results,
+        summary: Summary::of(results),
+        sections: by_section(results),
+        stopped: stop(results),
+    })
+    .expect("results serialize")
+}

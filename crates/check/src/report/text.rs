@@ -1,0 +1,106 @@
+//! The text report, for people: one line per passing, skipped or not-run
+//! case, the requirement, step, expectation and answer of a failing one,
+//! what happened to the server when it crashed or hung, and a closing
+//! summary per spec section.
+
+use super::{by_section, stop};
+use crate::escape::printable;
+use crate::i18n::tr;
+use crate::outcome::{CaseResult, Outcome, ServerEvent, Trouble};
+
+/// Lines of a crashed server's output shown under its case.
+const OUTPUT_LINES: usize = 8;
+
+/// One case: one line when it passed, was skipped or not run; the
+/// requirement, the step, what was expected and what came when it failed;
+/// then what became of the server, if anything did.
+pub fn case(result: &CaseResult) -> String {
+    let head = format!("{} [§{}]", result.id, result.section);
+    let t = tr();
+    let mut text = match &result.outcome {
+        Outcome::Pass => format!("PASS {head}"),
+        Outcome::Skip { reason } => format!("SKIP {head}: {reason}"),
+        // The reason is the same for every case after the stop, and said
+        // once under the case where the run stopped.
+        Outcome::NotRun { .. } => format!("NOT RUN {head}"),
+        Outcome::Fail(failure) => format!(
+            "FAIL {head}\n     {} {}\n     {} {}\n     {} {}\n     {} {}",
+            t.label_requires(),
+            result.expected,
+            t.label_step(),
+            failure.step,
+            t.label_expected(),
+            failure.expected,
+            t.label_got(),
+            failure.got
+        ),
+    };
+    if let Some(event) = &result.server {
+        text.push_str(&server_lines(event));
+    }
+    text
+}
+
+fn server_lines(event: &ServerEvent) -> String {
+    let t = tr();
+    let then = match &event.stop {
+        None => t.restarted(),
+        Some(stop) => stop.clone(),
+    };
+    let mut text = format!("\n     {} {}; {then}", t.label_server(), event.describe());
+    if let Trouble::Crashed { output, .. } = &event.trouble {
+        let lines: Vec<&str> = output.lines().rev().take(OUTPUT_LINES).collect();
+        if !lines.is_empty() {
+            text.push_str(&format!("\n     {}", t.log_tail()));
+            for line in lines.into_iter().rev() {
+                text.push_str(&format!("\n       | {}", printable(line)));
+            }
+        }
+    }
+    text
+}
+
+/// What follows the cases: the cases that crashed or hung the server, the
+/// counts per section, and why the run stopped, if it did (the final
+/// `N passed, ...` line is the caller's).
+pub fn closing(results: &[CaseResult]) -> String {
+    let t = tr();
+    let mut text = String::new();
+    let troubled: Vec<_> = results
+        .iter()
+        .filter_map(|r| r.server.as_ref().map(|event| (r.id, event)))
+        .collect();
+    if !troubled.is_empty() {
+        text.push_str(t.troubled_cases());
+        text.push('\n');
+        for (id, event) in troubled {
+            let word = match event.trouble {
+                Trouble::Crashed { .. } => t.crashed_word(),
+                Trouble::Hung { .. } => t.hung_word(),
+            };
+            text.push_str(&format!("  {id}: {word} ({})\n", detail(event)));
+        }
+    }
+    text.push_str(t.by_section());
+    text.push('\n');
+    for section in by_section(results) {
+        let s = section.summary;
+        text.push_str(&format!(
+            "  §{:<3} {}\n",
+            section.section,
+            t.section_counts(s.passed, s.failed, s.skipped, s.not_run)
+        ));
+    }
+    if let Some(stop) = stop(results) {
+        text.push_str(stop);
+        text.push('\n');
+    }
+    text
+}
+
+fn detail(event: &ServerEvent) -> &str {
+    match &event.trouble {
+        Trouble::Crashed { status, .. } => status,
+        Trouble::Hung { probe } => probe,
+    }
+}
