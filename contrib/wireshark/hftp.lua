@@ -344,7 +344,7 @@ local function dissect_request(tvb, pinfo, tree, conv, offset, info)
         pdu = { index = #conv.requests }
         decided[key] = pdu
         if fatal_reason then
-            conv.client_done = "a request the server must reject with a fatal error"
+            conv.client_done = "a fatal request"
         elseif command == "quit" and not note then
             conv.client_done = "quit"
         end

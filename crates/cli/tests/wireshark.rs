@@ -1,0 +1,642 @@
+//! The Wireshark dissector `contrib/wireshark/hftp.lua`, read by real
+//! `tshark`, on captures of real sessions with `hftp serve`:
+//!
+//! - live: `dumpcap` records the loopback traffic of a scripted session
+//!   (a listing, sizes, base64 and raw slices, errors, pipelining, quit, a
+//!   fatal error);
+//! - byte exact: the bytes of a real session are laid out by the test, one
+//!   TCP segment per chunk, and turned into a capture by `text2pcap` (a
+//!   request one byte at a time, a CR LF split across segments, pipelined
+//!   requests, responses cut at arbitrary points, a raw slice over fifty
+//!   segments).
+//!
+//! Every PDU's fields are compared with what the session sent, with a
+//! one-pass and a two-pass (`-2`) dissection, and tshark must print no Lua
+//! error. The tools come with the `tshark` package (`.ci/run` installs it).
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::Server;
+
+/// How long a tool may take to get going or to finish.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The 32 bytes of the protocol's example file.
+const HOLA: &[u8] = b"Que calor que hace hoy, pinocho!";
+
+fn lua_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/wireshark/hftp.lua")
+}
+
+/// Bytes of a file too large for one loopback segment (64 KiB at most), so
+/// its raw slice is always split.
+fn big_file() -> Vec<u8> {
+    (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+/// A directory holding `hola.txt` and `big.bin`.
+fn served_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("hola.txt"), HOLA).expect("write hola.txt");
+    std::fs::write(dir.path().join("big.bin"), big_file()).expect("write big.bin");
+    dir
+}
+
+/// Runs a Wireshark tool, failing the test with a clear message when it is
+/// not installed.
+fn run_tool(tool: &str, args: &[&str]) -> Output {
+    match Command::new(tool).args(args).stdin(Stdio::null()).output() {
+        Ok(output) => output,
+        Err(e) if e.kind() == ErrorKind::NotFound => panic!(
+            "{tool} is not installed: `apt-get install tshark` provides it (.ci/run installs it)"
+        ),
+        Err(e) => panic!("cannot run {tool}: {e}"),
+    }
+}
+
+/// Checks tshark's stderr: the only line allowed is its warning about
+/// running as root; anything else (a Lua error above all) fails the test.
+fn assert_quiet_stderr(args: &[&str], stderr: &[u8]) {
+    let stderr = String::from_utf8_lossy(stderr);
+    let unexpected: Vec<&str> = stderr
+        .lines()
+        .filter(|line| !line.is_empty() && !line.starts_with("Running as user \"root\""))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "tshark {args:?} printed on stderr:\n{}",
+        unexpected.join("\n")
+    );
+}
+
+/// `tshark` with the dissector loaded; its stdout.
+fn tshark(args: &[&str]) -> String {
+    let script = format!("lua_script:{}", lua_script().display());
+    let mut all = vec!["-X", script.as_str()];
+    all.extend_from_slice(args);
+    let output = run_tool("tshark", &all);
+    assert!(
+        output.status.success(),
+        "tshark {all:?} failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_quiet_stderr(&all, &output.stderr);
+    let stdout = String::from_utf8(output.stdout).expect("tshark prints UTF-8");
+    assert!(
+        !stdout.contains("Lua Error"),
+        "tshark {all:?}: the dissector raised a Lua error:\n{stdout}"
+    );
+    stdout
+}
+
+/// One HFTP PDU as tshark shows it: its frame, its fields in tree order,
+/// and its expert infos (id, message).
+#[derive(Debug, Clone, PartialEq)]
+struct Pdu {
+    frame: u64,
+    fields: Vec<(String, String)>,
+    experts: Vec<(String, String)>,
+    /// The frame's `tcp.segment.count` (reassembled PDUs only).
+    segments: Option<u64>,
+}
+
+impl Pdu {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.fields
+            .iter()
+            .filter(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+            .collect()
+    }
+
+    /// The one field `name`; fails, showing the PDU, when it is missing.
+    fn get(&self, name: &str) -> &str {
+        self.field(name)
+            .unwrap_or_else(|| panic!("no {name} in the PDU {self:#?}"))
+    }
+
+    fn expert_ids(&self) -> Vec<&str> {
+        self.experts.iter().map(|(id, _)| id.as_str()).collect()
+    }
+
+    /// The message of the expert info `id`; fails when it is missing.
+    fn expert(&self, id: &str) -> &str {
+        self.experts
+            .iter()
+            .find(|(key, _)| key == id)
+            .map(|(_, message)| message.as_str())
+            .unwrap_or_else(|| panic!("no expert info {id} in the PDU {self:#?}"))
+    }
+
+    fn is_request(&self) -> bool {
+        self.field("hftp.request").is_some()
+    }
+
+    fn is_response(&self) -> bool {
+        self.field("hftp.status").is_some()
+    }
+
+    /// The fields without those only a second pass can know.
+    fn one_pass_view(&self) -> Pdu {
+        let mut pdu = self.clone();
+        pdu.fields.retain(|(key, _)| key != "hftp.response_in");
+        pdu
+    }
+}
+
+fn flatten(value: &Value, key: &str, pdu: &mut Pdu) {
+    match value {
+        Value::String(text) => pdu.fields.push((key.to_string(), text.clone())),
+        Value::Array(items) => items.iter().for_each(|item| flatten(item, key, pdu)),
+        Value::Object(map) if key == "_ws.expert" => {
+            let id = map.keys().find(|k| !k.starts_with("_ws.expert"));
+            let message = map.get("_ws.expert.message").and_then(Value::as_str);
+            if let (Some(id), Some(message)) = (id, message) {
+                pdu.experts.push((id.clone(), message.to_string()));
+            }
+        }
+        Value::Object(map) => map.iter().for_each(|(k, v)| flatten(v, k, pdu)),
+        _ => {}
+    }
+}
+
+/// Every HFTP PDU of `pcap`, in order. `decode_as` is the server port for
+/// `-d tcp.port==PORT,hftp` (None: rely on the registration on 19500).
+fn dissect(pcap: &Path, decode_as: Option<u16>, two_pass: bool) -> Vec<Pdu> {
+    let pcap = pcap.to_str().expect("UTF-8 path");
+    let decode = decode_as.map(|port| format!("tcp.port=={port},hftp"));
+    let mut args = vec!["-r", pcap, "-T", "json", "--no-duplicate-keys"];
+    if let Some(decode) = &decode {
+        args.extend(["-d", decode.as_str()]);
+    }
+    if two_pass {
+        args.push("-2");
+    }
+    let json: Value = serde_json::from_str(&tshark(&args)).expect("tshark prints JSON");
+    let mut pdus = Vec::new();
+    for packet in json.as_array().expect("a JSON array of packets") {
+        let layers = &packet["_source"]["layers"];
+        assert!(
+            layers.get("_ws.malformed").is_none(),
+            "a malformed packet: {layers:#}"
+        );
+        let frame: u64 = layers["frame"]["frame.number"]
+            .as_str()
+            .and_then(|n| n.parse().ok())
+            .expect("frame.number");
+        let segments = layers["tcp.segments"]["tcp.segment.count"]
+            .as_str()
+            .and_then(|n| n.parse().ok());
+        let hftp = match &layers["hftp"] {
+            Value::Array(items) => items.clone(),
+            Value::Null => Vec::new(),
+            one => vec![one.clone()],
+        };
+        for item in hftp {
+            let mut pdu = Pdu {
+                frame,
+                fields: Vec::new(),
+                experts: Vec::new(),
+                segments,
+            };
+            flatten(&item, "hftp", &mut pdu);
+            pdus.push(pdu);
+        }
+    }
+    pdus
+}
+
+/// Dissects with one pass and with two; both must agree (the second pass
+/// adds only `hftp.response_in`). Returns the two-pass PDUs.
+fn dissect_both_ways(pcap: &Path, decode_as: Option<u16>) -> Vec<Pdu> {
+    let one = dissect(pcap, decode_as, false);
+    let two = dissect(pcap, decode_as, true);
+    let two_viewed: Vec<Pdu> = two.iter().map(Pdu::one_pass_view).collect();
+    assert_eq!(one, two_viewed, "one-pass and two-pass dissections differ");
+    two
+}
+
+/// The frames a display filter selects.
+fn frames_matching(pcap: &Path, decode_as: u16, filter: &str) -> Vec<u64> {
+    let decode = format!("tcp.port=={decode_as},hftp");
+    let pcap = pcap.to_str().expect("UTF-8 path");
+    let args = [
+        "-r", pcap, "-d", &decode, "-2", "-Y", filter, "-T", "fields", "-e", "frame.number",
+    ];
+    tshark(&args)
+        .lines()
+        .map(|n| n.parse().expect("a frame number"))
+        .collect()
+}
+
+/// The lowercase `aa:bb:...` form tshark gives byte fields.
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Sends `request` and reads exactly the `expected` answer (checking it),
+/// so that the capture holds a real session with known contents.
+fn exchange(stream: &mut TcpStream, request: &[u8], expected: &[u8]) {
+    stream.write_all(request).expect("send a request");
+    let mut answer = vec![0; expected.len()];
+    stream.read_exact(&mut answer).expect("read the answer");
+    assert!(
+        answer == expected,
+        "the server answered {:?} to {:?}",
+        String::from_utf8_lossy(&answer),
+        String::from_utf8_lossy(request)
+    );
+}
+
+/// Reads until the server closes; the connection must end with `expected`.
+fn read_to_close(stream: &mut TcpStream, expected: &[u8]) {
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).expect("read until the server closes");
+    assert_eq!(String::from_utf8_lossy(&rest), String::from_utf8_lossy(expected));
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect to the server");
+    stream
+        .set_read_timeout(Some(TOOL_TIMEOUT))
+        .expect("read timeout");
+    stream
+}
+
+fn raw_slice_answer(body: &[u8]) -> Vec<u8> {
+    let mut answer = format!("0 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    answer.extend_from_slice(body);
+    answer
+}
+
+const LISTING: &[u8] = b"0 OK\r\nbig.bin\r\nhola.txt\r\n\r\n";
+const HELP: &[u8] = b"0 OK\r\nget_file_listing\r\nget_metadata\r\nget_slice\r\nhelp\r\nquit\r\n\r\n";
+
+// ---------------------------------------------------------------------------
+// Live capture with dumpcap
+// ---------------------------------------------------------------------------
+
+/// `dumpcap` recording loopback traffic to one port, as pcapng on a pipe
+/// (which dumpcap flushes after every packet).
+struct Capture {
+    child: Child,
+    bytes: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+fn collect(mut pipe: impl Read + Send + 'static, sink: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
+    thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    })
+}
+
+impl Capture {
+    fn start(port: u16) -> Capture {
+        let filter = format!("tcp port {port}");
+        let mut child = match Command::new("dumpcap")
+            .args(["-i", "lo", "-f", &filter, "-w", "-"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) if e.kind() == ErrorKind::NotFound => panic!(
+                "dumpcap is not installed: `apt-get install tshark` provides it (.ci/run installs it)"
+            ),
+            Err(e) => panic!("cannot run dumpcap: {e}"),
+        };
+        let bytes = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let readers = vec![
+            collect(child.stdout.take().expect("piped"), Arc::clone(&bytes)),
+            collect(child.stderr.take().expect("piped"), Arc::clone(&stderr)),
+        ];
+        Capture {
+            child,
+            bytes,
+            stderr,
+            readers,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    /// How many packets (pcapng enhanced packet blocks) were written so far.
+    fn packets(&self) -> usize {
+        let bytes = self.bytes.lock().unwrap();
+        let mut count = 0;
+        let mut at = 0;
+        while at + 12 <= bytes.len() {
+            let word = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap());
+            if at == 0 {
+                assert_eq!(word(8), 0x1A2B_3C4D, "dumpcap wrote no little-endian pcapng");
+            }
+            let length = word(at + 4) as usize;
+            assert!(length >= 12, "a pcapng block of {length} bytes");
+            if at + length > bytes.len() {
+                break;
+            }
+            count += usize::from(word(at) == 6);
+            at += length;
+        }
+        count
+    }
+
+    /// Makes sure packets to the server are being captured, and that all
+    /// sent before have been: connects (and closes) until a new packet shows
+    /// up in the capture. Packets are captured in the order they are sent,
+    /// so one that came after the session proves the session was recorded.
+    fn sync(&mut self, server: SocketAddr) {
+        let deadline = Instant::now() + TOOL_TIMEOUT;
+        let before = self.packets();
+        loop {
+            drop(TcpStream::connect(server).expect("probe connection"));
+            let probe_deadline = Instant::now() + Duration::from_secs(1);
+            while Instant::now() < probe_deadline {
+                if self.packets() > before {
+                    return;
+                }
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    panic!("dumpcap exited ({status}):\n{}", self.stderr());
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dumpcap captured nothing within {TOOL_TIMEOUT:?}:\n{}",
+                self.stderr()
+            );
+        }
+    }
+
+    /// Stops dumpcap (SIGINT, as Ctrl-C) and writes the capture to `path`.
+    fn finish(mut self, path: &Path) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
+        // SAFETY: kill has no memory-safety preconditions; the child is not
+        // reaped yet, so the pid is still dumpcap's.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        let deadline = Instant::now() + TOOL_TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for dumpcap") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "dumpcap did not stop on SIGINT");
+            thread::sleep(Duration::from_millis(10));
+        };
+        for reader in self.readers.drain(..) {
+            reader.join().expect("reader thread");
+        }
+        assert!(status.success(), "dumpcap failed ({status}):\n{}", self.stderr());
+        std::fs::write(path, &*self.bytes.lock().unwrap()).expect("write the capture");
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.child.kill().ok();
+            self.child.wait().ok();
+        }
+    }
+}
+
+#[test]
+fn live_capture_of_a_session_is_dissected() {
+    let dir = served_dir();
+    let server = Server::builder(dir.path()).start();
+    let port = server.addr().port();
+    let work = tempfile::tempdir().expect("tempdir");
+    let pcap = work.path().join("session.pcapng");
+    let big = big_file();
+
+    let mut capture = Capture::start(port);
+    capture.sync(server.addr());
+
+    let mut session = connect(server.addr());
+    exchange(&mut session, b"get_file_listing\r\n", LISTING);
+    exchange(&mut session, b"get_metadata hola.txt\r\n", b"0 OK\r\n32\r\n");
+    exchange(
+        &mut session,
+        b"get_slice hola.txt 4 19\r\n",
+        b"0 OK\r\nY2Fsb3IgcXVlIGhhY2UgaG95LA==\r\n",
+    );
+    exchange(
+        &mut session,
+        b"get_slice big.bin 0 300000 raw\r\n",
+        &raw_slice_answer(&big),
+    );
+    exchange(&mut session, b"help\r\n", HELP);
+    exchange(&mut session, b"verdura\r\n", b"200 NO SUCH COMMAND\r\n");
+    exchange(
+        &mut session,
+        b"get_slice hola.txt 30 3\r\n",
+        b"203 OFFSET EXCEEDS FILE SIZE\r\n",
+    );
+    exchange(
+        &mut session,
+        b"get_metadata hola.txt\r\nget_slice hola.txt 0 5 raw\r\nget_metadata nada.txt\r\n",
+        b"0 OK\r\n32\r\n0 OK\r\nContent-Length: 5\r\n\r\nQue c202 FILE NOT FOUND\r\n",
+    );
+    session.write_all(b"quit\r\n").expect("send quit");
+    read_to_close(&mut session, b"0 OK\r\n");
+
+    let mut fatal = connect(server.addr());
+    fatal
+        .write_all(b"get_metadata hola.txt\nget_metadata hola.txt\r\n")
+        .expect("send a bare LF");
+    read_to_close(&mut fatal, b"100 BAD EOL\r\n");
+
+    capture.sync(server.addr());
+    capture.finish(&pcap);
+
+    let pdus = dissect_both_ways(&pcap, Some(port));
+    // The probe connections carry no data: every PDU belongs to one of the
+    // two sessions.
+    let requests: Vec<&Pdu> = pdus.iter().filter(|p| p.is_request()).collect();
+    let responses: Vec<&Pdu> = pdus.iter().filter(|p| p.is_response()).collect();
+    let commands: Vec<&str> = requests.iter().map(|p| p.get("hftp.command")).collect();
+    assert_eq!(
+        commands,
+        [
+            "get_file_listing",
+            "get_metadata",
+            "get_slice",
+            "get_slice",
+            "help",
+            "verdura",
+            "get_slice",
+            "get_metadata",
+            "get_slice",
+            "get_metadata",
+            "quit",
+            "get_metadata",
+        ]
+    );
+    let statuses: Vec<&str> = responses.iter().map(|p| p.get("hftp.status")).collect();
+    assert_eq!(
+        statuses,
+        ["0", "0", "0", "0", "0", "200", "203", "0", "0", "202", "0", "100"]
+    );
+    // Each response names its request's frame, and each request its
+    // response's frame (two-pass), across the pipelined three too.
+    for (request, response) in requests.iter().zip(&responses) {
+        assert_eq!(
+            response.get("hftp.request_in"),
+            request.frame.to_string(),
+            "request {request:#?}, response {response:#?}"
+        );
+        assert_eq!(request.get("hftp.response_in"), response.frame.to_string());
+        assert_eq!(
+            response.get("hftp.response_to"),
+            request.get("hftp.request")
+        );
+    }
+    let pipelined = &requests[7..10];
+    assert!(
+        pipelined.iter().all(|p| p.frame == pipelined[0].frame),
+        "the three pipelined requests travelled in one segment: {pipelined:#?}"
+    );
+    assert_eq!(
+        requests[0..11]
+            .iter()
+            .map(|p| p.get("hftp.request_number"))
+            .collect::<Vec<_>>(),
+        ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"]
+    );
+    assert_eq!(requests[11].get("hftp.request_number"), "1");
+
+    // Listing, metadata, base64 slice.
+    assert_eq!(responses[0].all("hftp.listing.name"), ["big.bin", "hola.txt"]);
+    assert_eq!(responses[0].get("hftp.listing.count"), "2");
+    assert_eq!(requests[1].get("hftp.name"), "hola.txt");
+    assert_eq!(responses[1].get("hftp.file_size"), "32");
+    assert_eq!(requests[2].all("hftp.argument"), ["hola.txt", "4", "19"]);
+    assert_eq!(requests[2].get("hftp.offset"), "4");
+    assert_eq!(requests[2].get("hftp.size"), "19");
+    assert_eq!(requests[2].get("hftp.raw"), "0");
+    assert_eq!(
+        responses[2].get("hftp.base64"),
+        "Y2Fsb3IgcXVlIGhhY2UgaG95LA=="
+    );
+    assert_eq!(responses[2].get("hftp.base64_length"), "28");
+    assert_eq!(responses[2].get("hftp.decoded_length"), "19");
+    assert_eq!(responses[2].get("hftp.decoded"), hex(&HOLA[4..23]));
+
+    // The raw slice: reassembled from several segments (a loopback segment
+    // holds at most 64 KiB), body complete and byte-exact.
+    assert_eq!(requests[3].get("hftp.raw"), "1");
+    let raw = responses[3];
+    assert_eq!(raw.get("hftp.content_length"), "300000");
+    assert_eq!(raw.get("hftp.body_length"), "300000");
+    assert!(raw.get("hftp.body") == hex(&big), "the raw body differs");
+    assert!(
+        raw.segments.is_some_and(|n| n >= 5),
+        "300000 bytes come in 5 segments or more: {:?}",
+        raw.segments
+    );
+
+    // help, and the non-fatal errors.
+    assert_eq!(
+        responses[4].all("hftp.help.command"),
+        ["get_file_listing", "get_metadata", "get_slice", "help", "quit"]
+    );
+    assert!(requests[5].expert("hftp.rejected").contains("200 NO SUCH COMMAND"));
+    assert_eq!(responses[5].get("hftp.status_text"), "NO SUCH COMMAND");
+    assert!(responses[5].expert("hftp.error_status").contains("200"));
+    assert_eq!(responses[6].get("hftp.status_text"), "OFFSET EXCEEDS FILE SIZE");
+    assert_eq!(responses[8].get("hftp.body"), hex(b"Que c"));
+    assert_eq!(responses[9].get("hftp.status"), "202");
+
+    // Expert info exactly where something is wrong.
+    for (i, request) in requests.iter().enumerate() {
+        let expected: &[&str] = match i {
+            5 => &["hftp.rejected"],
+            11 => &["hftp.fatal_request"],
+            _ => &[],
+        };
+        assert_eq!(request.expert_ids(), expected, "request {request:#?}");
+    }
+    for (i, response) in responses.iter().enumerate() {
+        let expected: &[&str] = match i {
+            5 | 6 | 9 => &["hftp.error_status"],
+            11 => &["hftp.fatal"],
+            _ => &[],
+        };
+        assert_eq!(response.expert_ids(), expected, "response {response:#?}");
+    }
+    assert_eq!(
+        pdus.len(),
+        requests.len() + responses.len() + 1,
+        "requests, responses and the ignored bytes, nothing else: {pdus:#?}"
+    );
+
+    // The fatal error: the request is marked, what follows the bare LF is
+    // data the server ignores, the answer is a fatal error.
+    let fatal_request = requests[11];
+    assert_eq!(fatal_request.get("hftp.request"), "get_metadata hola.txt");
+    assert!(fatal_request.expert("hftp.fatal_request").contains("100 BAD EOL"));
+    let ignored = pdus
+        .iter()
+        .find(|p| p.field("hftp.ignored").is_some())
+        .expect("the bytes after the bare LF, as ignored data");
+    assert_eq!(ignored.get("hftp.ignored"), hex(b"get_metadata hola.txt\r\n"));
+    assert!(ignored.expert_ids().contains(&"hftp.ignored"));
+    let fatal_response = responses[11];
+    assert_eq!(fatal_response.get("hftp.status_text"), "BAD EOL");
+    assert!(fatal_response.expert("hftp.fatal").contains("closes the connection"));
+
+    // Display filters.
+    let get_slice_frames: BTreeSet<u64> = requests
+        .iter()
+        .filter(|p| p.get("hftp.command") == "get_slice")
+        .map(|p| p.frame)
+        .collect();
+    let filtered: BTreeSet<u64> = frames_matching(&pcap, port, "hftp.command == \"get_slice\"")
+        .into_iter()
+        .collect();
+    assert_eq!(filtered, get_slice_frames);
+    assert_eq!(
+        frames_matching(&pcap, port, "hftp.status == 203"),
+        [responses[6].frame]
+    );
+    assert_eq!(
+        frames_matching(&pcap, port, "hftp.command == \"verdura\""),
+        [requests[5].frame]
+    );
+    assert_eq!(
+        frames_matching(&pcap, port, "hftp.fatal"),
+        [fatal_response.frame]
+    );
+}
