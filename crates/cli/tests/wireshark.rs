@@ -52,16 +52,25 @@ fn served_dir() -> tempfile::TempDir {
     dir
 }
 
-/// Runs a Wireshark tool, failing the test with a clear message when it is
-/// not installed.
-fn run_tool(tool: &str, args: &[&str]) -> Output {
-    match Command::new(tool).args(args).stdin(Stdio::null()).output() {
+/// Runs a Wireshark tool (with `HOME` set to `home`, if given), failing the
+/// test with a clear message when it is not installed.
+fn run_tool_in(tool: &str, args: &[&str], home: Option<&Path>) -> Output {
+    let mut command = Command::new(tool);
+    command.args(args).stdin(Stdio::null());
+    if let Some(home) = home {
+        command.env("HOME", home);
+    }
+    match command.output() {
         Ok(output) => output,
         Err(e) if e.kind() == ErrorKind::NotFound => panic!(
             "{tool} is not installed: `apt-get install tshark` provides it (.ci/run installs it)"
         ),
         Err(e) => panic!("cannot run {tool}: {e}"),
     }
+}
+
+fn run_tool(tool: &str, args: &[&str]) -> Output {
+    run_tool_in(tool, args, None)
 }
 
 /// Checks tshark's stderr: the only line allowed is its warning about
@@ -79,23 +88,30 @@ fn assert_quiet_stderr(args: &[&str], stderr: &[u8]) {
     );
 }
 
-/// `tshark` with the dissector loaded; its stdout.
+/// `tshark` with the dissector loaded by `-X lua_script:`; its stdout.
 fn tshark(args: &[&str]) -> String {
     let script = format!("lua_script:{}", lua_script().display());
     let mut all = vec!["-X", script.as_str()];
     all.extend_from_slice(args);
-    let output = run_tool("tshark", &all);
+    tshark_in(&all, None)
+}
+
+/// `tshark ARGS` with `HOME` set to `home`, if given; its stdout. Fails on
+/// an error, on anything unexpected on stderr, and on a Lua error in the
+/// dissection.
+fn tshark_in(args: &[&str], home: Option<&Path>) -> String {
+    let output = run_tool_in("tshark", args, home);
     assert!(
         output.status.success(),
-        "tshark {all:?} failed ({}):\n{}",
+        "tshark {args:?} failed ({}):\n{}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_quiet_stderr(&all, &output.stderr);
+    assert_quiet_stderr(args, &output.stderr);
     let stdout = String::from_utf8(output.stdout).expect("tshark prints UTF-8");
     assert!(
-        !stdout.contains("Lua Error"),
-        "tshark {all:?}: the dissector raised a Lua error:\n{stdout}"
+        !stdout.contains("Lua Error:"),
+        "tshark {args:?}: the dissector raised a Lua error:\n{stdout}"
     );
     stdout
 }
@@ -239,7 +255,17 @@ fn frames_matching(pcap: &Path, decode_as: u16, filter: &str) -> Vec<u64> {
     let decode = format!("tcp.port=={decode_as},hftp");
     let pcap = pcap.to_str().expect("UTF-8 path");
     let args = [
-        "-r", pcap, "-d", &decode, "-2", "-Y", filter, "-T", "fields", "-e", "frame.number",
+        "-r",
+        pcap,
+        "-d",
+        &decode,
+        "-2",
+        "-Y",
+        filter,
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
     ];
     tshark(&args)
         .lines()
@@ -273,8 +299,13 @@ fn exchange(stream: &mut TcpStream, request: &[u8], expected: &[u8]) {
 /// Reads until the server closes; the connection must end with `expected`.
 fn read_to_close(stream: &mut TcpStream, expected: &[u8]) {
     let mut rest = Vec::new();
-    stream.read_to_end(&mut rest).expect("read until the server closes");
-    assert_eq!(String::from_utf8_lossy(&rest), String::from_utf8_lossy(expected));
+    stream
+        .read_to_end(&mut rest)
+        .expect("read until the server closes");
+    assert_eq!(
+        String::from_utf8_lossy(&rest),
+        String::from_utf8_lossy(expected)
+    );
 }
 
 fn connect(addr: SocketAddr) -> TcpStream {
@@ -292,7 +323,8 @@ fn raw_slice_answer(body: &[u8]) -> Vec<u8> {
 }
 
 const LISTING: &[u8] = b"0 OK\r\nbig.bin\r\nhola.txt\r\n\r\n";
-const HELP: &[u8] = b"0 OK\r\nget_file_listing\r\nget_metadata\r\nget_slice\r\nhelp\r\nquit\r\n\r\n";
+const HELP: &[u8] =
+    b"0 OK\r\nget_file_listing\r\nget_metadata\r\nget_slice\r\nhelp\r\nquit\r\n\r\n";
 
 // ---------------------------------------------------------------------------
 // Live capture with dumpcap
@@ -361,7 +393,11 @@ impl Capture {
         while at + 12 <= bytes.len() {
             let word = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap());
             if at == 0 {
-                assert_eq!(word(8), 0x1A2B_3C4D, "dumpcap wrote no little-endian pcapng");
+                assert_eq!(
+                    word(8),
+                    0x1A2B_3C4D,
+                    "dumpcap wrote no little-endian pcapng"
+                );
             }
             let length = word(at + 4) as usize;
             assert!(length >= 12, "a pcapng block of {length} bytes");
@@ -418,7 +454,11 @@ impl Capture {
         for reader in self.readers.drain(..) {
             reader.join().expect("reader thread");
         }
-        assert!(status.success(), "dumpcap failed ({status}):\n{}", self.stderr());
+        assert!(
+            status.success(),
+            "dumpcap failed ({status}):\n{}",
+            self.stderr()
+        );
         std::fs::write(path, &*self.bytes.lock().unwrap()).expect("write the capture");
     }
 }
@@ -446,7 +486,11 @@ fn live_capture_of_a_session_is_dissected() {
 
     let mut session = connect(server.addr());
     exchange(&mut session, b"get_file_listing\r\n", LISTING);
-    exchange(&mut session, b"get_metadata hola.txt\r\n", b"0 OK\r\n32\r\n");
+    exchange(
+        &mut session,
+        b"get_metadata hola.txt\r\n",
+        b"0 OK\r\n32\r\n",
+    );
     exchange(
         &mut session,
         b"get_slice hola.txt 4 19\r\n",
@@ -538,7 +582,10 @@ fn live_capture_of_a_session_is_dissected() {
     assert_eq!(requests[11].get("hftp.request_number"), "1");
 
     // Listing, metadata, base64 slice.
-    assert_eq!(responses[0].all("hftp.listing.name"), ["big.bin", "hola.txt"]);
+    assert_eq!(
+        responses[0].all("hftp.listing.name"),
+        ["big.bin", "hola.txt"]
+    );
     assert_eq!(responses[0].get("hftp.listing.count"), "2");
     assert_eq!(requests[1].get("hftp.name"), "hola.txt");
     assert_eq!(responses[1].get("hftp.file_size"), "32");
@@ -570,12 +617,23 @@ fn live_capture_of_a_session_is_dissected() {
     // help, and the non-fatal errors.
     assert_eq!(
         responses[4].all("hftp.help.command"),
-        ["get_file_listing", "get_metadata", "get_slice", "help", "quit"]
+        [
+            "get_file_listing",
+            "get_metadata",
+            "get_slice",
+            "help",
+            "quit"
+        ]
     );
-    assert!(requests[5].expert("hftp.rejected").contains("200 NO SUCH COMMAND"));
+    assert!(requests[5]
+        .expert("hftp.rejected")
+        .contains("200 NO SUCH COMMAND"));
     assert_eq!(responses[5].get("hftp.status_text"), "NO SUCH COMMAND");
     assert!(responses[5].expert("hftp.error_status").contains("200"));
-    assert_eq!(responses[6].get("hftp.status_text"), "OFFSET EXCEEDS FILE SIZE");
+    assert_eq!(
+        responses[6].get("hftp.status_text"),
+        "OFFSET EXCEEDS FILE SIZE"
+    );
     assert_eq!(responses[8].get("hftp.body"), hex(b"Que c"));
     assert_eq!(responses[9].get("hftp.status"), "202");
 
@@ -606,16 +664,23 @@ fn live_capture_of_a_session_is_dissected() {
     // data the server ignores, the answer is a fatal error.
     let fatal_request = requests[11];
     assert_eq!(fatal_request.get("hftp.request"), "get_metadata hola.txt");
-    assert!(fatal_request.expert("hftp.fatal_request").contains("100 BAD EOL"));
+    assert!(fatal_request
+        .expert("hftp.fatal_request")
+        .contains("100 BAD EOL"));
     let ignored = pdus
         .iter()
         .find(|p| p.field("hftp.ignored").is_some())
         .expect("the bytes after the bare LF, as ignored data");
-    assert_eq!(ignored.get("hftp.ignored"), hex(b"get_metadata hola.txt\r\n"));
+    assert_eq!(
+        ignored.get("hftp.ignored"),
+        hex(b"get_metadata hola.txt\r\n")
+    );
     assert!(ignored.expert_ids().contains(&"hftp.ignored"));
     let fatal_response = responses[11];
     assert_eq!(fatal_response.get("hftp.status_text"), "BAD EOL");
-    assert!(fatal_response.expert("hftp.fatal").contains("closes the connection"));
+    assert!(fatal_response
+        .expert("hftp.fatal")
+        .contains("closes the connection"));
 
     // Display filters.
     let get_slice_frames: BTreeSet<u64> = requests
@@ -638,5 +703,423 @@ fn live_capture_of_a_session_is_dissected() {
     assert_eq!(
         frames_matching(&pcap, port, "hftp.fatal"),
         [fatal_response.frame]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Byte-exact captures with text2pcap
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Side {
+    Client,
+    Server,
+}
+
+/// TCP segments laid out one by one: which side sends which bytes, in the
+/// order of the capture.
+#[derive(Default)]
+struct Segments {
+    packets: Vec<(Side, Vec<u8>)>,
+}
+
+impl Segments {
+    /// One segment per chunk.
+    fn send(&mut self, side: Side, chunks: &[&[u8]]) {
+        for chunk in chunks {
+            self.packets.push((side, chunk.to_vec()));
+        }
+    }
+
+    /// `bytes` in segments of `size` bytes (the last may be shorter).
+    fn send_in_pieces(&mut self, side: Side, bytes: &[u8], size: usize) {
+        for chunk in bytes.chunks(size) {
+            self.packets.push((side, chunk.to_vec()));
+        }
+    }
+
+    /// The frame (1-based) whose segment carries byte `at` of `side`'s
+    /// stream.
+    fn frame_of(&self, side: Side, at: usize) -> u64 {
+        let mut start = 0;
+        for (index, (sender, bytes)) in self.packets.iter().enumerate() {
+            if *sender != side {
+                continue;
+            }
+            if at < start + bytes.len() {
+                return index as u64 + 1;
+            }
+            start += bytes.len();
+        }
+        panic!("{side:?} sent fewer than {} bytes", at + 1);
+    }
+
+    /// The frame where a PDU of `side` ending at stream offset `end` is
+    /// dissected: the one carrying its last byte.
+    fn frame_ending(&self, side: Side, end: usize) -> u64 {
+        self.frame_of(side, end - 1)
+    }
+
+    /// How many segments carry the bytes `[start, end)` of `side`'s stream.
+    fn segments_spanned(&self, side: Side, start: usize, end: usize) -> u64 {
+        let first = self.frame_of(side, start);
+        let last = self.frame_of(side, end - 1);
+        self.packets[first as usize - 1..last as usize]
+            .iter()
+            .filter(|(sender, _)| *sender == side)
+            .count() as u64
+    }
+
+    /// Writes the capture with text2pcap: IPv4 and TCP headers from
+    /// 127.0.0.1:`client_port` to 127.0.0.2:`server_port` and back, with
+    /// sequence numbers that follow each side's stream.
+    fn write_pcap(&self, dir: &Path, name: &str, client_port: u16, server_port: u16) -> PathBuf {
+        let dump: String = self
+            .packets
+            .iter()
+            .map(|(side, bytes)| {
+                let direction = if *side == Side::Client { "I" } else { "O" };
+                let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                format!("{direction} {hex}\n")
+            })
+            .collect();
+        let text = dir.join(format!("{name}.txt"));
+        let pcap = dir.join(format!("{name}.pcapng"));
+        std::fs::write(&text, dump).expect("write the hex dump");
+        let ports = format!("{client_port},{server_port}");
+        let output = run_tool(
+            "text2pcap",
+            &[
+                "-q",
+                "-D",
+                "-r",
+                r"^(?<dir>[IO])\s(?<data>[0-9a-fA-F]+)$",
+                "-4",
+                "127.0.0.1,127.0.0.2",
+                "-T",
+                &ports,
+                text.to_str().expect("UTF-8 path"),
+                pcap.to_str().expect("UTF-8 path"),
+            ],
+        );
+        assert!(
+            output.status.success(),
+            "text2pcap failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        pcap
+    }
+}
+
+/// The bytes of a real session: requests sent to `hftp serve` and its
+/// answers, checked as they come; then laid out segment by segment (a
+/// request one byte at a time, the CR LF of another split, answers cut in
+/// the middle of status lines, pipelined requests and a raw slice of
+/// 50000 bytes in 1000-byte segments) on the default port 19500.
+#[test]
+fn byte_exact_segments_are_reassembled() {
+    let dir = served_dir();
+    let server = Server::builder(dir.path()).start();
+    let big = big_file();
+    let slice = &big[1000..51000];
+
+    let first_request: &[u8] = b"get_metadata hola.txt\r\n";
+    let first_answer: &[u8] = b"0 OK\r\n32\r\n";
+    let pipelined: &[u8] =
+        b"get_file_listing\r\nget_slice hola.txt 0 5\r\nget_slice big.bin 1000 50000 raw\r\nhelp\r\n";
+    let base64_answer: &[u8] = b"0 OK\r\nUXVlIGM=\r\n";
+    let raw_answer = raw_slice_answer(slice);
+    let pipelined_answers = [LISTING, base64_answer, &raw_answer, HELP].concat();
+
+    let mut stream = connect(server.addr());
+    exchange(&mut stream, first_request, first_answer);
+    exchange(&mut stream, pipelined, &pipelined_answers);
+    stream.write_all(b"quit\r\n").expect("send quit");
+    read_to_close(&mut stream, b"0 OK\r\n");
+
+    let mut segments = Segments::default();
+    let single_bytes: Vec<&[u8]> = first_request.chunks(1).collect();
+    segments.send(Side::Client, &single_bytes);
+    segments.send(Side::Server, &[b"0 O", b"K\r", b"\n3", b"2\r\n"]);
+    // The pipelined requests: three whole, the fourth cut in two.
+    let cut = pipelined.len() - 4;
+    segments.send(Side::Client, &[&pipelined[..cut], &pipelined[cut..]]);
+    segments.send_in_pieces(Side::Server, &pipelined_answers, 1000);
+    segments.send(Side::Client, &[b"qu", b"it\r", b"\n"]);
+    segments.send(Side::Server, &[b"0 OK\r\n"]);
+    let work = tempfile::tempdir().expect("tempdir");
+    let pcap = segments.write_pcap(work.path(), "segments", 40000, 19500);
+
+    // No Decode As: the dissector is registered on 19500.
+    let pdus = dissect_both_ways(&pcap, None);
+    let summary: Vec<(u64, &str)> = pdus
+        .iter()
+        .map(|p| {
+            (
+                p.frame,
+                p.field("hftp.command")
+                    .or(p.field("hftp.status"))
+                    .unwrap_or("?"),
+            )
+        })
+        .collect();
+
+    // Where each PDU must be dissected: in the frame carrying its last byte.
+    let client = |end: usize| segments.frame_ending(Side::Client, end);
+    let server_end = |end: usize| segments.frame_ending(Side::Server, end);
+    let first_end = first_request.len();
+    let listing_end = first_end + "get_file_listing\r\n".len();
+    let base64_end = listing_end + "get_slice hola.txt 0 5\r\n".len();
+    let raw_end = base64_end + "get_slice big.bin 1000 50000 raw\r\n".len();
+    let help_end = raw_end + "help\r\n".len();
+    let quit_end = help_end + "quit\r\n".len();
+    let answers = [
+        first_answer.len(),
+        LISTING.len(),
+        base64_answer.len(),
+        raw_answer.len(),
+        HELP.len(),
+        b"0 OK\r\n".len(),
+    ];
+    let answer_ends: Vec<usize> = answers
+        .iter()
+        .scan(0, |end, len| {
+            *end += len;
+            Some(*end)
+        })
+        .collect();
+    let expected: Vec<(u64, &str)> = vec![
+        (client(first_end), "get_metadata"),
+        (server_end(answer_ends[0]), "0"),
+        (client(listing_end), "get_file_listing"),
+        (client(base64_end), "get_slice"),
+        (client(raw_end), "get_slice"),
+        (client(help_end), "help"),
+        (server_end(answer_ends[1]), "0"),
+        (server_end(answer_ends[2]), "0"),
+        (server_end(answer_ends[3]), "0"),
+        (server_end(answer_ends[4]), "0"),
+        (client(quit_end), "quit"),
+        (server_end(answer_ends[5]), "0"),
+    ];
+    assert_eq!(summary, expected, "PDUs (frame, command or status)");
+    // The one-byte request is whole in the frame of its 23rd byte, the
+    // split status line in the frame of its last byte.
+    assert_eq!(expected[0].0, 23);
+    assert_eq!(expected[1].0, 27);
+
+    let request = |i: usize| &pdus[i];
+    assert_eq!(request(0).get("hftp.request"), "get_metadata hola.txt");
+    assert_eq!(request(0).get("hftp.name"), "hola.txt");
+    assert_eq!(pdus[1].get("hftp.file_size"), "32");
+    assert_eq!(pdus[1].get("hftp.request_in"), "23");
+    assert_eq!(request(0).get("hftp.response_in"), "27");
+    // Pipelined: each answer names its own request.
+    for (request_at, answer_at) in [(2, 6), (3, 7), (4, 8), (5, 9), (10, 11)] {
+        assert_eq!(
+            pdus[answer_at].get("hftp.response_to"),
+            pdus[request_at].get("hftp.request")
+        );
+        assert_eq!(
+            pdus[answer_at].get("hftp.request_in"),
+            pdus[request_at].frame.to_string()
+        );
+        assert_eq!(
+            pdus[request_at].get("hftp.response_in"),
+            pdus[answer_at].frame.to_string()
+        );
+    }
+    assert_eq!(pdus[6].all("hftp.listing.name"), ["big.bin", "hola.txt"]);
+    assert_eq!(pdus[7].get("hftp.base64"), "UXVlIGM=");
+    assert_eq!(pdus[7].get("hftp.decoded_length"), "5");
+    assert_eq!(pdus[7].get("hftp.decoded"), hex(b"Que c"));
+    assert_eq!(pdus[4].get("hftp.raw"), "1");
+    assert_eq!(pdus[4].get("hftp.offset"), "1000");
+    assert_eq!(pdus[4].get("hftp.size"), "50000");
+    let raw = &pdus[8];
+    assert_eq!(raw.get("hftp.content_length"), "50000");
+    assert_eq!(raw.get("hftp.body_length"), "50000");
+    assert!(raw.get("hftp.body") == hex(slice), "the raw body differs");
+    let spanned = segments.segments_spanned(Side::Server, answer_ends[2], answer_ends[3]);
+    assert!(spanned > 50, "the raw slice spans {spanned} segments");
+    assert_eq!(
+        raw.segments,
+        Some(spanned),
+        "segments reassembled for the raw slice"
+    );
+    assert_eq!(pdus[9].get("hftp.help.count"), "5");
+    for pdu in &pdus {
+        assert!(pdu.experts.is_empty(), "unexpected expert info: {pdu:#?}");
+    }
+}
+
+/// A fatal error, byte exact: the request with a bare LF, the bytes after
+/// it (which the server never reads, in two segments), the fatal answer;
+/// on a port other than 19500, with Decode As.
+#[test]
+fn fatal_error_is_expert_info() {
+    let dir = served_dir();
+    let server = Server::builder(dir.path()).start();
+    let request: &[u8] = b"get_metadata hola.txt\nget_metadata hola.txt\r\n";
+    let mut stream = connect(server.addr());
+    stream.write_all(request).expect("send a bare LF");
+    read_to_close(&mut stream, b"100 BAD EOL\r\n");
+
+    let mut segments = Segments::default();
+    segments.send(Side::Client, &[&request[..28], &request[28..]]);
+    segments.send(Side::Server, &[b"100 BAD EOL\r\n"]);
+    let work = tempfile::tempdir().expect("tempdir");
+    let pcap = segments.write_pcap(work.path(), "fatal", 40001, 20000);
+    let pdus = dissect_both_ways(&pcap, Some(20000));
+
+    assert_eq!(pdus.len(), 4, "{pdus:#?}");
+    let fatal_request = &pdus[0];
+    assert_eq!(fatal_request.frame, 1);
+    assert_eq!(fatal_request.get("hftp.command"), "get_metadata");
+    assert_eq!(fatal_request.get("hftp.request"), "get_metadata hola.txt");
+    assert_eq!(fatal_request.expert_ids(), ["hftp.fatal_request"]);
+    assert!(fatal_request
+        .expert("hftp.fatal_request")
+        .contains("an LF without a CR before it (100 BAD EOL)"));
+    assert_eq!(fatal_request.get("hftp.response_in"), "3");
+    for (pdu, frame, bytes) in [
+        (&pdus[1], 1, &request[22..28]),
+        (&pdus[2], 2, &request[28..]),
+    ] {
+        assert_eq!(pdu.frame, frame);
+        assert_eq!(pdu.get("hftp.ignored"), hex(bytes));
+        assert_eq!(pdu.expert_ids(), ["hftp.ignored"]);
+    }
+    let answer = &pdus[3];
+    assert_eq!(answer.frame, 3);
+    assert_eq!(answer.get("hftp.status"), "100");
+    assert_eq!(answer.get("hftp.status_text"), "BAD EOL");
+    assert_eq!(answer.get("hftp.request_in"), "1");
+    assert_eq!(answer.expert_ids(), ["hftp.fatal"]);
+    assert_eq!(
+        answer.expert("hftp.fatal"),
+        "Fatal error 100 BAD EOL: the server closes the connection"
+    );
+}
+
+/// What a careless server might answer (bytes written by hand, since
+/// `hftp serve` never answers this way): each mistake is expert info.
+#[test]
+fn a_faulty_server_is_marked() {
+    let exchanges: [(&[u8], &[u8]); 5] = [
+        (b"get_slice hola.txt 0 5\r\n", b"0 ok\r\nUXVlIGM\r\n"),
+        (
+            b"get_slice hola.txt 0 5 raw\r\n",
+            b"0 OK\r\nContent-Length: 4\r\n\r\nQue ",
+        ),
+        (b"get_metadata hola.txt\r\n", b"0 OK\r\nabc\r\n"),
+        (b"get_metadata ../x\r\n", b"0 OK\r\n3\r\n"),
+        (b"quit\r\n", b"0 OK\r\nmore"),
+    ];
+    let mut segments = Segments::default();
+    for (request, answer) in exchanges {
+        segments.send(Side::Client, &[request]);
+        segments.send(Side::Server, &[answer]);
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let pcap = segments.write_pcap(work.path(), "faulty", 40002, 19500);
+    let pdus = dissect_both_ways(&pcap, None);
+    let experts: Vec<(u64, Vec<&str>)> = pdus
+        .iter()
+        .map(|p| (p.frame, p.experts.iter().map(|(_, m)| m.as_str()).collect()))
+        .collect();
+    assert_eq!(
+        experts,
+        [
+            (1, vec![]),
+            (
+                2,
+                vec![
+                    "Status 0 must read \"OK\", not \"ok\"",
+                    "Not standard base64 on one line (RFC 4648 alphabet, = padding, length a multiple of 4)",
+                ]
+            ),
+            (3, vec![]),
+            (4, vec!["Content-Length is 4, the request asked for 5"]),
+            (5, vec![]),
+            (6, vec!["File size \"abc\" is not a decimal number"]),
+            (
+                7,
+                vec!["Rejected: \"../x\" is not a valid file name (201 INVALID ARGUMENTS FOR COMMAND)"]
+            ),
+            (
+                8,
+                vec!["0 OK to a request the server must reject: \"../x\" is not a valid file name (201 INVALID ARGUMENTS FOR COMMAND)"]
+            ),
+            (9, vec![]),
+            (10, vec![]),
+            (
+                10,
+                vec!["4 bytes sent after the answer to quit: the server must close the connection"]
+            ),
+        ],
+        "{pdus:#?}"
+    );
+    assert_eq!(pdus[3].get("hftp.body_length"), "4");
+    assert_eq!(pdus[10].get("hftp.after_close"), hex(b"more"));
+}
+
+/// Installed as docs/wireshark.md says (copied into the personal Lua
+/// plugin folder), the script loads without a word on stderr, registers
+/// the fields the documentation names, and dissects port 19500 by itself.
+#[test]
+fn installed_as_a_personal_plugin() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let plugins = home.path().join(".local/lib/wireshark/plugins");
+    std::fs::create_dir_all(&plugins).expect("create the plugin folder");
+    std::fs::copy(lua_script(), plugins.join("hftp.lua")).expect("install hftp.lua");
+
+    let fields = tshark_in(&["-G", "fields"], Some(home.path()));
+    let names: BTreeSet<&str> = fields
+        .lines()
+        .filter_map(|line| line.split('\t').nth(2))
+        .collect();
+    for name in [
+        "hftp",
+        "hftp.command",
+        "hftp.argument",
+        "hftp.raw",
+        "hftp.status",
+        "hftp.status_text",
+        "hftp.listing.name",
+        "hftp.file_size",
+        "hftp.base64_length",
+        "hftp.decoded_length",
+        "hftp.content_length",
+        "hftp.body",
+        "hftp.body_length",
+        "hftp.request_in",
+        "hftp.response_in",
+    ] {
+        assert!(names.contains(name), "tshark -G fields has no {name}");
+    }
+
+    let mut segments = Segments::default();
+    segments.send(Side::Client, &[b"get_metadata hola.txt\r\n"]);
+    segments.send(Side::Server, &[b"0 OK\r\n32\r\n"]);
+    let pcap = segments.write_pcap(home.path(), "plugin", 40003, 19500);
+    let pcap = pcap.to_str().expect("UTF-8 path");
+    let columns = tshark_in(
+        &[
+            "-r",
+            pcap,
+            "-T",
+            "fields",
+            "-e",
+            "_ws.col.Protocol",
+            "-e",
+            "_ws.col.Info",
+        ],
+        Some(home.path()),
+    );
+    assert_eq!(
+        columns,
+        "HFTP\tRequest: get_metadata hola.txt\nHFTP\tResponse: 0 OK (size 32)\n"
     );
 }
