@@ -79,6 +79,7 @@ local f = {
     content_length = ProtoField.uint64("hftp.content_length", "Content-Length"),
     body = ProtoField.bytes("hftp.body", "Raw body"),
     body_length = ProtoField.uint32("hftp.body_length", "Raw body length"),
+    body_part = ProtoField.bytes("hftp.body_part", "Part of a body too large to reassemble"),
     after_close = ProtoField.bytes("hftp.after_close", "Data after the server's last answer"),
 }
 hftp.fields = {}
@@ -101,11 +102,17 @@ local e = {
         expert.group.SEQUENCE, expert.severity.NOTE),
     unmatched = ProtoExpert.new("hftp.unmatched", "Response without a request",
         expert.group.SEQUENCE, expert.severity.WARN),
+    not_reassembled = ProtoExpert.new("hftp.not_reassembled", "Body too large to reassemble",
+        expert.group.REASSEMBLE, expert.severity.NOTE),
 }
-hftp.experts = { e.fatal, e.error_status, e.violation, e.fatal_request, e.rejected, e.ignored, e.unmatched }
+hftp.experts = {
+    e.fatal, e.error_status, e.violation, e.fatal_request, e.rejected, e.ignored, e.unmatched, e.not_reassembled,
+}
 
 hftp.prefs.max_line = Pref.uint("Longest request line (bytes)", 8 * 1024 * 1024,
     "The server's --max-line: a longer request line is answered 101 BAD REQUEST")
+hftp.prefs.max_body = Pref.uint("Reassemble slices up to (bytes)", 64 * 1024 * 1024,
+    "A raw body or base64 line larger than this is shown a segment at a time, not reassembled")
 
 ------------------------------------------------------------------------
 -- State (see the header comment)
@@ -207,38 +214,37 @@ end
 -- Requests (client to server)
 ------------------------------------------------------------------------
 
--- Finds the end of the request line starting at `offset`, judging bytes as
--- the server does, one by one: the first CR, LF or other non-printable
--- byte decides. Returns the PDU length and, for a line the server must
--- reject at once, why; or nil and the number of bytes still needed.
-local function scan_request(tvb, offset)
-    local available = tvb:len() - offset
+-- Finds the end of the request line starting at `offset` in `text` (the
+-- whole buffer), judging bytes as the server does, one by one: the first
+-- CR, LF or other non-printable byte decides. Returns the PDU length and,
+-- for a line the server must reject at once, why; or nil and the number of
+-- bytes still needed.
+local function scan_request(text, offset)
+    local available = #text - offset
     local max_line = hftp.prefs.max_line
-    local window = math.min(available, max_line + 2)
-    local text = tvb:raw(offset, window)
-    local bad = string.find(text, "[^\32-\126]")
-    if not bad then
-        if window > max_line then
-            return max_line + 1, "a request line longer than " .. max_line .. " bytes (101 BAD REQUEST)"
+    local too_long = "a request line longer than " .. max_line .. " bytes (101 BAD REQUEST)"
+    local bad = string.find(text, "[^\32-\126]", offset + 1)
+    -- The deciding byte's position in the PDU, from 1.
+    local at = bad and bad - offset
+    if not at or at - 1 > max_line then
+        if available > max_line then
+            return max_line + 1, too_long
         end
         return nil, DESEGMENT_ONE_MORE_SEGMENT
     end
     local byte = string.byte(text, bad)
-    if bad - 1 > max_line then
-        return max_line + 1, "a request line longer than " .. max_line .. " bytes (101 BAD REQUEST)"
-    end
     if byte == 10 then
-        return bad, "an LF without a CR before it (100 BAD EOL)"
+        return at, "an LF without a CR before it (100 BAD EOL)"
     elseif byte == 13 then
-        if bad == window then
+        if bad == #text then
             return nil, 1
         end
         if string.byte(text, bad + 1) == 10 then
-            return bad + 1, nil
+            return at + 1, nil
         end
-        return bad + 1, "a CR not followed by LF (100 BAD EOL)"
+        return at + 1, "a CR not followed by LF (100 BAD EOL)"
     end
-    return bad, string.format("the byte 0x%02x, not printable ASCII (101 BAD REQUEST)", byte)
+    return at, string.format("the byte 0x%02x, not printable ASCII (101 BAD REQUEST)", byte)
 end
 
 -- Why the server rejects a well-formed request line, and with which
@@ -282,7 +288,7 @@ end
 
 -- Dissects one request PDU at `offset`; returns its length, or nil and the
 -- number of bytes still needed.
-local function dissect_request(tvb, pinfo, tree, conv, offset, info)
+local function dissect_request(tvb, text, pinfo, tree, conv, offset, info)
     local key = pinfo.number .. ":" .. tvb:offset() .. ":" .. offset
     local pdu = decided[key]
 
@@ -301,7 +307,7 @@ local function dissect_request(tvb, pinfo, tree, conv, offset, info)
         return length
     end
 
-    local length, fatal_reason = scan_request(tvb, offset)
+    local length, fatal_reason = scan_request(text, offset)
     if not length then
         return nil, fatal_reason
     end
@@ -318,7 +324,7 @@ local function dissect_request(tvb, pinfo, tree, conv, offset, info)
     elseif fatal_reason and not string.find(fatal_reason, "^a CR not followed") then
         line_length = length - 1
     end
-    local line = tvb:raw(offset, line_length)
+    local line = string.sub(text, offset + 1, offset + line_length)
     local tokens = split_tokens(line)
     local command = tokens[1]
     local note = nil
@@ -337,6 +343,7 @@ local function dissect_request(tvb, pinfo, tree, conv, offset, info)
             line = line,
             kind = known and command or nil,
             raw = known and command == "get_slice" and tokens[5] == "raw",
+            size = known and command == "get_slice" and tokens[4] and tonumber(string.match(tokens[4], "^%d+$")),
             fatal = fatal_reason,
             rejected = note,
         }
@@ -394,22 +401,22 @@ end
 -- Responses (server to client)
 ------------------------------------------------------------------------
 
--- Reads the line starting at `position` (an absolute offset in `tvb`).
--- Returns the line's text and the offset after its terminator, plus
--- whether the terminator was a bare LF; or nil when the line is not
--- complete yet.
-local function read_line(tvb, position, text, base)
-    local lf = string.find(text, "\n", position - base + 1, true)
+-- Reads the line starting at `position` (an offset in the buffer whose
+-- bytes are `text`). Returns the line's text, the offset after its
+-- terminator and whether the terminator was a bare LF; or nil when the
+-- line is not complete yet.
+local function read_line(text, position)
+    local lf = string.find(text, "\n", position + 1, true)
     if not lf then
         return nil
     end
-    local line = string.sub(text, position - base + 1, lf - 1)
+    local line = string.sub(text, position + 1, lf - 1)
     local bare = true
     if string.sub(line, -1) == "\r" then
         line = string.sub(line, 1, -2)
         bare = false
     end
-    return line, base + lf, bare
+    return line, lf, bare
 end
 
 local function base64_decoded_length(text)
@@ -421,13 +428,20 @@ local function base64_decoded_length(text)
     return #text / 4 * 3 - padding
 end
 
--- Works out how long the response at `offset` is, for a request of `kind`
--- (nil when unknown). Returns a description of its parts, or nil and the
--- number of bytes still needed.
-local function measure_response(tvb, offset, kind, raw)
-    local available = tvb:len() - offset
-    local text = tvb:raw(offset, available)
-    local status_line, position, bare = read_line(tvb, offset, text, offset)
+-- A base64 line this long (or longer) is awaited with its exact expected
+-- length rather than a segment at a time: reassembling segment by segment
+-- costs time in the square of the length.
+local LONG_BASE64 = 65536
+
+-- Works out how long the response at `offset` is, for `request` (nil when
+-- unknown). Returns a description of its parts, or nil and the number of
+-- bytes still needed. A body larger than the reassembly limit is not
+-- awaited: `parts.continued` says how many of its bytes come later.
+local function measure_response(tvb, text, offset, request)
+    local kind = request and request.kind
+    local available = #text - offset
+    local max_body = hftp.prefs.max_body
+    local status_line, position, bare = read_line(text, offset)
     if not status_line then
         if available > 4096 then
             return { length = available, status_line = nil }
@@ -444,7 +458,7 @@ local function measure_response(tvb, offset, kind, raw)
 
     if kind == "get_file_listing" or kind == "help" then
         while true do
-            local line, next_position, line_bare = read_line(tvb, position, text, offset)
+            local line, next_position, line_bare = read_line(text, position)
             if not line then
                 return nil, DESEGMENT_ONE_MORE_SEGMENT
             end
@@ -456,9 +470,19 @@ local function measure_response(tvb, offset, kind, raw)
             table.insert(parts.lines, { start = position, text = line })
             position = next_position
         end
-    elseif kind == "get_metadata" or (kind == "get_slice" and not raw) then
-        local line, next_position, line_bare = read_line(tvb, position, text, offset)
+    elseif kind == "get_metadata" or (kind == "get_slice" and not request.raw) then
+        local line, next_position, line_bare = read_line(text, position)
         if not line then
+            local size = kind == "get_slice" and request.size
+            local expected = size and 4 * math.ceil(size / 3) + 2
+            if expected and expected > max_body then
+                parts.continued = expected - (#text - position)
+                parts.partial = { start = position, length = #text - position, what = "base64 slice" }
+                parts.length = available
+                return parts
+            elseif expected and expected >= LONG_BASE64 and position + expected > #text then
+                return nil, position + expected - #text
+            end
             return nil, DESEGMENT_ONE_MORE_SEGMENT
         end
         parts.bare_lf = parts.bare_lf or line_bare
@@ -468,19 +492,19 @@ local function measure_response(tvb, offset, kind, raw)
     end
 
     -- A raw slice: Content-Length: N, an empty line, N bytes.
-    local header, after_header, header_bare = read_line(tvb, position, text, offset)
+    local header, after_header, header_bare = read_line(text, position)
     if not header then
         return nil, DESEGMENT_ONE_MORE_SEGMENT
     end
     parts.header = { start = position, text = header }
     parts.bare_lf = parts.bare_lf or header_bare
     local digits = string.match(header, "^Content%-Length: (%d+)$")
-    if not digits then
+    if not digits or not decimal_uint64(digits) then
         -- Not the framing of a raw slice: show the line, and stop there.
         parts.length = after_header - offset
         return parts
     end
-    local empty, body_start, empty_bare = read_line(tvb, after_header, text, offset)
+    local empty, body_start, empty_bare = read_line(text, after_header)
     if not empty then
         return nil, DESEGMENT_ONE_MORE_SEGMENT
     end
@@ -494,17 +518,47 @@ local function measure_response(tvb, offset, kind, raw)
     local body_length = tonumber(digits)
     parts.body_start = body_start
     parts.body_length = body_length
-    local needed = body_start + body_length - tvb:len()
-    if needed > 0 then
+    local needed = body_start + body_length - #text
+    if needed > 0 and body_length > max_body then
+        parts.continued = needed
+        parts.partial = { start = body_start, length = #text - body_start, what = "raw body" }
+        parts.length = available
+        return parts
+    elseif needed > 0 then
         return nil, needed
     end
     parts.length = body_start + body_length - offset
     return parts
 end
 
-local function dissect_response(tvb, pinfo, tree, conv, offset, info)
+-- The rest of a body larger than the reassembly limit: shown as it comes.
+local function dissect_continuation(tvb, offset, tree, pdu, info)
+    local length = pdu.continuation
+    local subtree = tree:add(hftp, tvb:range(offset, length),
+        "HFTP, " .. pdu.what .. " continued (" .. length .. " bytes, " .. pdu.left .. " more to come)")
+    subtree:add(f.body_part, tvb:range(offset, length))
+    subtree:add(f.response_number, pdu.index):set_generated()
+    info("Response: " .. pdu.what .. " continued")
+    return length
+end
+
+local function dissect_response(tvb, text, pinfo, tree, conv, offset, info)
     local key = pinfo.number .. ":" .. tvb:offset() .. ":" .. offset
     local pdu = decided[key]
+
+    if not pdu and not pinfo.visited and conv.continued then
+        local continued = conv.continued
+        local length = math.min(continued.left, tvb:len() - offset)
+        continued.left = continued.left - length
+        pdu = { continuation = length, left = continued.left, what = continued.what, index = continued.index }
+        decided[key] = pdu
+        if continued.left == 0 then
+            conv.continued = nil
+        end
+    end
+    if pdu and pdu.continuation then
+        return dissect_continuation(tvb, offset, tree, pdu, info)
+    end
 
     if (pdu and pdu.after_close) or (not pdu and not pinfo.visited and conv.server_done) then
         if not pdu then
@@ -532,7 +586,7 @@ local function dissect_response(tvb, pinfo, tree, conv, offset, info)
     end
     request = conv.requests[index]
     local kind = request and request.kind
-    local parts, needed = measure_response(tvb, offset, kind, request and request.raw)
+    local parts, needed = measure_response(tvb, text, offset, request)
     if not parts then
         return nil, needed
     end
@@ -544,6 +598,9 @@ local function dissect_response(tvb, pinfo, tree, conv, offset, info)
         conv.answered = index
         if request then
             request.response_frame = pinfo.number
+        end
+        if parts.continued then
+            conv.continued = { left = parts.continued, what = parts.partial.what, index = index }
         end
         if parts.code and parts.code >= 100 and parts.code <= 199 then
             conv.server_done = "a fatal error (" .. parts.code .. ")"
@@ -620,6 +677,20 @@ local function dissect_response(tvb, pinfo, tree, conv, offset, info)
             subtree:add_proto_expert_info(e.violation,
                 "File size \"" .. printable(line.text) .. "\" is not a decimal number")
         end
+    elseif parts.partial then
+        -- Larger than the reassembly limit: this part now, the rest as it comes.
+        local partial = parts.partial
+        if parts.content_length then
+            subtree:add(f.content_length, tvb:range(parts.header.start + 16, #parts.content_length),
+                decimal_uint64(parts.content_length))
+        end
+        if partial.length > 0 then
+            subtree:add(f.body_part, tvb:range(partial.start, partial.length))
+        end
+        subtree:add_proto_expert_info(e.not_reassembled,
+            "A " .. partial.what .. " larger than the reassembly limit (" .. hftp.prefs.max_body
+                .. " bytes, a preference of the protocol): " .. parts.continued .. " more bytes follow, not reassembled")
+        detail = " (" .. partial.what .. ", not reassembled)"
     elseif parts.code == 0 and kind == "get_slice" and not request.raw then
         local line = parts.lines[1]
         local range = line.text == "" and tvb:range(line.start, 0) or tvb:range(line.start, #line.text)
@@ -697,9 +768,10 @@ function hftp.dissector(tvb, pinfo, tree)
         end
     end
 
+    local text = tvb:raw()
     local offset = 0
     while offset < length do
-        local consumed, needed = dissect(tvb, pinfo, tree, conv, offset, info)
+        local consumed, needed = dissect(tvb, text, pinfo, tree, conv, offset, info)
         if not consumed then
             pinfo.desegment_offset = offset
             pinfo.desegment_len = needed

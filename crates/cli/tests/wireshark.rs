@@ -195,11 +195,13 @@ fn flatten(value: &Value, key: &str, pdu: &mut Pdu) {
 }
 
 /// Every HFTP PDU of `pcap`, in order. `decode_as` is the server port for
-/// `-d tcp.port==PORT,hftp` (None: rely on the registration on 19500).
-fn dissect(pcap: &Path, decode_as: Option<u16>, two_pass: bool) -> Vec<Pdu> {
+/// `-d tcp.port==PORT,hftp` (None: rely on the registration on 19500);
+/// `extra` are more tshark arguments.
+fn dissect(pcap: &Path, decode_as: Option<u16>, two_pass: bool, extra: &[&str]) -> Vec<Pdu> {
     let pcap = pcap.to_str().expect("UTF-8 path");
     let decode = decode_as.map(|port| format!("tcp.port=={port},hftp"));
     let mut args = vec!["-r", pcap, "-T", "json", "--no-duplicate-keys"];
+    args.extend_from_slice(extra);
     if let Some(decode) = &decode {
         args.extend(["-d", decode.as_str()]);
     }
@@ -243,8 +245,12 @@ fn dissect(pcap: &Path, decode_as: Option<u16>, two_pass: bool) -> Vec<Pdu> {
 /// Dissects with one pass and with two; both must agree (the second pass
 /// adds only `hftp.response_in`). Returns the two-pass PDUs.
 fn dissect_both_ways(pcap: &Path, decode_as: Option<u16>) -> Vec<Pdu> {
-    let one = dissect(pcap, decode_as, false);
-    let two = dissect(pcap, decode_as, true);
+    dissect_both_ways_with(pcap, decode_as, &[])
+}
+
+fn dissect_both_ways_with(pcap: &Path, decode_as: Option<u16>, extra: &[&str]) -> Vec<Pdu> {
+    let one = dissect(pcap, decode_as, false, extra);
+    let two = dissect(pcap, decode_as, true, extra);
     let two_viewed: Vec<Pdu> = two.iter().map(Pdu::one_pass_view).collect();
     assert_eq!(one, two_viewed, "one-pass and two-pass dissections differ");
     two
@@ -1122,4 +1128,78 @@ fn installed_as_a_personal_plugin() {
         columns,
         "HFTP\tRequest: get_metadata hola.txt\nHFTP\tResponse: 0 OK (size 32)\n"
     );
+}
+
+/// Empty slices in both modes, a base64 slice of 100000 bytes (awaited by
+/// its expected length) and a raw one, in 1000-byte segments; then the same
+/// capture with a reassembly limit below their sizes: the slices are shown
+/// a segment at a time, and the answers after them still match.
+#[test]
+fn empty_and_large_slices_and_the_reassembly_limit() {
+    let dir = served_dir();
+    let server = Server::builder(dir.path()).start();
+    let big = big_file();
+    let requests: &[u8] = b"get_slice hola.txt 32 0 raw\r\nget_slice hola.txt 32 0\r\n\
+get_slice big.bin 0 100000\r\nget_slice big.bin 0 3000 raw\r\nquit\r\n";
+    let base64 = base64_simd::STANDARD.encode_to_string(&big[..100_000]);
+    let answers = [
+        b"0 OK\r\nContent-Length: 0\r\n\r\n".as_slice(),
+        b"0 OK\r\n\r\n",
+        &[b"0 OK\r\n", base64.as_bytes(), b"\r\n"].concat(),
+        &raw_slice_answer(&big[..3000]),
+        b"0 OK\r\n",
+    ];
+    let mut stream = connect(server.addr());
+    stream.write_all(requests).expect("send the requests");
+    read_to_close(&mut stream, &answers.concat());
+
+    let mut segments = Segments::default();
+    segments.send(Side::Client, &[requests]);
+    segments.send_in_pieces(Side::Server, &answers.concat(), 1000);
+    let work = tempfile::tempdir().expect("tempdir");
+    let pcap = segments.write_pcap(work.path(), "slices", 40004, 19500);
+
+    let pdus = dissect_both_ways(&pcap, None);
+    assert_eq!(pdus.len(), 10, "{pdus:#?}");
+    let responses = &pdus[5..];
+    assert_eq!(responses[0].get("hftp.content_length"), "0");
+    assert_eq!(responses[0].get("hftp.body_length"), "0");
+    assert_eq!(responses[1].get("hftp.base64_length"), "0");
+    assert_eq!(responses[1].get("hftp.decoded_length"), "0");
+    assert_eq!(responses[2].get("hftp.base64_length"), "133336");
+    assert_eq!(responses[2].get("hftp.decoded_length"), "100000");
+    assert!(
+        responses[2].get("hftp.decoded") == hex(&big[..100_000]),
+        "the decoded slice differs"
+    );
+    assert!(responses[2].segments.is_some_and(|n| n > 100));
+    assert_eq!(responses[3].get("hftp.body_length"), "3000");
+    assert_eq!(responses[4].get("hftp.response_to"), "quit");
+    for pdu in &pdus {
+        assert!(pdu.experts.is_empty(), "unexpected expert info: {pdu:#?}");
+    }
+
+    // A limit of 2000 bytes: the two large slices come in parts.
+    let limited = dissect_both_ways_with(&pcap, None, &["-o", "hftp.max_body:2000"]);
+    let parts_of = |index: &str| -> usize {
+        limited
+            .iter()
+            .filter(|p| p.field("hftp.response_number") == Some(index))
+            .flat_map(|p| p.all("hftp.body_part"))
+            .map(|bytes| bytes.split(':').count())
+            .sum()
+    };
+    assert_eq!(parts_of("3"), base64.len() + 2, "the base64 line and its CR LF");
+    assert_eq!(parts_of("4"), 3000);
+    let heads: Vec<&Pdu> = limited
+        .iter()
+        .filter(|p| p.field("hftp.status").is_some())
+        .collect();
+    assert_eq!(heads.len(), 5);
+    for head in &heads[2..4] {
+        assert_eq!(head.expert_ids(), ["hftp.not_reassembled"], "{head:#?}");
+    }
+    assert_eq!(heads[3].get("hftp.content_length"), "3000");
+    assert_eq!(heads[4].get("hftp.response_to"), "quit");
+    assert_eq!(heads[4].get("hftp.response_number"), "5");
 }
