@@ -373,6 +373,9 @@ local function dissect_request(tvb, text, pinfo, tree, conv, offset, info)
                 local value = decimal_uint64(token)
                 if value then
                     subtree:add(i == 3 and f.offset or f.size, range, value)
+                else
+                    subtree:add(range, (i == 3 and "Offset" or "Size")
+                        .. ": more than 64 bits, still a number (the range check answers 203)")
                 end
             elseif command == "get_slice" and i == 5 then
                 subtree:add(f.raw, range, token == "raw")

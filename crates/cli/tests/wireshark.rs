@@ -7,7 +7,7 @@
 //! - byte exact: the bytes of a real session are laid out by the test, one
 //!   TCP segment per chunk, and turned into a capture by `text2pcap` (a
 //!   request one byte at a time, a CR LF split across segments, pipelined
-//!   requests, responses cut at arbitrary points, a raw slice over fifty
+//!   requests, responses cut at arbitrary points, a raw slice over more than 50
 //!   segments).
 //!
 //! Every PDU's fields are compared with what the session sent, with a
@@ -1189,7 +1189,11 @@ get_slice big.bin 0 100000\r\nget_slice big.bin 0 3000 raw\r\nquit\r\n";
             .map(|bytes| bytes.split(':').count())
             .sum()
     };
-    assert_eq!(parts_of("3"), base64.len() + 2, "the base64 line and its CR LF");
+    assert_eq!(
+        parts_of("3"),
+        base64.len() + 2,
+        "the base64 line and its CR LF"
+    );
     assert_eq!(parts_of("4"), 3000);
     let heads: Vec<&Pdu> = limited
         .iter()
