@@ -915,12 +915,15 @@ fn byte_exact_segments_are_reassembled() {
     assert_eq!(expected[0].0, 23);
     assert_eq!(expected[1].0, 27);
 
-    let request = |i: usize| &pdus[i];
-    assert_eq!(request(0).get("hftp.request"), "get_metadata hola.txt");
-    assert_eq!(request(0).get("hftp.name"), "hola.txt");
+    let one_byte_request = &pdus[0];
+    assert_eq!(
+        one_byte_request.get("hftp.request"),
+        "get_metadata hola.txt"
+    );
+    assert_eq!(one_byte_request.get("hftp.name"), "hola.txt");
     assert_eq!(pdus[1].get("hftp.file_size"), "32");
     assert_eq!(pdus[1].get("hftp.request_in"), "23");
-    assert_eq!(request(0).get("hftp.response_in"), "27");
+    assert_eq!(one_byte_request.get("hftp.response_in"), "27");
     // Pipelined: each answer names its own request.
     for (request_at, answer_at) in [(2, 6), (3, 7), (4, 8), (5, 9), (10, 11)] {
         assert_eq!(
