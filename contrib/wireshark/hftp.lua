@@ -440,7 +440,7 @@ local LONG_BASE64 = 65536
 -- unknown). Returns a description of its parts, or nil and the number of
 -- bytes still needed. A body larger than the reassembly limit is not
 -- awaited: `parts.continued` says how many of its bytes come later.
-local function measure_response(tvb, text, offset, request)
+local function measure_response(text, offset, request)
     local kind = request and request.kind
     local available = #text - offset
     local max_body = hftp.prefs.max_body
@@ -589,7 +589,7 @@ local function dissect_response(tvb, text, pinfo, tree, conv, offset, info)
     end
     request = conv.requests[index]
     local kind = request and request.kind
-    local parts, needed = measure_response(tvb, text, offset, request)
+    local parts, needed = measure_response(text, offset, request)
     if not parts then
         return nil, needed
     end
