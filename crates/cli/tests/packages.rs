@@ -576,3 +576,22 @@ fn python_wheel_gives_a_venv_the_hftp_command() {
     run_ok(Command::new(venv.join("bin/pip")).args(["uninstall", "-y", "-q", "hftp-tools"]));
     assert!(!hftp.exists(), "pip uninstall left {hftp:?}");
 }
+
+/// README's `cargo install --path crates/cli --locked`, into a scratch
+/// root instead of ~/.cargo. With `--path`, cargo builds in the
+/// workspace's target directory, so it reuses the packages' release build.
+#[test]
+fn cargo_install_from_the_clone() {
+    let packages = packages();
+    let root = tempfile::tempdir().expect("tempdir");
+    run_ok(
+        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args(["install", "--path", "crates/cli", "--locked", "--root"])
+            .arg(root.path())
+            .env("CARGO_TARGET_DIR", target_dir())
+            .current_dir(repo_root()),
+    );
+    let installed = root.path().join("bin/hftp");
+    let version = run_ok(&mut Command::new(&installed).arg("--version"));
+    assert_eq!(stdout_text(&version).trim(), packages.version);
+}
