@@ -592,6 +592,6 @@ fn cargo_install_from_the_clone() {
             .current_dir(repo_root()),
     );
     let installed = root.path().join("bin/hftp");
-    let version = run_ok(&mut Command::new(&installed).arg("--version"));
+    let version = run_ok(Command::new(&installed).arg("--version"));
     assert_eq!(stdout_text(&version).trim(), packages.version);
 }
