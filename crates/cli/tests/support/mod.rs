@@ -46,6 +46,8 @@ pub fn running_as_root() -> bool {
 
 /// How to start a server; see [`Server::builder`].
 pub struct ServerBuilder {
+    /// The `hftp` to run: this build's unless [`ServerBuilder::binary`].
+    binary: PathBuf,
     dir: PathBuf,
     model: Option<String>,
     /// The port to listen on; 0 (the default) picks a free one.
@@ -69,6 +71,12 @@ impl ServerBuilder {
     /// `HFTP_PORT`, `HFTP_ADDRESS` and `HFTP_MODEL` instead of arguments.
     pub fn configured_by_environment(mut self) -> Self {
         self.from_environment = true;
+        self
+    }
+
+    /// Runs another `hftp` than this build's (an installed one, say).
+    pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.binary = path.into();
         self
     }
 
@@ -117,7 +125,7 @@ impl ServerBuilder {
     /// waits for its `listening on ADDR` line. Panics, with the server's
     /// stderr, if it exits or does not listen within 30 s.
     pub fn start(self) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hftp"));
+        let mut command = Command::new(&self.binary);
         command.arg("serve");
         if self.from_environment {
             command
@@ -247,6 +255,7 @@ impl Server {
     /// A builder serving `dir`.
     pub fn builder(dir: &Path) -> ServerBuilder {
         ServerBuilder {
+            binary: PathBuf::from(env!("CARGO_BIN_EXE_hftp")),
             dir: dir.to_path_buf(),
             model: None,
             port: 0,
