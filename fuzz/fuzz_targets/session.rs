@@ -55,6 +55,7 @@ fuzz_target!(|data: &[u8]| {
         idle_timeout: Duration::from_secs(60),
         write_timeout: Duration::from_secs(60),
         shutdown_grace: Duration::from_secs(1),
+        metrics: None,
     };
     let now = Instant::now();
     let mut conn = Connection::new(&config, None, now);

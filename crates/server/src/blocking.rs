@@ -133,6 +133,10 @@ impl ReadTimer {
     }
 }
 
+/// A listener served beside the HFTP ones, outside admission (the
+/// metrics endpoint of the fork model), and what to do with its clients.
+pub type SideListener<'a> = (&'a TcpListener, &'a mut dyn FnMut(TcpStream));
+
 /// Accepts connections on every listener until SIGINT/SIGTERM, handing each
 /// admitted one to `on_accept` (the others are closed at once, see
 /// [`Admission`]). `on_wake` runs after every wake-up (the fork driver reaps
@@ -141,10 +145,14 @@ pub fn accept_loop(
     listeners: &[TcpListener],
     signals: &Signals,
     admission: &Arc<Admission>,
+    mut side: Option<SideListener<'_>>,
     mut on_accept: impl FnMut(TcpStream, SocketAddr, Ticket),
     mut on_wake: impl FnMut(),
 ) -> io::Result<()> {
     for l in listeners {
+        l.set_nonblocking(true)?;
+    }
+    if let Some((l, _)) = &side {
         l.set_nonblocking(true)?;
     }
     let mut accept_failures = AcceptFailures::default();
@@ -154,6 +162,9 @@ pub fn accept_loop(
             .map(|l| PollFd::new(l, PollFlags::IN))
             .collect();
         fds.push(PollFd::from_borrowed_fd(signals.fd(), PollFlags::IN));
+        if let Some((l, _)) = &side {
+            fds.push(PollFd::new(*l, PollFlags::IN));
+        }
         match poll(&mut fds, None) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => {}
@@ -161,6 +172,11 @@ pub fn accept_loop(
         }
         signals.drain();
         on_wake();
+        if let Some((l, on_side)) = &mut side {
+            while let Ok((stream, _)) = l.accept() {
+                on_side(stream);
+            }
+        }
         for l in listeners {
             // A bounded burst, and none once a stop is asked for: under a
             // connect flood the queue never empties, and the loop must still

@@ -1,5 +1,7 @@
 //! Server settings, as chosen on the command line.
 
+use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::session::SessionConfig;
@@ -62,6 +64,9 @@ pub struct Config {
     pub write_timeout: Duration,
     /// On SIGINT/SIGTERM, how long answers in flight may take to finish.
     pub shutdown_grace: Duration,
+    /// Where `/metrics` is served (`--metrics`), bound before the drivers
+    /// start; counting itself is switched on by [`crate::metrics::install`].
+    pub metrics: Option<Arc<TcpListener>>,
 }
 
 /// How long a closing connection's unread input is drained so that the

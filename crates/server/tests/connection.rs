@@ -84,6 +84,9 @@ impl RangeReader for FakeReader {
 struct Shared(Arc<FakeStore>);
 
 impl Storage for Shared {
+    fn backend(&self) -> &'static str {
+        "test"
+    }
     fn list(&self) -> Result<Vec<String>, StorageError> {
         self.0.calls.fetch_add(1, Ordering::SeqCst);
         let mut names: Vec<String> = self.0.entries.lock().unwrap().keys().cloned().collect();
@@ -164,6 +167,7 @@ impl Harness {
             idle_timeout: IDLE,
             write_timeout: WRITE,
             shutdown_grace: Duration::from_secs(1),
+            metrics: None,
         };
         let start = Instant::now();
         Harness {

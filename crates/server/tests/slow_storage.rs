@@ -62,6 +62,9 @@ impl HeldStore {
 }
 
 impl Storage for HeldStore {
+    fn backend(&self) -> &'static str {
+        "test"
+    }
     fn list(&self) -> Result<Vec<String>, StorageError> {
         self.files.list()
     }
@@ -98,6 +101,7 @@ fn start(model: Model, store: Arc<HeldStore>) -> u16 {
         idle_timeout: HANG,
         write_timeout: HANG,
         shutdown_grace: Duration::from_secs(1),
+        metrics: None,
     };
     let (ready_tx, ready) = mpsc::channel();
     std::thread::spawn(move || {

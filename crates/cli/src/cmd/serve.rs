@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use hftp_server::session::SessionConfig;
-use hftp_server::storage::LocalDir;
+use hftp_server::storage::{LocalDir, Storage};
 use hftp_server::{listen, Config, Model};
 
 use crate::logging::{self, LogFormat};
@@ -135,6 +135,12 @@ pub struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "HFTP_LOG_FORMAT")]
     log_format: LogFormat,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (for example
+    /// 127.0.0.1:9119; port 0 picks a free one, the banner prints it).
+    /// Requests by command and status, connections, slice bytes, latencies,
+    /// storage operations; exact in every model. Off by default.
+    #[arg(long, value_name = "ADDR:PORT", env = "HFTP_METRICS")]
+    metrics: Option<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -162,6 +168,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let fd_limit = listen::raise_fd_limit();
     let listeners = bind_all(&args.addresses, args.port)?;
+    let metrics = match &args.metrics {
+        Some(addr) => Some(bind_metrics(addr)?),
+        None => None,
+    };
     let user = match &args.user {
         Some(name) => {
             let user = hftp_server::privileges::drop_to(name)?;
@@ -194,6 +204,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let addr = l.local_addr()?;
         banner += &format!("listening on {addr} ({})\n", reach(addr));
     }
+    if let Some(l) = &metrics {
+        let addr = l.local_addr()?;
+        banner += &format!("metrics on http://{addr}/metrics ({})\n", reach(addr));
+        hftp_server::metrics::install(model.name(), storage.backend())
+            .context("cannot set up the metrics")?;
+    }
 
     let config = Config {
         session: SessionConfig {
@@ -207,6 +223,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         idle_timeout: seconds(args.idle_timeout.max(1)),
         write_timeout: seconds(args.write_timeout.max(1)),
         shutdown_grace: seconds(args.shutdown_grace),
+        metrics: metrics.map(Arc::new),
     };
     // The banner goes out once signals are handled: whoever waits for it may
     // stop the server at once.
@@ -256,6 +273,20 @@ fn bind_all(hosts: &[String], port: u16) -> anyhow::Result<Vec<TcpListener>> {
         bail!("no address could be bound");
     }
     Ok(listeners)
+}
+
+/// Binds the metrics listener: ADDR:PORT, with a host name or an IPv6
+/// address in brackets.
+fn bind_metrics(addr: &str) -> anyhow::Result<TcpListener> {
+    use std::net::ToSocketAddrs;
+    let resolved: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .with_context(|| format!("--metrics {addr:?}: expected ADDR:PORT, e.g. 127.0.0.1:9119"))?
+        .collect();
+    let first = resolved
+        .first()
+        .with_context(|| format!("--metrics {addr:?} resolves to nothing"))?;
+    listen::bind(*first, false).with_context(|| format!("cannot listen on {first} for --metrics"))
 }
 
 fn reach(addr: SocketAddr) -> &'static str {

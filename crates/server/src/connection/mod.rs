@@ -40,8 +40,8 @@ use hftp_proto::response::base64_len;
 use hftp_proto::SliceMode;
 
 use crate::body::{BodyNext, SliceBody};
-use crate::metrics;
 use crate::config::{Config, DRAIN_BYTES, DRAIN_TIME, WRITE_BATCH};
+use crate::metrics;
 use crate::session::{CloseReason, Outcome, Session};
 use crate::storage::{StorageReply, StorageStep};
 

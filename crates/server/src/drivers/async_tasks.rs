@@ -55,6 +55,11 @@ async fn run(
     on_ready: OnReady,
 ) -> io::Result<()> {
     let stop_signal = shutdown_signal()?;
+    if let Some(l) = &config.metrics {
+        let l = l.try_clone()?;
+        l.set_nonblocking(true)?;
+        tokio::spawn(serve_metrics(tokio::net::TcpListener::from_std(l)?));
+    }
     on_ready();
     let admission = Admission::new(config.max_connections, config.max_per_ip);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -250,6 +255,34 @@ async fn drive(
             Action::Park => return End::Error("waiting for a storage step never run".into()),
             Action::Close(end) => return end,
         }
+    }
+}
+
+/// Serves `/metrics` scrapes as tasks of the runtime.
+async fn serve_metrics(listener: tokio::net::TcpListener) {
+    use crate::metrics::endpoint::{answer, MAX_HEAD, TIMEOUT};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            continue;
+        };
+        tokio::spawn(async move {
+            let scrape = async {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
+                    let n = stream.read(&mut buf).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    head.extend_from_slice(&buf[..n]);
+                }
+                stream.write_all(&answer(&head)).await?;
+                stream.shutdown().await
+            };
+            let _ = tokio::time::timeout(TIMEOUT, scrape).await;
+        });
     }
 }
 

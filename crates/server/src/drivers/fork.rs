@@ -64,14 +64,27 @@ extern "C" fn child_stop(_: libc::c_int) {
 pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> io::Result<()> {
     let signals = Signals::install()?;
     on_ready();
-    let inherited: Vec<RawFd> = listeners.iter().map(AsRawFd::as_raw_fd).collect();
+    let mut inherited: Vec<RawFd> = listeners.iter().map(AsRawFd::as_raw_fd).collect();
     let admission = Admission::new(config.max_connections, config.max_per_ip);
     // The parent's only per-client state: which child holds which place.
     let children = std::cell::RefCell::new(HashMap::<Pid, Ticket>::new());
+    let metrics = match &config.metrics {
+        Some(l) => Some(l.try_clone()?),
+        None => None,
+    };
+    // Children close every listener, the metrics one (and its clone) too.
+    inherited.extend(config.metrics.iter().map(|l| l.as_raw_fd()));
+    inherited.extend(metrics.iter().map(AsRawFd::as_raw_fd));
+    // A scrape is served the fork way too: the parent stays single-threaded.
+    let mut scrape = |stream: TcpStream| fork_scrape(stream, &inherited);
+    let side = metrics
+        .as_ref()
+        .map(|l| (l, &mut scrape as &mut dyn FnMut(TcpStream)));
     accept_loop(
         &listeners,
         &signals,
         &admission,
+        side,
         |stream, _peer, ticket| {
             let parent = nix::unistd::getpid();
             let unblock = block_stop_signals();
@@ -174,6 +187,38 @@ fn run_child(
     drop(stream);
     // SAFETY: leave without running the parent's exit handlers.
     unsafe { libc::_exit(0) }
+}
+
+/// Serves one metrics scrape in a child of its own; the counters it reads
+/// are the shared ones (see [`crate::metrics`]).
+fn fork_scrape(stream: TcpStream, inherited: &[RawFd]) {
+    let unblock = block_stop_signals();
+    // SAFETY: this process has a single thread (see the module docs).
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag of this process.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            for &fd in inherited {
+                // SAFETY: the child does not use the listeners.
+                unsafe { libc::close(fd) };
+            }
+            let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+            // SAFETY: restoring default dispositions.
+            unsafe {
+                let _ = sigaction(Signal::SIGTERM, &default);
+                let _ = sigaction(Signal::SIGINT, &default);
+            }
+            restore_mask(&unblock);
+            let _ = crate::metrics::endpoint::serve_one(stream);
+            // SAFETY: leave without running the parent's exit handlers.
+            unsafe { libc::_exit(0) }
+        }
+        Ok(ForkResult::Parent { .. }) => restore_mask(&unblock),
+        Err(e) => {
+            restore_mask(&unblock);
+            tracing::warn!(error = %e, "fork failed, dropping a metrics scrape");
+        }
+    }
 }
 
 /// Collects every child that has exited.

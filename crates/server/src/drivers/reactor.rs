@@ -70,6 +70,10 @@ pub fn run<E: Executor>(
     make_executor: impl FnOnce(Arc<Waker>, StorageMode) -> io::Result<E>,
 ) -> io::Result<()> {
     let signals = Signals::install()?;
+    if let Some(l) = &config.metrics {
+        // Scrapes are rare and short: a thread of their own, not the loop.
+        crate::metrics::endpoint::spawn_thread(l.try_clone()?)?;
+    }
     let poll = Poll::new()?;
     // One waker per epoll instance: workers and the offload pool share it.
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);

@@ -34,10 +34,14 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> 
     let tracker = Arc::new(Tracker::default());
     let admission = Admission::new(config.max_connections, config.max_per_ip);
     let config = Arc::new(config);
+    if let Some(l) = &config.metrics {
+        crate::metrics::endpoint::spawn_thread(l.try_clone()?)?;
+    }
     accept_loop(
         &listeners,
         &signals,
         &admission,
+        None,
         |stream, _peer, ticket| {
             let registration = tracker.register(&stream);
             let config = Arc::clone(&config);

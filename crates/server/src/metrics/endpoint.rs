@@ -36,13 +36,21 @@ pub fn answer(head: &[u8]) -> Vec<u8> {
                         render(metrics),
                         "text/plain; version=0.0.4; charset=utf-8",
                     ),
-                    None => ("503 Service Unavailable", "not counting\n".into(), "text/plain"),
+                    None => (
+                        "503 Service Unavailable",
+                        "not counting\n".into(),
+                        "text/plain",
+                    ),
                 },
                 (_, "/metrics") => ("405 Method Not Allowed", "use GET\n".into(), "text/plain"),
                 _ => ("404 Not Found", "try /metrics\n".into(), "text/plain"),
             }
         }
-        _ => ("400 Bad Request", "not an HTTP/1 request\n".into(), "text/plain"),
+        _ => (
+            "400 Bad Request",
+            "not an HTTP/1 request\n".into(),
+            "text/plain",
+        ),
     };
     let mut out = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",

@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{COMMANDS, StorageOp};
+use super::{StorageOp, COMMANDS};
 
 /// Upper bounds of the latency buckets, in seconds: 100 µs to 10 s.
 pub const BUCKETS: [f64; 16] = [
@@ -63,19 +63,17 @@ impl Histogram {
         self.count.add(1);
     }
 
-    /// Sum in seconds, count, and cumulative counts per upper bound.
+    /// Sum in seconds, count, and the count of each bucket by its upper
+    /// bound (not cumulative: the encoder adds them up), `+Inf` last.
     pub fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
-        let mut cumulative = 0;
+        let count = self.count.get();
         let mut buckets: Vec<(f64, u64)> = BUCKETS
             .iter()
             .zip(&self.buckets)
-            .map(|(&bound, c)| {
-                cumulative += c.get();
-                (bound, cumulative)
-            })
+            .map(|(&bound, c)| (bound, c.get()))
             .collect();
-        let count = self.count.get();
-        buckets.push((f64::INFINITY, count));
+        let finite: u64 = buckets.iter().map(|(_, n)| n).sum();
+        buckets.push((f64::INFINITY, count.saturating_sub(finite)));
         (self.sum_nanos.get() as f64 / 1e9, count, buckets)
     }
 }

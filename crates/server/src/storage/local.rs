@@ -207,6 +207,10 @@ fn classify(e: io::Error) -> StorageError {
 }
 
 impl Storage for LocalDir {
+    fn backend(&self) -> &'static str {
+        "local"
+    }
+
     fn list(&self) -> Result<Vec<String>, StorageError> {
         let dir = self.open_root(OFlags::RDONLY)?;
         let mut names = Vec::new();

@@ -91,6 +91,8 @@ pub trait Storage: Send + Sync {
     fn may_block(&self) -> bool {
         false
     }
+    /// The backend's name in the metrics (`local`, `s3`).
+    fn backend(&self) -> &'static str;
 }
 
 /// Reads exactly `buf.len()` bytes, or fails with "file shrank".

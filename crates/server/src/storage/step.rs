@@ -7,7 +7,10 @@ use std::io;
 use hftp_proto::response::BASE64_CHUNK;
 use hftp_proto::{FileName, Range, SliceMode};
 
+use std::time::Instant;
+
 use super::{read_exact, RangeReader, Storage, StorageError};
+use crate::metrics::{self, StorageOp};
 
 /// A storage operation a connection waits for.
 pub enum StorageStep {
@@ -65,6 +68,19 @@ impl std::fmt::Debug for StorageReply {
     }
 }
 
+impl StorageReply {
+    /// Whether the backend failed (not found and out of range are answers).
+    fn failed(&self) -> bool {
+        let unavailable = |e: &StorageError| matches!(e, StorageError::Unavailable(_));
+        match self {
+            StorageReply::Listing(r) => r.as_ref().err().is_some_and(unavailable),
+            StorageReply::Size(r) => r.as_ref().err().is_some_and(unavailable),
+            StorageReply::Opened(r) => r.as_ref().err().is_some_and(unavailable),
+            StorageReply::Read { buf, .. } => buf.is_err(),
+        }
+    }
+}
+
 /// Bytes of a body to read in the next step: the reader's block size, and
 /// for base64 a multiple of 3 unless it is the end (every base64 chunk but
 /// the last must be whole).
@@ -78,8 +94,25 @@ pub fn next_block(reader: &dyn RangeReader, remaining: u64, mode: SliceMode) -> 
 }
 
 impl StorageStep {
-    /// Runs the step against `storage`, blocking as long as the backend does.
+    /// Runs the step against `storage`, blocking as long as the backend
+    /// does, and counts it in the metrics.
     pub fn run(self, storage: &dyn Storage) -> StorageReply {
+        let op = match &self {
+            StorageStep::List => StorageOp::List,
+            StorageStep::Size(_) => StorageOp::Size,
+            StorageStep::Open { .. } => StorageOp::Open,
+            StorageStep::Read { .. } => StorageOp::Read,
+        };
+        let counting = metrics::get().is_some();
+        let started = counting.then(Instant::now);
+        let reply = self.execute(storage);
+        if let Some(started) = started {
+            metrics::storage(op, !reply.failed(), started.elapsed());
+        }
+        reply
+    }
+
+    fn execute(self, storage: &dyn Storage) -> StorageReply {
         match self {
             StorageStep::List => StorageReply::Listing(storage.list()),
             StorageStep::Size(name) => StorageReply::Size(storage.size(&name)),
