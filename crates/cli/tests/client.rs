@@ -6,76 +6,39 @@
 //! No sleeps stand in for synchronisation: where a test waits for the
 //! client to get somewhere, it polls what the client wrote, in a bounded loop.
 
+mod support;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use hftp_proto::{response, Event, Request, Scanner, SliceMode, Status};
+use support::noise;
 
 const HFTP: &str = env!("CARGO_BIN_EXE_hftp");
 const HOLA: &[u8] = b"Que calor que hace hoy, pinocho!";
 const MIB: usize = 1024 * 1024;
 
-/// Deterministic pseudo-random bytes (xorshift64*).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// The real server, `hftp serve`, on a free loopback port; killed on drop.
+/// The real server, `hftp serve`, on a free loopback port (the shared
+/// harness), with its address as the client's command line takes it.
 struct Server {
-    child: Child,
+    _server: support::Server,
     addr: String,
 }
 
 impl Server {
     fn start(dir: &Path) -> Server {
-        let mut child = Command::new(HFTP)
-            .args(["serve", "-p", "0", "-a", "127.0.0.1", "-d"])
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start hftp serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("server exited before listening")
-                .expect("read stdout");
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .expect("an address")
-                    .to_owned();
-            }
-        };
-        // Keep draining stdout so that the server never blocks on it.
-        thread::spawn(move || lines.for_each(drop));
-        Server { child, addr }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let server = support::Server::builder(dir).start();
+        Server {
+            addr: server.target(),
+            _server: server,
+        }
     }
 }
 

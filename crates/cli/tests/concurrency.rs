@@ -68,13 +68,6 @@ fn start(dir: &Path, model: &str, extra: &[&str]) -> Server {
     b.start()
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    s
-}
-
 fn read_line(r: &mut impl BufRead) -> String {
     let mut line = String::new();
     r.read_line(&mut line).expect("read line");
@@ -115,7 +108,7 @@ fn expect_line(r: &mut BufReader<TcpStream>, request: &str, want: &str) {
 /// A client that lists, asks a size and quits; the proof that the server
 /// still serves others.
 fn well_behaved_client(addr: SocketAddr, listing: &str, name: &str, size: usize) {
-    let mut r = BufReader::new(connect(addr));
+    let mut r = BufReader::new(support::connect(addr, IO_TIMEOUT));
     expect_line(&mut r, "get_file_listing", listing);
     expect_line(
         &mut r,
@@ -143,7 +136,7 @@ fn many_clients(model: &str) {
             thread::Builder::new()
                 .stack_size(256 * 1024)
                 .spawn(move || {
-                    let mut r = BufReader::new(connect(addr));
+                    let mut r = BufReader::new(support::connect(addr, IO_TIMEOUT));
                     barrier.wait();
                     let offset = i * 35_317;
                     let body = if i % 2 == 0 {
@@ -174,8 +167,8 @@ fn stalled_clients_do_not_block(model: &str) {
     let server = start(dir.path(), model, &["--workers", "4"]);
     let addr = server.addr();
 
-    let _idle = connect(addr);
-    let mut stalled = connect(addr);
+    let _idle = support::connect(addr, IO_TIMEOUT);
+    let mut stalled = support::connect(addr, IO_TIMEOUT);
     stalled
         .write_all(b"get_slice big.bin 0 104857600\r\n")
         .unwrap();
@@ -244,7 +237,7 @@ fn disconnect_mid_slice(model: &str) {
     well_behaved_client(addr, "0 OK\r\nbig.bin\r\nsmall.txt\r\n\r\n", "small.txt", 5);
 
     for mode in ["", " raw"] {
-        let mut c = connect(addr);
+        let mut c = support::connect(addr, IO_TIMEOUT);
         write!(c, "get_slice big.bin 0 104857600{mode}\r\n").unwrap();
         let mut got = vec![0u8; MIB];
         c.read_exact(&mut got).unwrap();
@@ -274,7 +267,7 @@ fn sigterm_during_transfers(model: &str) {
         .map(|i| {
             let (started, data) = (Arc::clone(&started), Arc::clone(&data));
             thread::spawn(move || {
-                let mut r = BufReader::new(connect(addr));
+                let mut r = BufReader::new(support::connect(addr, IO_TIMEOUT));
                 write!(r.get_mut(), "get_slice data.bin 0 {SIZE} raw\r\n").unwrap();
                 assert_eq!(read_line(&mut r), "0 OK\r\n");
                 started.wait();
@@ -320,7 +313,7 @@ fn fast_download_does_not_starve(model: &str) {
     let downloader = {
         let (finished_other, started) = (Arc::clone(&finished_other), Arc::clone(&started));
         thread::spawn(move || {
-            let mut s = connect(addr);
+            let mut s = support::connect(addr, IO_TIMEOUT);
             write!(s, "get_slice huge.bin 0 {HUGE} raw\r\n").unwrap();
             let mut buf = vec![0u8; MIB];
             let mut got = s.read(&mut buf).unwrap() as u64;

@@ -15,15 +15,9 @@ fn served_dir() -> tempfile::TempDir {
     dir
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s
-}
-
 /// Asks a size and quits; panics unless both are answered exactly.
 fn well_behaved(addr: SocketAddr) {
-    let mut s = connect(addr);
+    let mut s = support::connect(addr, Duration::from_secs(30));
     s.write_all(b"get_metadata a.txt\r\nquit\r\n").unwrap();
     let mut got = Vec::new();
     s.read_to_end(&mut got).unwrap();
@@ -41,34 +35,24 @@ fn closed_without_answer(s: &mut TcpStream) -> bool {
 /// than this process may open.
 static CROWD: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscalls on a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
 fn crowd(model: &str, idle: usize) {
     let _one_at_a_time = CROWD.lock().unwrap_or_else(|e| e.into_inner());
-    raise_fd_limit();
+    support::raise_fd_limit();
     let dir = served_dir();
     let server = Server::builder(dir.path()).model(model).start();
     let addr = server.addr();
     // Many idle connections...
-    let idle_conns: Vec<TcpStream> = (0..idle).map(|_| connect(addr)).collect();
+    let idle_conns: Vec<TcpStream> = (0..idle)
+        .map(|_| support::connect(addr, Duration::from_secs(30)))
+        .collect();
     // ...a flood of connects that close at once...
     for _ in 0..1000 {
         drop(TcpStream::connect(addr).expect("connect during flood"));
     }
     // ...and slowloris: connections that send half a request and stop.
-    let mut slow: Vec<TcpStream> = (0..100).map(|_| connect(addr)).collect();
+    let mut slow: Vec<TcpStream> = (0..100)
+        .map(|_| support::connect(addr, Duration::from_secs(30)))
+        .collect();
     for s in &mut slow {
         s.write_all(b"get_meta").unwrap();
     }
@@ -117,14 +101,14 @@ fn max_per_ip_closes_connections_beyond_the_limit() {
             .arg("2")
             .start();
         let addr = server.addr();
-        let mut first = connect(addr);
-        let _second = connect(addr);
+        let mut first = support::connect(addr, Duration::from_secs(30));
+        let _second = support::connect(addr, Duration::from_secs(30));
         // The first answers, proving both were admitted before the third.
         first.write_all(b"get_metadata a.txt\r\n").unwrap();
         let mut buf = [0u8; 9];
         first.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"0 OK\r\n5\r\n", "{model}");
-        let mut third = connect(addr);
+        let mut third = support::connect(addr, Duration::from_secs(30));
         assert!(
             closed_without_answer(&mut third),
             "{model}: third connection was served"
@@ -133,7 +117,7 @@ fn max_per_ip_closes_connections_beyond_the_limit() {
         // Its place is freed once the server has seen the close: retry
         // (bounded) until a new connection is served.
         let served = (0..500).any(|_| {
-            let mut s = connect(addr);
+            let mut s = support::connect(addr, Duration::from_secs(30));
             s.write_all(b"get_metadata a.txt\r\n").is_ok() && {
                 let mut buf = [0u8; 9];
                 s.read_exact(&mut buf).is_ok() && &buf == b"0 OK\r\n5\r\n"
@@ -153,11 +137,11 @@ fn max_connections_closes_connections_beyond_the_limit() {
             .arg("1")
             .start();
         let addr = server.addr();
-        let mut first = connect(addr);
+        let mut first = support::connect(addr, Duration::from_secs(30));
         first.write_all(b"get_metadata a.txt\r\n").unwrap();
         let mut buf = [0u8; 9];
         first.read_exact(&mut buf).unwrap();
-        let mut second = connect(addr);
+        let mut second = support::connect(addr, Duration::from_secs(30));
         assert!(
             closed_without_answer(&mut second),
             "{model}: second connection was served"
@@ -174,7 +158,7 @@ fn idle_timeout_closes_quiet_connections() {
             .arg("--idle-timeout")
             .arg("1")
             .start();
-        let mut s = connect(server.addr());
+        let mut s = support::connect(server.addr(), Duration::from_secs(30));
         // Nothing sent: the server closes; read returns EOF (within the
         // 30 s read timeout, which is not what is measured).
         let mut buf = [0u8; 1];
@@ -212,7 +196,7 @@ fn slow_answer_then_request(model: &str) {
         .arg("--idle-timeout")
         .arg("2")
         .start();
-    let mut s = connect(server.addr());
+    let mut s = support::connect(server.addr(), Duration::from_secs(30));
     let small: libc::c_int = 64 << 10;
     // SAFETY: setsockopt on a socket we own, with a valid int.
     unsafe {
@@ -288,8 +272,10 @@ fn clients_queued_while_out_of_descriptors_are_served_later() {
             }
         };
         // Exhaust the server's descriptors, then queue one more client.
-        let hogs: Vec<TcpStream> = (0..60).map(|_| connect(addr)).collect();
-        let mut queued = connect(addr);
+        let hogs: Vec<TcpStream> = (0..60)
+            .map(|_| support::connect(addr, Duration::from_secs(30)))
+            .collect();
+        let mut queued = support::connect(addr, Duration::from_secs(30));
         queued.write_all(b"get_metadata a.txt\r\n").unwrap();
         drop(hogs);
         let mut buf = [0u8; 9];
@@ -311,8 +297,8 @@ fn sigterm_closes_waiting_clients_even_mid_request() {
             .arg("--shutdown-grace")
             .arg("600")
             .start();
-        let mut idle = connect(server.addr());
-        let mut partial = connect(server.addr());
+        let mut idle = support::connect(server.addr(), Duration::from_secs(30));
+        let mut partial = support::connect(server.addr(), Duration::from_secs(30));
         partial.write_all(b"get_meta").unwrap();
         // Both are known to the server once it has answered a third.
         well_behaved(server.addr());

@@ -154,14 +154,6 @@ fn answer(files: &Files, request: &str, out: &mut Vec<u8>) {
     }
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream.set_nodelay(true).unwrap();
-    stream
-}
-
 /// Reads until the server closes; a reset after a complete answer counts as
 /// a close only where the caller allows it.
 fn read_to_close(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
@@ -229,7 +221,7 @@ fn assert_answer(kind: &str, got: &[u8], expected: &[u8]) {
 /// A well-behaved client: one request at a time, each answer checked.
 fn polite(addr: SocketAddr, files: &Files, seed: u64) {
     let mut rng = Rng(seed);
-    let mut stream = connect(addr);
+    let mut stream = support::connect(addr, IO_TIMEOUT);
     let (requests, expected) = session_script(files, &mut rng, 20);
     let mut expected_left = &expected[..];
     for line in requests.split_inclusive(|&b| b == b'\n') {
@@ -262,7 +254,7 @@ fn polite(addr: SocketAddr, files: &Files, seed: u64) {
 /// be ignored without destroying the answers (graceful close).
 fn pipeliner(addr: SocketAddr, files: &Files, seed: u64) {
     let mut rng = Rng(seed);
-    let mut stream = connect(addr);
+    let mut stream = support::connect(addr, IO_TIMEOUT);
     let (mut requests, expected) = session_script(files, &mut rng, 150);
     requests.extend_from_slice(&b"help\r\nget_metadata small.txt\r\n".repeat(200));
     let mut reader = stream.try_clone().unwrap();
@@ -278,7 +270,7 @@ fn pipeliner(addr: SocketAddr, files: &Files, seed: u64) {
 
 /// Bytes one at a time, each its own segment; the whole request answered.
 fn trickler(addr: SocketAddr, files: &Files) {
-    let mut stream = connect(addr);
+    let mut stream = support::connect(addr, IO_TIMEOUT);
     let request = format!("get_slice {SMALL} 3 17\r\n");
     for b in request.bytes() {
         stream.write_all(&[b]).unwrap();
@@ -293,7 +285,7 @@ fn trickler(addr: SocketAddr, files: &Files) {
 /// Random bytes (some lines printable, some not), then end of input: the
 /// answer is a run of error status lines, a fatal one last if any.
 fn garbage(addr: SocketAddr, rng: &mut Rng) {
-    let mut stream = connect(addr);
+    let mut stream = support::connect(addr, IO_TIMEOUT);
     let len = rng.below(4096) as usize;
     let printable = rng.below(2) == 0;
     let bytes: Vec<u8> = (0..len)
@@ -335,7 +327,7 @@ fn garbage(addr: SocketAddr, rng: &mut Rng) {
 
 /// Asks for a large slice, reads a little of it, and disconnects.
 fn quitter(addr: SocketAddr, rng: &mut Rng) {
-    let mut stream = connect(addr);
+    let mut stream = support::connect(addr, IO_TIMEOUT);
     let raw = if rng.below(2) == 0 { " raw" } else { "" };
     stream
         .write_all(format!("get_slice {BIG} 0 {BIG_LEN}{raw}\r\n").as_bytes())
@@ -434,7 +426,7 @@ fn soak(model: &str) {
     let mut held: Vec<TcpStream> = Vec::new();
     for i in 0..6 {
         // Slow readers: a 32 MiB slice, and not a byte read.
-        let mut s = connect(addr);
+        let mut s = support::connect(addr, IO_TIMEOUT);
         let raw = if i % 2 == 0 { " raw" } else { "" };
         s.write_all(format!("get_slice {BIG} 0 {BIG_LEN}{raw}\r\n").as_bytes())
             .unwrap();
@@ -442,7 +434,7 @@ fn soak(model: &str) {
     }
     for i in 0..6 {
         // Slowloris: part of a request, one byte per segment, then nothing.
-        let mut s = connect(addr);
+        let mut s = support::connect(addr, IO_TIMEOUT);
         for b in b"get_metadata small"[..6 + i].iter() {
             s.write_all(std::slice::from_ref(b)).unwrap();
         }
@@ -450,7 +442,7 @@ fn soak(model: &str) {
     }
     for _ in 0..4 {
         // Silent: connect and send nothing.
-        held.push(connect(addr));
+        held.push(support::connect(addr, IO_TIMEOUT));
     }
 
     // The mixed crowd, concurrently.
@@ -468,7 +460,7 @@ fn soak(model: &str) {
                         4 => quitter(addr, &mut rng),
                         _ => {
                             // Connect, send half a request, and close.
-                            let mut s = connect(addr);
+                            let mut s = support::connect(addr, IO_TIMEOUT);
                             let _ = s.write_all(b"get_slice medi");
                         }
                     }

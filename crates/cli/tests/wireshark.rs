@@ -314,14 +314,6 @@ fn read_to_close(stream: &mut TcpStream, expected: &[u8]) {
     );
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connect to the server");
-    stream
-        .set_read_timeout(Some(TOOL_TIMEOUT))
-        .expect("read timeout");
-    stream
-}
-
 fn raw_slice_answer(body: &[u8]) -> Vec<u8> {
     let mut answer = format!("0 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
     answer.extend_from_slice(body);
@@ -490,7 +482,7 @@ fn live_capture_of_a_session_is_dissected() {
     let mut capture = Capture::start(port);
     capture.sync(server.addr());
 
-    let mut session = connect(server.addr());
+    let mut session = support::connect(server.addr(), TOOL_TIMEOUT);
     exchange(&mut session, b"get_file_listing\r\n", LISTING);
     exchange(
         &mut session,
@@ -522,7 +514,7 @@ fn live_capture_of_a_session_is_dissected() {
     session.write_all(b"quit\r\n").expect("send quit");
     read_to_close(&mut session, b"0 OK\r\n");
 
-    let mut fatal = connect(server.addr());
+    let mut fatal = support::connect(server.addr(), TOOL_TIMEOUT);
     fatal
         .write_all(b"get_metadata hola.txt\nget_metadata hola.txt\r\n")
         .expect("send a bare LF");
@@ -838,7 +830,7 @@ fn byte_exact_segments_are_reassembled() {
     let raw_answer = raw_slice_answer(slice);
     let pipelined_answers = [LISTING, base64_answer, &raw_answer, HELP].concat();
 
-    let mut stream = connect(server.addr());
+    let mut stream = support::connect(server.addr(), TOOL_TIMEOUT);
     exchange(&mut stream, first_request, first_answer);
     exchange(&mut stream, pipelined, &pipelined_answers);
     stream.write_all(b"quit\r\n").expect("send quit");
@@ -971,7 +963,7 @@ fn fatal_error_is_expert_info() {
     let dir = served_dir();
     let server = Server::builder(dir.path()).start();
     let request: &[u8] = b"get_metadata hola.txt\nget_metadata hola.txt\r\n";
-    let mut stream = connect(server.addr());
+    let mut stream = support::connect(server.addr(), TOOL_TIMEOUT);
     stream.write_all(request).expect("send a bare LF");
     read_to_close(&mut stream, b"100 BAD EOL\r\n");
 
@@ -1152,7 +1144,7 @@ get_slice big.bin 0 100000\r\nget_slice big.bin 0 3000 raw\r\nquit\r\n";
         &raw_slice_answer(&big[..3000]),
         b"0 OK\r\n",
     ];
-    let mut stream = connect(server.addr());
+    let mut stream = support::connect(server.addr(), TOOL_TIMEOUT);
     stream.write_all(requests).expect("send the requests");
     read_to_close(&mut stream, &answers.concat());
 

@@ -18,6 +18,32 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+/// A client connection with read and write timeouts (a bound on every
+/// wait, so that a regression fails instead of hanging) and no Nagle delay.
+pub fn connect(addr: SocketAddr, timeout: Duration) -> std::net::TcpStream {
+    let s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(timeout)).expect("read timeout");
+    s.set_write_timeout(Some(timeout)).expect("write timeout");
+    s.set_nodelay(true).expect("nodelay");
+    s
+}
+
+/// Raises this process's soft limit on open descriptors to the hard limit,
+/// for tests that hold thousands of connections.
+pub fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 /// How long a server may take to print `listening on ADDR`.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The uid and gid of `nobody`/`nogroup`, for an unprivileged server.
@@ -326,6 +352,11 @@ impl Server {
             );
             thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// The server's address as a client command line takes it.
+    pub fn target(&self) -> String {
+        self.addr.to_string()
     }
 
     /// Lines the server printed on stdout so far.
