@@ -524,7 +524,10 @@ fn send_bytes_stay_put_until_they_are_reported() {
         let _ = h.conn.poll_timeout();
         let _ = h.conn.is_idle();
         let _ = h.conn.describe();
-        assert!(h.conn.ended().is_some(), "{request}: the write timeout passed");
+        assert!(
+            h.conn.ended().is_some(),
+            "{request}: the write timeout passed"
+        );
         // SAFETY: the guarantee under test says the bytes are still there;
         // if it were broken, the comparison would fail (or the sanitizer
         // would catch a use after free).

@@ -302,7 +302,10 @@ mod tests {
         let storage = LocalDir::new(dir.path(), false).unwrap();
         let step = StorageStep::Open {
             name: FileName::new("f").unwrap(),
-            range: Range { offset: 0, size: 100 },
+            range: Range {
+                offset: 0,
+                size: 100,
+            },
             mode: SliceMode::Raw,
         };
         let Prepared::FileRead(read) = step.run_until_file_read(&storage) else {
