@@ -186,6 +186,7 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> 
                         admission: &admission,
                         signals: &signals,
                         mailbox,
+                        mailboxes: &mailboxes,
                         offload: offload.as_ref(),
                         storage: &*storage,
                     },
@@ -250,7 +251,7 @@ fn new_ring() -> io::Result<IoUring> {
 }
 
 /// Storage replies from the offload pool for one ring, and the eventfd
-/// that tells the ring they are there.
+/// that tells the ring they are there (or that the server is stopping).
 struct Mailbox {
     replies: Mutex<Vec<(usize, StorageReply)>>,
     bell: OwnedFd,
@@ -273,6 +274,11 @@ impl Mailbox {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((key, reply));
+        self.ring();
+    }
+
+    /// Wakes the mailbox's ring.
+    fn ring(&self) {
         let _ = rustix::io::write(&self.bell, &1u64.to_ne_bytes());
     }
 
@@ -428,6 +434,9 @@ struct Shared<'a> {
     admission: &'a Arc<Admission>,
     signals: &'a Signals,
     mailbox: &'a Mailbox,
+    /// Every ring's mailbox: the ring that sees the stop signal rings them
+    /// all (the others' polls on the signal pipe may find it drained).
+    mailboxes: &'a [Arc<Mailbox>],
     offload: Option<&'a Offload>,
     storage: &'a dyn Storage,
 }
@@ -483,15 +492,13 @@ impl<'a> Worker<'a> {
                 .build()
                 .user_data(SIGNALS),
         );
-        if self.shared.offload.is_some() {
-            let bell = self.shared.mailbox.bell.as_raw_fd();
-            self.push(
-                &opcode::PollAdd::new(types::Fd(bell), libc::POLLIN as u32)
-                    .multi(true)
-                    .build()
-                    .user_data(MAILBOX),
-            );
-        }
+        let bell = self.shared.mailbox.bell.as_raw_fd();
+        self.push(
+            &opcode::PollAdd::new(types::Fd(bell), libc::POLLIN as u32)
+                .multi(true)
+                .build()
+                .user_data(MAILBOX),
+        );
         let mut stop_deadline: Option<Instant> = None;
         let mut last_sweep = Instant::now();
         let mut completions = Vec::with_capacity(1024);
@@ -601,6 +608,9 @@ impl<'a> Worker<'a> {
             SIGNALS => {
                 self.shared.signals.drain();
                 if self.shared.signals.stop_requested() && !self.stopping {
+                    for mailbox in self.shared.mailboxes {
+                        mailbox.ring();
+                    }
                     self.stop();
                 } else if !cqueue::more(flags) && !self.stopping {
                     let fd = self.shared.signals.fd().as_raw_fd();
@@ -613,6 +623,9 @@ impl<'a> Worker<'a> {
                 }
             }
             MAILBOX => {
+                if self.shared.signals.stop_requested() && !self.stopping {
+                    self.stop();
+                }
                 for (key, reply) in self.shared.mailbox.take() {
                     let Some(slot) = self.slots.get_mut(key) else {
                         continue;
