@@ -145,7 +145,16 @@ fn uring_fails_at_start_with_a_clear_message_where_io_uring_is_forbidden() {
     let dir = tempfile::tempdir().unwrap();
     let mut command = hftp();
     command
-        .args(["serve", "-p", "0", "-a", "127.0.0.1", "--model", "uring", "-d"])
+        .args([
+            "serve",
+            "-p",
+            "0",
+            "-a",
+            "127.0.0.1",
+            "--model",
+            "uring",
+            "-d",
+        ])
         .arg(dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
