@@ -14,9 +14,9 @@ import json
 import math
 import os
 
-MODELS = ["async", "threads", "pool", "fork", "poll"]
+MODELS = ["async", "threads", "pool", "fork", "poll", "uring"]
 COLORS = {"async": "#1f77b4", "threads": "#ff7f0e", "pool": "#2ca02c", "fork": "#d62728",
-          "poll": "#9467bd", "nginx": "#555555", "python": "#8c564b"}
+          "poll": "#9467bd", "uring": "#17becf", "nginx": "#555555", "python": "#8c564b"}
 M64 = 64 * 2**20
 
 
@@ -261,7 +261,7 @@ def build(res, machine, charts_dir, md_path, notes):
     r4 = ["raw 64 MiB slice, 1 conn, ≥ 90% of nginx"]
     r5 = ["get_metadata, 64 conns, ≥ nginx 1 KiB at 64 conns (p99)"]
     r6 = ["get_metadata, 64 conns, ≥ 5× Python"]
-    r7 = ["idle connections held: RSS ≤ 64 MiB (async, poll: 10,000), all answer quit"]
+    r7 = ["idle connections held: RSS ≤ 64 MiB (async, poll, uring: 10,000), all answer quit"]
     for m in MODELS:
         b = (H(m, "b64m64", 1) or {}).get("payload_mbps")
         r1.append(cell(b, ngr1, b >= 0.5 * ngr1 if b is not None and ngr1 else None, "MB/s"))
@@ -282,7 +282,7 @@ def build(res, machine, charts_dir, md_path, notes):
             h = hd["hold"]
             held = rss_mib(hd, "end", pss=(m == "fork"))
             ok = h["answered_quit"] == h["conns"] and held is not None and held <= 64
-            need = m in ("async", "poll")
+            need = m in ("async", "poll", "uring")
             r7.append("%s conns: %s%s, %d/%d quit %s" % (
                 fmt(h["conns"]), fmt(held, "MiB"), " PSS" if m == "fork" else "", h["answered_quit"], h["conns"],
                 verdict(ok) if need else ("(info)" if ok else "(info: over)")))
@@ -323,6 +323,34 @@ def build(res, machine, charts_dir, md_path, notes):
     w(table(["load"] + MODELS + ["Python"], rows))
     w("")
     w("Ratios here are to Python per CPU-second.")
+    w("")
+
+    # issue 12: completion-based I/O against the readiness loop, same run
+    w("### uring against poll")
+    w("")
+    w("The targets of `--model uring`, measured in the same run as `poll`; ratios are uring / poll.")
+    w("")
+
+    def versus(label, v_u, v_p, need, unit):
+        ok = v_u >= need * v_p if v_u is not None and v_p else None
+        return [label, fmt(v_p, unit), "%s%s" % (fmt(v_u, unit), ratio(v_u, v_p)), verdict(ok)]
+
+    rows = [
+        versus("get_metadata, 64 conns, req per server CPU-s ≥ 1.2× poll",
+               per_cpu(H("uring", "metadata", 64), "rps"), per_cpu(H("poll", "metadata", 64), "rps"), 1.2, ""),
+        versus("raw 64 MiB slice, 1 conn ≥ poll", (H("uring", "rawm64", 1) or {}).get("payload_mbps"),
+               (H("poll", "rawm64", 1) or {}).get("payload_mbps"), 1.0, "MB/s"),
+        versus("base64 64 MiB slice, 1 conn ≥ poll", (H("uring", "b64m64", 1) or {}).get("payload_mbps"),
+               (H("poll", "b64m64", 1) or {}).get("payload_mbps"), 1.0, "MB/s"),
+    ]
+    hu = res.get("hftp-uring-hold")
+    hp = res.get("hftp-poll-hold")
+    held_u = rss_mib(hu, "end") if hu and hu.get("hold") else None
+    held_p = rss_mib(hp, "end") if hp and hp.get("hold") else None
+    conns_u = hu["hold"]["conns"] if hu and hu.get("hold") else None
+    rows.append(["idle connections (%s) held in ≤ 64 MiB" % fmt(conns_u), fmt(held_p, "MiB"), fmt(held_u, "MiB"),
+                 verdict(held_u <= 64 if held_u is not None else None)])
+    w(table(["target", "poll", "uring", ""], rows))
     w("")
 
     # per-workload tables

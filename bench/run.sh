@@ -11,7 +11,7 @@
 #
 # Environment: HFTP_BIN (use this binary, skip the build), DUR (seconds per
 # load, default 3), CONNS (default "1 16 64 256 1024"), MODELS (default all),
-# IDLE (idle connections for async and poll, default 10000), NO_REPORT=1.
+# IDLE (idle connections for async, poll and uring, default 10000), NO_REPORT=1.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -25,7 +25,7 @@ if [ "$QUICK" = 1 ]; then
 else
   DUR=${DUR:-3}; CONNS=${CONNS:-"1 16 64 256 1024"}; IDLE=${IDLE:-10000}; IDLE_OTHER=${IDLE_OTHER:-1000}; HOLD_S=5
 fi
-MODELS=${MODELS:-"async threads pool fork poll"}
+MODELS=${MODELS:-"async threads pool fork poll uring"}
 M64=67108864
 G1=1073741824
 T0=$(date +%s)
@@ -189,7 +189,7 @@ for model in $MODELS; do
   done
   # Memory tests on a fresh server: the allocator keeps what earlier loads used.
   stop_server; start_hftp "$model"
-  case $model in async|poll) n=$IDLE ;; *) n=$IDLE_OTHER ;; esac
+  case $model in async|poll|uring) n=$IDLE ;; *) n=$IDLE_OTHER ;; esac
   hb "hftp-$model-hold" --hold "$n" -d "$HOLD_S" --server-pid "$SPID" --timeout 60 $([ "$model" = fork ] && echo --pss)
   stop_server; start_hftp "$model"
   # RSS growth while one 1 GiB slice streams (PSS too: fair for fork's children).

@@ -47,7 +47,7 @@ macro_rules! per_model {
     };
 }
 
-per_model!(async_, threads, pool, fork, poll);
+per_model!(async_, threads, pool, fork, poll, uring);
 
 fn model_name(model: &str) -> &str {
     model.trim_end_matches('_')

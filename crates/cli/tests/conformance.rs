@@ -29,6 +29,7 @@ models! {
     model_pool => "pool",
     model_fork => "fork",
     model_poll => "poll",
+    model_uring => "uring",
 }
 
 fn conformance(model: &str) {

@@ -77,6 +77,11 @@ fn poll_with_10000_idle_connections_a_connect_flood_and_slowloris_answers() {
 }
 
 #[test]
+fn uring_with_10000_idle_connections_a_connect_flood_and_slowloris_answers() {
+    crowd("uring", 10_000);
+}
+
+#[test]
 fn pool_with_2000_idle_connections_a_connect_flood_and_slowloris_answers() {
     crowd("pool", 2000);
 }
@@ -93,7 +98,7 @@ fn fork_with_200_idle_connections_a_connect_flood_and_slowloris_answers() {
 
 #[test]
 fn max_per_ip_closes_connections_beyond_the_limit() {
-    for model in ["async", "threads", "pool", "fork", "poll"] {
+    for model in ["async", "threads", "pool", "fork", "poll", "uring"] {
         let dir = served_dir();
         let server = Server::builder(dir.path())
             .model(model)
@@ -129,7 +134,7 @@ fn max_per_ip_closes_connections_beyond_the_limit() {
 
 #[test]
 fn max_connections_closes_connections_beyond_the_limit() {
-    for model in ["async", "threads", "pool", "fork", "poll"] {
+    for model in ["async", "threads", "pool", "fork", "poll", "uring"] {
         let dir = served_dir();
         let server = Server::builder(dir.path())
             .model(model)
@@ -151,7 +156,7 @@ fn max_connections_closes_connections_beyond_the_limit() {
 
 #[test]
 fn idle_timeout_closes_quiet_connections() {
-    for model in ["async", "threads", "pool", "fork", "poll"] {
+    for model in ["async", "threads", "pool", "fork", "poll", "uring"] {
         let dir = served_dir();
         let server = Server::builder(dir.path())
             .model(model)
@@ -168,7 +173,7 @@ fn idle_timeout_closes_quiet_connections() {
 
 #[test]
 fn idle_time_counts_from_the_end_of_a_long_answer() {
-    const MODELS: [&str; 5] = ["async", "threads", "pool", "fork", "poll"];
+    const MODELS: [&str; 6] = ["async", "threads", "pool", "fork", "poll", "uring"];
     let models = MODELS;
     let runs: Vec<_> = models
         .iter()
@@ -232,7 +237,7 @@ fn slow_answer_then_request(model: &str) {
 #[test]
 fn clients_queued_while_out_of_descriptors_are_served_later() {
     use std::os::unix::process::CommandExt;
-    for model in ["async", "threads", "pool", "poll"] {
+    for model in ["async", "threads", "pool", "poll", "uring"] {
         let dir = served_dir();
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hftp"));
         command
@@ -288,7 +293,7 @@ fn clients_queued_while_out_of_descriptors_are_served_later() {
 
 #[test]
 fn sigterm_closes_waiting_clients_even_mid_request() {
-    for model in ["async", "threads", "pool", "fork", "poll"] {
+    for model in ["async", "threads", "pool", "fork", "poll", "uring"] {
         let dir = served_dir();
         // A grace far longer than the test's patience: only connections
         // with an answer in flight may hold the shutdown.

@@ -31,6 +31,7 @@ models! {
     model_pool => "pool",
     model_fork => "fork",
     model_poll => "poll",
+    model_uring => "uring",
 }
 
 /// The metrics address from the banner.

@@ -187,7 +187,7 @@ fn serve_reads_its_options_from_the_environment() {
 fn sighup_does_not_stop_the_server() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("a.txt"), b"hello").unwrap();
-    for model in ["async", "threads", "pool", "fork", "poll"] {
+    for model in ["async", "threads", "pool", "fork", "poll", "uring"] {
         let mut server = Server::builder(dir.path()).model(model).start();
         server.signal(libc::SIGHUP);
         // Still answering after the signal: a request on a new connection

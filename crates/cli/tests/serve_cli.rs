@@ -133,3 +133,99 @@ fn localhost_listens_on_loopback_only() {
     );
     assert!(listen.ends_with("(loopback: this host only)"), "{listen}");
 }
+
+/// `--model uring` where io_uring is forbidden, for real: a seccomp filter
+/// installed in the child before `exec` makes `io_uring_setup` fail with
+/// `ENOSYS`, as a container runtime's policy does. The server must say so
+/// in one line and exit 1, never fall back to another model.
+#[test]
+fn uring_fails_at_start_with_a_clear_message_where_io_uring_is_forbidden() {
+    use std::os::unix::process::CommandExt;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = hftp();
+    command
+        .args([
+            "serve",
+            "-p",
+            "0",
+            "-a",
+            "127.0.0.1",
+            "--model",
+            "uring",
+            "-d",
+        ])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: the hook only calls prctl, which is async-signal-safe.
+    unsafe { command.pre_exec(forbid_io_uring_setup) };
+    let mut child = command.spawn().expect("start hftp serve");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for hftp serve") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("--model uring kept running although io_uring_setup is forbidden");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert_eq!(status.code(), Some(1), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("io_uring is unavailable")
+            && stderr.contains("io_uring_setup")
+            && stderr.contains("choose another --model"),
+        "stderr: {stderr}"
+    );
+    assert!(stdout.is_empty(), "no banner: {stdout}");
+}
+
+/// Installs a seccomp filter that fails `io_uring_setup` with `ENOSYS` and
+/// allows every other system call.
+fn forbid_io_uring_setup() -> std::io::Result<()> {
+    #[cfg(target_arch = "x86_64")]
+    const AUDIT_ARCH: u32 = 0xC000_003E;
+    #[cfg(target_arch = "aarch64")]
+    const AUDIT_ARCH: u32 = 0xC000_00B7;
+    const LOAD_WORD: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JUMP_IF_EQUAL: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RETURN: u16 = 0x06; // BPF_RET | BPF_K
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let filter = [
+        // seccomp_data.arch: another architecture's numbers mean other calls.
+        op(LOAD_WORD, 0, 0, 4),
+        op(JUMP_IF_EQUAL, 1, 0, AUDIT_ARCH),
+        op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW),
+        // seccomp_data.nr
+        op(LOAD_WORD, 0, 0, 0),
+        op(JUMP_IF_EQUAL, 0, 1, libc::SYS_io_uring_setup as u32),
+        op(RETURN, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    let program = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: plain prctl calls; `program` outlives them.
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            || libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &program as *const libc::sock_fprog,
+            ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use support::Server;
 
-const MODELS: [&str; 5] = ["async", "threads", "pool", "fork", "poll"];
+const MODELS: [&str; 6] = ["async", "threads", "pool", "fork", "poll", "uring"];
 
 /// Rounds per model: enough to catch a race that strikes one time in 20.
 const ROUNDS: usize = 20;

@@ -66,6 +66,7 @@ models! {
     soak_pool => "pool",
     soak_fork => "fork",
     soak_poll => "poll",
+    soak_uring => "uring",
 }
 
 /// A small deterministic generator (xorshift64*), so runs are repeatable.

@@ -19,15 +19,18 @@ pub enum Model {
     Fork,
     /// One thread, non-blocking sockets, an epoll readiness loop.
     Poll,
+    /// Completion-based I/O: one io_uring per thread.
+    Uring,
 }
 
 impl Model {
-    pub const ALL: [Model; 5] = [
+    pub const ALL: [Model; 6] = [
         Model::Async,
         Model::Threads,
         Model::Pool,
         Model::Fork,
         Model::Poll,
+        Model::Uring,
     ];
 
     pub fn name(self) -> &'static str {
@@ -37,6 +40,7 @@ impl Model {
             Model::Pool => "pool",
             Model::Fork => "fork",
             Model::Poll => "poll",
+            Model::Uring => "uring",
         }
     }
 }
@@ -52,7 +56,8 @@ impl std::fmt::Display for Model {
 pub struct Config {
     pub session: SessionConfig,
     pub model: Model,
-    /// Threads of the pool model, or runtime workers of the async model.
+    /// Threads of the pool model, runtime workers of the async model, or
+    /// rings of the uring model.
     pub workers: usize,
     /// Connections served at once; more are accepted and closed at once.
     pub max_connections: usize,

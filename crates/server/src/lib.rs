@@ -1,4 +1,4 @@
-//! # hftp-server — one protocol core, five ways to serve many clients
+//! # hftp-server — one protocol core, six ways to serve many clients
 //!
 //! - [`storage`]: the served files, behind a small interface; storage calls
 //!   are steps a connection asks for ([`storage::StorageStep`]), run inline
@@ -10,7 +10,7 @@
 //!   every driver owns one per client and only moves bytes and time.
 //! - [`body`]: streaming slice bodies with bounded memory (and `sendfile`).
 //! - [`drivers`]: the concurrency strategies: `async`, `threads`, `pool`,
-//!   `fork`, `poll`. Each module's documentation is a short lesson.
+//!   `fork`, `poll`, `uring`. Each module's documentation is a short lesson.
 //! - [`listen`]: binding the listening sockets.
 //! - [`metrics`]: counters shared by every model (fork children included),
 //!   served in the Prometheus format.
@@ -48,5 +48,6 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> 
         Model::Pool => drivers::pool::serve(config, listeners, on_ready),
         Model::Fork => drivers::fork::serve(config, listeners, on_ready),
         Model::Poll => drivers::poll::serve(config, listeners, on_ready),
+        Model::Uring => drivers::uring::serve(config, listeners, on_ready),
     }
 }

@@ -494,3 +494,61 @@ fn a_connection_draining_after_quit_stops_at_its_byte_limit() {
     h.run();
     assert_eq!(h.ended, Some(End::Closed(CloseReason::Quit)));
 }
+
+/// The guarantee a completion-based driver relies on (module docs of
+/// `connection`): the bytes of a `Send` do not move or change while the
+/// kernel holds them, whatever the driver asks meanwhile short of reporting.
+#[test]
+fn send_bytes_stay_put_until_they_are_reported() {
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let store = FakeStore::with(&[("f", file(&data))]);
+    for request in ["get_slice f 0 200000\r\n", "get_slice f 0 200000 raw\r\n"] {
+        let mut h = Harness::new(Arc::clone(&store));
+        h.conn.handle_input(request.as_bytes(), h.now);
+        // Run storage steps until the first bytes of the body are handed out.
+        let (ptr, copy) = loop {
+            match h.conn.poll() {
+                Action::Storage(step) => {
+                    let reply = step.run(&h.storage);
+                    h.conn.storage_done(reply, h.now);
+                }
+                Action::Send(bytes) if bytes.len() > 1000 => {
+                    break (bytes.as_ptr(), bytes.to_vec());
+                }
+                Action::Send(bytes) => {
+                    let n = bytes.len();
+                    h.conn.sent(n, h.now);
+                }
+                other => panic!("unexpected action {}", action_name(&other)),
+            }
+        };
+        // What a driver may do while the bytes are in flight.
+        h.conn.stop();
+        h.conn.handle_timeout(h.now + WRITE + WRITE);
+        let _ = h.conn.poll_timeout();
+        let _ = h.conn.is_idle();
+        let _ = h.conn.describe();
+        assert!(
+            h.conn.ended().is_some(),
+            "{request}: the write timeout passed"
+        );
+        // SAFETY: the guarantee under test says the bytes are still there;
+        // if it were broken, the comparison would fail (or the sanitizer
+        // would catch a use after free).
+        let now = unsafe { std::slice::from_raw_parts(ptr, copy.len()) };
+        assert!(now == copy.as_slice(), "{request}: the bytes changed");
+    }
+}
+
+fn action_name(action: &Action<'_>) -> &'static str {
+    match action {
+        Action::Send(_) => "send",
+        Action::SendFile { .. } => "sendfile",
+        Action::Storage(_) => "storage",
+        Action::ShutdownWrite => "shutdown",
+        Action::Receive => "receive",
+        Action::Yield => "yield",
+        Action::Park => "park",
+        Action::Close(_) => "close",
+    }
+}

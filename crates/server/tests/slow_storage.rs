@@ -182,3 +182,8 @@ fn pool_model() {
 fn poll_model() {
     held_call_does_not_delay_others(Model::Poll);
 }
+
+#[test]
+fn uring_model() {
+    held_call_does_not_delay_others(Model::Uring);
+}

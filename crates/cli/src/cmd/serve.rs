@@ -27,6 +27,9 @@ pub enum ModelArg {
     Fork,
     /// One thread, an epoll readiness loop over non-blocking sockets.
     Poll,
+    /// Completion-based I/O: one io_uring per --workers thread (Linux 5.19+); fails at start,
+    /// never falls back, where io_uring is unavailable.
+    Uring,
 }
 
 impl From<ModelArg> for Model {
@@ -37,6 +40,7 @@ impl From<ModelArg> for Model {
             ModelArg::Pool => Model::Pool,
             ModelArg::Fork => Model::Fork,
             ModelArg::Poll => Model::Poll,
+            ModelArg::Uring => Model::Uring,
         }
     }
 }
@@ -47,6 +51,7 @@ impl From<ModelArg> for Model {
     hftp serve -d testdata -a 127.0.0.1    this host only
     hftp serve -d files -p 0 -a ::         any free port, every IPv4 and IPv6 interface
     hftp serve -d files --model pool --workers 8
+    hftp serve -d files --model uring --workers 2   two threads, one io_uring each
 
 Send SIGINT (Ctrl-C) or SIGTERM to stop: new connections are refused, answers in
 flight finish (at most --shutdown-grace), and the server exits 0. A second
@@ -83,7 +88,7 @@ pub struct Args {
     /// Concurrency strategy.
     #[arg(short = 'm', long, value_enum, default_value_t = ModelArg::Async, env = "HFTP_MODEL")]
     model: ModelArg,
-    /// Worker threads: the pool size (pool) or runtime threads (async). Default: 2 x cores for pool, cores for async.
+    /// Worker threads: the pool size (pool), runtime threads (async) or rings (uring). Default: 2 x cores for pool, cores for async and uring.
     #[arg(short = 'w', long, env = "HFTP_WORKERS")]
     workers: Option<usize>,
     /// Connections served at once. Beyond it, new connections are accepted and closed at once (logged once a second).
@@ -194,6 +199,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             banner += &format!(", {workers} workers: at most {workers} requests worked on at once")
         }
         Model::Async => banner += &format!(", {workers} threads"),
+        Model::Uring => banner += &format!(", {workers} rings"),
         _ => {}
     }
     banner += &format!(

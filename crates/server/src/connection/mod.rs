@@ -26,6 +26,17 @@
 //! [`Connection::poll_timeout`] passes, [`Connection::handle_timeout`].
 //! Nothing here reads the clock, so the whole logic can be driven by a
 //! test with a virtual clock and no socket (`tests/connection.rs`).
+//!
+//! **Bytes stay put until they are reported.** The bytes of a `Send` (and
+//! the descriptor of a `SendFile`) stay valid, unchanged and at the same
+//! address until the driver reports on them with [`Connection::sent`] or
+//! [`Connection::io_failed`], or drops the connection. Meanwhile the driver
+//! may call [`Connection::stop`], [`Connection::handle_timeout`],
+//! [`Connection::poll_timeout`], [`Connection::is_idle`],
+//! [`Connection::describe`] and [`Connection::ended`]: none of them touches
+//! the output buffers. A completion-based driver (`--model uring`) relies on
+//! this: it hands the kernel a pointer to the bytes and learns only later
+//! how many went out.
 
 mod end;
 

@@ -1,7 +1,7 @@
 //! The concurrency strategies. Each one is a thin driver over the same
 //! [`Connection`](crate::connection::Connection), which it only feeds bytes
 //! and time; read their module docs in this order: `threads`, `pool`,
-//! `fork`, `poll`, `async_tasks`.
+//! `fork`, `poll`, `async_tasks`, `uring`.
 
 pub mod async_tasks;
 pub mod fork;
@@ -10,3 +10,4 @@ pub mod pool;
 mod reactor;
 pub mod threads;
 mod tracker;
+pub mod uring;

@@ -53,6 +53,12 @@ impl RangeReader for LocalRange {
     fn fd(&self) -> Option<BorrowedFd<'_>> {
         Some(self.file.as_fd())
     }
+    fn positioned_fd(&self) -> Option<(BorrowedFd<'_>, u64)> {
+        Some((self.file.as_fd(), self.pos))
+    }
+    fn advance(&mut self, n: u64) {
+        self.pos += n;
+    }
 }
 
 impl LocalDir {

@@ -25,7 +25,7 @@ use hftp_proto::{FileName, Range};
 
 pub use local::LocalDir;
 pub(crate) use step::next_block;
-pub use step::{StorageReply, StorageStep};
+pub use step::{FileRead, Prepared, StorageReply, StorageStep};
 
 /// Why a file could not be listed, measured or read.
 #[derive(Debug)]
@@ -68,6 +68,15 @@ pub trait RangeReader: Send {
     fn fd(&self) -> Option<BorrowedFd<'_>> {
         None
     }
+    /// The descriptor and the file offset of the next byte, for a driver
+    /// that reads the file itself (an io_uring `READ`) and then reports the
+    /// bytes it read with [`RangeReader::advance`] (local files only).
+    fn positioned_fd(&self) -> Option<(BorrowedFd<'_>, u64)> {
+        None
+    }
+    /// Moves past `n` bytes read through [`RangeReader::positioned_fd`]
+    /// (never called on a reader without one).
+    fn advance(&mut self, _n: u64) {}
 }
 
 /// What every backend offers.

@@ -3,13 +3,14 @@
 //! run on any thread.
 
 use std::io;
+use std::os::fd::BorrowedFd;
 
 use hftp_proto::response::BASE64_CHUNK;
 use hftp_proto::{FileName, Range, SliceMode};
 
 use std::time::Instant;
 
-use super::{read_exact, RangeReader, Storage, StorageError};
+use super::{read_exact, shrank, RangeReader, Storage, StorageError};
 use crate::metrics::{self, StorageOp};
 
 /// A storage operation a connection waits for.
@@ -138,5 +139,245 @@ impl StorageStep {
                 }
             }
         }
+    }
+}
+
+/// A step run up to its file read, for a driver that reads files itself
+/// (`--model uring` reads them through its ring, not with `pread`).
+pub enum Prepared {
+    /// Nothing left to do (no file read, or a reader without a descriptor).
+    Done(StorageReply),
+    /// Read [`FileRead::want`] bytes of [`FileRead::fd`] at
+    /// [`FileRead::offset`] into [`FileRead::buf_mut`], then
+    /// [`FileRead::filled`].
+    FileRead(FileRead),
+}
+
+/// Which reply a [`FileRead`] completes.
+enum ReadFor {
+    Open,
+    Read,
+}
+
+/// The file read of an `Open` or `Read` step, done by the driver; its
+/// buffer lives here, so it stays put while the kernel fills it.
+pub struct FileRead {
+    reader: Box<dyn RangeReader>,
+    buf: Vec<u8>,
+    filled: usize,
+    for_step: ReadFor,
+    /// When the step started, while the metrics count.
+    started: Option<Instant>,
+}
+
+impl StorageStep {
+    /// Runs the step against `storage`, except a read of a local file,
+    /// which is handed back to the caller to do. The reply is the one
+    /// [`StorageStep::run`] would give.
+    pub fn run_until_file_read(self, storage: &dyn Storage) -> Prepared {
+        let started = metrics::get().is_some().then(Instant::now);
+        let (reader, buf, want, for_step) = match self {
+            StorageStep::Open { name, range, mode } => match storage.open_range(&name, range) {
+                Ok(reader) => {
+                    let want = next_block(&*reader, range.size, mode);
+                    (reader, Vec::new(), want, ReadFor::Open)
+                }
+                Err(e) => {
+                    let reply = StorageReply::Opened(Err(e));
+                    if let Some(started) = started {
+                        metrics::storage(StorageOp::Open, !reply.failed(), started.elapsed());
+                    }
+                    return Prepared::Done(reply);
+                }
+            },
+            StorageStep::Read { reader, buf, want } => (reader, buf, want, ReadFor::Read),
+            other => return Prepared::Done(other.run(storage)),
+        };
+        let read = FileRead {
+            reader,
+            buf,
+            filled: 0,
+            for_step,
+            started,
+        };
+        if read.reader.positioned_fd().is_none() || want == 0 {
+            return Prepared::Done(read.run_inline(want));
+        }
+        let mut read = read;
+        read.buf.clear();
+        read.buf.resize(want, 0);
+        Prepared::FileRead(read)
+    }
+}
+
+impl FileRead {
+    /// The descriptor to read.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.reader.positioned_fd().map(|(fd, _)| fd)
+    }
+
+    /// File offset of the next byte to read.
+    pub fn offset(&self) -> u64 {
+        self.reader.positioned_fd().map_or(0, |(_, pos)| pos)
+    }
+
+    /// The part of the buffer still to fill; it does not move until this
+    /// read is dropped or completed.
+    pub fn buf_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.filled..]
+    }
+
+    /// `n` bytes were read into [`FileRead::buf_mut`]: the reply once the
+    /// buffer is full (or the file ended early), or the read back when more
+    /// is wanted.
+    pub fn filled(mut self, n: usize) -> Result<StorageReply, FileRead> {
+        let n = n.min(self.buf.len() - self.filled);
+        if n == 0 {
+            return Ok(self.failed(shrank()));
+        }
+        self.reader.advance(n as u64);
+        self.filled += n;
+        if self.filled < self.buf.len() {
+            return Err(self);
+        }
+        Ok(self.reply(Ok(())))
+    }
+
+    /// The read failed.
+    pub fn failed(self, e: io::Error) -> StorageReply {
+        self.reply(Err(e))
+    }
+
+    fn run_inline(mut self, want: usize) -> StorageReply {
+        self.buf.clear();
+        self.buf.resize(want, 0);
+        let result = read_exact(&mut *self.reader, &mut self.buf);
+        self.reply(result)
+    }
+
+    fn reply(self, result: io::Result<()>) -> StorageReply {
+        let FileRead {
+            reader,
+            buf,
+            for_step,
+            started,
+            ..
+        } = self;
+        if let Some(started) = started {
+            let op = match for_step {
+                ReadFor::Open => StorageOp::Open,
+                ReadFor::Read => StorageOp::Read,
+            };
+            metrics::storage(op, result.is_ok(), started.elapsed());
+        }
+        match for_step {
+            ReadFor::Open => StorageReply::Opened(
+                result
+                    .map(|()| (reader, buf))
+                    .map_err(StorageError::Unavailable),
+            ),
+            ReadFor::Read => StorageReply::Read {
+                reader,
+                buf: result.map(|()| buf),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::LocalDir;
+    use std::os::unix::fs::FileExt;
+
+    /// Does a [`FileRead`] the way a driver would, `chunk` bytes at a time
+    /// (short reads), with positioned reads of its descriptor.
+    fn complete(mut read: FileRead, chunk: usize) -> StorageReply {
+        loop {
+            let file = std::fs::File::from(read.fd().unwrap().try_clone_to_owned().unwrap());
+            let offset = read.offset();
+            let buf = read.buf_mut();
+            let len = buf.len().min(chunk);
+            let n = file.read_at(&mut buf[..len], offset).unwrap();
+            match read.filled(n) {
+                Ok(reply) => return reply,
+                Err(more) => read = more,
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_read_done_by_the_driver_gives_the_reply_run_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 249) as u8).collect();
+        std::fs::write(dir.path().join("f"), &data).unwrap();
+        let storage = LocalDir::new(dir.path(), false).unwrap();
+        let open = || StorageStep::Open {
+            name: FileName::new("f").unwrap(),
+            range: Range {
+                offset: 10,
+                size: 150_000,
+            },
+            mode: SliceMode::Base64,
+        };
+        let Prepared::FileRead(read) = open().run_until_file_read(&storage) else {
+            panic!("a local file is read by the driver");
+        };
+        let StorageReply::Opened(Ok((reader, first))) = complete(read, 1000) else {
+            panic!("open failed");
+        };
+        let StorageReply::Opened(Ok((_, want))) = open().run(&storage) else {
+            panic!("open failed");
+        };
+        assert!(first == want && first == data[10..10 + first.len()]);
+        // The next block continues where the first ended.
+        let step = StorageStep::Read {
+            reader,
+            buf: first,
+            want: 5000,
+        };
+        let Prepared::FileRead(read) = step.run_until_file_read(&storage) else {
+            panic!("a local file is read by the driver");
+        };
+        let StorageReply::Read { buf, .. } = complete(read, 4096) else {
+            panic!("not a read reply");
+        };
+        let start = 10 + want.len();
+        assert!(buf.unwrap() == data[start..start + 5000]);
+    }
+
+    #[test]
+    fn a_file_that_ends_early_is_the_shrank_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), vec![1u8; 100]).unwrap();
+        let storage = LocalDir::new(dir.path(), false).unwrap();
+        let step = StorageStep::Open {
+            name: FileName::new("f").unwrap(),
+            range: Range {
+                offset: 0,
+                size: 100,
+            },
+            mode: SliceMode::Raw,
+        };
+        let Prepared::FileRead(read) = step.run_until_file_read(&storage) else {
+            panic!("a local file is read by the driver");
+        };
+        std::fs::write(dir.path().join("f"), b"").unwrap();
+        let StorageReply::Opened(Err(StorageError::Unavailable(e))) = complete(read, 4096) else {
+            panic!("a shrunk file must fail");
+        };
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn steps_without_a_file_read_run_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"abc").unwrap();
+        let storage = LocalDir::new(dir.path(), false).unwrap();
+        let step = StorageStep::Size(FileName::new("f").unwrap());
+        assert!(matches!(
+            step.run_until_file_read(&storage),
+            Prepared::Done(StorageReply::Size(Ok(3)))
+        ));
     }
 }

@@ -1,0 +1,1057 @@
+//! # `--model uring`: completion-based I/O, one io_uring per thread
+//!
+//! **Readiness versus completion.** Every other model asks the kernel a
+//! question and then does the work itself: `poll` asks epoll "which sockets
+//! are ready?" and then calls `read`, `write` or `sendfile` on each; the
+//! blocking models ask "wait until this one is ready" by calling `read`.
+//! Either way there is one system call to learn that a socket is ready and
+//! at least one more to move the bytes. With io_uring the program hands the
+//! kernel the work itself — "receive into one of these buffers", "send
+//! these bytes", "read 48 KiB of this file at this offset", "accept every
+//! client of this listener" — as entries of a *submission queue* shared in
+//! memory, and later reads the results from a *completion queue*. One
+//! `io_uring_enter` call submits everything queued since the last one and
+//! waits for the next completions: under load, hundreds of operations per
+//! system call, and no readiness step at all.
+//!
+//! **How it works here.** `--workers` threads (one per core by default),
+//! each with its own ring and its own share of the clients; they share only
+//! the admission counters and the listening sockets. Each ring keeps:
+//!
+//! - a *multishot accept* per listener: one submission, one completion per
+//!   new client, for as long as the listener lives;
+//! - one operation in flight per connection, chosen by its
+//!   [`Connection`](crate::connection::Connection): a receive, a send, a
+//!   file read, or a splice pair. The connection's bytes stay put until the
+//!   completion reports on them (a guarantee of `Connection`), so a send
+//!   hands the kernel a pointer into the connection's own output, no copy;
+//! - a *buffer ring*: [`RECV_BUFFERS`] receive buffers of [`READ_BUF`]
+//!   shared by all the thread's connections. A receive names the group, not
+//!   a buffer; the kernel picks one only when bytes arrive, and the loop
+//!   gives it back as soon as the connection has taken the bytes. An idle
+//!   connection therefore holds no buffer at all, only its record;
+//! - slices of local files read through the ring (an `IORING_OP_READ` at
+//!   the body's offset: a cold disk read never stalls the loop), and raw
+//!   slices spliced from the file into a per-connection pipe and from the
+//!   pipe into the socket, the two splices *linked* so they go in one
+//!   submission; the bytes go from the page cache to the socket without a
+//!   copy through user space (as `sendfile` does in `poll`);
+//! - a multishot poll on the signal pipe (shutdown) and, for a storage
+//!   backend whose calls may block, on the eventfd that the
+//!   [`offload`](crate::storage::offload) pool rings when a step is done.
+//!
+//! Idle, write and drain deadlines are the connection's own, checked every
+//! [`TICK`] (the wait for completions is bounded by it); ending a
+//! connection with an operation in flight cancels the operation
+//! (`IORING_OP_ASYNC_CANCEL`) and frees the record only once the kernel has
+//! reported the cancellation, since until then it may still write into the
+//! connection's buffers.
+//!
+//! **What it costs.** The submission queue depth ([`SQ_ENTRIES`]) bounds
+//! what one `io_uring_enter` can submit, not how many operations are in
+//! flight (a full queue is simply submitted early); the completion queue
+//! ([`CQ_ENTRIES`]) must hold every completion that can arrive between two
+//! visits, or the kernel keeps the overflow on a slower list. Both are
+//! memory shared with the kernel, 64 and 16 bytes an entry. The buffer
+//! ring costs its buffers, [`RECV_BUFFERS`] × [`READ_BUF`] = 4 MiB of
+//! address space per thread, of which only the pages the kernel has written
+//! are resident; a pending receive costs the kernel a poll entry, a few
+//! hundred bytes, whatever the number of buffers.
+//!
+//! **Where it breaks.** io_uring may be unavailable: kernels before 5.19
+//! lack multishot accept and buffer rings, `kernel.io_uring_disabled`
+//! turns it off, container runtimes' seccomp policies forbid
+//! `io_uring_setup`; then `--model uring` fails at start and says so, it
+//! never falls back to another model. Splice is not a true asynchronous
+//! operation: the kernel runs it on its own worker threads (`io-wq`), and a
+//! splice into the socket of a client that reads slowly holds one of those
+//! threads until the socket drains, so many slow raw downloads cost kernel
+//! threads where `poll` costs nothing. A send buffer more than one
+//! operation deep would need a copy (the connection's buffer is handed out
+//! once), and every connection's CPU work (base64) still runs on its
+//! ring's thread, as in `poll`.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
+use slab::Slab;
+
+use crate::admission::{Admission, Ticket};
+use crate::config::{Config, READ_BUF};
+use crate::connection::{Action, Connection, End};
+use crate::listen::AcceptFailures;
+use crate::signals::Signals;
+use crate::storage::offload::{self, Offload};
+use crate::storage::{FileRead, Prepared, Storage, StorageReply};
+use crate::OnReady;
+
+/// Submission queue entries per ring.
+pub const SQ_ENTRIES: u32 = 4096;
+/// Completion queue entries per ring: one operation per connection is in
+/// flight, and a thread serves a few thousand connections at most.
+pub const CQ_ENTRIES: u32 = 16384;
+/// Receive buffers per ring (a power of two, as the buffer ring requires).
+pub const RECV_BUFFERS: u16 = 256;
+/// The one buffer group of a ring.
+const BUFFER_GROUP: u16 = 0;
+/// How often deadlines are checked.
+pub const TICK: Duration = Duration::from_millis(500);
+/// Bytes asked of one splice pair: as `sendfile`'s chunk in `poll`.
+const SPLICE_CHUNK: usize = 1 << 20;
+
+/// The operations a connection may have in flight, one bit each.
+const RECV: u8 = 1;
+const SEND: u8 = 2;
+const READ: u8 = 4;
+const SPLICE_IN: u8 = 8;
+const SPLICE_OUT: u8 = 16;
+/// A storage step in the offload pool (not a ring operation: it cannot be
+/// cancelled, only waited for).
+const OFFLOAD: u8 = 32;
+
+/// Completions that belong to no connection carry this bit.
+const SPECIAL: u64 = 1 << 63;
+const SIGNALS: u64 = SPECIAL | 1;
+const MAILBOX: u64 = SPECIAL | 2;
+const CANCELLED: u64 = SPECIAL | 3;
+/// Accepts carry `ACCEPT | listener index`.
+const ACCEPT: u64 = SPECIAL | 1 << 16;
+
+/// The user data of an operation of connection `key`.
+fn token(key: usize, op: u8) -> u64 {
+    (key as u64) << 8 | u64::from(op)
+}
+
+/// Offload keys carry the ring's index above the connection's key.
+const RING_SHIFT: u32 = 40;
+
+pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> io::Result<()> {
+    let threads = config.workers.max(1);
+    // The rings come first: if io_uring is unavailable, nothing else starts.
+    let rings = (0..threads)
+        .map(|_| new_ring())
+        .collect::<io::Result<Vec<_>>>()?;
+    let signals = Signals::install()?;
+    if let Some(l) = &config.metrics {
+        // Scrapes are rare and short: a thread of their own, not a ring.
+        crate::metrics::endpoint::spawn_thread(l.try_clone()?)?;
+    }
+    let admission = Admission::new(config.max_connections, config.max_per_ip);
+    let storage = Arc::clone(&config.session.storage);
+    let mailboxes = (0..threads)
+        .map(|_| Mailbox::new().map(Arc::new))
+        .collect::<io::Result<Vec<_>>>()?;
+    let offload = if storage.may_block() {
+        let mailboxes = mailboxes.clone();
+        Some(Offload::start(
+            offload::THREADS,
+            Arc::clone(&storage),
+            move |key, reply| {
+                if let Some(mailbox) = mailboxes.get(key >> RING_SHIFT) {
+                    mailbox.post(key & ((1 << RING_SHIFT) - 1), reply);
+                }
+            },
+        )?)
+    } else {
+        None
+    };
+    // Each ring accepts on its own descriptors of the listeners, so that
+    // when every ring has dropped them at shutdown the sockets are closed.
+    let mut per_ring = Vec::new();
+    for _ in 0..threads {
+        per_ring.push(
+            listeners
+                .iter()
+                .map(|l| l.try_clone().map(OwnedFd::from))
+                .collect::<io::Result<Vec<_>>>()?,
+        );
+    }
+    drop(listeners);
+    on_ready();
+
+    let unfinished = std::thread::scope(|scope| {
+        let handles: Vec<_> = rings
+            .into_iter()
+            .zip(per_ring)
+            .zip(&mailboxes)
+            .enumerate()
+            .map(|(index, ((ring, listeners), mailbox))| {
+                let worker = Worker::new(
+                    index,
+                    ring,
+                    listeners,
+                    Shared {
+                        config: &config,
+                        admission: &admission,
+                        signals: &signals,
+                        mailbox,
+                        mailboxes: &mailboxes,
+                        offload: offload.as_ref(),
+                        storage: &*storage,
+                    },
+                );
+                std::thread::Builder::new()
+                    .name(format!("hftp-uring-{index}"))
+                    .spawn_scoped(scope, move || worker?.run())
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let mut unfinished = 0;
+        for handle in handles {
+            match handle.join() {
+                Ok(result) => unfinished += result?,
+                Err(_) => return Err(io::Error::other("a ring thread panicked")),
+            }
+        }
+        Ok::<usize, io::Error>(unfinished)
+    })?;
+    tracing::info!(unfinished, "shut down");
+    Ok(())
+}
+
+/// A ring, or the one-line reason why io_uring cannot be used here.
+fn new_ring() -> io::Result<IoUring> {
+    let unavailable = |what: String| {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "io_uring is unavailable ({what}): it needs Linux 5.19 or later, \
+                 kernel.io_uring_disabled=0 and no seccomp policy forbidding it; \
+                 choose another --model"
+            ),
+        )
+    };
+    let ring = IoUring::builder()
+        .setup_cqsize(CQ_ENTRIES)
+        .setup_coop_taskrun()
+        .build(SQ_ENTRIES)
+        .map_err(|e| unavailable(format!("io_uring_setup: {e}")))?;
+    if !ring.params().is_feature_nodrop() || !ring.params().is_feature_ext_arg() {
+        return Err(unavailable("the kernel lacks NODROP or EXT_ARG".into()));
+    }
+    let mut probe = Probe::new();
+    ring.submitter()
+        .register_probe(&mut probe)
+        .map_err(|e| unavailable(format!("probe: {e}")))?;
+    let needed = [
+        ("accept", opcode::AcceptMulti::CODE),
+        ("recv", opcode::Recv::CODE),
+        ("send", opcode::Send::CODE),
+        ("read", opcode::Read::CODE),
+        ("splice", opcode::Splice::CODE),
+        ("poll", opcode::PollAdd::CODE),
+        ("cancel", opcode::AsyncCancel::CODE),
+    ];
+    for (name, code) in needed {
+        if !probe.is_supported(code) {
+            return Err(unavailable(format!("no {name} operation")));
+        }
+    }
+    Ok(ring)
+}
+
+/// Storage replies from the offload pool for one ring, and the eventfd
+/// that tells the ring they are there (or that the server is stopping).
+struct Mailbox {
+    replies: Mutex<Vec<(usize, StorageReply)>>,
+    bell: OwnedFd,
+}
+
+impl Mailbox {
+    fn new() -> io::Result<Mailbox> {
+        let bell = rustix::event::eventfd(
+            0,
+            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+        )?;
+        Ok(Mailbox {
+            replies: Mutex::new(Vec::new()),
+            bell,
+        })
+    }
+
+    fn post(&self, key: usize, reply: StorageReply) {
+        self.replies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((key, reply));
+        self.ring();
+    }
+
+    /// Wakes the mailbox's ring.
+    fn ring(&self) {
+        let _ = rustix::io::write(&self.bell, &1u64.to_ne_bytes());
+    }
+
+    fn take(&self) -> Vec<(usize, StorageReply)> {
+        let mut count = [0u8; 8];
+        let _ = rustix::io::read(&self.bell, &mut count);
+        std::mem::take(&mut *self.replies.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// The receive buffers of one ring, registered with the kernel as a buffer
+/// ring: the kernel takes buffers from the ring's head, the loop gives them
+/// back at its tail.
+struct BufferRing {
+    /// The ring of entries: page-aligned memory shared with the kernel.
+    entries: *mut types::BufRingEntry,
+    entries_layout: std::alloc::Layout,
+    /// The buffers, `RECV_BUFFERS` of `READ_BUF` bytes, back to back.
+    buffers: Box<[u8]>,
+    tail: u16,
+}
+
+impl BufferRing {
+    fn register(ring: &IoUring) -> io::Result<BufferRing> {
+        let count = usize::from(RECV_BUFFERS);
+        let entries_layout = std::alloc::Layout::from_size_align(
+            count * std::mem::size_of::<types::BufRingEntry>(),
+            4096,
+        )
+        .map_err(io::Error::other)?;
+        // SAFETY: the layout has a non-zero size.
+        let entries =
+            unsafe { std::alloc::alloc_zeroed(entries_layout) }.cast::<types::BufRingEntry>();
+        if entries.is_null() {
+            return Err(io::ErrorKind::OutOfMemory.into());
+        }
+        let mut bufs = BufferRing {
+            entries,
+            entries_layout,
+            buffers: vec![0u8; count * READ_BUF].into_boxed_slice(),
+            tail: 0,
+        };
+        // SAFETY: the entries stay allocated until `Drop`, which runs after
+        // the ring is dropped (the worker drops its ring first).
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                entries as u64,
+                RECV_BUFFERS,
+                BUFFER_GROUP,
+                0,
+            )
+        }
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("io_uring is unavailable (buffer ring: {e}): it needs Linux 5.19 or later; choose another --model"),
+            )
+        })?;
+        for id in 0..RECV_BUFFERS {
+            bufs.give_back(id);
+        }
+        Ok(bufs)
+    }
+
+    /// The bytes the kernel received into buffer `id`.
+    fn bytes(&self, id: u16, len: usize) -> &[u8] {
+        let start = usize::from(id) * READ_BUF;
+        &self.buffers[start..start + len.min(READ_BUF)]
+    }
+
+    /// Makes buffer `id` available to the kernel again.
+    fn give_back(&mut self, id: u16) {
+        if id >= RECV_BUFFERS {
+            return;
+        }
+        let index = usize::from(self.tail & (RECV_BUFFERS - 1));
+        let addr = self.buffers.as_ptr() as u64 + u64::from(id) * READ_BUF as u64;
+        // SAFETY: `index` is within the entries; the kernel reads only the
+        // entries between its head and the published tail, and this one is
+        // beyond the tail until the store below.
+        unsafe {
+            let entry = &mut *self.entries.add(index);
+            entry.set_addr(addr);
+            entry.set_len(READ_BUF as u32);
+            entry.set_bid(id);
+        }
+        self.tail = self.tail.wrapping_add(1);
+        // SAFETY: the tail lives in the first entry's reserved field, as the
+        // kernel's ABI says; it is written with release ordering so the
+        // kernel sees the entry before the new tail.
+        unsafe {
+            let tail = types::BufRingEntry::tail(self.entries) as *const AtomicU16;
+            (*tail).store(self.tail, Ordering::Release);
+        }
+    }
+}
+
+// SAFETY: the entries are plain memory owned by this value alone (the
+// kernel reads them on behalf of whichever thread owns the ring).
+unsafe impl Send for BufferRing {}
+
+impl Drop for BufferRing {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `register` with this layout.
+        unsafe { std::alloc::dealloc(self.entries.cast(), self.entries_layout) };
+    }
+}
+
+/// A pipe between a file and a socket, for splicing raw slices.
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    capacity: usize,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Pipe> {
+        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        // A larger pipe moves a 1 MiB chunk in one pair of splices; the
+        // pipe holds references to page-cache pages, not copies. Refused
+        // beyond the user's pipe quota: then the default size does.
+        let _ = rustix::pipe::fcntl_setpipe_size(&write, SPLICE_CHUNK);
+        let capacity = rustix::pipe::fcntl_getpipe_size(&write).unwrap_or(64 * 1024);
+        Ok(Pipe {
+            read,
+            write,
+            capacity: capacity.max(4096),
+        })
+    }
+}
+
+/// One client of a ring.
+struct Slot {
+    socket: OwnedFd,
+    conn: Connection,
+    _ticket: Ticket,
+    /// Operations in flight (bits `RECV`...`OFFLOAD`).
+    inflight: u8,
+    /// The file read in flight: its buffer must outlive the operation.
+    file_read: Option<FileRead>,
+    pipe: Option<Pipe>,
+    /// File bytes spliced into the pipe and not yet into the socket.
+    in_pipe: usize,
+    /// The last splice from the file moved nothing: the file shrank.
+    file_ended: bool,
+    /// Ending: freed once nothing is in flight.
+    closing: Option<End>,
+}
+
+/// What every ring shares.
+struct Shared<'a> {
+    config: &'a Config,
+    admission: &'a Arc<Admission>,
+    signals: &'a Signals,
+    mailbox: &'a Mailbox,
+    /// Every ring's mailbox: the ring that sees the stop signal rings them
+    /// all (the others' polls on the signal pipe may find it drained).
+    mailboxes: &'a [Arc<Mailbox>],
+    offload: Option<&'a Offload>,
+    storage: &'a dyn Storage,
+}
+
+struct Worker<'a> {
+    index: usize,
+    /// Dropped before `bufs` (field order), which it points into.
+    ring: IoUring,
+    bufs: BufferRing,
+    shared: Shared<'a>,
+    listeners: Vec<OwnedFd>,
+    slots: Slab<Slot>,
+    /// Connections that used up their turn, or found no receive buffer.
+    again: Vec<usize>,
+    stopping: bool,
+    /// A multishot accept ended in an error (out of descriptors): arm it
+    /// again at the next tick.
+    retry_accept: bool,
+    accept_failures: AcceptFailures,
+}
+
+impl<'a> Worker<'a> {
+    fn new(
+        index: usize,
+        ring: IoUring,
+        listeners: Vec<OwnedFd>,
+        shared: Shared<'a>,
+    ) -> io::Result<Worker<'a>> {
+        let bufs = BufferRing::register(&ring)?;
+        Ok(Worker {
+            index,
+            ring,
+            bufs,
+            shared,
+            listeners,
+            slots: Slab::new(),
+            again: Vec::new(),
+            stopping: false,
+            retry_accept: false,
+            accept_failures: AcceptFailures::default(),
+        })
+    }
+
+    /// Serves until shutdown; returns the connections left unfinished.
+    fn run(mut self) -> io::Result<usize> {
+        for i in 0..self.listeners.len() {
+            self.arm_accept(i);
+        }
+        let signal_fd = self.shared.signals.fd().as_raw_fd();
+        self.push(
+            &opcode::PollAdd::new(types::Fd(signal_fd), libc::POLLIN as u32)
+                .multi(true)
+                .build()
+                .user_data(SIGNALS),
+        );
+        let bell = self.shared.mailbox.bell.as_raw_fd();
+        self.push(
+            &opcode::PollAdd::new(types::Fd(bell), libc::POLLIN as u32)
+                .multi(true)
+                .build()
+                .user_data(MAILBOX),
+        );
+        let mut stop_deadline: Option<Instant> = None;
+        let mut last_sweep = Instant::now();
+        let mut completions = Vec::with_capacity(1024);
+        let tick = types::Timespec::from(TICK);
+        let zero = types::Timespec::new();
+        loop {
+            if self.stopping && stop_deadline.is_none() {
+                stop_deadline = Some(Instant::now() + self.shared.config.shutdown_grace);
+            }
+            if let Some(deadline) = stop_deadline {
+                if self.slots.is_empty() || Instant::now() >= deadline {
+                    break;
+                }
+            }
+            for key in std::mem::take(&mut self.again) {
+                self.advance(key);
+            }
+            let wait = if self.again.is_empty() { &tick } else { &zero };
+            let args = types::SubmitArgs::new().timespec(wait);
+            match self.ring.submitter().submit_with_args(1, &args) {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+            completions.clear();
+            completions.extend(
+                self.ring
+                    .completion()
+                    .map(|c| (c.user_data(), c.result(), c.flags())),
+            );
+            for &(user_data, result, flags) in &completions {
+                self.complete(user_data, result, flags);
+            }
+            if last_sweep.elapsed() >= TICK {
+                last_sweep = Instant::now();
+                self.sweep();
+                if std::mem::take(&mut self.retry_accept) && !self.stopping {
+                    for i in 0..self.listeners.len() {
+                        self.arm_accept(i);
+                    }
+                }
+            }
+        }
+        for (_, slot) in &self.slots {
+            tracing::info!(conn = %slot.conn.describe(), "unfinished at shutdown");
+        }
+        let unfinished = self.slots.len();
+        if unfinished > 0 {
+            // Operations still in flight may write into these buffers until
+            // the kernel has torn the ring down, after the ring is dropped:
+            // the process is exiting, so they are left to it.
+            std::mem::forget(std::mem::take(&mut self.slots));
+            std::mem::forget(self.bufs);
+        }
+        Ok(unfinished)
+    }
+
+    /// Queues `entry`, submitting what is queued first if the queue is full.
+    fn push(&mut self, entry: &squeue::Entry) {
+        loop {
+            // SAFETY: every buffer an entry points to is owned by a slot (or
+            // the worker) and outlives the operation: a slot is freed only
+            // once no operation of it is in flight.
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                return;
+            }
+            if let Err(e) = self.ring.submit() {
+                if e.raw_os_error() != Some(libc::EBUSY) {
+                    tracing::warn!(error = %e, "io_uring submit failed");
+                }
+                // The completion queue is full: make room by reaping
+                // completions, which handling may queue more work for.
+                let completions: Vec<_> = self
+                    .ring
+                    .completion()
+                    .map(|c| (c.user_data(), c.result(), c.flags()))
+                    .collect();
+                for (user_data, result, flags) in completions {
+                    self.complete(user_data, result, flags);
+                }
+            }
+        }
+    }
+
+    fn arm_accept(&mut self, i: usize) {
+        let Some(listener) = self.listeners.get(i) else {
+            return;
+        };
+        let entry = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(ACCEPT | i as u64);
+        self.push(&entry);
+    }
+
+    fn complete(&mut self, user_data: u64, result: i32, flags: u32) {
+        if user_data & SPECIAL == 0 {
+            let key = (user_data >> 8) as usize;
+            let op = user_data as u8;
+            return self.connection_done(key, op, result, flags);
+        }
+        match user_data {
+            SIGNALS => {
+                self.shared.signals.drain();
+                if self.shared.signals.stop_requested() && !self.stopping {
+                    for mailbox in self.shared.mailboxes {
+                        mailbox.ring();
+                    }
+                    self.stop();
+                } else if !cqueue::more(flags) && !self.stopping {
+                    let fd = self.shared.signals.fd().as_raw_fd();
+                    self.push(
+                        &opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+                            .multi(true)
+                            .build()
+                            .user_data(SIGNALS),
+                    );
+                }
+            }
+            MAILBOX => {
+                if self.shared.signals.stop_requested() && !self.stopping {
+                    self.stop();
+                }
+                for (key, reply) in self.shared.mailbox.take() {
+                    let Some(slot) = self.slots.get_mut(key) else {
+                        continue;
+                    };
+                    slot.inflight &= !OFFLOAD;
+                    if slot.closing.is_none() {
+                        slot.conn.storage_done(reply, Instant::now());
+                    }
+                    self.advance(key);
+                }
+                if !cqueue::more(flags) {
+                    let fd = self.shared.mailbox.bell.as_raw_fd();
+                    self.push(
+                        &opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+                            .multi(true)
+                            .build()
+                            .user_data(MAILBOX),
+                    );
+                }
+            }
+            CANCELLED => {}
+            _ if user_data & ACCEPT == ACCEPT => {
+                self.accepted((user_data & 0xffff) as usize, result, flags)
+            }
+            _ => {}
+        }
+    }
+
+    fn accepted(&mut self, listener: usize, result: i32, flags: u32) {
+        if result < 0 {
+            if result != -libc::ECANCELED && !self.stopping {
+                self.accept_failures
+                    .report(&io::Error::from_raw_os_error(-result));
+                if !cqueue::more(flags) {
+                    self.retry_accept = true;
+                }
+            }
+            return;
+        }
+        // SAFETY: the kernel just created this descriptor for us.
+        let socket = unsafe { OwnedFd::from_raw_fd(result as RawFd) };
+        if !cqueue::more(flags) && !self.stopping {
+            self.arm_accept(listener);
+        }
+        if self.stopping {
+            return;
+        }
+        let sock = socket2::SockRef::from(&socket);
+        let Some(peer) = sock.peer_addr().ok().and_then(|a| a.as_socket()) else {
+            return;
+        };
+        let _ = sock.set_nodelay(true);
+        self.admit(socket, peer);
+    }
+
+    fn admit(&mut self, socket: OwnedFd, peer: SocketAddr) {
+        let Some(ticket) = self.shared.admission.admit(peer) else {
+            return;
+        };
+        let conn = Connection::new(self.shared.config, Some(peer), Instant::now());
+        let key = self.slots.insert(Slot {
+            socket,
+            conn,
+            _ticket: ticket,
+            inflight: 0,
+            file_read: None,
+            pipe: None,
+            in_pipe: 0,
+            file_ended: false,
+            closing: None,
+        });
+        self.advance(key);
+    }
+
+    /// Does what the connection asks until it waits for a completion.
+    fn advance(&mut self, key: usize) {
+        loop {
+            let Some(slot) = self.slots.get_mut(key) else {
+                return;
+            };
+            if slot.closing.is_some() {
+                return self.release_if_done(key);
+            }
+            if slot.inflight != 0 {
+                return;
+            }
+            let now = Instant::now();
+            let fd = types::Fd(slot.socket.as_raw_fd());
+            match slot.conn.poll() {
+                Action::Send(bytes) => {
+                    // The bytes stay put until `sent` or `io_failed` (the
+                    // guarantee in `connection`'s docs), and the slot is
+                    // not freed while the send is in flight.
+                    let len = bytes.len().min(u32::MAX as usize) as u32;
+                    let entry = opcode::Send::new(fd, bytes.as_ptr(), len)
+                        .flags(libc::MSG_NOSIGNAL)
+                        .build()
+                        .user_data(token(key, SEND));
+                    slot.inflight |= SEND;
+                    return self.push(&entry);
+                }
+                Action::SendFile {
+                    fd: file,
+                    offset,
+                    len,
+                } => {
+                    let file = file.as_raw_fd();
+                    return self.splice(key, file, offset, len);
+                }
+                Action::Storage(step) => {
+                    if let Some(offload) = self.shared.offload {
+                        let ring_key = self.index << RING_SHIFT | key;
+                        if offload.submit(ring_key, step).is_err() {
+                            return self.close(key, End::Error("storage pool stopped".into()));
+                        }
+                        slot.inflight |= OFFLOAD;
+                        return;
+                    }
+                    match step.run_until_file_read(self.shared.storage) {
+                        Prepared::Done(reply) => slot.conn.storage_done(reply, now),
+                        Prepared::FileRead(read) => {
+                            slot.file_read = Some(read);
+                            return self.submit_read(key);
+                        }
+                    }
+                }
+                Action::ShutdownWrite => {
+                    let ok =
+                        rustix::net::shutdown(&slot.socket, rustix::net::Shutdown::Write).is_ok();
+                    slot.conn.write_shut(ok, now);
+                }
+                Action::Receive => {
+                    if self.stopping && slot.conn.is_idle() {
+                        return self.close(key, End::Shutdown);
+                    }
+                    if slot.in_pipe == 0 {
+                        // The slice is done: the pipe's descriptors go back.
+                        slot.pipe = None;
+                    }
+                    let entry = opcode::Recv::new(fd, std::ptr::null_mut(), READ_BUF as u32)
+                        .buf_group(BUFFER_GROUP)
+                        .build()
+                        .flags(squeue::Flags::BUFFER_SELECT)
+                        .user_data(token(key, RECV));
+                    slot.inflight |= RECV;
+                    return self.push(&entry);
+                }
+                Action::Yield => return self.again.push(key),
+                Action::Park => {
+                    return self.close(
+                        key,
+                        End::Error("waiting for a storage step never run".into()),
+                    )
+                }
+                Action::Close(end) => return self.close(key, end),
+            }
+        }
+    }
+
+    /// Sends `len` bytes of `file` from `offset` through the slot's pipe:
+    /// file to pipe and pipe to socket, linked into one submission. Bytes
+    /// left in the pipe by a short send go first.
+    fn splice(&mut self, key: usize, file: RawFd, offset: u64, len: usize) {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        if slot.pipe.is_none() {
+            match Pipe::new() {
+                Ok(pipe) => slot.pipe = Some(pipe),
+                Err(e) => {
+                    slot.conn.io_failed(e);
+                    return self.advance(key);
+                }
+            }
+        }
+        let Some(pipe) = &slot.pipe else { return };
+        let socket = types::Fd(slot.socket.as_raw_fd());
+        let (pipe_read, pipe_write) = (pipe.read.as_raw_fd(), pipe.write.as_raw_fd());
+        if slot.in_pipe > 0 {
+            let entry = opcode::Splice::new(
+                types::Fd(pipe_read),
+                -1,
+                socket,
+                -1,
+                slot.in_pipe.min(u32::MAX as usize) as u32,
+            )
+            .build()
+            .user_data(token(key, SPLICE_OUT));
+            slot.inflight |= SPLICE_OUT;
+            return self.push(&entry);
+        }
+        let chunk = len.min(pipe.capacity).min(SPLICE_CHUNK) as u32;
+        let Ok(offset) = i64::try_from(offset) else {
+            slot.conn.io_failed(io::ErrorKind::InvalidInput.into());
+            return self.advance(key);
+        };
+        let into_pipe =
+            opcode::Splice::new(types::Fd(file), offset, types::Fd(pipe_write), -1, chunk)
+                .build()
+                .flags(squeue::Flags::IO_LINK)
+                .user_data(token(key, SPLICE_IN));
+        let out_of_pipe = opcode::Splice::new(types::Fd(pipe_read), -1, socket, -1, chunk)
+            .build()
+            .user_data(token(key, SPLICE_OUT));
+        slot.inflight |= SPLICE_IN | SPLICE_OUT;
+        // A link must not be split across submissions: make room for both.
+        let room = {
+            let queue = self.ring.submission();
+            queue.capacity() - queue.len()
+        };
+        if room < 2 {
+            let _ = self.ring.submit();
+        }
+        self.push(&into_pipe);
+        self.push(&out_of_pipe);
+    }
+
+    fn submit_read(&mut self, key: usize) {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        let Some(read) = &mut slot.file_read else {
+            return;
+        };
+        let Some(fd) = read.fd().map(|fd| fd.as_raw_fd()) else {
+            return;
+        };
+        let offset = read.offset();
+        let buf = read.buf_mut();
+        let entry = opcode::Read::new(
+            types::Fd(fd),
+            buf.as_mut_ptr(),
+            buf.len().min(u32::MAX as usize) as u32,
+        )
+        .offset(offset)
+        .build()
+        .user_data(token(key, READ));
+        slot.inflight |= READ;
+        self.push(&entry);
+    }
+
+    fn connection_done(&mut self, key: usize, op: u8, result: i32, flags: u32) {
+        let buffer = cqueue::buffer_select(flags);
+        let Some(slot) = self.slots.get_mut(key) else {
+            if let Some(id) = buffer {
+                self.bufs.give_back(id);
+            }
+            return;
+        };
+        slot.inflight &= !op;
+        let now = Instant::now();
+        if slot.closing.is_some() {
+            if let Some(id) = buffer {
+                self.bufs.give_back(id);
+            }
+            if op == READ {
+                slot.file_read = None;
+            }
+            return self.release_if_done(key);
+        }
+        let error = || io::Error::from_raw_os_error(-result);
+        match op {
+            RECV => {
+                match (result, buffer) {
+                    (n, Some(id)) if n > 0 => {
+                        slot.conn.handle_input(self.bufs.bytes(id, n as usize), now)
+                    }
+                    (0, _) => slot.conn.handle_eof(now),
+                    // Every buffer was taken: try again on the next round,
+                    // once the completions reaped meanwhile gave some back.
+                    (e, None) if e == -libc::ENOBUFS || e == -libc::EINTR => {
+                        return self.again.push(key);
+                    }
+                    (e, _) if e < 0 => slot.conn.io_failed(error()),
+                    _ => slot
+                        .conn
+                        .io_failed(io::Error::other("receive completed without a buffer")),
+                }
+                if let Some(id) = buffer {
+                    self.bufs.give_back(id);
+                }
+            }
+            SEND => match result {
+                n if n >= 0 => slot.conn.sent(n as usize, now),
+                e if e == -libc::EINTR || e == -libc::EAGAIN => {}
+                _ => slot.conn.io_failed(error()),
+            },
+            READ => {
+                let Some(read) = slot.file_read.take() else {
+                    return self.close(key, End::Error("file read without a buffer".into()));
+                };
+                match result {
+                    n if n >= 0 => match read.filled(n as usize) {
+                        Ok(reply) => slot.conn.storage_done(reply, now),
+                        Err(more) => {
+                            slot.file_read = Some(more);
+                            return self.submit_read(key);
+                        }
+                    },
+                    e if e == -libc::EAGAIN || e == -libc::EINTR => {
+                        // The file was opened O_NONBLOCK (so that opening a
+                        // FIFO cannot block) and its pages are not cached:
+                        // io_uring then refuses to wait. Reading a regular
+                        // file is otherwise unaffected by the flag.
+                        if let Some(fd) = read.fd() {
+                            if let Ok(fl) = rustix::fs::fcntl_getfl(fd) {
+                                let _ =
+                                    rustix::fs::fcntl_setfl(fd, fl - rustix::fs::OFlags::NONBLOCK);
+                            }
+                        }
+                        slot.file_read = Some(read);
+                        return self.submit_read(key);
+                    }
+                    _ => slot.conn.storage_done(read.failed(error()), now),
+                }
+            }
+            SPLICE_IN => match result {
+                0 => slot.file_ended = true,
+                n if n > 0 => slot.in_pipe += n as usize,
+                _ => slot.conn.io_failed(error()),
+            },
+            SPLICE_OUT => match result {
+                n if n > 0 => {
+                    slot.in_pipe -= (n as usize).min(slot.in_pipe);
+                    slot.conn.sent(n as usize, now);
+                }
+                // The file splice was short, so its link was cut: the
+                // bytes in the pipe go in the next round.
+                e if e == -libc::ECANCELED || e == -libc::EINTR || e == -libc::EAGAIN => {}
+                e if e < 0 => slot.conn.io_failed(error()),
+                _ => {}
+            },
+            _ => {}
+        }
+        if slot.inflight & (SPLICE_IN | SPLICE_OUT) == 0
+            && std::mem::take(&mut slot.file_ended)
+            && slot.in_pipe == 0
+        {
+            // Nothing more comes from the file: the slice is cut short.
+            slot.conn.sent(0, now);
+        }
+        self.advance(key);
+    }
+
+    /// Ends a connection: cancels what is in flight; the record goes once
+    /// the kernel has answered for every operation.
+    fn close(&mut self, key: usize, end: End) {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        if slot.closing.is_none() {
+            slot.closing = Some(end);
+        }
+        let inflight = slot.inflight;
+        for op in [RECV, SEND, READ, SPLICE_IN, SPLICE_OUT] {
+            if inflight & op != 0 {
+                let entry = opcode::AsyncCancel::new(token(key, op))
+                    .build()
+                    .user_data(CANCELLED);
+                self.push(&entry);
+            }
+        }
+        self.release_if_done(key);
+    }
+
+    fn release_if_done(&mut self, key: usize) {
+        match self.slots.get(key) {
+            Some(slot) if slot.inflight == 0 => {}
+            _ => return,
+        }
+        let slot = self.slots.remove(key);
+        let end = slot.closing.clone().unwrap_or(End::Shutdown);
+        slot.conn.finish(&end, Instant::now());
+    }
+
+    /// Shutdown: no more accepts; idle connections end now; answers in
+    /// flight finish.
+    fn stop(&mut self) {
+        self.stopping = true;
+        for i in 0..self.listeners.len() {
+            let entry = opcode::AsyncCancel::new(ACCEPT | i as u64)
+                .build()
+                .user_data(CANCELLED);
+            self.push(&entry);
+        }
+        // With every ring's accept cancelled and descriptor closed, the
+        // listening sockets close and new clients are refused at once.
+        let _ = self.ring.submit();
+        self.listeners.clear();
+        let mut idle = Vec::new();
+        for (key, slot) in &mut self.slots {
+            slot.conn.stop();
+            if slot.closing.is_none() && slot.conn.is_idle() {
+                idle.push(key);
+            }
+        }
+        tracing::info!(
+            ring = self.index,
+            open = self.slots.len(),
+            closed_now = idle.len(),
+            "stopping: no new connections; answers in flight finish"
+        );
+        for key in idle {
+            self.close(key, End::Shutdown);
+        }
+    }
+
+    /// Ends connections whose idle, write or drain time is up.
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        for (key, slot) in &mut self.slots {
+            if slot.closing.is_some() {
+                continue;
+            }
+            slot.conn.handle_timeout(now);
+            if let Some(end) = slot.conn.ended() {
+                expired.push((key, end.clone()));
+            }
+        }
+        for (key, end) in expired {
+            self.close(key, end);
+        }
+    }
+}
