@@ -353,7 +353,9 @@ impl Capture {
     fn start(port: u16) -> Capture {
         let filter = format!("tcp port {port}");
         let mut child = match Command::new("dumpcap")
-            .args(["-i", "lo", "-f", &filter, "-w", "-"])
+            // A 64 MiB kernel buffer (-B): on a loaded machine the default
+            // 2 MiB fills during a raw slice and packets are lost.
+            .args(["-i", "lo", "-f", &filter, "-B", "64", "-w", "-"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -383,10 +385,11 @@ impl Capture {
         String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
     }
 
-    /// How many packets (pcapng enhanced packet blocks) were written so far.
-    fn packets(&self) -> usize {
+    /// The packets (pcapng enhanced packet blocks) written so far, as the
+    /// frames they hold.
+    fn frames(&self) -> Vec<Vec<u8>> {
         let bytes = self.bytes.lock().unwrap();
-        let mut count = 0;
+        let mut frames = Vec::new();
         let mut at = 0;
         while at + 12 <= bytes.len() {
             let word = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap());
@@ -402,24 +405,45 @@ impl Capture {
             if at + length > bytes.len() {
                 break;
             }
-            count += usize::from(word(at) == 6);
+            if word(at) == 6 && length >= 28 {
+                // Block type, length, interface, timestamp (2 words),
+                // captured length, original length, then the frame.
+                let captured = word(at + 20) as usize;
+                let start = at + 28;
+                frames.push(bytes[start..(start + captured).min(at + length)].to_vec());
+            }
             at += length;
         }
-        count
+        frames
     }
 
-    /// Makes sure packets to the server are being captured, and that all
-    /// sent before have been: connects (and closes) until a new packet shows
+    /// Whether a captured TCP segment has `port` as its source or
+    /// destination (loopback frames: a 14-byte Ethernet header, IPv4).
+    fn saw_port(&self, port: u16) -> bool {
+        self.frames().iter().any(|f| {
+            let Some(&version_ihl) = f.get(14) else {
+                return false;
+            };
+            let tcp = 14 + usize::from(version_ihl & 0x0f) * 4;
+            let at = |i: usize| f.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+            version_ihl >> 4 == 4 && (at(tcp) == Some(port) || at(tcp + 2) == Some(port))
+        })
+    }
+
+    /// Makes sure everything sent to the server so far has been captured:
+    /// connects (and closes) until the probe connection's own packets show
     /// up in the capture. Packets are captured in the order they are sent,
-    /// so one that came after the session proves the session was recorded.
+    /// so the probe's segments prove the session before it was recorded (a
+    /// session packet arriving late would not).
     fn sync(&mut self, server: SocketAddr) {
         let deadline = Instant::now() + TOOL_TIMEOUT;
-        let before = self.packets();
         loop {
-            drop(TcpStream::connect(server).expect("probe connection"));
+            let probe = TcpStream::connect(server).expect("probe connection");
+            let probe_port = probe.local_addr().expect("probe address").port();
+            drop(probe);
             let probe_deadline = Instant::now() + Duration::from_secs(1);
             while Instant::now() < probe_deadline {
-                if self.packets() > before {
+                if self.saw_port(probe_port) {
                     return;
                 }
                 if let Ok(Some(status)) = self.child.try_wait() {
@@ -429,7 +453,7 @@ impl Capture {
             }
             assert!(
                 Instant::now() < deadline,
-                "dumpcap captured nothing within {TOOL_TIMEOUT:?}:\n{}",
+                "dumpcap did not capture the probe within {TOOL_TIMEOUT:?}:\n{}",
                 self.stderr()
             );
         }
@@ -456,6 +480,24 @@ impl Capture {
             status.success(),
             "dumpcap failed ({status}):\n{}",
             self.stderr()
+        );
+        // "Packets received/dropped on interface 'lo': 120/0 (...)"
+        let stderr = self.stderr();
+        let dropped = stderr
+            .lines()
+            .find_map(|l| l.split_once("received/dropped on interface"))
+            .and_then(|(_, rest)| {
+                rest.split_whitespace()
+                    .filter_map(|t| t.split_once('/'))
+                    .find(|(a, b)| {
+                        !a.is_empty() && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
+                    })
+            })
+            .map(|(_, dropped)| dropped.to_string());
+        assert_eq!(
+            dropped.as_deref(),
+            Some("0"),
+            "dumpcap lost packets, the capture cannot be dissected whole:\n{stderr}"
         );
         std::fs::write(path, &*self.bytes.lock().unwrap()).expect("write the capture");
     }
