@@ -39,6 +39,14 @@ impl Model {
             Model::Poll => "poll",
         }
     }
+
+    /// Whether the model reads a PROXY protocol header before admitting a
+    /// connection (`--proxy-protocol`).
+    pub fn supports_proxy_protocol(self) -> bool {
+        match self {
+            Model::Async | Model::Threads | Model::Pool | Model::Fork | Model::Poll => true,
+        }
+    }
 }
 
 impl std::fmt::Display for Model {
@@ -67,6 +75,10 @@ pub struct Config {
     /// Where `/metrics` is served (`--metrics`), bound before the drivers
     /// start; counting itself is switched on by [`crate::metrics::install`].
     pub metrics: Option<Arc<TcpListener>>,
+    /// `--proxy-protocol`: every connection begins with a PROXY protocol
+    /// header, which must be complete within this time; the client it names
+    /// is the one admitted and logged (see [`crate::transport`]).
+    pub proxy_protocol: Option<Duration>,
 }
 
 /// How long a closing connection's unread input is drained so that the

@@ -43,7 +43,7 @@ use nix::unistd::{fork, ForkResult, Pid};
 use rustix::event::{poll, PollFd, PollFlags};
 
 use crate::admission::{Admission, Ticket};
-use crate::blocking::{accept_loop, serve_connection};
+use crate::blocking::{accept_loop, serve_connection, Accepted};
 use crate::config::Config;
 use crate::signals::Signals;
 use crate::OnReady;
@@ -84,13 +84,16 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> 
         &listeners,
         &signals,
         &admission,
+        &config,
         side,
-        |stream, _peer, ticket| {
+        |stream, accepted, ticket| {
             let parent = nix::unistd::getpid();
             let unblock = block_stop_signals();
             // SAFETY: this process has a single thread (see the module docs).
             match unsafe { fork() } {
-                Ok(ForkResult::Child) => run_child(stream, &config, &inherited, parent, &unblock),
+                Ok(ForkResult::Child) => {
+                    run_child(stream, accepted, &config, &inherited, parent, &unblock)
+                }
                 Ok(ForkResult::Parent { child }) => {
                     restore_mask(&unblock);
                     children.borrow_mut().insert(child, ticket);
@@ -150,6 +153,7 @@ fn restore_mask(previous: &SigSet) {
 
 fn run_child(
     stream: TcpStream,
+    accepted: Accepted,
     config: &Config,
     inherited: &[RawFd],
     parent: Pid,
@@ -183,7 +187,7 @@ fn run_child(
     // handler above.
     restore_mask(mask);
     let mut stream = stream;
-    serve_connection(&mut stream, config);
+    serve_connection(&mut stream, accepted, config);
     drop(stream);
     // SAFETY: leave without running the parent's exit handlers.
     unsafe { libc::_exit(0) }

@@ -41,8 +41,9 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> 
         &listeners,
         &signals,
         &admission,
+        &config,
         None,
-        |stream, _peer, ticket| {
+        |stream, accepted, ticket| {
             let registration = tracker.register(&stream);
             let config = Arc::clone(&config);
             let spawned = std::thread::Builder::new()
@@ -50,7 +51,7 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> 
                 .stack_size(STACK_SIZE)
                 .spawn(move || {
                     let mut stream = stream;
-                    serve_connection(&mut stream, &config);
+                    serve_connection(&mut stream, accepted, &config);
                     // Unregister before closing: shutdown must never touch
                     // a descriptor number that was reused.
                     drop(registration);
