@@ -66,7 +66,7 @@ impl ConnStats {
             .map(|p| p.to_string())
             .unwrap_or_else(|| "?".into());
         // Absent from the line when there is no proxy.
-        let via = self.via.map(tracing::field::display);
+        let via = self.via.map(|v| v.to_string());
         match end {
             End::Error(_) => tracing::warn!(
                 peer, via, requests, bytes_sent = self.bytes_sent, duration_ms, end = %end,
