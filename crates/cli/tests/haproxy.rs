@@ -76,6 +76,19 @@ const HELP_ANSWER: &str =
     "0 OK\r\nget_file_listing\r\nget_metadata\r\nget_slice\r\nhelp\r\nquit\r\n\r\n";
 
 #[test]
+fn the_sample_config_is_valid() {
+    let out = std::process::Command::new(support::haproxy::haproxy_binary())
+        .arg("-c")
+        .arg("-f")
+        .arg(support::haproxy::sample_config())
+        .output()
+        .expect("run haproxy -c");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "dist/haproxy.cfg: {stderr}");
+    assert!(!stderr.contains("WARNING"), "dist/haproxy.cfg: {stderr}");
+}
+
+#[test]
 fn conformance_suite_passes_through_haproxy() {
     let (_scratch, served) = served_dir();
     let nodes = [

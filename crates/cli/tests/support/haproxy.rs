@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where HAProxy is looked for (root's PATH has /usr/sbin, a user's may not).
-fn haproxy_binary() -> PathBuf {
+pub fn haproxy_binary() -> PathBuf {
     let on_path = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
@@ -161,8 +161,30 @@ fn collect(mut from: impl Read + Send + 'static, into: &Arc<Mutex<Vec<u8>>>) -> 
     })
 }
 
-/// The config: the one of `dist/haproxy.cfg`, with the test's addresses,
-/// short check intervals (a dead node is seen quickly) and a stats socket.
+/// The sample config the docs point to.
+pub fn sample_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/haproxy.cfg")
+}
+
+/// The health check lines of `dist/haproxy.cfg` (`option tcp-check`,
+/// `tcp-check ...`): the tests run the very check the sample documents.
+fn sample_health_check() -> String {
+    let sample = std::fs::read_to_string(sample_config()).expect("read dist/haproxy.cfg");
+    let lines: Vec<&str> = sample
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("option tcp-check") || l.starts_with("tcp-check "))
+        .collect();
+    assert!(
+        lines.len() >= 2,
+        "dist/haproxy.cfg has no tcp-check health check"
+    );
+    lines.iter().map(|l| format!("    {l}\n")).collect()
+}
+
+/// The config: mode, health check and `send-proxy-v2` as in
+/// `dist/haproxy.cfg`, with the test's addresses, short check intervals
+/// (a dead node is seen quickly) and a stats socket.
 fn render_config(
     backends: &[Backend],
     frontends: &HashMap<String, SocketAddr>,
@@ -192,14 +214,12 @@ frontend {name}
 
 backend {name}_nodes
     balance {balance}
-    option tcp-check
-    tcp-check send help\\r\\n
-    tcp-check expect string 0\\ OK
-    default-server send-proxy-v2 check inter 200ms fall 2 rise 1
+{check}    default-server send-proxy-v2 check inter 200ms fall 2 rise 1
 ",
             name = b.name,
             addr = frontends[&b.name],
             balance = b.balance,
+            check = sample_health_check(),
         );
         for (server, addr) in &b.servers {
             let _ = writeln!(cfg, "    server {server} {addr}");
