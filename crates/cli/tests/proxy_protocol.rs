@@ -6,7 +6,8 @@
 //! address in the header (not the socket's, always 127.0.0.1 here) is seen:
 //! two connections naming one client cannot both get in, one naming
 //! another can. Every other part names a client address of its own, so
-//! that only the admission part ever meets the limit.
+//! that only the admission part ever meets the limit. At the end the
+//! metrics must count each refusal exactly.
 
 mod support;
 
@@ -158,6 +159,8 @@ fn proxy_protocol(model: &str) {
         .arg("1")
         .arg("--max-per-ip")
         .arg("1")
+        .arg("--metrics")
+        .arg("127.0.0.1:0")
         .start();
     let server_addr = server.addr();
     let listing = "0 OK\r\nhola.txt\r\n\r\n";
@@ -272,4 +275,43 @@ fn proxy_protocol(model: &str) {
     assert_eq!(answer, "0 OK\r\n", "--model {model}: 127.66.0.8 gets in");
     first.write_all(b"quit\r\n").unwrap();
     assert_eq!(read_to_close(&mut first, &server), "0 OK\r\n");
+
+    // Each refusal above was counted before its connection was closed.
+    let refused = |limit: &str| {
+        let wanted = format!("hftp_connections_refused_total{{limit=\"{limit}\"}} ");
+        let scrape = scrape_metrics(&server);
+        scrape
+            .lines()
+            .find_map(|l| l.strip_prefix(&wanted).map(str::to_string))
+            .unwrap_or_else(|| panic!("--model {model}: no {wanted:?} in\n{scrape}"))
+    };
+    // Four without a valid header, one late.
+    assert_eq!(refused("proxy_header"), "5", "--model {model}");
+    assert_eq!(refused("max_per_ip"), "1", "--model {model}");
+}
+
+/// The server's `/metrics` page (its address is in the banner).
+fn scrape_metrics(server: &Server) -> String {
+    let deadline = Instant::now() + TIMEOUT;
+    let addr = loop {
+        let found = server.stdout().iter().find_map(|line| {
+            let rest = line.strip_prefix("metrics on http://")?;
+            rest.split('/').next()?.parse::<SocketAddr>().ok()
+        });
+        if let Some(addr) = found {
+            break addr;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `metrics on` line in the banner"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut s = TcpStream::connect(addr).expect("connect to /metrics");
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("read /metrics");
+    answer
 }

@@ -6,6 +6,11 @@
 //! no per-client state but the child's pid, and reaps children when SIGCHLD
 //! wakes it, so no zombie remains.
 //!
+//! **Behind a proxy** (`--proxy-protocol`) the parent reads each new
+//! connection's PROXY header itself, multiplexed in its accept loop (see
+//! `blocking::accept_loop`), and admits the client it names
+//! before forking: admission lives in the parent.
+//!
 //! **What it costs.** A fork copies the page tables and, lazily, every page
 //! either side writes; a child costs a whole process (hundreds of KiB of
 //! kernel and resident memory) and creating one costs far more than a

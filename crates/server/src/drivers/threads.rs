@@ -4,6 +4,10 @@
 //! its own thread, which reads a request, answers it with ordinary blocking
 //! calls and loops. The code reads top to bottom like a single-client server.
 //!
+//! **Behind a proxy** (`--proxy-protocol`) the accept loop reads each new
+//! connection's PROXY header, without blocking on any one client, and
+//! admits the client it names before starting its thread.
+//!
 //! **What it costs.** Each thread has a stack (256 KiB of address space
 //! here, see [`STACK_SIZE`], of which only the touched pages, tens of KiB, are resident) and a kernel
 //! task; a request costs the context switches of waking its thread. Idle
