@@ -20,11 +20,23 @@ use crate::config::{Config, ACCEPT_BURST, READ_BUF};
 use crate::connection::{Action, Connection, End};
 use crate::listen::AcceptFailures;
 use crate::signals::Signals;
+use crate::transport::proxy_header::{self, Header, Progress, ProxyHeaderReader};
+
+/// Who an admitted connection is from, and what was read of it already.
+pub struct Accepted {
+    /// The client: the socket's peer, or the one its PROXY header named.
+    pub peer: SocketAddr,
+    /// The proxy it came through (`--proxy-protocol`).
+    pub via: Option<SocketAddr>,
+    /// Bytes read past the PROXY header: the first HFTP input.
+    pub first: Vec<u8>,
+}
 
 /// Serves one connection until it ends; logs its summary line. The caller
 /// closes the socket (after forgetting it wherever it was registered).
-pub fn serve_connection(stream: &mut TcpStream, config: &Config) -> End {
-    let mut conn = Connection::new(config, stream.peer_addr().ok(), Instant::now());
+pub fn serve_connection(stream: &mut TcpStream, accepted: Accepted, config: &Config) -> End {
+    let mut conn = Connection::new(config, Some(accepted.peer), Instant::now()).via(accepted.via);
+    conn.handle_input(&accepted.first, Instant::now());
     let end = match setup(stream, config) {
         Ok(()) => run(stream, &mut conn, config),
         Err(e) => End::Error(e.to_string()),
@@ -137,16 +149,32 @@ impl ReadTimer {
 /// metrics endpoint of the fork model), and what to do with its clients.
 pub type SideListener<'a> = (&'a TcpListener, &'a mut dyn FnMut(TcpStream));
 
+/// A connection whose PROXY header is not complete yet (not admitted yet).
+struct PendingHeader {
+    stream: TcpStream,
+    proxy: SocketAddr,
+    reader: ProxyHeaderReader,
+    deadline: Instant,
+}
+
 /// Accepts connections on every listener until SIGINT/SIGTERM, handing each
 /// admitted one to `on_accept` (the others are closed at once, see
 /// [`Admission`]). `on_wake` runs after every wake-up (the fork driver reaps
 /// children there).
+///
+/// Under `--proxy-protocol` admission needs the client the PROXY header
+/// names, and the fork parent must admit before forking (its admission
+/// state lives in the parent), so headers are read here: new sockets wait,
+/// non-blocking, in this loop's `poll` set until their header is complete
+/// (then admitted and handed over with the bytes read past it), invalid,
+/// or late. One slow client never blocks the loop.
 pub fn accept_loop(
     listeners: &[TcpListener],
     signals: &Signals,
     admission: &Arc<Admission>,
+    config: &Config,
     mut side: Option<SideListener<'_>>,
-    mut on_accept: impl FnMut(TcpStream, SocketAddr, Ticket),
+    mut on_accept: impl FnMut(TcpStream, Accepted, Ticket),
     mut on_wake: impl FnMut(),
 ) -> io::Result<()> {
     for l in listeners {
@@ -156,6 +184,7 @@ pub fn accept_loop(
         l.set_nonblocking(true)?;
     }
     let mut accept_failures = AcceptFailures::default();
+    let mut pending: Vec<PendingHeader> = Vec::new();
     while !signals.stop_requested() {
         let mut fds: Vec<PollFd<'_>> = listeners
             .iter()
@@ -165,11 +194,28 @@ pub fn accept_loop(
         if let Some((l, _)) = &side {
             fds.push(PollFd::new(*l, PollFlags::IN));
         }
-        match poll(&mut fds, None) {
+        let first_pending = fds.len();
+        fds.extend(
+            pending
+                .iter()
+                .map(|p| PollFd::new(&p.stream, PollFlags::IN)),
+        );
+        let timeout = pending
+            .iter()
+            .map(|p| p.deadline)
+            .min()
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .and_then(|left| rustix::time::Timespec::try_from(left).ok());
+        match poll(&mut fds, timeout.as_ref()) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
+        let readable: Vec<bool> = fds[first_pending..]
+            .iter()
+            .map(|fd| !fd.revents().is_empty())
+            .collect();
+        drop(fds);
         signals.drain();
         on_wake();
         if let Some((l, on_side)) = &mut side {
@@ -177,6 +223,31 @@ pub fn accept_loop(
                 on_side(stream);
             }
         }
+        // Headers first: their sockets are the ones `poll` reported.
+        let now = Instant::now();
+        let mut still = Vec::with_capacity(pending.len());
+        for (mut p, readable) in pending.into_iter().zip(readable) {
+            let outcome = if readable { read_header(&mut p) } else { None };
+            match outcome {
+                None if now >= p.deadline => {
+                    proxy_header::refuse(p.proxy, "no complete PROXY header in time");
+                }
+                None => still.push(p),
+                Some(Err(reason)) => proxy_header::refuse(p.proxy, &reason),
+                Some(Ok(header)) => {
+                    let peer = header.origin.client(p.proxy);
+                    if let Some(ticket) = admission.admit(peer) {
+                        let accepted = Accepted {
+                            peer,
+                            via: Some(p.proxy),
+                            first: header.leftover,
+                        };
+                        on_accept(p.stream, accepted, ticket);
+                    }
+                }
+            }
+        }
+        pending = still;
         for l in listeners {
             // A bounded burst, and none once a stop is asked for: under a
             // connect flood the queue never empties, and the loop must still
@@ -186,11 +257,35 @@ pub fn accept_loop(
                     break;
                 }
                 match l.accept() {
-                    Ok((stream, peer)) => {
-                        if let Some(ticket) = admission.admit(peer) {
-                            on_accept(stream, peer, ticket);
+                    Ok((stream, peer)) => match config.proxy_protocol {
+                        None => {
+                            if let Some(ticket) = admission.admit(peer) {
+                                let accepted = Accepted {
+                                    peer,
+                                    via: None,
+                                    first: Vec::new(),
+                                };
+                                on_accept(stream, accepted, ticket);
+                            }
                         }
-                    }
+                        Some(timeout) => {
+                            if pending.len() >= config.max_connections {
+                                proxy_header::refuse(
+                                    peer,
+                                    "too many connections waiting for their PROXY header",
+                                );
+                            } else if let Err(e) = stream.set_nonblocking(true) {
+                                tracing::warn!(error = %e, "cannot set up a connection");
+                            } else {
+                                pending.push(PendingHeader {
+                                    stream,
+                                    proxy: peer,
+                                    reader: ProxyHeaderReader::new(),
+                                    deadline: Instant::now() + timeout,
+                                });
+                            }
+                        }
+                    },
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
@@ -205,4 +300,23 @@ pub fn accept_loop(
         }
     }
     Ok(())
+}
+
+/// Reads what arrived of a PROXY header without blocking: None while it is
+/// incomplete, else the header or why the connection is refused.
+fn read_header(p: &mut PendingHeader) -> Option<Result<Header, String>> {
+    let mut buf = [0u8; 1024];
+    loop {
+        match p.stream.read(&mut buf) {
+            Ok(0) => return Some(Err("connection closed before its PROXY header ended".into())),
+            Ok(n) => match p.reader.feed(&buf[..n]) {
+                Progress::Incomplete => {}
+                Progress::Done(header) => return Some(Ok(header)),
+                Progress::Invalid(reason) => return Some(Err(reason)),
+            },
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Some(Err(e.to_string())),
+        }
+    }
 }

@@ -11,6 +11,8 @@
 //! - [`body`]: streaming slice bodies with bounded memory (and `sendfile`).
 //! - [`drivers`]: the concurrency strategies: `async`, `threads`, `pool`,
 //!   `fork`, `poll`, `uring`. Each module's documentation is a short lesson.
+//! - [`transport`]: what comes before the protocol: the PROXY protocol
+//!   header a load balancer sends (`--proxy-protocol`).
 //! - [`listen`]: binding the listening sockets.
 //! - [`metrics`]: counters shared by every model (fork children included),
 //!   served in the Prometheus format.
@@ -29,6 +31,7 @@ pub(crate) mod readiness;
 pub mod session;
 pub(crate) mod signals;
 pub mod storage;
+pub mod transport;
 
 pub use config::{Config, Model};
 

@@ -58,11 +58,19 @@ impl StorageMode {
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, peer: SocketAddr, config: &Config, ticket: Ticket) -> Conn {
+    /// A connection from `peer`, through the proxy `via` when
+    /// `--proxy-protocol` is on.
+    pub fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        via: Option<SocketAddr>,
+        config: &Config,
+        ticket: Ticket,
+    ) -> Conn {
         let _ = stream.set_nodelay(true);
         Conn {
             stream,
-            conn: Connection::new(config, Some(peer), Instant::now()),
+            conn: Connection::new(config, Some(peer), Instant::now()).via(via),
             _ticket: ticket,
         }
     }

@@ -168,6 +168,7 @@ impl Harness {
             write_timeout: WRITE,
             shutdown_grace: Duration::from_secs(1),
             metrics: None,
+            proxy_protocol: None,
         };
         let start = Instant::now();
         Harness {

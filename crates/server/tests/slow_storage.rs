@@ -102,6 +102,7 @@ fn start(model: Model, store: Arc<HeldStore>) -> u16 {
         write_timeout: HANG,
         shutdown_grace: Duration::from_secs(1),
         metrics: None,
+        proxy_protocol: None,
     };
     let (ready_tx, ready) = mpsc::channel();
     std::thread::spawn(move || {

@@ -146,6 +146,26 @@ pub struct Args {
     /// storage operations; exact in every model. Off by default.
     #[arg(long, value_name = "ADDR:PORT", env = "HFTP_METRICS")]
     metrics: Option<String>,
+    /// Behind a load balancer: every connection must begin with a PROXY
+    /// protocol header (v1 or v2, as HAProxy's `send-proxy`/`send-proxy-v2`
+    /// or nginx's `proxy_protocol` send it); the client it names is the one
+    /// --max-per-ip counts and the logs show (peer=, with via= the proxy).
+    /// A connection without a valid header is closed; a LOCAL header (a
+    /// health check) is served as the proxy itself. Use it only behind
+    /// such a proxy: clients connecting directly are refused.
+    /// Example: hftp serve -d files -a 127.0.0.1 --proxy-protocol (see
+    /// dist/haproxy.cfg).
+    #[arg(long, env = "HFTP_PROXY_PROTOCOL")]
+    proxy_protocol: bool,
+    /// With --proxy-protocol: seconds a new connection may take to send its
+    /// whole PROXY header before it is closed.
+    #[arg(
+        long,
+        default_value_t = 5,
+        value_name = "SECS",
+        env = "HFTP_PROXY_HEADER_TIMEOUT"
+    )]
+    proxy_header_timeout: u64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -171,6 +191,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if workers == 0 || args.max_connections == 0 {
         bail!("--workers and --max-connections must be at least 1");
     }
+    if args.proxy_protocol && !model.supports_proxy_protocol() {
+        bail!("--proxy-protocol is not supported by --model {model}; choose another model");
+    }
+    let proxy_protocol = args
+        .proxy_protocol
+        .then(|| seconds(args.proxy_header_timeout.max(1)));
     let fd_limit = listen::raise_fd_limit();
     let listeners = bind_all(&args.addresses, args.port)?;
     let metrics = match &args.metrics {
@@ -202,6 +228,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Model::Uring => banner += &format!(", {workers} rings"),
         _ => {}
     }
+    if proxy_protocol.is_some() {
+        banner += ", PROXY protocol header required";
+    }
     banner += &format!(
         ", max {} connections, {fd_limit} descriptors{user})\n",
         args.max_connections
@@ -230,6 +259,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         write_timeout: seconds(args.write_timeout.max(1)),
         shutdown_grace: seconds(args.shutdown_grace),
         metrics: metrics.map(Arc::new),
+        proxy_protocol,
     };
     // The banner goes out once signals are handled: whoever waits for it may
     // stop the server at once.

@@ -7,6 +7,8 @@
 //! ```
 #![allow(dead_code)]
 
+pub mod haproxy;
+
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;

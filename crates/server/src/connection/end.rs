@@ -40,6 +40,9 @@ impl std::fmt::Display for End {
 #[derive(Debug)]
 pub struct ConnStats {
     pub peer: Option<SocketAddr>,
+    /// The proxy the connection came through (`--proxy-protocol`); `peer`
+    /// is then the client the proxy named.
+    pub via: Option<SocketAddr>,
     pub started: Instant,
     pub bytes_sent: u64,
 }
@@ -49,6 +52,7 @@ impl ConnStats {
         tracing::debug!(peer = ?peer, "connection accepted");
         ConnStats {
             peer,
+            via: None,
             started: now,
             bytes_sent: 0,
         }
@@ -61,13 +65,15 @@ impl ConnStats {
             .peer
             .map(|p| p.to_string())
             .unwrap_or_else(|| "?".into());
+        // Absent from the line when there is no proxy.
+        let via = self.via.map(|v| v.to_string());
         match end {
             End::Error(_) => tracing::warn!(
-                peer, requests, bytes_sent = self.bytes_sent, duration_ms, end = %end,
+                peer, via, requests, bytes_sent = self.bytes_sent, duration_ms, end = %end,
                 "connection closed"
             ),
             _ => tracing::info!(
-                peer, requests, bytes_sent = self.bytes_sent, duration_ms, end = %end,
+                peer, via, requests, bytes_sent = self.bytes_sent, duration_ms, end = %end,
                 "connection closed"
             ),
         }

@@ -162,6 +162,13 @@ impl Connection {
         }
     }
 
+    /// Notes that the connection came through `proxy` (`--proxy-protocol`):
+    /// the peer given to [`Connection::new`] is the client it named.
+    pub fn via(mut self, proxy: Option<SocketAddr>) -> Connection {
+        self.stats.via = proxy;
+        self
+    }
+
     /// The next thing the driver must do.
     pub fn poll(&mut self) -> Action<'_> {
         match self.next() {

@@ -9,6 +9,10 @@
 //! a watch channel tells idle tasks to stop on SIGINT/SIGTERM (the
 //! structure of tokio's mini-redis).
 //!
+//! **Behind a proxy** (`--proxy-protocol`), a connection's task first
+//! reads the PROXY header (within `--proxy-header-timeout`), and only then
+//! asks admission for a place, for the client the header names.
+//!
 //! **What it costs.** A task is a few hundred bytes plus its buffers; there
 //! is no thread per client and no context switch per request. The task
 //! only moves bytes for its [`Connection`]: local slices are read with
@@ -23,7 +27,7 @@
 //! 48 KiB chunk. Code is harder to read than the blocking drivers'.
 
 use std::io;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,10 +35,11 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::admission::Admission;
+use crate::admission::{Admission, Ticket};
 use crate::config::{Config, READ_BUF};
 use crate::connection::{Action, Connection, End};
 use crate::listen::AcceptFailures;
+use crate::transport::proxy_header::{self, Header, HeaderWaiters, Progress, ProxyHeaderReader};
 use crate::OnReady;
 
 /// Size of a connection's first read buffer; see [`drive`].
@@ -63,13 +68,17 @@ async fn run(
     on_ready();
     let admission = Admission::new(config.max_connections, config.max_per_ip);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let header_waiters = HeaderWaiters::new(config.max_connections);
     let mut acceptors = Vec::new();
     for listener in listeners {
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let (config, admission, stop) =
             (Arc::clone(&config), Arc::clone(&admission), stop_rx.clone());
-        acceptors.push(tokio::spawn(accept(listener, config, admission, stop)));
+        let waiters = Arc::clone(&header_waiters);
+        acceptors.push(tokio::spawn(accept(
+            listener, config, admission, waiters, stop,
+        )));
     }
     stop_signal.await;
     tracing::info!(
@@ -111,6 +120,7 @@ async fn accept(
     listener: tokio::net::TcpListener,
     config: Arc<Config>,
     admission: Arc<Admission>,
+    header_waiters: Arc<HeaderWaiters>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut accept_failures = AcceptFailures::default();
@@ -128,19 +138,86 @@ async fn accept(
                 continue;
             }
         };
-        let Some(ticket) = admission.admit(peer) else {
+        let Some(header_timeout) = config.proxy_protocol else {
+            let Some(ticket) = admission.admit(peer) else {
+                continue;
+            };
+            let (config, stop) = (Arc::clone(&config), stop.clone());
+            tokio::spawn(async move {
+                serve_admitted(stream, peer, None, Vec::new(), ticket, &config, stop).await;
+            });
             continue;
         };
-        let (config, stop) = (Arc::clone(&config), stop.clone());
-        let task = async move {
-            let _ = stream.set_nodelay(true);
-            let mut conn = Connection::new(&config, Some(peer), Instant::now());
-            let end = drive(&stream, &mut conn, &config, stop).await;
-            conn.finish(&end, Instant::now());
-            drop(ticket);
+        // The PROXY header names the client to admit: read it in the task,
+        // so that a slow proxy never delays the accept loop.
+        let Some(waiting) = header_waiters.enter(peer) else {
+            continue;
         };
-        tokio::spawn(task);
+        let (config, admission, stop) = (Arc::clone(&config), Arc::clone(&admission), stop.clone());
+        tokio::spawn(async move {
+            let read = tokio::time::timeout(header_timeout, read_proxy_header(&stream)).await;
+            drop(waiting);
+            let header = match read {
+                Ok(Ok(header)) => header,
+                Ok(Err(reason)) => return proxy_header::refuse(peer, &reason),
+                Err(_) => return proxy_header::refuse(peer, "no complete PROXY header in time"),
+            };
+            let client = header.origin.client(peer);
+            let Some(ticket) = admission.admit(client) else {
+                return;
+            };
+            serve_admitted(
+                stream,
+                client,
+                Some(peer),
+                header.leftover,
+                ticket,
+                &config,
+                stop,
+            )
+            .await;
+        });
     }
+}
+
+/// Reads the PROXY header that begins the connection (no timeout: the
+/// caller bounds it), or says why there is none.
+async fn read_proxy_header(stream: &TcpStream) -> Result<Header, String> {
+    let mut reader = ProxyHeaderReader::new();
+    let mut buf = [0u8; FIRST_READ];
+    loop {
+        stream.readable().await.map_err(|e| e.to_string())?;
+        let n = match stream.try_read(&mut buf) {
+            Ok(0) => return Err("connection closed before its PROXY header ended".into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e.to_string()),
+        };
+        match reader.feed(&buf[..n]) {
+            Progress::Incomplete => {}
+            Progress::Done(header) => return Ok(header),
+            Progress::Invalid(reason) => return Err(reason),
+        }
+    }
+}
+
+/// Serves an admitted connection from `peer` (through the proxy `via`),
+/// whose first input `first` was already read, then frees its place.
+async fn serve_admitted(
+    stream: TcpStream,
+    peer: SocketAddr,
+    via: Option<SocketAddr>,
+    first: Vec<u8>,
+    ticket: Ticket,
+    config: &Config,
+    stop: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut conn = Connection::new(config, Some(peer), Instant::now()).via(via);
+    conn.handle_input(&first, Instant::now());
+    let end = drive(&stream, &mut conn, config, stop).await;
+    conn.finish(&end, Instant::now());
+    drop(ticket);
 }
 
 /// Does what the connection asks, awaiting the socket, until it ends.

@@ -6,6 +6,11 @@
 //! no per-client state but the child's pid, and reaps children when SIGCHLD
 //! wakes it, so no zombie remains.
 //!
+//! **Behind a proxy** (`--proxy-protocol`) the parent reads each new
+//! connection's PROXY header itself, multiplexed in its accept loop (see
+//! `blocking::accept_loop`), and admits the client it names
+//! before forking: admission lives in the parent.
+//!
 //! **What it costs.** A fork copies the page tables and, lazily, every page
 //! either side writes; a child costs a whole process (hundreds of KiB of
 //! kernel and resident memory) and creating one costs far more than a
@@ -43,7 +48,7 @@ use nix::unistd::{fork, ForkResult, Pid};
 use rustix::event::{poll, PollFd, PollFlags};
 
 use crate::admission::{Admission, Ticket};
-use crate::blocking::{accept_loop, serve_connection};
+use crate::blocking::{accept_loop, serve_connection, Accepted};
 use crate::config::Config;
 use crate::signals::Signals;
 use crate::OnReady;
@@ -84,13 +89,16 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> 
         &listeners,
         &signals,
         &admission,
+        &config,
         side,
-        |stream, _peer, ticket| {
+        |stream, accepted, ticket| {
             let parent = nix::unistd::getpid();
             let unblock = block_stop_signals();
             // SAFETY: this process has a single thread (see the module docs).
             match unsafe { fork() } {
-                Ok(ForkResult::Child) => run_child(stream, &config, &inherited, parent, &unblock),
+                Ok(ForkResult::Child) => {
+                    run_child(stream, accepted, &config, &inherited, parent, &unblock)
+                }
                 Ok(ForkResult::Parent { child }) => {
                     restore_mask(&unblock);
                     children.borrow_mut().insert(child, ticket);
@@ -150,6 +158,7 @@ fn restore_mask(previous: &SigSet) {
 
 fn run_child(
     stream: TcpStream,
+    accepted: Accepted,
     config: &Config,
     inherited: &[RawFd],
     parent: Pid,
@@ -183,7 +192,7 @@ fn run_child(
     // handler above.
     restore_mask(mask);
     let mut stream = stream;
-    serve_connection(&mut stream, config);
+    serve_connection(&mut stream, accepted, config);
     drop(stream);
     // SAFETY: leave without running the parent's exit handlers.
     unsafe { libc::_exit(0) }

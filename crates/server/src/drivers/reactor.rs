@@ -13,9 +13,16 @@
 //! pool's workers use), which resumes the connection. Idle, write and
 //! drain deadlines are the connection's own; the loop checks them every
 //! [`TICK`].
+//!
+//! Under `--proxy-protocol` a new connection first occupies a slot that
+//! only reads its PROXY header ([`PendingHeader`]); when the header is
+//! complete, admission is asked for the client it names, and the slot gets
+//! its [`Conn`], fed the bytes that came after the header. The sweep closes
+//! slots whose header is late (so the header timeout is enforced to within
+//! a [`TICK`]).
 
-use std::io;
-use std::net::TcpListener;
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -33,6 +40,7 @@ use crate::readiness::{Conn, Step, StorageMode};
 use crate::signals::Signals;
 use crate::storage::offload::{self, Offload};
 use crate::storage::StorageReply;
+use crate::transport::proxy_header::{self, Progress, ProxyHeaderReader};
 use crate::OnReady;
 
 const SIGNALS: Token = Token(usize::MAX);
@@ -61,6 +69,17 @@ struct Slot {
     missed: bool,
     /// Waiting for a storage step in the offload pool.
     parked: bool,
+    /// `--proxy-protocol`: still reading the PROXY header (no `conn` yet).
+    header: Option<Box<PendingHeader>>,
+}
+
+/// A connection whose PROXY header is not complete yet; not admitted yet.
+struct PendingHeader {
+    stream: mio::net::TcpStream,
+    /// The proxy's address (the socket's peer).
+    proxy: SocketAddr,
+    reader: ProxyHeaderReader,
+    deadline: Instant,
 }
 
 pub fn run<E: Executor>(
@@ -112,6 +131,9 @@ pub fn run<E: Executor>(
     let admission = Admission::new(config.max_connections, config.max_per_ip);
     let mut loop_ = Loop {
         poll,
+        admission: Arc::clone(&admission),
+        config: config.clone(),
+        waiting_headers: 0,
         slots: Slab::new(),
         stopping: false,
         again: Vec::new(),
@@ -205,6 +227,10 @@ pub fn run<E: Executor>(
 
 struct Loop {
     poll: Poll,
+    admission: Arc<Admission>,
+    config: Config,
+    /// Slots still reading their PROXY header.
+    waiting_headers: usize,
     slots: Slab<Slot>,
     stopping: bool,
     /// Connections that used up their turn and have more to do now.
@@ -240,6 +266,10 @@ impl Loop {
                     return;
                 }
             };
+            if let Some(timeout) = config.proxy_protocol {
+                self.wait_for_header(stream, peer, timeout);
+                continue;
+            }
             let Some(ticket) = admission.admit(peer) else {
                 continue;
             };
@@ -253,12 +283,117 @@ impl Loop {
                 continue;
             }
             entry.insert(Slot {
-                conn: Some(Box::new(Conn::new(stream, peer, config, ticket))),
+                conn: Some(Box::new(Conn::new(stream, peer, None, config, ticket))),
                 missed: false,
                 parked: false,
+                header: None,
             });
         }
         self.accept_again = true;
+    }
+
+    /// Gives a new connection a slot that reads its PROXY header; its
+    /// readiness events then go to [`Loop::read_header`].
+    fn wait_for_header(
+        &mut self,
+        mut stream: mio::net::TcpStream,
+        proxy: SocketAddr,
+        timeout: Duration,
+    ) {
+        if self.waiting_headers >= self.config.max_connections {
+            proxy_header::refuse(proxy, "too many connections waiting for their PROXY header");
+            return;
+        }
+        let entry = self.slots.vacant_entry();
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut stream, Token(entry.key()), Interest::READABLE)
+        {
+            tracing::warn!(error = %e, "cannot register a connection");
+            return;
+        }
+        self.waiting_headers += 1;
+        entry.insert(Slot {
+            conn: None,
+            missed: false,
+            parked: false,
+            header: Some(Box::new(PendingHeader {
+                stream,
+                proxy,
+                reader: ProxyHeaderReader::new(),
+                deadline: Instant::now() + timeout,
+            })),
+        });
+    }
+
+    /// Reads what arrived of a connection's PROXY header; once complete,
+    /// admits the client it names and serves it.
+    fn read_header<E: Executor>(&mut self, key: usize, executor: &mut E) {
+        let Some(pending) = self.slots.get_mut(key).and_then(|s| s.header.as_mut()) else {
+            return;
+        };
+        let mut buf = [0u8; 1024];
+        let outcome = loop {
+            match pending.stream.read(&mut buf) {
+                Ok(0) => break Err("connection closed before its PROXY header ended".to_string()),
+                Ok(n) => match pending.reader.feed(&buf[..n]) {
+                    Progress::Incomplete => {}
+                    Progress::Done(header) => break Ok(header),
+                    Progress::Invalid(reason) => break Err(reason),
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e.to_string()),
+            }
+        };
+        let Some(pending) = self.drop_pending(key) else {
+            return;
+        };
+        let pending_proxy = pending.proxy;
+        let header = match outcome {
+            Ok(header) => header,
+            Err(reason) => {
+                self.close_pending(key, pending.stream);
+                return proxy_header::refuse(pending_proxy, &reason);
+            }
+        };
+        let client = header.origin.client(pending.proxy);
+        let Some(ticket) = self.admission.admit(client) else {
+            return self.close_pending(key, pending.stream);
+        };
+        let mut conn = Box::new(Conn::new(
+            pending.stream,
+            client,
+            Some(pending.proxy),
+            &self.config,
+            ticket,
+        ));
+        conn.connection()
+            .handle_input(&header.leftover, Instant::now());
+        // The same slot and token: the registration stays as it is.
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        slot.conn = Some(conn);
+        // Edge-triggered: what is already readable, or already read past
+        // the header, must be handled now.
+        self.ready(key, executor);
+    }
+
+    /// Closes a connection refused before it had a `Conn`.
+    fn close_pending(&mut self, key: usize, mut stream: mio::net::TcpStream) {
+        let _ = self.poll.registry().deregister(&mut stream);
+        if self.slots.contains(key) {
+            self.slots.remove(key);
+        }
+    }
+
+    /// Takes a slot's pending header out (the slot stays, empty).
+    fn drop_pending(&mut self, key: usize) -> Option<Box<PendingHeader>> {
+        let pending = self.slots.get_mut(key)?.header.take()?;
+        self.waiting_headers -= 1;
+        Some(pending)
     }
 
     /// A connection's socket is ready: advance it, unless an executor has it.
@@ -266,6 +401,9 @@ impl Loop {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
+        if slot.header.is_some() {
+            return self.read_header(key, executor);
+        }
         if slot.parked {
             slot.missed = true;
             return;
@@ -364,6 +502,18 @@ impl Loop {
     /// Shutdown: idle connections end now; answers in flight finish.
     fn stop(&mut self) {
         self.stopping = true;
+        // Not admitted yet: nothing in flight to finish.
+        let waiting: Vec<usize> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.header.is_some())
+            .map(|(key, _)| key)
+            .collect();
+        for key in waiting {
+            if let Some(pending) = self.drop_pending(key) {
+                self.close_pending(key, pending.stream);
+            }
+        }
         let mut idle = Vec::new();
         for (key, slot) in &mut self.slots {
             if let Some(conn) = &mut slot.conn {
@@ -394,6 +544,19 @@ impl Loop {
     /// Ends connections whose idle, write or drain time is up.
     fn sweep(&mut self) {
         let now = Instant::now();
+        let late: Vec<usize> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.header.as_ref().is_some_and(|h| now >= h.deadline))
+            .map(|(key, _)| key)
+            .collect();
+        for key in late {
+            if let Some(pending) = self.drop_pending(key) {
+                let proxy = pending.proxy;
+                self.close_pending(key, pending.stream);
+                proxy_header::refuse(proxy, "no complete PROXY header in time");
+            }
+        }
         let mut expired = Vec::new();
         for (key, slot) in &mut self.slots {
             if let Some(conn) = &mut slot.conn {

@@ -4,6 +4,10 @@
 //! its own thread, which reads a request, answers it with ordinary blocking
 //! calls and loops. The code reads top to bottom like a single-client server.
 //!
+//! **Behind a proxy** (`--proxy-protocol`) the accept loop reads each new
+//! connection's PROXY header, without blocking on any one client, and
+//! admits the client it names before starting its thread.
+//!
 //! **What it costs.** Each thread has a stack (256 KiB of address space
 //! here, see [`STACK_SIZE`], of which only the touched pages, tens of KiB, are resident) and a kernel
 //! task; a request costs the context switches of waking its thread. Idle
@@ -41,8 +45,9 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> 
         &listeners,
         &signals,
         &admission,
+        &config,
         None,
-        |stream, _peer, ticket| {
+        |stream, accepted, ticket| {
             let registration = tracker.register(&stream);
             let config = Arc::clone(&config);
             let spawned = std::thread::Builder::new()
@@ -50,7 +55,7 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> 
                 .stack_size(STACK_SIZE)
                 .spawn(move || {
                     let mut stream = stream;
-                    serve_connection(&mut stream, &config);
+                    serve_connection(&mut stream, accepted, &config);
                     // Unregister before closing: shutdown must never touch
                     // a descriptor number that was reused.
                     drop(registration);

@@ -76,6 +76,8 @@ impl StorageOp {
 pub enum Refusal {
     MaxConnections,
     MaxPerIp,
+    /// `--proxy-protocol`: no valid PROXY header in time.
+    ProxyHeader,
 }
 
 /// The process's counters, once `--metrics` asked for them.
@@ -135,6 +137,7 @@ pub fn connection_refused(why: Refusal) {
         match why {
             Refusal::MaxConnections => m.counters.refused_max_connections.add(1),
             Refusal::MaxPerIp => m.counters.refused_max_per_ip.add(1),
+            Refusal::ProxyHeader => m.counters.refused_proxy_header.add(1),
         }
     }
 }

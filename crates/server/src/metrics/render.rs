@@ -82,6 +82,7 @@ impl Collector for Snapshot {
         for (limit, n) in [
             ("max_connections", c.refused_max_connections.get()),
             ("max_per_ip", c.refused_max_per_ip.get()),
+            ("proxy_header", c.refused_proxy_header.get()),
         ] {
             ConstCounter::new(n).encode(refused.encode_family(&[("limit", limit)])?)?;
         }

@@ -83,6 +83,7 @@ pub struct Counters {
     pub accepted: Counter,
     pub refused_max_connections: Counter,
     pub refused_max_per_ip: Counter,
+    pub refused_proxy_header: Counter,
     pub open: Gauge,
     pub requests: [[Counter; 8]; COMMANDS.len()],
     pub request_seconds: Histogram,
