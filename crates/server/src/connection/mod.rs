@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 pub use end::{ConnStats, End};
 
-use crate::body::{BodyNext, SliceBody};
+use crate::body::{Body, BodyNext};
 use crate::config::{Config, DRAIN_BYTES, DRAIN_TIME, WRITE_BATCH};
 use crate::session::{CloseReason, Outcome, Session};
 use crate::storage::{StorageReply, StorageStep};
@@ -100,7 +100,7 @@ pub struct Connection {
     input: Vec<u8>,
     out: Vec<u8>,
     written: usize,
-    body: Option<SliceBody>,
+    body: Option<Body>,
     /// A step to hand to the driver, and who waits for its reply.
     step: Option<StorageStep>,
     waiter: Option<Waiter>,
@@ -338,22 +338,23 @@ impl Connection {
                     self.input = Vec::new();
                 }
             }
-            Some(Waiter::Body) => match (reply, &mut self.body) {
-                (StorageReply::Read { reader, buf }, Some(body)) => {
-                    if let Err(e) = body.resume(reader, buf) {
+            Some(Waiter::Body) => match &mut self.body {
+                Some(body) => {
+                    if let Err(e) = body.resume(reply) {
                         self.fail_body(e);
                     }
                 }
-                _ => self.done = Some(End::Error("storage reply without a body".into())),
+                None => self.done = Some(End::Error("storage reply without a body".into())),
             },
             None => self.done = Some(End::Error("storage reply nobody waited for".into())),
         }
     }
 
-    /// The file failed after its `0 OK` went out: nothing can be said in
-    /// band, the connection is closed (the client sees a short body).
+    /// The file or the listing failed after its `0 OK` went out: nothing
+    /// can be said in band, the connection is closed (the client sees a
+    /// short body).
     fn fail_body(&mut self, e: io::Error) {
-        tracing::warn!(error = %e, "slice cut short, closing the connection");
+        tracing::warn!(error = %e, "answer cut short after 0 OK, closing the connection");
         self.done = Some(End::Error(e.to_string()));
     }
 
