@@ -26,4 +26,4 @@ mod runner;
 
 pub use case::{Case, Ctx, Revision, Then};
 pub use outcome::{CaseResult, Failure, Outcome, Summary};
-pub use runner::{probe_revision, run, selected, Config};
+pub use runner::{probe_revision, run, run_with_sink, selected, Config};

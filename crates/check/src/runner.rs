@@ -5,13 +5,14 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
 use crate::case::{Case, Ctx, Revision};
 use crate::conn::Conn;
-use crate::fixtures::{self, FixtureDir};
+use crate::fixtures::{self, FixtureDir, FixtureSink};
 use crate::outcome::{CaseResult, Failure, Outcome};
 
 /// Where and how to run the suite.
@@ -82,7 +83,7 @@ pub fn probe_revision(addr: SocketAddr, timeout: Duration) -> Revision {
 pub fn run(
     config: &Config,
     cases: &[&Case],
-    mut on_result: impl FnMut(&CaseResult),
+    on_result: impl FnMut(&CaseResult),
 ) -> anyhow::Result<Vec<CaseResult>> {
     let dir = match &config.dir {
         None => None,
@@ -102,6 +103,28 @@ pub fn run(
             Some(FixtureDir::new(path, meta.permissions().mode() & 0o7777))
         }
     };
+    run_in(config, dir, cases, on_result)
+}
+
+/// [`run`] with the files laid out through `sink` (a bucket the server
+/// serves, say) instead of `config.dir`. Cases whose files a sink cannot
+/// hold (links, FIFOs, permissions) are skipped; the sink is left empty.
+pub fn run_with_sink(
+    config: &Config,
+    sink: Arc<dyn FixtureSink>,
+    cases: &[&Case],
+    on_result: impl FnMut(&CaseResult),
+) -> anyhow::Result<Vec<CaseResult>> {
+    run_in(config, Some(FixtureDir::with_sink(sink)), cases, on_result)
+}
+
+fn run_in(
+    config: &Config,
+    dir: Option<FixtureDir>,
+    cases: &[&Case],
+    mut on_result: impl FnMut(&CaseResult),
+) -> anyhow::Result<Vec<CaseResult>> {
+    let has_files = dir.is_some();
     let revision = if cases.iter().any(|c| c.revision == Revision::Rev2026) {
         probe_revision(config.addr, config.timeout)
     } else {
@@ -111,9 +134,9 @@ pub fn run(
     let mut results = Vec::with_capacity(cases.len());
     for case in cases {
         let started = Instant::now();
-        let outcome = match skip_reason(case, config, revision) {
+        let outcome = match skip_reason(case, config, has_files, revision) {
             Some(reason) => Outcome::Skip { reason },
-            None => run_one(case, &ctx, config),
+            None => run_one(case, &ctx, has_files),
         };
         let result = CaseResult {
             id: case.id,
@@ -125,7 +148,7 @@ pub fn run(
         on_result(&result);
         results.push(result);
     }
-    if config.dir.is_some() {
+    if has_files {
         ctx.dir()
             .reset()
             .context("emptying the served directory after the run")?;
@@ -133,8 +156,13 @@ pub fn run(
     Ok(results)
 }
 
-fn skip_reason(case: &Case, config: &Config, revision: Revision) -> Option<String> {
-    if case.fixture.is_some() && config.dir.is_none() {
+fn skip_reason(
+    case: &Case,
+    config: &Config,
+    has_files: bool,
+    revision: Revision,
+) -> Option<String> {
+    if case.fixture.is_some() && !has_files {
         return Some("needs the served directory (--dir) to lay out its files".into());
     }
     if case.needs_unprivileged && !config.unprivileged_server {
@@ -146,10 +174,15 @@ fn skip_reason(case: &Case, config: &Config, revision: Revision) -> Option<Strin
     None
 }
 
-fn run_one(case: &Case, ctx: &Ctx, config: &Config) -> Outcome {
-    if config.dir.is_some() {
+fn run_one(case: &Case, ctx: &Ctx, has_files: bool) -> Outcome {
+    if has_files {
         let fixture = case.fixture.unwrap_or(fixtures::empty);
         if let Err(err) = ctx.dir().reset().and_then(|()| fixture(ctx.dir())) {
+            if err.kind() == std::io::ErrorKind::Unsupported {
+                return Outcome::Skip {
+                    reason: err.to_string(),
+                };
+            }
             return Outcome::Fail(Failure::new(
                 "set-up: laying out the fixture",
                 "a writable served directory",
