@@ -158,13 +158,15 @@ impl Garage {
             );
         }
         cluster.garage_ok(&binary, 0, &["layout", "apply", "--version", "1"]);
-        cluster.garage_ok(
+        // The new layout reaches every node in a moment: until then writes
+        // may lack a quorum, so these steps are retried until a deadline.
+        cluster.garage_eventually(
             &binary,
             0,
             &["key", "import", "--yes", "-n", "hftp-test", KEY_ID, SECRET],
         );
-        cluster.garage_ok(&binary, 0, &["bucket", "create", BUCKET]);
-        cluster.garage_ok(
+        cluster.garage_eventually(&binary, 0, &["bucket", "create", BUCKET]);
+        cluster.garage_eventually(
             &binary,
             0,
             &[
@@ -276,6 +278,28 @@ impl Garage {
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("cannot run garage {args:?}: {e}"))
+    }
+
+    /// Runs a `garage` command against node `i` until it succeeds; panics
+    /// with its last output after [`STARTUP`].
+    fn garage_eventually(&self, binary: &Path, i: usize, args: &[&str]) -> String {
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            let out = self.garage(binary, i, args);
+            if out.status.success() {
+                return String::from_utf8_lossy(&out.stdout).into_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "garage {} kept failing for {STARTUP:?} ({}):\n{}{}\n{}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                self.logs()
+            );
+            thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Runs a `garage` command against node `i`; panics with its output
