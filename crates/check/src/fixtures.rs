@@ -82,6 +82,15 @@ impl FixtureDir {
         &self.path
     }
 
+    /// The directory's path, for a fixture that needs a real directory
+    /// (links by path); `Unsupported` when files go to a sink.
+    pub fn local_path(&self, what: &str) -> io::Result<&Path> {
+        match self.sink {
+            Some(_) => Err(unsupported(what)),
+            None => Ok(&self.path),
+        }
+    }
+
     /// Creates (or replaces) a regular file.
     pub fn file(&self, name: &str, content: &[u8]) -> io::Result<()> {
         if let Some(sink) = &self.sink {

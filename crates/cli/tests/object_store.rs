@@ -166,7 +166,12 @@ fn conformance(cluster: &Garage, node: usize, model: &str) {
     let bucket = Bucket::new(cluster, node, &prefix);
     bucket.clear().expect("empty prefix");
     let mut server = serve(cluster, node, &prefix, model);
-    let config = hftp_check::Config::new(server.addr());
+    // Each request is a round trip to a replicated store (a few ms): the
+    // suite's 1,000 pipelined requests need more than its default 5 s.
+    let config = hftp_check::Config {
+        timeout: Duration::from_secs(60),
+        ..hftp_check::Config::new(server.addr())
+    };
     let cases = hftp_check::cases::all();
     let selection: Vec<_> = cases.iter().collect();
     let results =
