@@ -348,6 +348,9 @@ fn a_hundred_thousand_keys_are_listed_with_bounded_server_memory() {
     assert_eq!(listed.len(), KEYS, "every key listed once");
     assert!(listed == names.as_slice(), "names in byte order");
     let growth = peak.load(Ordering::SeqCst).saturating_sub(baseline);
+    eprintln!(
+        "listing {KEYS} keys: server RSS {baseline} KiB before, grew by {growth} KiB at most"
+    );
     assert!(
         growth < 16 * 1024,
         "server memory grew by {growth} KiB while listing {KEYS} keys (baseline {baseline} KiB)"
