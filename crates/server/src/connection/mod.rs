@@ -3,10 +3,11 @@
 //!
 //! **The connection's job.** Everything between the bytes and the socket
 //! calls: feeding input to the [`Session`], batching answers, streaming a
-//! slice body, running storage as a step, the close after `quit` or a fatal
-//! error (flush, shut down writing, drain input briefly, close), the turn
-//! budget that keeps one fast client from starving the others, and the
-//! idle, write and drain deadlines, computed from a `now` passed in.
+//! body (a slice, or a listing page by page), running storage as a step,
+//! the close after `quit` or a fatal error (flush, shut down writing, drain
+//! input briefly, close), the turn budget that keeps one fast client from
+//! starving the others, and the idle, write and drain deadlines, computed
+//! from a `now` passed in.
 //!
 //! **The driver's job.** Moving bytes and time: it asks [`Connection::poll`]
 //! what to do next and does exactly that, then reports back:
