@@ -1,6 +1,11 @@
 //! The served directory's content for each case. The suite owns that
 //! directory: before every case the runner empties it (the path itself stays)
 //! and lays out the files the case declares.
+//!
+//! The files may go elsewhere than a local directory, to a bucket of an
+//! object store for instance, through a [`FixtureSink`]: plain files,
+//! appends, removals and `a/b` names work there too; symbolic links, FIFOs
+//! and permissions do not, and cases that need them are skipped.
 
 use std::ffi::CString;
 use std::fs::{self, Permissions};
@@ -8,6 +13,7 @@ use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Lays out a case's files in the (emptied) served directory.
 pub type Fixture = fn(&FixtureDir) -> io::Result<()>;
@@ -26,10 +32,30 @@ const FILE_MODE: u32 = 0o644;
 /// Mode of fixture subdirectories.
 const DIR_MODE: u32 = 0o755;
 
+/// Where a suite lays out files when the server serves no local directory.
+pub trait FixtureSink: Send + Sync {
+    /// Creates or replaces the file `name` (which may contain `/`).
+    fn put(&self, name: &str, content: &[u8]) -> io::Result<()>;
+    fn get(&self, name: &str) -> io::Result<Vec<u8>>;
+    fn delete(&self, name: &str) -> io::Result<()>;
+    /// Removes every file, so the next case starts from nothing.
+    fn clear(&self) -> io::Result<()>;
+}
+
 /// The served directory, as seen by a fixture or a case.
 pub struct FixtureDir {
     path: PathBuf,
     mode: u32,
+    /// Files go there instead of `path`.
+    sink: Option<Arc<dyn FixtureSink>>,
+}
+
+/// What a sink cannot hold: the case needs a local directory.
+fn unsupported(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("{what} needs a local directory, not a fixture sink"),
+    )
 }
 
 impl FixtureDir {
@@ -39,6 +65,16 @@ impl FixtureDir {
         FixtureDir {
             path: path.to_path_buf(),
             mode,
+            sink: None,
+        }
+    }
+
+    /// Files laid out through `sink` rather than in a directory.
+    pub fn with_sink(sink: Arc<dyn FixtureSink>) -> FixtureDir {
+        FixtureDir {
+            path: PathBuf::new(),
+            mode: 0,
+            sink: Some(sink),
         }
     }
 
@@ -46,8 +82,20 @@ impl FixtureDir {
         &self.path
     }
 
+    /// The directory's path, for a fixture that needs a real directory
+    /// (links by path); `Unsupported` when files go to a sink.
+    pub fn local_path(&self, what: &str) -> io::Result<&Path> {
+        match self.sink {
+            Some(_) => Err(unsupported(what)),
+            None => Ok(&self.path),
+        }
+    }
+
     /// Creates (or replaces) a regular file.
     pub fn file(&self, name: &str, content: &[u8]) -> io::Result<()> {
+        if let Some(sink) = &self.sink {
+            return sink.put(name, content);
+        }
         let path = self.path.join(name);
         fs::write(&path, content)?;
         fs::set_permissions(&path, Permissions::from_mode(FILE_MODE))
@@ -55,6 +103,11 @@ impl FixtureDir {
 
     /// Appends to a file.
     pub fn append(&self, name: &str, content: &[u8]) -> io::Result<()> {
+        if let Some(sink) = &self.sink {
+            let mut data = sink.get(name)?;
+            data.extend_from_slice(content);
+            return sink.put(name, &data);
+        }
         fs::OpenOptions::new()
             .append(true)
             .open(self.path.join(name))?
@@ -62,16 +115,28 @@ impl FixtureDir {
     }
 
     pub fn remove(&self, name: &str) -> io::Result<()> {
+        if let Some(sink) = &self.sink {
+            return sink.delete(name);
+        }
         fs::remove_file(self.path.join(name))
     }
 
     pub fn subdir(&self, name: &str) -> io::Result<()> {
+        if let Some(sink) = &self.sink {
+            // A directory of keys exists through its keys.
+            let _ = (sink, name);
+            return Ok(());
+        }
         let path = self.path.join(name);
         fs::create_dir(&path)?;
         fs::set_permissions(&path, Permissions::from_mode(DIR_MODE))
     }
 
     pub fn fifo(&self, name: &str) -> io::Result<()> {
+        if let Some(sink) = &self.sink {
+            let _ = sink;
+            return Err(unsupported(&format!("FIFO {name}")));
+        }
         let path = CString::new(self.path.join(name).as_os_str().as_bytes())?;
         // SAFETY: `path` is a valid NUL-terminated string for the call.
         if unsafe { libc::mkfifo(path.as_ptr(), FILE_MODE as libc::mode_t) } != 0 {
@@ -81,21 +146,36 @@ impl FixtureDir {
     }
 
     pub fn symlink(&self, name: &str, target: impl AsRef<Path>) -> io::Result<()> {
+        if let Some(sink) = &self.sink {
+            let _ = sink;
+            return Err(unsupported(&format!("symbolic link {name}")));
+        }
         symlink(target, self.path.join(name))
     }
 
     pub fn chmod(&self, name: &str, mode: u32) -> io::Result<()> {
+        if let Some(sink) = &self.sink {
+            let _ = (sink, mode);
+            return Err(unsupported(&format!("permissions of {name}")));
+        }
         fs::set_permissions(self.path.join(name), Permissions::from_mode(mode))
     }
 
     /// Changes the served directory's own permission bits.
     pub fn chmod_self(&self, mode: u32) -> io::Result<()> {
+        if let Some(sink) = &self.sink {
+            let _ = (sink, mode);
+            return Err(unsupported("permissions of the served directory"));
+        }
         fs::set_permissions(&self.path, Permissions::from_mode(mode))
     }
 
     /// Deletes the served directory and creates it anew, empty, under the
     /// same path and with the same permissions.
     pub fn recreate(&self) -> io::Result<()> {
+        if let Some(sink) = &self.sink {
+            return sink.clear();
+        }
         self.chmod_self(self.mode)?;
         fs::remove_dir_all(&self.path)?;
         self.reset()
@@ -104,6 +184,9 @@ impl FixtureDir {
     /// Empties the served directory (re-creating it if a case removed it)
     /// and restores its permission bits.
     pub fn reset(&self) -> io::Result<()> {
+        if let Some(sink) = &self.sink {
+            return sink.clear();
+        }
         match fs::symlink_metadata(&self.path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir(&self.path)?,
             Err(e) => return Err(e),

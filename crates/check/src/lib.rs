@@ -32,4 +32,6 @@ pub mod supervisor;
 pub use case::{Case, Ctx, Revision, Then};
 pub use i18n::Lang;
 pub use outcome::{CaseResult, Failure, Outcome, ServerEvent, Summary, Trouble};
-pub use runner::{probe_alive, probe_revision, run, run_supervised, selected, Config};
+pub use runner::{
+    probe_alive, probe_revision, run, run_supervised, run_with_sink, selected, Config,
+};

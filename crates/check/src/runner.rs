@@ -8,13 +8,14 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
 use crate::case::{Case, Ctx, Revision};
 use crate::conn::Conn;
-use crate::fixtures::{self, FixtureDir};
+use crate::fixtures::{self, FixtureDir, FixtureSink};
 use crate::i18n::tr;
 use crate::outcome::{CaseResult, Failure, Outcome, ServerEvent, Trouble};
 use crate::supervisor::Supervisor;
@@ -108,7 +109,25 @@ pub fn run(
     cases: &[&Case],
     on_result: impl FnMut(&CaseResult),
 ) -> anyhow::Result<Vec<CaseResult>> {
-    run_against(config, None, cases, on_result)
+    run_against(config, local_dir(config)?, None, cases, on_result)
+}
+
+/// [`run`] with the files laid out through `sink` (a bucket the server
+/// serves, say) instead of `config.dir`. Cases whose files a sink cannot
+/// hold (links, FIFOs, permissions) are skipped; the sink is left empty.
+pub fn run_with_sink(
+    config: &Config,
+    sink: Arc<dyn FixtureSink>,
+    cases: &[&Case],
+    on_result: impl FnMut(&CaseResult),
+) -> anyhow::Result<Vec<CaseResult>> {
+    run_against(
+        config,
+        Some(FixtureDir::with_sink(sink)),
+        None,
+        cases,
+        on_result,
+    )
 }
 
 /// Like [`run`], against a server the checker starts itself: in the
@@ -127,18 +146,21 @@ pub fn run_supervised(
         dir: Some(supervisor.dir().to_path_buf()),
         ..config.clone()
     };
-    let results = run_against(&config, Some((supervisor, max_restarts)), cases, on_result);
+    let dir = local_dir(&config)?;
+    let results = run_against(
+        &config,
+        dir,
+        Some((supervisor, max_restarts)),
+        cases,
+        on_result,
+    );
     supervisor.stop();
     results
 }
 
-fn run_against(
-    config: &Config,
-    mut supervised: Option<(&mut Supervisor, u32)>,
-    cases: &[&Case],
-    mut on_result: impl FnMut(&CaseResult),
-) -> anyhow::Result<Vec<CaseResult>> {
-    let dir = match &config.dir {
+/// The served directory of `config`, checked.
+fn local_dir(config: &Config) -> anyhow::Result<Option<FixtureDir>> {
+    Ok(match &config.dir {
         None => None,
         Some(path) => {
             let meta = std::fs::metadata(path)
@@ -155,7 +177,17 @@ fn run_against(
             }
             Some(FixtureDir::new(path, meta.permissions().mode() & 0o7777))
         }
-    };
+    })
+}
+
+fn run_against(
+    config: &Config,
+    dir: Option<FixtureDir>,
+    mut supervised: Option<(&mut Supervisor, u32)>,
+    cases: &[&Case],
+    mut on_result: impl FnMut(&CaseResult),
+) -> anyhow::Result<Vec<CaseResult>> {
+    let has_files = dir.is_some();
     if let Err(probe) = probe_alive(config.addr, config.timeout) {
         bail!("the server at {} does not answer: {probe}", config.addr);
     }
@@ -186,9 +218,9 @@ fn run_against(
             continue;
         }
         let started = Instant::now();
-        let outcome = match skip_reason(case, config, revision) {
+        let outcome = match skip_reason(case, config, has_files, revision) {
             Some(reason) => Outcome::Skip { reason },
-            None => run_one(case, &ctx, config),
+            None => run_one(case, &ctx, has_files),
         };
         let trouble = match &outcome {
             Outcome::Skip { .. } | Outcome::NotRun { .. } => None,
@@ -260,7 +292,7 @@ fn run_against(
         on_result(&result);
         results.push(result);
     }
-    if config.dir.is_some() {
+    if has_files {
         ctx.dir()
             .reset()
             .context("emptying the served directory after the run")?;
@@ -284,8 +316,13 @@ fn stopped_output(supervisor: &mut Supervisor) -> String {
     supervisor.output()
 }
 
-fn skip_reason(case: &Case, config: &Config, revision: Revision) -> Option<String> {
-    if case.fixture.is_some() && config.dir.is_none() {
+fn skip_reason(
+    case: &Case,
+    config: &Config,
+    has_files: bool,
+    revision: Revision,
+) -> Option<String> {
+    if case.fixture.is_some() && !has_files {
         return Some(tr().skip_needs_dir());
     }
     if case.needs_unprivileged && !config.unprivileged_server {
@@ -297,10 +334,15 @@ fn skip_reason(case: &Case, config: &Config, revision: Revision) -> Option<Strin
     None
 }
 
-fn run_one(case: &Case, ctx: &Ctx, config: &Config) -> Outcome {
-    if config.dir.is_some() {
+fn run_one(case: &Case, ctx: &Ctx, has_files: bool) -> Outcome {
+    if has_files {
         let fixture = case.fixture.unwrap_or(fixtures::empty);
         if let Err(err) = ctx.dir().reset().and_then(|()| fixture(ctx.dir())) {
+            if err.kind() == std::io::ErrorKind::Unsupported {
+                return Outcome::Skip {
+                    reason: err.to_string(),
+                };
+            }
             return Outcome::Fail(Failure::new(
                 tr().fixture_step(),
                 tr().fixture_expected(),

@@ -1,4 +1,10 @@
-//! Streaming a slice body with bounded memory.
+//! Streaming an answer's body with bounded memory: a slice, or a listing.
+//!
+//! An answer whose size is not bounded goes out as a body after its
+//! `0 OK`: the connection asks [`Body::next`] for the next piece, sends it,
+//! and runs the storage step the body asks for when it needs more. A
+//! [`ListingBody`] holds one page of names at a time (a storage step per
+//! page); a [`SliceBody`] one block of the file.
 //!
 //! A [`SliceBody`] turns one opened range into wire bytes a block at a
 //! time: it holds one block read from storage (the reader's block size,
@@ -13,8 +19,9 @@ use std::os::fd::BorrowedFd;
 use hftp_proto::response::{encode_base64, slice_tail, BASE64_CHUNK};
 use hftp_proto::{Range, SliceMode};
 
+use crate::config::WRITE_BATCH;
 use crate::storage::next_block;
-use crate::storage::{shrank, RangeReader, StorageStep};
+use crate::storage::{shrank, ListPage, RangeReader, StorageError, StorageReply, StorageStep};
 
 /// Bytes handed to one `sendfile` call.
 const SENDFILE_CHUNK: usize = 1 << 20;
@@ -33,6 +40,143 @@ pub enum BodyNext {
     Waiting,
     /// Every byte (and the tail) has been produced.
     Done,
+}
+
+/// The rest of an answer, to be produced after its `0 OK`.
+pub enum Body {
+    Slice(SliceBody),
+    Listing(ListingBody),
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Body::Slice(b) => b.fmt(f),
+            Body::Listing(b) => b.fmt(f),
+        }
+    }
+}
+
+impl Body {
+    /// Produces the next piece: appends wire bytes to `out`, or says which
+    /// raw bytes to send, or which storage step to run.
+    pub fn next(&mut self, out: &mut Vec<u8>) -> BodyNext {
+        match self {
+            Body::Slice(b) => b.next(out),
+            Body::Listing(b) => b.next(out),
+        }
+    }
+
+    /// The raw bytes to send after [`BodyNext::Block`].
+    pub fn block(&self) -> &[u8] {
+        match self {
+            Body::Slice(b) => b.block(),
+            Body::Listing(_) => &[],
+        }
+    }
+
+    /// Descriptor, offset and length for `sendfile` after [`BodyNext::File`].
+    pub fn file_range(&self) -> Option<(BorrowedFd<'_>, u64, usize)> {
+        match self {
+            Body::Slice(b) => b.file_range(),
+            Body::Listing(_) => None,
+        }
+    }
+
+    /// `n` bytes of a block or of a `sendfile` went out.
+    pub fn sent(&mut self, n: usize) -> io::Result<()> {
+        match self {
+            Body::Slice(b) => b.sent(n),
+            Body::Listing(_) => Ok(()),
+        }
+    }
+
+    /// Resumes after the storage step asked for by [`BodyNext::Read`]. An
+    /// error means the answer cannot be finished: the connection closes.
+    pub fn resume(&mut self, reply: StorageReply) -> io::Result<()> {
+        match (self, reply) {
+            (Body::Slice(b), StorageReply::Read { reader, buf }) => b.resume(reader, buf),
+            (Body::Listing(b), StorageReply::Listing(page)) => b.resume(page),
+            (_, reply) => Err(io::Error::other(format!(
+                "storage reply {reply:?} does not match the body"
+            ))),
+        }
+    }
+}
+
+/// The rest of a listing after its `0 OK`: one page of names at a time,
+/// then the empty line that ends the listing.
+pub struct ListingBody {
+    names: std::vec::IntoIter<String>,
+    /// Continuation of the next page; `None` once the last page is held.
+    next: Option<String>,
+    /// A page step is outstanding.
+    waiting: bool,
+    /// The final empty line was appended.
+    ended: bool,
+}
+
+impl std::fmt::Debug for ListingBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListingBody")
+            .field("buffered", &self.names.len())
+            .field("more_pages", &self.next.is_some())
+            .finish()
+    }
+}
+
+impl ListingBody {
+    /// A listing whose first page is `first` (its `0 OK` already written).
+    pub fn new(first: ListPage) -> ListingBody {
+        ListingBody {
+            names: first.names.into_iter(),
+            next: first.next,
+            waiting: false,
+            ended: false,
+        }
+    }
+
+    fn next(&mut self, out: &mut Vec<u8>) -> BodyNext {
+        if self.ended {
+            return BodyNext::Done;
+        }
+        if self.waiting {
+            return BodyNext::Waiting;
+        }
+        let before = out.len();
+        while out.len() < WRITE_BATCH {
+            let Some(name) = self.names.next() else { break };
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if out.len() > before {
+            return BodyNext::Filled;
+        }
+        match self.next.take() {
+            Some(cursor) => {
+                self.waiting = true;
+                BodyNext::Read(StorageStep::ListPage {
+                    cursor: Some(cursor),
+                })
+            }
+            None => {
+                out.extend_from_slice(b"\r\n");
+                self.ended = true;
+                BodyNext::Filled
+            }
+        }
+    }
+
+    fn resume(&mut self, page: Result<ListPage, StorageError>) -> io::Result<()> {
+        self.waiting = false;
+        let page = page.map_err(|e| match e {
+            StorageError::Unavailable(e) => e,
+            other => io::Error::other(other.to_string()),
+        })?;
+        self.names = page.names.into_iter();
+        self.next = page.next;
+        Ok(())
+    }
 }
 
 /// The rest of a slice body, to be written after its head.

@@ -8,7 +8,8 @@
 //! - [`connection`]: one client connection as a state machine without I/O
 //!   (input, output, slice streaming, storage steps, close, deadlines);
 //!   every driver owns one per client and only moves bytes and time.
-//! - [`body`]: streaming slice bodies with bounded memory (and `sendfile`).
+//! - [`body`]: streaming answers with bounded memory: slice bodies (and
+//!   `sendfile`), and listings a page at a time.
 //! - [`drivers`]: the concurrency strategies: `async`, `threads`, `pool`,
 //!   `fork`, `poll`, `uring`. Each module's documentation is a short lesson.
 //! - [`transport`]: what comes before the protocol: the PROXY protocol

@@ -14,7 +14,7 @@ use hftp_proto::response::{
 };
 use hftp_proto::{Event, Range, Request, Scanner, SliceMode, Status};
 
-use crate::body::SliceBody;
+use crate::body::{Body, ListingBody, SliceBody};
 use crate::storage::{StorageError, StorageReply, StorageStep};
 
 /// Slices up to this size are answered in one piece, so pipelined small
@@ -30,8 +30,9 @@ pub enum Outcome {
     Replied,
     /// The answer needs storage: run the step, then [`Session::resume`].
     Storage(StorageStep),
-    /// A slice head was appended; send `out`, then stream the body.
-    Stream(SliceBody),
+    /// A slice head or a listing's `0 OK` was appended; send `out`, then
+    /// stream the body.
+    Stream(Body),
     /// The answer was appended; send it, then close gracefully (quit or a
     /// fatal error): shut down writing, drain input briefly, close.
     Close(CloseReason),
@@ -141,7 +142,7 @@ impl Session {
 
     fn execute(&mut self, request: Request, out: &mut Vec<u8>) -> Outcome {
         let (waiting, step) = match request {
-            Request::GetFileListing => (Waiting::Listing, StorageStep::List),
+            Request::GetFileListing => (Waiting::Listing, StorageStep::ListPage { cursor: None }),
             Request::GetMetadata { name } => (Waiting::Size, StorageStep::Size(name)),
             Request::GetSlice { name, range, mode } => (
                 Waiting::Slice { range, mode },
@@ -194,10 +195,16 @@ impl Session {
         out: &mut Vec<u8>,
     ) -> Outcome {
         match (waiting, reply) {
+            // Only the first page can still fail with a status; the others
+            // come as a body after `0 OK`.
             (Some(Waiting::Listing), StorageReply::Listing(result)) => match result {
-                Ok(names) => {
-                    write_listing(out, names.iter().map(String::as_str));
+                Ok(page) if page.next.is_none() => {
+                    write_listing(out, page.names.iter().map(String::as_str));
                     Outcome::Replied
+                }
+                Ok(page) => {
+                    write_status(out, Status::Ok);
+                    Outcome::Stream(Body::Listing(ListingBody::new(page)))
                 }
                 Err(e) => storage_failure(out, e),
             },
@@ -268,5 +275,5 @@ fn slice(
         out.extend_from_slice(slice_tail(mode));
         return Outcome::Replied;
     }
-    Outcome::Stream(SliceBody::new(reader, first, range, mode))
+    Outcome::Stream(Body::Slice(SliceBody::new(reader, first, range, mode)))
 }

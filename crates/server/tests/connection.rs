@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use hftp_proto::{FileName, Range};
 use hftp_server::connection::{Action, Connection, End};
 use hftp_server::session::{CloseReason, SessionConfig};
-use hftp_server::storage::{RangeReader, Storage, StorageError, StorageStep};
+use hftp_server::storage::{ListPage, RangeReader, Storage, StorageError, StorageStep};
 use hftp_server::{Config, Model};
 
 const IDLE: Duration = Duration::from_secs(30);
@@ -33,11 +33,25 @@ enum Entry {
     Unavailable,
 }
 
-#[derive(Default)]
 struct FakeStore {
     entries: Mutex<HashMap<String, Entry>>,
     /// Storage calls made (list, size, open, block reads).
     calls: AtomicUsize,
+    /// Names per listing page (0: one page of everything).
+    page_names: AtomicUsize,
+    /// Listing pages answered before the listing fails (usize::MAX: never).
+    pages_before_failure: AtomicUsize,
+}
+
+impl Default for FakeStore {
+    fn default() -> Self {
+        FakeStore {
+            entries: Mutex::default(),
+            calls: AtomicUsize::new(0),
+            page_names: AtomicUsize::new(0),
+            pages_before_failure: AtomicUsize::new(usize::MAX),
+        }
+    }
 }
 
 impl FakeStore {
@@ -87,11 +101,28 @@ impl Storage for Shared {
     fn backend(&self) -> &'static str {
         "test"
     }
-    fn list(&self) -> Result<Vec<String>, StorageError> {
+    /// Pages of `page_names` names; the cursor is the last name sent.
+    fn list_page(&self, cursor: Option<&str>) -> Result<ListPage, StorageError> {
         self.0.calls.fetch_add(1, Ordering::SeqCst);
+        let left = self.0.pages_before_failure.load(Ordering::SeqCst);
+        if left == 0 {
+            return Err(unavailable());
+        }
+        if left != usize::MAX {
+            self.0
+                .pages_before_failure
+                .store(left - 1, Ordering::SeqCst);
+        }
         let mut names: Vec<String> = self.0.entries.lock().unwrap().keys().cloned().collect();
         names.sort();
-        Ok(names)
+        names.retain(|n| cursor.is_none_or(|c| n.as_str() > c));
+        let per_page = self.0.page_names.load(Ordering::SeqCst);
+        if per_page == 0 || names.len() <= per_page {
+            return Ok(ListPage { names, next: None });
+        }
+        names.truncate(per_page);
+        let next = names.last().cloned();
+        Ok(ListPage { names, next })
     }
     fn size(&self, name: &FileName) -> Result<u64, StorageError> {
         match self.0.entry(name) {
@@ -552,4 +583,72 @@ fn action_name(action: &Action<'_>) -> &'static str {
         Action::Park => "park",
         Action::Close(_) => "close",
     }
+}
+
+/// A store of `count` empty files listed `per_page` names a page.
+fn paged_store(count: usize, per_page: usize) -> Arc<FakeStore> {
+    let store = FakeStore::default();
+    for i in 0..count {
+        store
+            .entries
+            .lock()
+            .unwrap()
+            .insert(format!("f{i:05}"), file(b""));
+    }
+    store.page_names.store(per_page, Ordering::SeqCst);
+    Arc::new(store)
+}
+
+#[test]
+fn a_listing_of_many_pages_is_one_answer_with_a_step_per_page() {
+    let mut h = Harness::new(paged_store(10_000, 1000));
+    h.send(b"get_file_listing\r\nhelp\r\n");
+    h.run();
+    let mut want = b"0 OK\r\n".to_vec();
+    for i in 0..10_000 {
+        want.extend_from_slice(format!("f{i:05}\r\n").as_bytes());
+    }
+    want.extend_from_slice(b"\r\n");
+    assert!(
+        h.received.starts_with(&want),
+        "listing is not every name in order, then the empty line"
+    );
+    assert!(
+        h.received[want.len()..].starts_with(b"0 OK\r\n"),
+        "the next request is answered after the listing"
+    );
+    assert_eq!(h.storage_steps, 10, "one storage step per page");
+    assert!(h.ended.is_none());
+}
+
+#[test]
+fn a_listing_page_that_fails_after_0_ok_closes_the_connection() {
+    let store = paged_store(30, 10);
+    store.pages_before_failure.store(2, Ordering::SeqCst);
+    let mut h = Harness::new(store);
+    h.send(b"get_file_listing\r\n");
+    h.run();
+    let text = String::from_utf8(h.received.clone()).unwrap();
+    assert!(text.starts_with("0 OK\r\nf00000\r\n"), "{text:?}");
+    assert!(
+        text.contains("f00019\r\n") && !text.contains("f00020"),
+        "{text:?}"
+    );
+    assert!(!text.ends_with("\r\n\r\n"), "no final empty line: {text:?}");
+    assert!(
+        matches!(h.ended, Some(End::Error(ref e)) if e.contains("timed out")),
+        "{:?}",
+        h.ended
+    );
+}
+
+#[test]
+fn a_listing_whose_first_page_fails_is_answered_199() {
+    let store = paged_store(30, 10);
+    store.pages_before_failure.store(0, Ordering::SeqCst);
+    let mut h = Harness::new(store);
+    h.send(b"get_file_listing\r\n");
+    h.run();
+    assert_eq!(h.received, b"199 INTERNAL SERVER ERROR\r\n");
+    assert!(h.write_shut, "199 is fatal: the server closes its side");
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use hftp_proto::{FileName, Range};
 use hftp_server::session::SessionConfig;
-use hftp_server::storage::{LocalDir, RangeReader, Storage, StorageError};
+use hftp_server::storage::{ListPage, LocalDir, RangeReader, Storage, StorageError};
 use hftp_server::{Config, Model};
 
 /// A bound on every wait, so that a regression fails instead of hanging.
@@ -65,8 +65,8 @@ impl Storage for HeldStore {
     fn backend(&self) -> &'static str {
         "test"
     }
-    fn list(&self) -> Result<Vec<String>, StorageError> {
-        self.files.list()
+    fn list_page(&self, cursor: Option<&str>) -> Result<ListPage, StorageError> {
+        self.files.list_page(cursor)
     }
     fn size(&self, name: &FileName) -> Result<u64, StorageError> {
         self.hold(name);

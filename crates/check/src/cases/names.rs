@@ -98,7 +98,7 @@ pub fn cases() -> Vec<Case> {
 fn reentering(dir: &FixtureDir) -> std::io::Result<()> {
     dir.file("plain.txt", HOLA)?;
     let base = dir
-        .path()
+        .local_path("links by the directory's own path")?
         .file_name()
         .ok_or_else(|| std::io::Error::other("served directory has no name"))?;
     dir.symlink(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use hftp_server::session::SessionConfig;
-use hftp_server::storage::{LocalDir, Storage};
+use hftp_server::storage::{LocalDir, ObjectStorage, ObjectUrl, StatCache, Storage};
 use hftp_server::{listen, Config, Model};
 
 use crate::logging::{self, LogFormat};
@@ -52,6 +52,18 @@ impl From<ModelArg> for Model {
     hftp serve -d files -p 0 -a ::         any free port, every IPv4 and IPv6 interface
     hftp serve -d files --model pool --workers 8
     hftp serve -d files --model uring --workers 2   two threads, one io_uring each
+    hftp serve --storage file:///srv/files  the same as -d /srv/files
+
+  Serving a bucket of an S3-compatible store (Garage, MinIO, Ceph RGW, AWS S3):
+    AWS_ENDPOINT_URL=http://127.0.0.1:3900 AWS_ALLOW_HTTP=true AWS_REGION=garage \
+    AWS_ACCESS_KEY_ID=GK... AWS_SECRET_ACCESS_KEY=... \
+    hftp serve --storage s3://files/public --stat-cache 5
+  serves the objects `public/NAME` of bucket `files` (keys with a further `/`
+  and keys that are not valid HFTP names are not served). Credentials, region and
+  endpoint come from the standard AWS_* variables only (AWS_SESSION_TOKEN too);
+  requests are path-style. A store that cannot be reached is answered 199 after
+  at most 20 s (connect 2 s, request 10 s, 3 retries), and the next request tries
+  again.
 
 Send SIGINT (Ctrl-C) or SIGTERM to stop: new connections are refused, answers in
 flight finish (at most --shutdown-grace), and the server exits 0. A second
@@ -71,6 +83,24 @@ pub struct Args {
         env = "HFTP_DIRECTORY"
     )]
     directory: PathBuf,
+    /// What to serve, as a URL instead of -d: file:///PATH (a directory) or
+    /// s3://BUCKET[/PREFIX] (a bucket of an S3-compatible store; see below).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "HFTP_STORAGE",
+        conflicts_with = "directory"
+    )]
+    storage: Option<String>,
+    /// Seconds to keep sizes and listings in memory (0: every answer is live,
+    /// as the protocol wants). For a remote store when some staleness is fine.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "SECONDS",
+        env = "HFTP_STAT_CACHE"
+    )]
+    stat_cache: u64,
     /// TCP port; 0 picks a free one (the banner prints it).
     #[arg(short = 'p', long, default_value_t = 19500, env = "HFTP_PORT")]
     port: u16,
@@ -171,14 +201,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     logging::init(args.verbose, args.quiet, args.log_format);
     ignore_hangup();
-    let storage = LocalDir::new(&args.directory, args.follow_symlinks).with_context(|| {
-        format!(
-            "cannot serve {}: it must be an existing directory",
-            args.directory.display()
-        )
-    })?;
-    let root =
-        std::fs::canonicalize(storage.root()).unwrap_or_else(|_| storage.root().to_path_buf());
+    let served = Served::open(&args)?;
     let model = Model::from(args.model);
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -206,10 +229,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let user = match &args.user {
         Some(name) => {
             let user = hftp_server::privileges::drop_to(name)?;
-            // The served directory must still be reachable as that user.
-            LocalDir::new(&args.directory, args.follow_symlinks).with_context(|| {
-                format!("user {name} cannot access {}", args.directory.display())
-            })?;
+            if let Served::Local(dir) = &served {
+                // The served directory must still be reachable as that user.
+                LocalDir::new(dir.root(), args.follow_symlinks).with_context(|| {
+                    format!("user {name} cannot access {}", dir.root().display())
+                })?;
+            }
             format!(", user {} (uid {})", user.name, user.uid)
         }
         None => String::new(),
@@ -218,8 +243,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut banner = format!(
         "hftp {} serving {} (model {model}",
         env!("CARGO_PKG_VERSION"),
-        root.display()
+        served.describe()
     );
+    if args.stat_cache > 0 {
+        banner += &format!(", sizes and listings cached {} s", args.stat_cache);
+    }
     match model {
         Model::Pool => {
             banner += &format!(", {workers} workers: at most {workers} requests worked on at once")
@@ -242,13 +270,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(l) = &metrics {
         let addr = l.local_addr()?;
         banner += &format!("metrics on http://{addr}/metrics ({})\n", reach(addr));
-        hftp_server::metrics::install(model.name(), storage.backend())
+        hftp_server::metrics::install(model.name(), served.backend())
             .context("cannot set up the metrics")?;
     }
 
     let config = Config {
         session: SessionConfig {
-            storage: Arc::new(storage),
+            storage: served.into_storage(args.stat_cache),
             max_line: args.max_line,
         },
         model,
@@ -270,6 +298,67 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     });
     hftp_server::serve(config, listeners, announce).context("server failed")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The backend chosen by -d or --storage.
+enum Served {
+    Local(LocalDir),
+    Object(ObjectStorage),
+}
+
+impl Served {
+    fn open(args: &Args) -> anyhow::Result<Served> {
+        let directory = match args.storage.as_deref() {
+            None => args.directory.clone(),
+            Some(url) if url.starts_with("s3://") => {
+                let url = ObjectUrl::parse(url).map_err(anyhow::Error::msg)?;
+                let storage = ObjectStorage::from_env(url.clone())
+                    .map_err(|e| anyhow::anyhow!("cannot serve {url}: {e}"))?;
+                return Ok(Served::Object(storage));
+            }
+            Some(url) => match url.strip_prefix("file://") {
+                Some(path) if path.starts_with('/') => PathBuf::from(path),
+                _ => bail!("--storage {url:?}: expected file:///PATH or s3://BUCKET[/PREFIX]"),
+            },
+        };
+        let dir = LocalDir::new(&directory, args.follow_symlinks).with_context(|| {
+            format!(
+                "cannot serve {}: it must be an existing directory",
+                directory.display()
+            )
+        })?;
+        Ok(Served::Local(dir))
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Served::Local(dir) => std::fs::canonicalize(dir.root())
+                .unwrap_or_else(|_| dir.root().to_path_buf())
+                .display()
+                .to_string(),
+            Served::Object(storage) => storage.url().to_string(),
+        }
+    }
+
+    /// The backend's name in the metrics.
+    fn backend(&self) -> &'static str {
+        match self {
+            Served::Local(dir) => dir.backend(),
+            Served::Object(storage) => storage.backend(),
+        }
+    }
+
+    fn into_storage(self, stat_cache: u64) -> Arc<dyn Storage> {
+        let storage: Box<dyn Storage> = match self {
+            Served::Local(dir) => Box::new(dir),
+            Served::Object(storage) => Box::new(storage),
+        };
+        if stat_cache == 0 {
+            Arc::from(storage)
+        } else {
+            Arc::new(StatCache::new(storage, seconds(stat_cache)))
+        }
+    }
 }
 
 /// Durations are capped at about 136 years, so that adding one to the

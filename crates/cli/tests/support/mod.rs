@@ -7,6 +7,7 @@
 //! ```
 #![allow(dead_code)]
 
+pub mod garage;
 pub mod haproxy;
 
 use std::ffi::OsString;
@@ -86,9 +87,18 @@ pub struct ServerBuilder {
     /// Standard settings as `HFTP_*` variables instead of arguments.
     from_environment: bool,
     envs: Vec<(OsString, OsString)>,
+    /// `--storage URL` instead of `-d DIR`.
+    storage: Option<String>,
 }
 
 impl ServerBuilder {
+    /// Serves `--storage URL` (e.g. `s3://bucket/prefix`) instead of the
+    /// builder's directory.
+    pub fn storage(mut self, url: &str) -> Self {
+        self.storage = Some(url.to_string());
+        self
+    }
+
     /// One more environment variable for the server.
     pub fn env(mut self, key: &str, value: impl Into<OsString>) -> Self {
         self.envs.push((key.into(), value.into()));
@@ -164,12 +174,11 @@ impl ServerBuilder {
                 command.env("HFTP_MODEL", model);
             }
         } else {
-            command.arg("-d").arg(&self.dir).args([
-                "-p",
-                &self.port.to_string(),
-                "-a",
-                "127.0.0.1",
-            ]);
+            match &self.storage {
+                Some(url) => command.args(["--storage", url]),
+                None => command.arg("-d").arg(&self.dir),
+            };
+            command.args(["-p", &self.port.to_string(), "-a", "127.0.0.1"]);
             if let Some(model) = &self.model {
                 command.args(["--model", model]);
             }
@@ -292,6 +301,7 @@ impl Server {
             gid: None,
             from_environment: false,
             envs: Vec::new(),
+            storage: None,
         }
     }
 

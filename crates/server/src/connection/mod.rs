@@ -3,10 +3,11 @@
 //!
 //! **The connection's job.** Everything between the bytes and the socket
 //! calls: feeding input to the [`Session`], batching answers, streaming a
-//! slice body, running storage as a step, the close after `quit` or a fatal
-//! error (flush, shut down writing, drain input briefly, close), the turn
-//! budget that keeps one fast client from starving the others, and the
-//! idle, write and drain deadlines, computed from a `now` passed in.
+//! body (a slice, or a listing page by page), running storage as a step,
+//! the close after `quit` or a fatal error (flush, shut down writing, drain
+//! input briefly, close), the turn budget that keeps one fast client from
+//! starving the others, and the idle, write and drain deadlines, computed
+//! from a `now` passed in.
 //!
 //! **The driver's job.** Moving bytes and time: it asks [`Connection::poll`]
 //! what to do next and does exactly that, then reports back:
@@ -50,7 +51,7 @@ pub use end::{ConnStats, End};
 use hftp_proto::response::base64_len;
 use hftp_proto::SliceMode;
 
-use crate::body::{BodyNext, SliceBody};
+use crate::body::{Body, BodyNext};
 use crate::config::{Config, DRAIN_BYTES, DRAIN_TIME, WRITE_BATCH};
 use crate::metrics;
 use crate::session::{CloseReason, Outcome, Session};
@@ -115,7 +116,7 @@ pub struct Connection {
     input: Vec<u8>,
     out: Vec<u8>,
     written: usize,
-    body: Option<SliceBody>,
+    body: Option<Body>,
     /// A step to hand to the driver, and who waits for its reply.
     step: Option<StorageStep>,
     waiter: Option<Waiter>,
@@ -384,13 +385,13 @@ impl Connection {
                     self.input = Vec::new();
                 }
             }
-            Some(Waiter::Body) => match (reply, &mut self.body) {
-                (StorageReply::Read { reader, buf }, Some(body)) => {
-                    if let Err(e) = body.resume(reader, buf) {
+            Some(Waiter::Body) => match &mut self.body {
+                Some(body) => {
+                    if let Err(e) = body.resume(reply) {
                         self.fail_body(e);
                     }
                 }
-                _ => self.done = Some(End::Error("storage reply without a body".into())),
+                None => self.done = Some(End::Error("storage reply without a body".into())),
             },
             None => self.done = Some(End::Error("storage reply nobody waited for".into())),
         }
@@ -416,10 +417,11 @@ impl Connection {
         }
     }
 
-    /// The file failed after its `0 OK` went out: nothing can be said in
-    /// band, the connection is closed (the client sees a short body).
+    /// The file or the listing failed after its `0 OK` went out: nothing
+    /// can be said in band, the connection is closed (the client sees a
+    /// short body).
     fn fail_body(&mut self, e: io::Error) {
-        tracing::warn!(error = %e, "slice cut short, closing the connection");
+        tracing::warn!(error = %e, "answer cut short after 0 OK, closing the connection");
         self.done = Some(End::Error(e.to_string()));
     }
 

@@ -7,6 +7,21 @@
 //! symbolic links or races the directory holds. Special files are checked
 //! through an `O_PATH` handle first and are never opened for reading, so a
 //! FIFO cannot block the server.
+//!
+//! **Listing with bounded memory.** The protocol's listing is sorted, and a
+//! directory is read in no order, so sorting needs every name at once, or an
+//! external sort on disk, or repeated scans. A page here is one scan of the
+//! directory keeping only the [`PAGE_NAMES`] smallest names after the
+//! previous page's last one (a bounded heap); the next page scans again. So
+//! memory stays at one page whatever the number of files, for
+//! `files / PAGE_NAMES` scans. Measured on 100,000 files (a debug build on
+//! two busy cores, whole listing over loopback, peak RSS of the server):
+//! one page of everything 0.6 s and 29 MB; pages of 4,096 names 2.2 s and
+//! 9 MB; pages of 16,384 (chosen) 1.0 s and 11 MB. Beyond a few million
+//! files the quadratic cost of rescanning dominates and an external sort
+//! would be the better trade. Only the names of a page are checked with
+//! `stat`, once each. A file created during a listing is listed if its name
+//! sorts after the page being read, as in any live listing.
 
 use std::fs::File;
 use std::io;
@@ -18,7 +33,10 @@ use hftp_proto::response::BASE64_CHUNK;
 use hftp_proto::{FileName, Range};
 use rustix::fs::{openat2, FileType, Mode, OFlags, ResolveFlags};
 
-use super::{RangeReader, Storage, StorageError};
+use super::{ListPage, RangeReader, Storage, StorageError};
+
+/// Names per listing page: at most about 4 MiB of names (255 bytes each).
+pub const PAGE_NAMES: usize = 16_384;
 
 /// A local directory, served live.
 #[derive(Debug, Clone)]
@@ -217,20 +235,40 @@ impl Storage for LocalDir {
         "local"
     }
 
-    fn list(&self) -> Result<Vec<String>, StorageError> {
+    fn list_page(&self, cursor: Option<&str>) -> Result<ListPage, StorageError> {
         let dir = self.open_root(OFlags::RDONLY)?;
-        let mut names = Vec::new();
+        // The PAGE_NAMES smallest names after `cursor`: a max-heap whose top
+        // is evicted when a smaller name comes.
+        let mut page = std::collections::BinaryHeap::<String>::with_capacity(PAGE_NAMES + 1);
+        let mut more = false;
         for entry in rustix::fs::Dir::read_from(&dir).map_err(io::Error::from)? {
             let entry = entry.map_err(io::Error::from)?;
             let Ok(name) = entry.file_name().to_str() else {
                 continue;
             };
             // Names that cannot be requested (spaces, other bytes) are not listed.
-            if FileName::new(name).is_err() {
+            if FileName::new(name).is_err() || cursor.is_some_and(|c| name <= c) {
                 continue;
             }
-            match self.stat_in(dir.as_fd(), name) {
-                Ok(_) => names.push(name.to_owned()),
+            if page.len() == PAGE_NAMES {
+                more = true;
+                if page.peek().is_some_and(|top| name >= top.as_str()) {
+                    continue;
+                }
+                page.pop();
+            }
+            page.push(name.to_owned());
+        }
+        let candidates = page.into_sorted_vec();
+        let next = if more {
+            candidates.last().cloned()
+        } else {
+            None
+        };
+        let mut names = Vec::with_capacity(candidates.len());
+        for name in candidates {
+            match self.stat_in(dir.as_fd(), &name) {
+                Ok(_) => names.push(name),
                 // Gone since the directory was read, not regular, escaping: skip.
                 Err(StorageError::NotFound) => {}
                 Err(StorageError::Unavailable(e))
@@ -238,8 +276,7 @@ impl Storage for LocalDir {
                 Err(e) => return Err(e),
             }
         }
-        names.sort_unstable();
-        Ok(names)
+        Ok(ListPage { names, next })
     }
 
     fn size(&self, name: &FileName) -> Result<u64, StorageError> {
@@ -302,6 +339,7 @@ impl LocalDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::list_all;
 
     fn name(s: &str) -> FileName {
         FileName::new(s).unwrap()
@@ -333,7 +371,7 @@ mod tests {
 
         let dir = LocalDir::new(&root, false).unwrap();
         assert_eq!(
-            dir.list().unwrap(),
+            list_all(&dir).unwrap(),
             ["a.txt", "abs-inside", "b.txt", "inside"]
         );
         assert_eq!(dir.size(&name("b.txt")).unwrap(), 5);
@@ -363,9 +401,44 @@ mod tests {
 
         // The directory is resolved anew: delete and re-create it.
         std::fs::remove_dir_all(&root).unwrap();
-        assert!(matches!(dir.list(), Err(StorageError::Unavailable(_))));
+        assert!(matches!(list_all(&dir), Err(StorageError::Unavailable(_))));
         std::fs::create_dir(&root).unwrap();
         std::fs::write(root.join("new"), b"1").unwrap();
-        assert_eq!(dir.list().unwrap(), ["new"]);
+        assert_eq!(list_all(&dir).unwrap(), ["new"]);
+    }
+
+    #[test]
+    fn listing_pages_are_bounded_sorted_and_complete() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Enough names for three pages, created in an order unlike the sorted one.
+        let count = 2 * PAGE_NAMES + 17;
+        let mut want: Vec<String> = (0..count)
+            .map(|i| format!("f{:x}", i * 7919 % 100_003))
+            .collect();
+        for n in &want {
+            std::fs::write(tmp.path().join(n), b"").unwrap();
+        }
+        std::fs::create_dir(tmp.path().join("a-directory")).unwrap();
+        std::fs::write(tmp.path().join("not listed"), b"").unwrap();
+        want.sort();
+        let dir = LocalDir::new(tmp.path(), false).unwrap();
+        let mut got = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let page = dir.list_page(cursor.as_deref()).unwrap();
+            assert!(page.names.len() <= PAGE_NAMES);
+            got.extend(page.names);
+            pages += 1;
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 3);
+        assert!(
+            got == want,
+            "listing is not the sorted set of regular files"
+        );
     }
 }

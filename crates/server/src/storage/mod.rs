@@ -10,11 +10,19 @@
 //!
 //! The seam is shaped for remote stores: a ranged read is one sequential
 //! body read ahead in large blocks ([`RangeReader::block_size`]), opening
-//! checks existence and range in one operation, a descriptor for
-//! `sendfile` exists only for local files, and "not found", "out of range"
-//! and "unavailable" are distinct errors.
+//! checks existence and range in one operation, the listing comes in pages
+//! ([`Storage::list_page`]) so that no backend holds a whole directory or
+//! bucket in memory, a descriptor for `sendfile` exists only for local
+//! files, and "not found", "out of range" and "unavailable" are distinct
+//! errors.
+//!
+//! Backends: [`LocalDir`] (a directory), [`ObjectStorage`] (a bucket of an
+//! S3-compatible store), and [`StatCache`], which may wrap either to answer
+//! sizes and listings from a short-lived cache.
 
+mod cache;
 mod local;
+mod object;
 pub mod offload;
 mod step;
 
@@ -23,7 +31,9 @@ use std::os::fd::BorrowedFd;
 
 use hftp_proto::{FileName, Range};
 
+pub use cache::StatCache;
 pub use local::LocalDir;
+pub use object::{ObjectStorage, ObjectUrl};
 pub(crate) use step::next_block;
 pub use step::{FileRead, Prepared, StorageReply, StorageStep};
 
@@ -79,10 +89,23 @@ pub trait RangeReader: Send {
     fn advance(&mut self, _n: u64) {}
 }
 
+/// One page of the listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// Servable names, sorted in byte order, all after those of the
+    /// previous pages. May be empty even when more pages follow.
+    pub names: Vec<String>,
+    /// Where the next page starts (opaque, backend-defined); `None` after
+    /// the last page.
+    pub next: Option<String>,
+}
+
 /// What every backend offers.
 pub trait Storage: Send + Sync {
-    /// Servable names, sorted in byte order.
-    fn list(&self) -> Result<Vec<String>, StorageError>;
+    /// A page of servable names, in byte order: the first page for `None`,
+    /// else the page that follows the one whose [`ListPage::next`] was
+    /// `cursor`. Every page is bounded in size, whatever the number of files.
+    fn list_page(&self, cursor: Option<&str>) -> Result<ListPage, StorageError>;
     /// Size of a servable file.
     fn size(&self, name: &FileName) -> Result<u64, StorageError>;
     /// Opens `range` of a servable file: fails with `NotFound` or
@@ -102,6 +125,21 @@ pub trait Storage: Send + Sync {
     }
     /// The backend's name in the metrics (`local`, `s3`).
     fn backend(&self) -> &'static str;
+}
+
+/// Every servable name, all pages collected: for tests and small tools, not
+/// for serving (the server streams pages).
+pub fn list_all(storage: &dyn Storage) -> Result<Vec<String>, StorageError> {
+    let mut names = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = storage.list_page(cursor.as_deref())?;
+        names.extend(page.names);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(names),
+        }
+    }
 }
 
 /// Reads exactly `buf.len()` bytes, or fails with "file shrank".

@@ -10,13 +10,14 @@ use hftp_proto::{FileName, Range, SliceMode};
 
 use std::time::Instant;
 
-use super::{read_exact, shrank, RangeReader, Storage, StorageError};
+use super::{read_exact, shrank, ListPage, RangeReader, Storage, StorageError};
 use crate::metrics::{self, StorageOp};
 
 /// A storage operation a connection waits for.
 pub enum StorageStep {
-    /// The listing.
-    List,
+    /// A page of the listing: the first for `None`, else the one after the
+    /// page whose continuation `cursor` is.
+    ListPage { cursor: Option<String> },
     /// One file's size.
     Size(FileName),
     /// Open a range and read its first block (all of it when it is small),
@@ -36,7 +37,7 @@ pub enum StorageStep {
 
 /// The result of a [`StorageStep`].
 pub enum StorageReply {
-    Listing(Result<Vec<String>, StorageError>),
+    Listing(Result<ListPage, StorageError>),
     Size(Result<u64, StorageError>),
     Opened(Result<(Box<dyn RangeReader>, Vec<u8>), StorageError>),
     Read {
@@ -48,7 +49,8 @@ pub enum StorageReply {
 impl std::fmt::Debug for StorageStep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StorageStep::List => f.write_str("list"),
+            StorageStep::ListPage { cursor: None } => f.write_str("list"),
+            StorageStep::ListPage { cursor: Some(_) } => f.write_str("list (next page)"),
             StorageStep::Size(name) => write!(f, "size {name}"),
             StorageStep::Open { name, range, mode } => {
                 write!(f, "open {name} {}+{} {mode:?}", range.offset, range.size)
@@ -61,7 +63,9 @@ impl std::fmt::Debug for StorageStep {
 impl std::fmt::Debug for StorageReply {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StorageReply::Listing(r) => write!(f, "listing {:?}", r.as_ref().map(Vec::len)),
+            StorageReply::Listing(r) => {
+                write!(f, "listing {:?}", r.as_ref().map(|page| page.names.len()))
+            }
             StorageReply::Size(r) => write!(f, "size {r:?}"),
             StorageReply::Opened(r) => write!(f, "opened {:?}", r.as_ref().map(|(_, b)| b.len())),
             StorageReply::Read { buf, .. } => write!(f, "read {:?}", buf.as_ref().map(Vec::len)),
@@ -99,7 +103,7 @@ impl StorageStep {
     /// does, and counts it in the metrics.
     pub fn run(self, storage: &dyn Storage) -> StorageReply {
         let op = match &self {
-            StorageStep::List => StorageOp::List,
+            StorageStep::ListPage { .. } => StorageOp::List,
             StorageStep::Size(_) => StorageOp::Size,
             StorageStep::Open { .. } => StorageOp::Open,
             StorageStep::Read { .. } => StorageOp::Read,
@@ -115,7 +119,9 @@ impl StorageStep {
 
     fn execute(self, storage: &dyn Storage) -> StorageReply {
         match self {
-            StorageStep::List => StorageReply::Listing(storage.list()),
+            StorageStep::ListPage { cursor } => {
+                StorageReply::Listing(storage.list_page(cursor.as_deref()))
+            }
             StorageStep::Size(name) => StorageReply::Size(storage.size(&name)),
             StorageStep::Open { name, range, mode } => {
                 StorageReply::Opened(storage.open_range(&name, range).and_then(|mut reader| {

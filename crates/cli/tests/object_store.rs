@@ -1,0 +1,470 @@
+//! `hftp serve --storage s3://BUCKET/PREFIX` against a real 3-node Garage
+//! cluster (`replication_factor = 3`) started on loopback by the test: the
+//! conformance suite with its fixtures written to the bucket, listing
+//! semantics, 100,000 keys listed with bounded server memory, an object
+//! replaced mid-slice, and a store that goes away and comes back.
+//!
+//! Garage must be installed (`.ci/run` does it): without it these tests
+//! fail, saying so.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use hftp_check::fixtures::FixtureSink;
+use hftp_check::{report, Outcome, Summary};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use support::garage::{self, Garage};
+use support::Server;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One cluster at a time: four 3-node clusters and 100,000 PUTs at once on
+/// a small machine starve each other into timeouts that test nothing.
+static ONE_CLUSTER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Starts a cluster once no other test of this file runs one.
+fn cluster() -> (std::sync::MutexGuard<'static, ()>, Garage) {
+    let turn = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    (turn, Garage::start())
+}
+
+/// The test's own S3 client for one prefix of the bucket, on a small
+/// runtime of its own: lays out fixtures and objects.
+struct Bucket {
+    store: AmazonS3,
+    prefix: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Bucket {
+    fn new(cluster: &Garage, node: usize, prefix: &str) -> Arc<Bucket> {
+        let store = AmazonS3Builder::new()
+            .with_endpoint(cluster.endpoint(node))
+            .with_allow_http(true)
+            .with_region(garage::REGION)
+            .with_bucket_name(garage::BUCKET)
+            .with_access_key_id(garage::KEY_ID)
+            .with_secret_access_key(garage::SECRET)
+            .build()
+            .expect("S3 client");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        Arc::new(Bucket {
+            store,
+            prefix: prefix.to_string(),
+            runtime,
+        })
+    }
+
+    fn key(&self, name: &str) -> Key {
+        Key::from(format!("{}/{name}", self.prefix))
+    }
+
+    /// A key outside this prefix (or any raw key).
+    fn put_raw(&self, key: &str, content: &[u8]) {
+        let payload = PutPayload::from(content.to_vec());
+        self.runtime
+            .block_on(self.store.put(&Key::from(key), payload))
+            .unwrap_or_else(|e| panic!("PUT {key}: {e}"));
+    }
+
+    /// Creates `names` as empty objects, 64 requests at a time.
+    fn put_many_empty(&self, names: &[String]) {
+        self.runtime
+            .block_on(async {
+                stream::iter(names)
+                    .map(|name| {
+                        let key = self.key(name);
+                        async move { self.store.put(&key, PutPayload::new()).await }
+                    })
+                    .buffer_unordered(64)
+                    .try_for_each(|_| async { Ok(()) })
+                    .await
+            })
+            .expect("PUT of the many keys");
+    }
+}
+
+impl FixtureSink for Bucket {
+    fn put(&self, name: &str, content: &[u8]) -> std::io::Result<()> {
+        let payload = PutPayload::from(content.to_vec());
+        self.runtime
+            .block_on(self.store.put(&self.key(name), payload))
+            .map(|_| ())
+            .map_err(std::io::Error::other)
+    }
+
+    fn get(&self, name: &str) -> std::io::Result<Vec<u8>> {
+        self.runtime
+            .block_on(async { self.store.get(&self.key(name)).await?.bytes().await })
+            .map(|b| b.to_vec())
+            .map_err(std::io::Error::other)
+    }
+
+    fn delete(&self, name: &str) -> std::io::Result<()> {
+        self.runtime
+            .block_on(self.store.delete(&self.key(name)))
+            .map_err(std::io::Error::other)
+    }
+
+    /// One `DELETE` per key, a few at a time: unlike a bulk delete (a
+    /// `POST`), each is idempotent and retried by the client.
+    fn clear(&self) -> std::io::Result<()> {
+        let prefix = Key::from(self.prefix.as_str());
+        self.runtime
+            .block_on(async {
+                let keys: Vec<Key> = self
+                    .store
+                    .list(Some(&prefix))
+                    .map_ok(|meta| meta.location)
+                    .try_collect()
+                    .await?;
+                stream::iter(keys)
+                    .map(|key| async move { self.store.delete(&key).await })
+                    .buffer_unordered(16)
+                    .try_for_each(|()| async { Ok(()) })
+                    .await
+            })
+            .map_err(std::io::Error::other)
+    }
+}
+
+/// `hftp serve --storage s3://hftp/PREFIX` reaching node `node`.
+fn serve(cluster: &Garage, node: usize, prefix: &str, model: &str) -> Server {
+    let mut builder = Server::builder(Path::new("."))
+        .storage(&format!("s3://{}/{prefix}", garage::BUCKET))
+        .model(model);
+    for (key, value) in cluster.env(node) {
+        builder = builder.env(key, value);
+    }
+    builder.start()
+}
+
+/// Sends `request` then `quit` on a new connection and returns the lines
+/// of the answer to `request` (everything up to EOF, less `quit`'s `0 OK`;
+/// a fatal answer closes the connection before `quit` is read).
+fn exchange(addr: SocketAddr, request: &str) -> Vec<String> {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(b"quit\r\n").unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    let mut lines: Vec<String> = text.split("\r\n").map(str::to_string).collect();
+    if lines.last().is_some_and(String::is_empty) {
+        lines.pop();
+    }
+    if lines.len() > 1 && lines.last().is_some_and(|l| l == "0 OK") {
+        lines.pop();
+    }
+    lines
+}
+
+/// The first line of the answer to one request.
+fn status(addr: SocketAddr, request: &str) -> String {
+    exchange(addr, request).first().cloned().unwrap_or_default()
+}
+
+fn conformance(cluster: &Garage, node: usize, model: &str) {
+    let prefix = format!("conformance-{model}");
+    let bucket = Bucket::new(cluster, node, &prefix);
+    bucket.clear().expect("empty prefix");
+    let mut server = serve(cluster, node, &prefix, model);
+    // Each request is a round trip to a replicated store (a few ms): the
+    // suite's 1,000 pipelined requests need more than its default 5 s.
+    let config = hftp_check::Config {
+        timeout: Duration::from_secs(60),
+        ..hftp_check::Config::new(server.addr())
+    };
+    let cases = hftp_check::cases::all();
+    let selection: Vec<_> = cases.iter().collect();
+    let results =
+        hftp_check::run_with_sink(&config, bucket, &selection, |_| {}).expect("suite runs");
+    let problems: Vec<String> = results
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Fail(_)))
+        .map(report::text)
+        .collect();
+    let skipped = results
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Skip { .. }))
+        .count();
+    assert!(
+        server.is_running(),
+        "server ({model}) died during the suite; stderr:\n{}",
+        server.stderr()
+    );
+    assert!(
+        problems.is_empty(),
+        "model {model} on node {node}: {}\n{}",
+        Summary::of(&results),
+        problems.join("\n")
+    );
+    // Only cases whose files a bucket cannot hold (links, FIFOs,
+    // permissions) may be skipped.
+    assert!(
+        skipped * 4 < results.len(),
+        "model {model}: {skipped} of {} cases skipped",
+        results.len()
+    );
+    eprintln!("model {model} on node {node}: {}", Summary::of(&results));
+    if model == "fork" {
+        // The parent never touched the store: it still has one thread.
+        let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+        assert!(
+            status.lines().any(|l| l == "Threads:\t1"),
+            "the fork model's parent must stay single-threaded:\n{status}"
+        );
+    }
+}
+
+#[test]
+fn conformance_suite_passes_against_every_node_of_a_replicated_cluster() {
+    let (_turn, cluster) = cluster();
+    // Every node serves the same bucket; each model against one of them.
+    for (node, model) in [
+        (0, "async"),
+        (1, "poll"),
+        (2, "fork"),
+        (0, "threads"),
+        (1, "pool"),
+    ] {
+        conformance(&cluster, node, model);
+    }
+}
+
+#[test]
+fn listing_slices_and_replacement_follow_the_local_semantics() {
+    let (_turn, cluster) = cluster();
+    let bucket = Bucket::new(&cluster, 0, "files");
+    bucket.put("ok.txt", b"hello").unwrap();
+    bucket.put("empty", b"").unwrap();
+    // Not servable: below a further `/`, invalid names, beside the prefix.
+    bucket.put("sub/inner.txt", b"x").unwrap();
+    bucket.put("with space", b"x").unwrap();
+    bucket.put("caf\u{e9}.txt", b"x").unwrap();
+    bucket.put_raw("filesnot/x.txt", b"x");
+    bucket.put_raw("files-sibling.txt", b"x");
+    bucket.put_raw("top.txt", b"x");
+    let server = serve(&cluster, 1, "files", "async");
+    let addr = server.addr();
+    assert_eq!(
+        exchange(addr, "get_file_listing\r\n"),
+        ["0 OK", "empty", "ok.txt", ""]
+    );
+    assert_eq!(exchange(addr, "get_metadata ok.txt\r\n"), ["0 OK", "5"]);
+    assert_eq!(
+        status(addr, "get_metadata inner.txt\r\n"),
+        "202 FILE NOT FOUND"
+    );
+    assert_eq!(
+        status(addr, "get_metadata top.txt\r\n"),
+        "202 FILE NOT FOUND"
+    );
+    assert_eq!(
+        status(addr, "get_slice ok.txt 3 3\r\n"),
+        "203 OFFSET EXCEEDS FILE SIZE"
+    );
+    assert_eq!(exchange(addr, "get_slice ok.txt 1 3\r\n"), ["0 OK", "ZWxs"]);
+    // SIZE = 0 needs the object to exist and the offset to fit, nothing more.
+    assert_eq!(exchange(addr, "get_slice ok.txt 5 0\r\n"), ["0 OK", ""]);
+    assert_eq!(
+        status(addr, "get_slice missing 0 0\r\n"),
+        "202 FILE NOT FOUND"
+    );
+
+    // An object replaced mid-slice: the connection closes, and it is logged.
+    let len = 48usize << 20;
+    bucket.put("big.bin", &vec![1u8; len]).unwrap();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    write!(stream, "get_slice big.bin 0 {len} raw\r\n").unwrap();
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head).unwrap();
+    assert!(head[..n].starts_with(b"0 OK\r\n"), "{:?}", &head[..n]);
+    bucket.put("big.bin", &vec![2u8; len]).unwrap();
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    assert!(
+        n + rest.len() < len,
+        "the slice went out whole ({} bytes) although its object was replaced",
+        n + rest.len()
+    );
+    assert!(
+        !rest.contains(&2u8),
+        "bytes of the new version were sent in the old version's slice"
+    );
+    server.wait_stderr("was replaced while its slice was being sent", TIMEOUT);
+}
+
+/// Resident memory of `pid` in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_hundred_thousand_keys_are_listed_with_bounded_server_memory() {
+    const KEYS: usize = 100_000;
+    let (_turn, cluster) = cluster();
+    let bucket = Bucket::new(&cluster, 0, "many");
+    // Long names: held at once, they would be 20 MB; a page is 1,000.
+    let names: Vec<String> = (0..KEYS)
+        .map(|i| format!("{i:08}-{}", "n".repeat(190)))
+        .collect();
+    bucket.put_many_empty(&names);
+    let server = serve(&cluster, 2, "many", "async");
+    // The runtime and client exist after a first request.
+    assert_eq!(
+        status(server.addr(), "get_metadata missing\r\n"),
+        "202 FILE NOT FOUND"
+    );
+    let baseline = rss_kib(server.pid());
+
+    let peak = Arc::new(AtomicU64::new(baseline));
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, done, pid) = (Arc::clone(&peak), Arc::clone(&done), server.pid());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                peak.fetch_max(rss_kib(pid), Ordering::SeqCst);
+                std::thread::yield_now();
+            }
+        })
+    };
+    let lines = exchange(server.addr(), "get_file_listing\r\n");
+    done.store(true, Ordering::SeqCst);
+    sampler.join().unwrap();
+
+    assert_eq!(lines.first().map(String::as_str), Some("0 OK"));
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some(""),
+        "listing ends with an empty line"
+    );
+    let listed = &lines[1..lines.len() - 1];
+    assert_eq!(listed.len(), KEYS, "every key listed once");
+    assert!(listed == names.as_slice(), "names in byte order");
+    let growth = peak.load(Ordering::SeqCst).saturating_sub(baseline);
+    eprintln!(
+        "listing {KEYS} keys: server RSS {baseline} KiB before, grew by {growth} KiB at most"
+    );
+    assert!(
+        growth < 16 * 1024,
+        "server memory grew by {growth} KiB while listing {KEYS} keys (baseline {baseline} KiB)"
+    );
+}
+
+#[test]
+fn a_store_that_goes_away_answers_199_and_serving_resumes_when_it_is_back() {
+    let (_turn, mut cluster) = cluster();
+    let bucket = Bucket::new(&cluster, 0, "outage");
+    bucket.put("hola.txt", b"hola").unwrap();
+    for model in ["async", "poll", "fork"] {
+        let server = serve(&cluster, 0, "outage", model);
+        assert_eq!(
+            exchange(server.addr(), "get_metadata hola.txt\r\n"),
+            ["0 OK", "4"]
+        );
+        drop(server);
+    }
+    let server = serve(&cluster, 0, "outage", "poll");
+    let addr = server.addr();
+
+    // One node down: a quorum of two still answers.
+    cluster.kill(2);
+    assert_eq!(exchange(addr, "get_metadata hola.txt\r\n"), ["0 OK", "4"]);
+
+    // The node the server talks to is down: 199, and the server still answers.
+    cluster.kill(0);
+    assert_eq!(
+        status(addr, "get_metadata hola.txt\r\n"),
+        "199 INTERNAL SERVER ERROR"
+    );
+    assert_eq!(
+        status(addr, "get_file_listing\r\n"),
+        "199 INTERNAL SERVER ERROR"
+    );
+    assert_eq!(status(addr, "help\r\n"), "0 OK");
+    server.wait_stderr("storage failure, answering 199", TIMEOUT);
+
+    // Back: the next requests are served, without restarting the server.
+    cluster.restart(0);
+    cluster.restart(2);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = exchange(addr, "get_metadata hola.txt\r\n");
+        if answer == ["0 OK", "4"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not served again after the store came back: {answer:?}\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        exchange(addr, "get_slice hola.txt 0 4\r\n"),
+        ["0 OK", "aG9sYQ=="]
+    );
+
+    // No credential in the logs.
+    let logs = server.stderr();
+    assert!(
+        logs.contains("object store s3://hftp/outage"),
+        "cause logged:\n{logs}"
+    );
+    for secret in [garage::SECRET, garage::KEY_ID] {
+        assert!(!logs.contains(secret), "a credential was logged:\n{logs}");
+    }
+}
+
+#[test]
+fn bad_credentials_are_199_with_no_secret_logged() {
+    let (_turn, cluster) = cluster();
+    let wrong_secret = "0badc0de".repeat(8);
+    let mut builder = Server::builder(Path::new("."))
+        .storage(&format!("s3://{}/x", garage::BUCKET))
+        .model("async");
+    for (key, value) in cluster.env(0) {
+        let value = if key == "AWS_SECRET_ACCESS_KEY" {
+            wrong_secret.clone()
+        } else {
+            value
+        };
+        builder = builder.env(key, value);
+    }
+    let server = builder.start();
+    assert_eq!(
+        status(server.addr(), "get_file_listing\r\n"),
+        "199 INTERNAL SERVER ERROR"
+    );
+    assert_eq!(status(server.addr(), "help\r\n"), "0 OK");
+    server.wait_stderr("storage failure, answering 199", TIMEOUT);
+    let logs = server.stderr();
+    for secret in [wrong_secret.as_str(), garage::KEY_ID] {
+        assert!(!logs.contains(secret), "a credential was logged:\n{logs}");
+    }
+}

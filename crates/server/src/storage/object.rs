@@ -1,0 +1,570 @@
+//! A bucket of an S3-compatible object store (AWS S3, Garage, MinIO, Ceph
+//! RGW) as the served files, so that many stateless servers can serve the
+//! same files.
+//!
+//! **What is served.** `s3://BUCKET/PREFIX` serves the objects whose key is
+//! `PREFIX/NAME` for a valid HFTP `NAME`: keys with a further `/` below the
+//! prefix, and keys that are not valid names, are neither listed nor
+//! served, as subdirectories and odd names of a local directory.
+//!
+//! **Configuration** comes from the standard variables, read once at start:
+//! `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+//! `AWS_REGION`/`AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL` and
+//! `AWS_ALLOW_HTTP=true` for a plain-http endpoint. Requests are
+//! path-style (`ENDPOINT/BUCKET/KEY`), which every compatible store
+//! accepts. No secret is ever logged: errors are passed through
+//! [`redact`] before they leave this module.
+//!
+//! **How calls block.** `object_store` is async; the [`Storage`] interface
+//! is blocking (drivers run it on threads that may wait). Each call is run
+//! with `block_on` on a small runtime owned by the backend. That runtime is
+//! created lazily, once per process, on the first call: the `fork` model
+//! forks children from a parent that must stay single-threaded and never
+//! touches storage, and a runtime's threads would not survive `fork()`
+//! anyway. A runtime inherited from another process is leaked, never
+//! dropped (dropping it would wait for threads that do not exist here).
+//!
+//! **Bounded waits.** Connect 2 s; one request 10 s; 3 retries of failed
+//! requests (connection errors, 5xx, timeouts) with exponential backoff
+//! from 100 ms to at most 1 s, none started after 15 s; and a hard bound of
+//! [`CALL_TIMEOUT`] on each storage call. A store that cannot be reached is
+//! `199` after at most that long, and the next request tries again: the
+//! server serves again as soon as the store is back.
+//!
+//! **Reads** are pinned to the object's version: opening a range asks for
+//! the object's size and ETag (`HEAD`; an empty slice needs nothing more),
+//! and every block of the body is a ranged `GET` with `If-Match: ETAG`. An
+//! object replaced mid-slice answers `412`: the read fails and the
+//! connection is closed, as for a local file that shrinks.
+
+use std::future::Future;
+use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::StreamExt;
+use hftp_proto::{FileName, Range};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::list::{PaginatedListOptions, PaginatedListStore};
+use object_store::path::Path;
+use object_store::{
+    BackoffConfig, ClientConfigKey, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig,
+};
+
+use super::{ListPage, RangeReader, Storage, StorageError};
+
+/// Bytes read by one ranged `GET`: large enough that a request's round
+/// trip is small beside its transfer, small enough to stay a few MiB per
+/// streaming connection.
+pub const BLOCK: usize = 4 << 20;
+
+/// Keys asked for in one `ListObjectsV2` page (the most S3 returns).
+pub const PAGE_KEYS: usize = 1000;
+
+/// The hard bound on one storage call, retries included.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Worker threads of the backend's runtime: they only drive sockets.
+const RUNTIME_THREADS: usize = 2;
+
+/// `s3://BUCKET[/PREFIX]`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectUrl {
+    pub bucket: String,
+    /// Without leading or trailing `/`; empty for the bucket's top level.
+    pub prefix: String,
+}
+
+impl ObjectUrl {
+    /// Parses `s3://BUCKET[/PREFIX][/]`.
+    pub fn parse(url: &str) -> Result<ObjectUrl, String> {
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| format!("{url:?} is not an s3://BUCKET[/PREFIX] URL"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(format!("{url:?} names no bucket (s3://BUCKET[/PREFIX])"));
+        }
+        let prefix = prefix.trim_matches('/');
+        if !prefix.is_empty() {
+            match Path::parse(prefix) {
+                Ok(p) if p.as_ref() == prefix => {}
+                _ => return Err(format!("{url:?}: the prefix {prefix:?} is not a valid key prefix (empty segments, `.` or `..`)")),
+            }
+        }
+        Ok(ObjectUrl {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for ObjectUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.prefix.is_empty() {
+            write!(f, "s3://{}", self.bucket)
+        } else {
+            write!(f, "s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+}
+
+/// A bucket (and prefix) of an S3-compatible store.
+#[derive(Clone)]
+pub struct ObjectStorage {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: ObjectUrl,
+    /// `PREFIX/`, or empty.
+    key_prefix: String,
+    /// Configured once at start; built into a client once per process.
+    builder: AmazonS3Builder,
+    /// Credential values, replaced by `<redacted>` in every message.
+    secrets: Vec<String>,
+    process: Mutex<Option<Arc<Process>>>,
+}
+
+/// What one process needs to make requests: a runtime and a client whose
+/// connections belong to it.
+struct Process {
+    pid: u32,
+    runtime: tokio::runtime::Runtime,
+    store: AmazonS3,
+}
+
+impl ObjectStorage {
+    /// A backend for `url`, configured from the `AWS_*` variables. Checks
+    /// the configuration (not the store: it may come up later) and starts
+    /// no thread, so it may be called before the `fork` model starts.
+    pub fn from_env(url: ObjectUrl) -> Result<ObjectStorage, String> {
+        let secrets = [
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_ACCESS_KEY_ID",
+        ]
+        .iter()
+        .filter_map(|var| std::env::var(var).ok())
+        .filter(|value| value.len() >= 4)
+        .collect();
+        Self::with_builder(url, AmazonS3Builder::from_env(), secrets)
+    }
+
+    /// A backend for `url` with explicit settings (for tests and tools):
+    /// the endpoint, the credentials, and whether plain http is allowed.
+    pub fn with_credentials(
+        url: ObjectUrl,
+        endpoint: &str,
+        region: &str,
+        key_id: &str,
+        secret: &str,
+    ) -> Result<ObjectStorage, String> {
+        let builder = AmazonS3Builder::new()
+            .with_endpoint(endpoint)
+            .with_region(region)
+            .with_access_key_id(key_id)
+            .with_secret_access_key(secret)
+            .with_allow_http(endpoint.starts_with("http://"));
+        Self::with_builder(url, builder, vec![key_id.to_string(), secret.to_string()])
+    }
+
+    fn with_builder(
+        url: ObjectUrl,
+        builder: AmazonS3Builder,
+        secrets: Vec<String>,
+    ) -> Result<ObjectStorage, String> {
+        let builder = builder
+            .with_bucket_name(&url.bucket)
+            .with_virtual_hosted_style_request(false)
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                "2s",
+            )
+            .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), "10s")
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig {
+                    init_backoff: Duration::from_millis(100),
+                    max_backoff: Duration::from_secs(1),
+                    base: 2.0,
+                },
+                max_retries: 3,
+                retry_timeout: Duration::from_secs(15),
+            });
+        // Building checks the settings; the client is built anew in each
+        // process that serves (see the module docs).
+        builder
+            .clone()
+            .build()
+            .map_err(|e| redact(&format!("object store settings: {e}"), &secrets))?;
+        let key_prefix = if url.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", url.prefix)
+        };
+        Ok(ObjectStorage {
+            inner: Arc::new(Inner {
+                url,
+                key_prefix,
+                builder,
+                secrets,
+                process: Mutex::new(None),
+            }),
+        })
+    }
+
+    pub fn url(&self) -> &ObjectUrl {
+        &self.inner.url
+    }
+
+    /// The object key of a served name.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.inner.key_prefix)
+    }
+}
+
+/// Why a call to the store failed.
+enum CallError {
+    Store(object_store::Error),
+    TimedOut,
+    /// The runtime or client could not be made.
+    Setup(StorageError),
+}
+
+impl Inner {
+    fn process(&self) -> Result<Arc<Process>, StorageError> {
+        let pid = std::process::id();
+        let mut slot = self.process.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(process) = slot.as_ref().filter(|p| p.pid == pid) {
+            return Ok(Arc::clone(process));
+        }
+        if let Some(inherited) = slot.take() {
+            // Its runtime's threads stayed in the parent: never drop it.
+            std::mem::forget(inherited);
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(RUNTIME_THREADS)
+            .thread_name("hftp-object-store")
+            .enable_all()
+            .build()?;
+        let store = self.builder.clone().build().map_err(|e| self.failure(&e))?;
+        let process = Arc::new(Process {
+            pid,
+            runtime,
+            store,
+        });
+        *slot = Some(Arc::clone(&process));
+        Ok(process)
+    }
+
+    /// Runs `call` against this process's client, bounded by
+    /// [`CALL_TIMEOUT`]. Must not be called from a thread that runs async
+    /// tasks (the drivers call storage from threads that may block).
+    fn call<T, F>(&self, call: impl FnOnce(AmazonS3) -> F) -> Result<T, CallError>
+    where
+        F: Future<Output = Result<T, object_store::Error>>,
+    {
+        let process = self.process().map_err(CallError::Setup)?;
+        let future = call(process.store.clone());
+        match process
+            .runtime
+            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, future).await })
+        {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(CallError::Store(e)),
+            Err(_) => Err(CallError::TimedOut),
+        }
+    }
+
+    /// [`Inner::call`], its failure as the protocol sees it.
+    fn run<T, F>(&self, call: impl FnOnce(AmazonS3) -> F) -> Result<T, StorageError>
+    where
+        F: Future<Output = Result<T, object_store::Error>>,
+    {
+        self.call(call).map_err(|e| self.storage_error(e))
+    }
+
+    fn storage_error(&self, e: CallError) -> StorageError {
+        match e {
+            CallError::Store(object_store::Error::NotFound { .. }) => StorageError::NotFound,
+            CallError::Store(e) => self.failure(&e),
+            CallError::TimedOut => StorageError::Unavailable(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "object store {}: no answer within {CALL_TIMEOUT:?}",
+                    self.url
+                ),
+            )),
+            CallError::Setup(e) => e,
+        }
+    }
+
+    /// An error of the store as `Unavailable`, its message redacted.
+    fn failure(&self, e: &object_store::Error) -> StorageError {
+        StorageError::Unavailable(io::Error::other(redact(
+            &format!("object store {}: {e}", self.url),
+            &self.secrets,
+        )))
+    }
+}
+
+/// `message` with every credential value replaced and every URL's query
+/// string dropped (a presigned URL carries its signature and credential
+/// there), so that it can be logged.
+pub fn redact(message: &str, secrets: &[String]) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("://") {
+        let url_end = rest[at..]
+            .find(|c: char| c.is_whitespace() || "\"'<>()".contains(c))
+            .map_or(rest.len(), |p| at + p);
+        let upto_url_end = &rest[..url_end];
+        match upto_url_end[at..].find('?') {
+            Some(q) => {
+                out.push_str(&upto_url_end[..at + q]);
+                out.push_str("?<query redacted>");
+            }
+            None => out.push_str(upto_url_end),
+        }
+        rest = &rest[url_end..];
+    }
+    out.push_str(rest);
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        out = out.replace(secret.as_str(), "<redacted>");
+    }
+    out
+}
+
+impl Storage for ObjectStorage {
+    fn backend(&self) -> &'static str {
+        "s3"
+    }
+
+    fn list_page(&self, cursor: Option<&str>) -> Result<ListPage, StorageError> {
+        let prefix = &self.inner.key_prefix;
+        let options = PaginatedListOptions {
+            delimiter: Some("/".into()),
+            max_keys: Some(PAGE_KEYS),
+            page_token: cursor.map(str::to_string),
+            ..Default::default()
+        };
+        let result = self.inner.run(|store| async move {
+            let prefix = (!prefix.is_empty()).then_some(prefix.as_str());
+            store.list_paginated(prefix, options).await
+        })?;
+        let mut names: Vec<String> = result
+            .result
+            .objects
+            .into_iter()
+            .filter_map(|object| {
+                let name = object.location.as_ref().strip_prefix(prefix.as_str())?;
+                FileName::new(name).ok().map(|_| name.to_string())
+            })
+            .collect();
+        // S3 lists in byte order already; a compatible store might not.
+        names.sort_unstable();
+        Ok(ListPage {
+            names,
+            next: result.page_token,
+        })
+    }
+
+    fn size(&self, name: &FileName) -> Result<u64, StorageError> {
+        let path = self.path(name)?;
+        self.inner
+            .run(|store| async move { store.head(&path).await })
+            .map(|meta| meta.size)
+    }
+
+    fn open_range(
+        &self,
+        name: &FileName,
+        range: Range,
+    ) -> Result<Box<dyn RangeReader>, StorageError> {
+        let path = self.path(name)?;
+        let head_path = path.clone();
+        let meta = self
+            .inner
+            .run(|store| async move { store.head(&head_path).await })?;
+        if !range.fits(meta.size) {
+            return Err(StorageError::OutOfRange);
+        }
+        if meta.e_tag.is_none() {
+            tracing::debug!(%name, "object has no ETag: its slices are not pinned to a version");
+        }
+        Ok(Box::new(ObjectRange {
+            storage: self.clone(),
+            name: name.clone(),
+            path,
+            e_tag: meta.e_tag,
+            pos: range.offset,
+            end: range.offset + range.size,
+        }))
+    }
+
+    fn may_block(&self) -> bool {
+        true
+    }
+}
+
+impl ObjectStorage {
+    fn path(&self, name: &FileName) -> Result<Path, StorageError> {
+        Path::parse(self.key(name.as_str())).map_err(|_| StorageError::NotFound)
+    }
+}
+
+/// A range of one version of an object, read a ranged `GET` at a time.
+struct ObjectRange {
+    storage: ObjectStorage,
+    name: FileName,
+    path: Path,
+    e_tag: Option<String>,
+    pos: u64,
+    end: u64,
+}
+
+impl RangeReader for ObjectRange {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = (buf.len() as u64).min(self.end - self.pos) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let options = GetOptions {
+            if_match: self.e_tag.clone(),
+            range: Some(GetRange::Bounded(self.pos..self.pos + want as u64)),
+            ..Default::default()
+        };
+        let path = &self.path;
+        let target = &mut buf[..want];
+        let result = self.storage.inner.call(|store| async move {
+            let mut body = store.get_opts(path, options).await?.into_stream();
+            let mut filled = 0;
+            while filled < target.len() {
+                let Some(chunk) = body.next().await else {
+                    break;
+                };
+                let chunk = chunk?;
+                let take = chunk.len().min(target.len() - filled);
+                target[filled..filled + take].copy_from_slice(&chunk[..take]);
+                filled += take;
+            }
+            Ok(filled)
+        });
+        match result {
+            Ok(n) => {
+                self.pos += n as u64;
+                Ok(n)
+            }
+            Err(CallError::Store(object_store::Error::Precondition { .. })) => {
+                Err(io::Error::other(format!(
+                    "object {} was replaced while its slice was being sent (ETag changed)",
+                    self.name
+                )))
+            }
+            Err(CallError::Store(object_store::Error::NotFound { .. })) => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "object {} was deleted while its slice was being sent",
+                    self.name
+                ),
+            )),
+            Err(e) => match self.storage.inner.storage_error(e) {
+                StorageError::Unavailable(e) => Err(e),
+                other => Err(io::Error::other(other.to_string())),
+            },
+        }
+    }
+
+    fn block_size(&self) -> usize {
+        BLOCK
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_a_bucket_and_an_optional_prefix() {
+        let url = |bucket: &str, prefix: &str| ObjectUrl {
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+        };
+        assert_eq!(ObjectUrl::parse("s3://b").unwrap(), url("b", ""));
+        assert_eq!(ObjectUrl::parse("s3://b/").unwrap(), url("b", ""));
+        assert_eq!(ObjectUrl::parse("s3://b/p/q/").unwrap(), url("b", "p/q"));
+        assert_eq!(
+            ObjectUrl::parse("s3://b/p/q").unwrap().to_string(),
+            "s3://b/p/q"
+        );
+        for bad in [
+            "b/p",
+            "s3://",
+            "s3:///p",
+            "file:///x",
+            "s3://b/p//q",
+            "s3://b/../x",
+        ] {
+            let err = ObjectUrl::parse(bad).unwrap_err();
+            assert!(err.contains(bad), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn messages_lose_credentials_and_query_strings() {
+        let secrets = vec![
+            "GK31c2f218a2e44f485b94239e".to_string(),
+            "s3cr3t-value".to_string(),
+        ];
+        let message = "Error performing GET http://127.0.0.1:3900/bucket/key?X-Amz-Credential=GK31c2f218a2e44f485b94239e%2F&X-Amz-Signature=abc in 1s - \
+                       <Error><Message>No such key: GK31c2f218a2e44f485b94239e secret s3cr3t-value</Message></Error> (https://host/path?token=t)";
+        let clean = redact(message, &secrets);
+        for leaked in [
+            "GK31c2f218a2e44f485b94239e",
+            "s3cr3t-value",
+            "X-Amz-Signature",
+            "abc in",
+            "token=t",
+        ] {
+            assert!(!clean.contains(leaked), "{leaked:?} leaked: {clean}");
+        }
+        assert!(
+            clean.contains("http://127.0.0.1:3900/bucket/key?<query redacted>"),
+            "{clean}"
+        );
+        assert!(clean.contains("No such key: <redacted>"), "{clean}");
+        assert!(
+            clean.contains("https://host/path?<query redacted>"),
+            "{clean}"
+        );
+        // Nothing else changes.
+        assert_eq!(redact("plain words? yes", &secrets), "plain words? yes");
+    }
+
+    #[test]
+    fn a_store_that_cannot_be_reached_is_unavailable_with_the_cause() {
+        // A port that was just free on loopback: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let storage = ObjectStorage::with_credentials(
+            ObjectUrl::parse("s3://bucket/prefix").unwrap(),
+            &format!("http://127.0.0.1:{port}"),
+            "garage",
+            "GKkeyidkeyid",
+            "secretsecretsecret",
+        )
+        .unwrap();
+        match storage.size(&FileName::new("x").unwrap()) {
+            Err(StorageError::Unavailable(e)) => {
+                let message = e.to_string();
+                assert!(message.contains("s3://bucket/prefix"), "{message}");
+                assert!(!message.contains("secretsecretsecret"), "{message}");
+                assert!(!message.contains("GKkeyidkeyid"), "{message}");
+            }
+            other => panic!("expected unavailable, got {other:?}"),
+        }
+    }
+}
