@@ -53,14 +53,6 @@ pub struct Garage {
     nodes: Vec<Node>,
 }
 
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
 /// The `garage` binary, or a failure that says how to get it.
 fn garage_binary() -> PathBuf {
     let found = std::env::var_os("PATH")
@@ -94,12 +86,14 @@ impl Garage {
     pub fn start() -> Garage {
         let binary = garage_binary();
         let dir = tempfile::tempdir().expect("temp dir");
+        // Six distinct ports (S3 and RPC of each node), picked together.
+        let ports = super::free_ports(6);
         let nodes = (0..3)
             .map(|i| {
                 let root = dir.path().join(format!("node{i}"));
                 fs::create_dir_all(root.join("meta")).expect("meta dir");
                 fs::create_dir_all(root.join("data")).expect("data dir");
-                let (s3_port, rpc_port) = (free_port(), free_port());
+                let (s3_port, rpc_port) = (ports[2 * i], ports[2 * i + 1]);
                 let config = root.join("garage.toml");
                 fs::write(
                     &config,

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -48,14 +48,6 @@ pub fn haproxy_binary() -> PathBuf {
     found.unwrap_or_else(|| {
         panic!("haproxy is not installed (apt-get install haproxy; .ci/run installs it)")
     })
-}
-
-/// A loopback port free right now (HAProxy binds it a moment later).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 struct Backend {
@@ -90,15 +82,12 @@ impl HaproxyBuilder {
         let binary = haproxy_binary();
         let dir = tempfile::tempdir().expect("temp dir");
         let stats = dir.path().join("stats.sock");
+        let ports = super::free_ports(self.backends.len());
         let frontends: HashMap<String, SocketAddr> = self
             .backends
             .iter()
-            .map(|b| {
-                (
-                    b.name.clone(),
-                    SocketAddr::from(([127, 0, 0, 1], free_port())),
-                )
-            })
+            .zip(ports)
+            .map(|(b, port)| (b.name.clone(), SocketAddr::from(([127, 0, 0, 1], port))))
             .collect();
         let config = render_config(&self.backends, &frontends, &stats);
         let cfg = dir.path().join("haproxy.cfg");

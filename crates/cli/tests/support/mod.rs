@@ -47,6 +47,38 @@ pub fn raise_fd_limit() {
     }
 }
 
+/// `n` distinct loopback ports, free a moment ago, for a tool that must be
+/// told its port (Garage, HAProxy). They are taken below the kernel's
+/// ephemeral range, so that no outgoing connection of another test can
+/// take one before the tool binds it, and all are held until all are
+/// found, so that no two are the same.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.max(10_001));
+    let span = u32::from(high - low);
+    let seed = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    let mut held = Vec::new();
+    for i in 0..span {
+        if held.len() == n {
+            break;
+        }
+        let port = low + ((seed.wrapping_add(i.wrapping_mul(7919))) % span) as u16;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+        }
+    }
+    assert_eq!(held.len(), n, "no {n} free loopback ports below {high}");
+    held.iter()
+        .map(|l| l.local_addr().expect("bound").port())
+        .collect()
+}
+
 /// How long a server may take to print `listening on ADDR`.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The uid and gid of `nobody`/`nogroup`, for an unprivileged server.
