@@ -13,15 +13,14 @@ mod hostile;
 mod support;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use hostile::{Behaviour, FlakyFile, Hostile};
+use support::background::Background;
 use support::{noise, Server};
 
 const HFTP: &str = env!("CARGO_BIN_EXE_hftp");
@@ -58,87 +57,6 @@ fn retry_offsets(err: &str) -> Vec<u64> {
             n.parse().expect("a byte offset")
         })
         .collect()
-}
-
-/// An `hftp get` running in the background, its standard error collected.
-struct Background {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Background {
-    fn start(args: &[&str], cwd: &Path) -> Background {
-        let mut child = Command::new(HFTP)
-            .args(args)
-            .current_dir(cwd)
-            .env_remove("HFTP_PROXY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start hftp get");
-        let pipe = child.stderr.take().expect("piped stderr");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (tx, lines) = mpsc::channel();
-        let sink = Arc::clone(&stderr);
-        thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let mut all = sink.lock().expect("lock");
-                all.push_str(&line);
-                all.push('\n');
-                drop(all);
-                let _ = tx.send(line);
-            }
-        });
-        Background {
-            child,
-            stderr,
-            lines,
-        }
-    }
-
-    /// Waits for the client's first progress line: bytes have arrived.
-    fn wait_progress(&mut self) {
-        let deadline = Instant::now() + WATCHDOG;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(" of ") && line.contains("%) after") => return,
-                Ok(_) => {}
-                Err(_) => panic!(
-                    "no progress line from the client; stderr:\n{}",
-                    self.stderr()
-                ),
-            }
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().expect("lock").clone()
-    }
-
-    /// Waits for the client to exit (killed, and the test failed, after
-    /// the watchdog) and returns its exit code and standard error.
-    fn finish(mut self) -> (i32, String) {
-        let deadline = Instant::now() + WATCHDOG;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("hftp get did not end; stderr:\n{}", self.stderr());
-            }
-            // Polling, bounded by the deadline: not a stand-in for synchronisation.
-            thread::sleep(Duration::from_millis(10));
-        };
-        // The reader thread ends with the pipe; what it has is complete
-        // once the channel is closed.
-        while self.lines.recv_timeout(WATCHDOG).is_ok() {}
-        (status.code().expect("exited normally"), self.stderr())
-    }
 }
 
 /// A loopback port where nothing listens (bound, then released).
@@ -308,7 +226,7 @@ fn ctrl_c_while_waiting_to_retry_stops_at_once() {
         // Polling, bounded by the deadline: not a stand-in for synchronisation.
         thread::sleep(Duration::from_millis(5));
     }
-    let pid = libc::pid_t::try_from(get.child.id()).expect("pid");
+    let pid = libc::pid_t::try_from(get.pid()).expect("pid");
     // SAFETY: kill(2) on our own child, not yet reaped.
     unsafe { libc::kill(pid, libc::SIGINT) };
     let (code, err) = get.finish();

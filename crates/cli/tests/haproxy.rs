@@ -47,16 +47,8 @@ fn node(dir: &Path, model: &str, extra: &[&str]) -> Server {
     builder.start()
 }
 
-/// A connection to `addr` from the loopback address `from`.
 fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    let local: SocketAddr = format!("{from}:0").parse().unwrap();
-    socket.bind(&local.into()).unwrap();
-    socket.connect(&addr.into()).unwrap();
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    stream
+    support::connect_from(from, addr, TIMEOUT)
 }
 
 /// Sends `request` and reads until the connection closes (a reset after

@@ -16,12 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::stream::{self, StreamExt, TryStreamExt};
 use hftp_check::fixtures::FixtureSink;
-use hftp_check::{report, Outcome, Summary};
-use object_store::aws::{AmazonS3, AmazonS3Builder};
-use object_store::path::Path as Key;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use support::bucket::Bucket;
 use support::garage::{self, Garage};
 use support::Server;
 
@@ -37,110 +33,6 @@ fn cluster() -> (std::sync::MutexGuard<'static, ()>, Garage) {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     (turn, Garage::start())
-}
-
-/// The test's own S3 client for one prefix of the bucket, on a small
-/// runtime of its own: lays out fixtures and objects.
-struct Bucket {
-    store: AmazonS3,
-    prefix: String,
-    runtime: tokio::runtime::Runtime,
-}
-
-impl Bucket {
-    fn new(cluster: &Garage, node: usize, prefix: &str) -> Arc<Bucket> {
-        let store = AmazonS3Builder::new()
-            .with_endpoint(cluster.endpoint(node))
-            .with_allow_http(true)
-            .with_region(garage::REGION)
-            .with_bucket_name(garage::BUCKET)
-            .with_access_key_id(garage::KEY_ID)
-            .with_secret_access_key(garage::SECRET)
-            .build()
-            .expect("S3 client");
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        Arc::new(Bucket {
-            store,
-            prefix: prefix.to_string(),
-            runtime,
-        })
-    }
-
-    fn key(&self, name: &str) -> Key {
-        Key::from(format!("{}/{name}", self.prefix))
-    }
-
-    /// A key outside this prefix (or any raw key).
-    fn put_raw(&self, key: &str, content: &[u8]) {
-        let payload = PutPayload::from(content.to_vec());
-        self.runtime
-            .block_on(self.store.put(&Key::from(key), payload))
-            .unwrap_or_else(|e| panic!("PUT {key}: {e}"));
-    }
-
-    /// Creates `names` as empty objects, 64 requests at a time.
-    fn put_many_empty(&self, names: &[String]) {
-        self.runtime
-            .block_on(async {
-                stream::iter(names)
-                    .map(|name| {
-                        let key = self.key(name);
-                        async move { self.store.put(&key, PutPayload::new()).await }
-                    })
-                    .buffer_unordered(64)
-                    .try_for_each(|_| async { Ok(()) })
-                    .await
-            })
-            .expect("PUT of the many keys");
-    }
-}
-
-impl FixtureSink for Bucket {
-    fn put(&self, name: &str, content: &[u8]) -> std::io::Result<()> {
-        let payload = PutPayload::from(content.to_vec());
-        self.runtime
-            .block_on(self.store.put(&self.key(name), payload))
-            .map(|_| ())
-            .map_err(std::io::Error::other)
-    }
-
-    fn get(&self, name: &str) -> std::io::Result<Vec<u8>> {
-        self.runtime
-            .block_on(async { self.store.get(&self.key(name)).await?.bytes().await })
-            .map(|b| b.to_vec())
-            .map_err(std::io::Error::other)
-    }
-
-    fn delete(&self, name: &str) -> std::io::Result<()> {
-        self.runtime
-            .block_on(self.store.delete(&self.key(name)))
-            .map_err(std::io::Error::other)
-    }
-
-    /// One `DELETE` per key, a few at a time: unlike a bulk delete (a
-    /// `POST`), each is idempotent and retried by the client.
-    fn clear(&self) -> std::io::Result<()> {
-        let prefix = Key::from(self.prefix.as_str());
-        self.runtime
-            .block_on(async {
-                let keys: Vec<Key> = self
-                    .store
-                    .list(Some(&prefix))
-                    .map_ok(|meta| meta.location)
-                    .try_collect()
-                    .await?;
-                stream::iter(keys)
-                    .map(|key| async move { self.store.delete(&key).await })
-                    .buffer_unordered(16)
-                    .try_for_each(|()| async { Ok(()) })
-                    .await
-            })
-            .map_err(std::io::Error::other)
-    }
 }
 
 /// `hftp serve --storage s3://hftp/PREFIX` reaching node `node`.
@@ -182,47 +74,20 @@ fn status(addr: SocketAddr, request: &str) -> String {
 
 fn conformance(cluster: &Garage, node: usize, model: &str) {
     let prefix = format!("conformance-{model}");
-    let bucket = Bucket::new(cluster, node, &prefix);
+    let bucket = Bucket::new(&cluster.endpoint(node), &prefix);
     bucket.clear().expect("empty prefix");
     let mut server = serve(cluster, node, &prefix, model);
-    // Each request is a round trip to a replicated store (a few ms): the
-    // suite's 1,000 pipelined requests need more than its default 5 s.
-    let config = hftp_check::Config {
-        timeout: Duration::from_secs(60),
-        ..hftp_check::Config::new(server.addr())
-    };
-    let cases = hftp_check::cases::all();
-    let selection: Vec<_> = cases.iter().collect();
-    let results =
-        hftp_check::run_with_sink(&config, bucket, &selection, |_| {}).expect("suite runs");
-    let problems: Vec<String> = results
-        .iter()
-        .filter(|r| matches!(r.outcome, Outcome::Fail(_)))
-        .map(report::text)
-        .collect();
-    let skipped = results
-        .iter()
-        .filter(|r| matches!(r.outcome, Outcome::Skip { .. }))
-        .count();
+    let summary = support::bucket::conformance(
+        server.addr(),
+        bucket,
+        &format!("model {model} on node {node}"),
+    );
     assert!(
         server.is_running(),
         "server ({model}) died during the suite; stderr:\n{}",
         server.stderr()
     );
-    assert!(
-        problems.is_empty(),
-        "model {model} on node {node}: {}\n{}",
-        Summary::of(&results),
-        problems.join("\n")
-    );
-    // Only cases whose files a bucket cannot hold (links, FIFOs,
-    // permissions) may be skipped.
-    assert!(
-        skipped * 4 < results.len(),
-        "model {model}: {skipped} of {} cases skipped",
-        results.len()
-    );
-    eprintln!("model {model} on node {node}: {}", Summary::of(&results));
+    eprintln!("model {model} on node {node}: {summary}");
     if model == "fork" {
         // The parent never touched the store: it still has one thread.
         let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
@@ -251,7 +116,7 @@ fn conformance_suite_passes_against_every_node_of_a_replicated_cluster() {
 #[test]
 fn listing_slices_and_replacement_follow_the_local_semantics() {
     let (_turn, cluster) = cluster();
-    let bucket = Bucket::new(&cluster, 0, "files");
+    let bucket = Bucket::new(&cluster.endpoint(0), "files");
     bucket.put("ok.txt", b"hello").unwrap();
     bucket.put("empty", b"").unwrap();
     // Not servable: below a further `/`, invalid names, beside the prefix.
@@ -328,7 +193,7 @@ fn rss_kib(pid: u32) -> u64 {
 fn a_hundred_thousand_keys_are_listed_with_bounded_server_memory() {
     const KEYS: usize = 100_000;
     let (_turn, cluster) = cluster();
-    let bucket = Bucket::new(&cluster, 0, "many");
+    let bucket = Bucket::new(&cluster.endpoint(0), "many");
     // Long names: held at once, they would be 20 MB; a page is 1,000.
     let names: Vec<String> = (0..KEYS)
         .map(|i| format!("{i:08}-{}", "n".repeat(190)))
@@ -379,7 +244,7 @@ fn a_hundred_thousand_keys_are_listed_with_bounded_server_memory() {
 #[test]
 fn a_store_that_goes_away_answers_199_and_serving_resumes_when_it_is_back() {
     let (_turn, mut cluster) = cluster();
-    let bucket = Bucket::new(&cluster, 0, "outage");
+    let bucket = Bucket::new(&cluster.endpoint(0), "outage");
     bucket.put("hola.txt", b"hola").unwrap();
     for model in ["async", "poll", "fork"] {
         let server = serve(&cluster, 0, "outage", model);

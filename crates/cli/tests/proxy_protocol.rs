@@ -35,6 +35,7 @@ models! {
     model_pool => "pool",
     model_fork => "fork",
     model_poll => "poll",
+    model_uring => "uring",
 }
 
 /// Bounds every wait of the test; none of them is a threshold.

@@ -43,17 +43,6 @@ impl Model {
             Model::Uring => "uring",
         }
     }
-
-    /// Whether the model reads a PROXY protocol header before admitting a
-    /// connection (`--proxy-protocol`).
-    pub fn supports_proxy_protocol(self) -> bool {
-        match self {
-            Model::Async | Model::Threads | Model::Pool | Model::Fork | Model::Poll => true,
-            // Its rings accept and read on their own; the header reader is
-            // not wired into them yet.
-            Model::Uring => false,
-        }
-    }
 }
 
 impl std::fmt::Display for Model {

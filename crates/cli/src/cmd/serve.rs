@@ -214,9 +214,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if workers == 0 || args.max_connections == 0 {
         bail!("--workers and --max-connections must be at least 1");
     }
-    if args.proxy_protocol && !model.supports_proxy_protocol() {
-        bail!("--proxy-protocol is not supported by --model {model}; choose another model");
-    }
     let proxy_protocol = args
         .proxy_protocol
         .then(|| seconds(args.proxy_header_timeout.max(1)));

@@ -54,6 +54,9 @@ struct Backend {
     name: String,
     balance: String,
     servers: Vec<(String, SocketAddr)>,
+    /// HFTP nodes (PROXY header, HFTP health check), or any TCP service
+    /// (an S3 endpoint: no header, a connect check).
+    hftp: bool,
 }
 
 /// What to put behind HAProxy; see [`Haproxy::builder`].
@@ -71,6 +74,24 @@ impl HaproxyBuilder {
             name: name.to_string(),
             balance: balance.to_string(),
             servers: servers.iter().map(|(n, a)| (n.to_string(), *a)).collect(),
+            hftp: true,
+        });
+        self
+    }
+
+    /// A frontend and backend `name` for plain TCP services (the S3
+    /// endpoints of a Garage cluster): no PROXY header, a connect check.
+    pub fn tcp_backend(
+        mut self,
+        name: &str,
+        balance: &str,
+        servers: &[(&str, SocketAddr)],
+    ) -> Self {
+        self.backends.push(Backend {
+            name: name.to_string(),
+            balance: balance.to_string(),
+            servers: servers.iter().map(|(n, a)| (n.to_string(), *a)).collect(),
+            hftp: false,
         });
         self
     }
@@ -190,6 +211,9 @@ defaults
     timeout client 6m
     timeout server 6m
     timeout check 2s
+    # A connection a dead server refused is tried again on another one.
+    retries 3
+    option redispatch 1
 ",
         stats.display()
     );
@@ -203,12 +227,17 @@ frontend {name}
 
 backend {name}_nodes
     balance {balance}
-{check}    default-server send-proxy-v2 check inter 200ms fall 2 rise 1
+{check}    default-server {proxy}check inter 200ms fall 2 rise 1
 ",
             name = b.name,
             addr = frontends[&b.name],
             balance = b.balance,
-            check = sample_health_check(),
+            check = if b.hftp {
+                sample_health_check()
+            } else {
+                String::new()
+            },
+            proxy = if b.hftp { "send-proxy-v2 " } else { "" },
         );
         for (server, addr) in &b.servers {
             let _ = writeln!(cfg, "    server {server} {addr}");
@@ -264,32 +293,51 @@ impl Haproxy {
         }
     }
 
-    /// `show stat` on the stats socket: HAProxy's CSV, one line a proxy or
-    /// server.
-    pub fn show_stat(&self) -> String {
+    /// Runs one command on the stats socket (level admin): `show stat`,
+    /// `set server B/S state maint`...; returns HAProxy's answer.
+    pub fn command(&self, command: &str) -> String {
         let mut s = UnixStream::connect(&self.stats).expect("connect to haproxy's stats socket");
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(b"show stat\n").expect("send show stat");
+        s.write_all(format!("{command}\n").as_bytes())
+            .expect("send a stats command");
         let mut out = String::new();
-        s.read_to_string(&mut out).expect("read show stat");
+        s.read_to_string(&mut out).expect("read the stats answer");
         out
     }
 
-    /// The `status` column of server `server` in backend `backend`
-    /// (`UP`, `DOWN`, `UP 1/2` while going down, `no check`...).
-    pub fn status(&self, backend: &str, server: &str) -> Option<String> {
+    /// `show stat` on the stats socket: HAProxy's CSV, one line a proxy or
+    /// server.
+    pub fn show_stat(&self) -> String {
+        self.command("show stat")
+    }
+
+    /// Column `column` of server `server` in backend `backend`, from `show stat`.
+    pub fn stat(&self, backend: &str, server: &str, column: &str) -> Option<String> {
         let stat = self.show_stat();
         let mut lines = stat.lines();
         let header = lines.next()?.trim_start_matches("# ");
-        let column = |name: &str| header.split(',').position(|c| c == name);
-        let (px, sv, status) = (column("pxname")?, column("svname")?, column("status")?);
+        let position = |name: &str| header.split(',').position(|c| c == name);
+        let (px, sv, wanted) = (position("pxname")?, position("svname")?, position(column)?);
         let pxname = format!("{backend}_nodes");
         lines.find_map(|line| {
             let fields: Vec<&str> = line.split(',').collect();
             (fields.get(px) == Some(&pxname.as_str()) && fields.get(sv) == Some(&server))
-                .then(|| fields.get(status).map(|s| s.to_string()))
+                .then(|| fields.get(wanted).map(|s| s.to_string()))
                 .flatten()
         })
+    }
+
+    /// The `status` column of server `server` in backend `backend`
+    /// (`UP`, `DOWN`, `UP 1/2` while going down, `MAINT`, `no check`...).
+    pub fn status(&self, backend: &str, server: &str) -> Option<String> {
+        self.stat(backend, server, "status")
+    }
+
+    /// The connections HAProxy has open to server `server` of `backend` now.
+    pub fn current_sessions(&self, backend: &str, server: &str) -> u64 {
+        self.stat(backend, server, "scur")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
     }
 
     /// Waits until server `server` of `backend` has status `want`; panics

@@ -7,6 +7,8 @@
 //! ```
 #![allow(dead_code)]
 
+pub mod background;
+pub mod bucket;
 pub mod garage;
 pub mod haproxy;
 
@@ -29,6 +31,25 @@ pub fn connect(addr: SocketAddr, timeout: Duration) -> std::net::TcpStream {
     s.set_write_timeout(Some(timeout)).expect("write timeout");
     s.set_nodelay(true).expect("nodelay");
     s
+}
+
+/// A connection to `addr` from the loopback address `from` (127.0.0.2,
+/// say: a second "client machine"), with a read timeout.
+pub fn connect_from(from: &str, addr: SocketAddr, timeout: Duration) -> std::net::TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let local: SocketAddr = format!("{from}:0").parse().expect("a loopback address");
+    socket
+        .bind(&local.into())
+        .unwrap_or_else(|e| panic!("bind {local}: {e}"));
+    socket
+        .connect(&addr.into())
+        .unwrap_or_else(|e| panic!("connect {addr} from {from}: {e}"));
+    let stream: std::net::TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(timeout))
+        .expect("read timeout");
+    stream
 }
 
 /// Raises this process's soft limit on open descriptors to the hard limit,

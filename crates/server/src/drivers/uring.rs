@@ -40,6 +40,14 @@
 //!   backend whose calls may block, on the eventfd that the
 //!   [`offload`](crate::storage::offload) pool rings when a step is done.
 //!
+//! **Behind a proxy** (`--proxy-protocol`) an accepted socket is not a
+//! connection yet: it waits in a small table of its own, with one receive
+//! (from the same buffer ring) in flight, while its bytes go to the PROXY
+//! header reader. Once the header is complete the client it names is
+//! admitted and the bytes after the header are the connection's first
+//! input; an invalid header, or none within `--proxy-header-timeout`
+//! (checked every [`TICK`]: the receive is cancelled), closes the socket.
+//!
 //! Idle, write and drain deadlines are the connection's own, checked every
 //! [`TICK`] (the wait for completions is bounded by it); ending a
 //! connection with an operation in flight cancels the operation
@@ -88,6 +96,7 @@ use crate::listen::AcceptFailures;
 use crate::signals::Signals;
 use crate::storage::offload::{self, Offload};
 use crate::storage::{FileRead, Prepared, Storage, StorageReply};
+use crate::transport::proxy_header::{self, Header, Progress, ProxyHeaderReader};
 use crate::OnReady;
 
 /// Submission queue entries per ring.
@@ -121,6 +130,11 @@ const MAILBOX: u64 = SPECIAL | 2;
 const CANCELLED: u64 = SPECIAL | 3;
 /// Accepts carry `ACCEPT | listener index`.
 const ACCEPT: u64 = SPECIAL | 1 << 16;
+/// Receives of connections still reading their PROXY header carry
+/// `HEADER | key` (a key of [`Worker::headers`]).
+const HEADER: u64 = SPECIAL | 1 << 32;
+/// The part of a `HEADER` user data that is the key.
+const HEADER_KEY: u64 = (1 << 32) - 1;
 
 /// The user data of an operation of connection `key`.
 fn token(key: usize, op: u8) -> u64 {
@@ -432,6 +446,20 @@ struct Slot {
     closing: Option<End>,
 }
 
+/// A connection reading its PROXY header (`--proxy-protocol`): not yet
+/// admitted, so it has no [`Connection`]; its receives take buffers of the
+/// ring like any other.
+struct PendingHeader {
+    socket: OwnedFd,
+    /// The socket's peer: the proxy.
+    proxy: SocketAddr,
+    reader: ProxyHeaderReader,
+    deadline: Instant,
+    /// Why it is being dropped, once its receive was cancelled; the record
+    /// goes when the kernel reports the cancellation.
+    refused: Option<&'static str>,
+}
+
 /// What every ring shares.
 struct Shared<'a> {
     config: &'a Config,
@@ -453,6 +481,11 @@ struct Worker<'a> {
     shared: Shared<'a>,
     listeners: Vec<OwnedFd>,
     slots: Slab<Slot>,
+    /// Connections still reading their PROXY header; each has exactly one
+    /// receive in flight.
+    headers: Slab<PendingHeader>,
+    /// Header receives that found no buffer: submitted again next round.
+    headers_again: Vec<usize>,
     /// Connections that used up their turn, or found no receive buffer.
     again: Vec<usize>,
     stopping: bool,
@@ -477,6 +510,8 @@ impl<'a> Worker<'a> {
             shared,
             listeners,
             slots: Slab::new(),
+            headers: Slab::new(),
+            headers_again: Vec::new(),
             again: Vec::new(),
             stopping: false,
             retry_accept: false,
@@ -513,14 +548,19 @@ impl<'a> Worker<'a> {
                 stop_deadline = Some(Instant::now() + self.shared.config.shutdown_grace);
             }
             if let Some(deadline) = stop_deadline {
-                if self.slots.is_empty() || Instant::now() >= deadline {
+                let empty = self.slots.is_empty() && self.headers.is_empty();
+                if empty || Instant::now() >= deadline {
                     break;
                 }
             }
             for key in std::mem::take(&mut self.again) {
                 self.advance(key);
             }
-            let wait = if self.again.is_empty() { &tick } else { &zero };
+            for key in std::mem::take(&mut self.headers_again) {
+                self.receive_header(key);
+            }
+            let busy = !self.again.is_empty() || !self.headers_again.is_empty();
+            let wait = if busy { &zero } else { &tick };
             let args = types::SubmitArgs::new().timespec(wait);
             match self.ring.submitter().submit_with_args(1, &args) {
                 Ok(_) => {}
@@ -554,11 +594,12 @@ impl<'a> Worker<'a> {
             tracing::info!(conn = %slot.conn.describe(), "unfinished at shutdown");
         }
         let unfinished = self.slots.len();
-        if unfinished > 0 {
+        if unfinished > 0 || !self.headers.is_empty() {
             // Operations still in flight may write into these buffers until
             // the kernel has torn the ring down, after the ring is dropped:
             // the process is exiting, so they are left to it.
             std::mem::forget(std::mem::take(&mut self.slots));
+            std::mem::forget(std::mem::take(&mut self.headers));
             std::mem::forget(self.bufs);
         }
         Ok(unfinished)
@@ -651,6 +692,9 @@ impl<'a> Worker<'a> {
                 }
             }
             CANCELLED => {}
+            _ if user_data & HEADER == HEADER => {
+                self.header_received((user_data & HEADER_KEY) as usize, result, flags)
+            }
             _ if user_data & ACCEPT == ACCEPT => {
                 self.accepted((user_data & 0xffff) as usize, result, flags)
             }
@@ -682,14 +726,23 @@ impl<'a> Worker<'a> {
             return;
         };
         let _ = sock.set_nodelay(true);
-        self.admit(socket, peer);
+        match self.shared.config.proxy_protocol {
+            Some(timeout) => self.wait_for_header(socket, peer, timeout),
+            None => self.admit(socket, peer, None, &[]),
+        }
     }
 
-    fn admit(&mut self, socket: OwnedFd, peer: SocketAddr) {
+    /// Admits the client `peer` (through the proxy `via`) and serves it,
+    /// `first` being what it already sent.
+    fn admit(&mut self, socket: OwnedFd, peer: SocketAddr, via: Option<SocketAddr>, first: &[u8]) {
         let Some(ticket) = self.shared.admission.admit(peer) else {
             return;
         };
-        let conn = Connection::new(self.shared.config, Some(peer), Instant::now());
+        let now = Instant::now();
+        let mut conn = Connection::new(self.shared.config, Some(peer), now).via(via);
+        if !first.is_empty() {
+            conn.handle_input(first, now);
+        }
         let key = self.slots.insert(Slot {
             socket,
             conn,
@@ -702,6 +755,93 @@ impl<'a> Worker<'a> {
             closing: None,
         });
         self.advance(key);
+    }
+
+    /// `--proxy-protocol`: a new connection first receives its PROXY
+    /// header, within the timeout, before it is admitted.
+    fn wait_for_header(&mut self, socket: OwnedFd, proxy: SocketAddr, timeout: Duration) {
+        // Bounded as the connections themselves, on each ring.
+        if self.headers.len() >= self.shared.config.max_connections {
+            return proxy_header::refuse(
+                proxy,
+                "too many connections waiting for their PROXY header",
+            );
+        }
+        let key = self.headers.insert(PendingHeader {
+            socket,
+            proxy,
+            reader: ProxyHeaderReader::new(),
+            deadline: Instant::now() + timeout,
+            refused: None,
+        });
+        self.receive_header(key);
+    }
+
+    fn receive_header(&mut self, key: usize) {
+        let Some(pending) = self.headers.get(key) else {
+            return;
+        };
+        let fd = types::Fd(pending.socket.as_raw_fd());
+        let entry = opcode::Recv::new(fd, std::ptr::null_mut(), READ_BUF as u32)
+            .buf_group(BUFFER_GROUP)
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT)
+            .user_data(HEADER | key as u64);
+        self.push(&entry);
+    }
+
+    fn header_received(&mut self, key: usize, result: i32, flags: u32) {
+        let buffer = cqueue::buffer_select(flags);
+        let Some(pending) = self.headers.get_mut(key) else {
+            if let Some(id) = buffer {
+                self.bufs.give_back(id);
+            }
+            return;
+        };
+        let progress = match (result, buffer) {
+            _ if pending.refused.is_some() => {
+                Progress::Invalid(pending.refused.unwrap_or_default().to_string())
+            }
+            (n, Some(id)) if n > 0 => pending.reader.feed(self.bufs.bytes(id, n as usize)),
+            (0, _) => Progress::Invalid("connection closed before its PROXY header ended".into()),
+            (e, None) if e == -libc::ENOBUFS || e == -libc::EINTR => {
+                return self.headers_again.push(key);
+            }
+            (e, _) if e < 0 => Progress::Invalid(io::Error::from_raw_os_error(-e).to_string()),
+            _ => Progress::Invalid("receive completed without a buffer".into()),
+        };
+        if let Some(id) = buffer {
+            self.bufs.give_back(id);
+        }
+        match progress {
+            Progress::Incomplete => self.receive_header(key),
+            Progress::Invalid(reason) => {
+                let pending = self.headers.remove(key);
+                proxy_header::refuse(pending.proxy, &reason);
+            }
+            Progress::Done(Header { origin, leftover }) => {
+                let pending = self.headers.remove(key);
+                let client = origin.client(pending.proxy);
+                if !self.stopping {
+                    self.admit(pending.socket, client, Some(pending.proxy), &leftover);
+                }
+            }
+        }
+    }
+
+    /// Cancels the receive of a pending header; it is dropped, and the
+    /// refusal logged, when the cancellation completes.
+    fn drop_header(&mut self, key: usize, reason: &'static str) {
+        let Some(pending) = self.headers.get_mut(key) else {
+            return;
+        };
+        if pending.refused.is_none() {
+            pending.refused = Some(reason);
+            let entry = opcode::AsyncCancel::new(HEADER | key as u64)
+                .build()
+                .user_data(CANCELLED);
+            self.push(&entry);
+        }
     }
 
     /// Does what the connection asks until it waits for a completion.
@@ -1035,11 +1175,24 @@ impl<'a> Worker<'a> {
         for key in idle {
             self.close(key, End::Shutdown);
         }
+        let pending: Vec<usize> = self.headers.iter().map(|(key, _)| key).collect();
+        for key in pending {
+            self.drop_header(key, "shutting down before its PROXY header ended");
+        }
     }
 
     /// Ends connections whose idle, write or drain time is up.
     fn sweep(&mut self) {
         let now = Instant::now();
+        let late: Vec<usize> = self
+            .headers
+            .iter()
+            .filter(|(_, h)| h.refused.is_none() && now >= h.deadline)
+            .map(|(key, _)| key)
+            .collect();
+        for key in late {
+            self.drop_header(key, "no complete PROXY header in time");
+        }
         let mut expired = Vec::new();
         for (key, slot) in &mut self.slots {
             if slot.closing.is_some() {
