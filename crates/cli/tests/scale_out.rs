@@ -204,6 +204,15 @@ fn assert_downloaded(get: Background, work: &Path, data: &[u8], what: &str) -> S
     err
 }
 
+/// The client's retry lines and summary, without its progress lines.
+fn retries(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter(|l| l.contains("retry") || l.contains(" -> "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Sends `request` and reads until the connection closes (a reset after
 /// nothing counts as a close without an answer).
 fn ask(stream: &mut TcpStream, request: &[u8]) -> String {
@@ -275,7 +284,11 @@ fn stateless_nodes_over_a_replicated_store_behind_haproxy() {
     );
     d.front
         .wait_status("all", &node_name(victim), "DOWN", TIMEOUT);
-    eprintln!("--model {} killed mid-download:\n{err}", MODELS[victim]);
+    eprintln!(
+        "--model {} killed mid-download:\n{}",
+        MODELS[victim],
+        retries(&err)
+    );
 
     // 3. A Garage node dies mid-download: the store keeps serving (two
     // replicas of three answer), HAProxy sends new requests elsewhere.
@@ -290,7 +303,7 @@ fn stateless_nodes_over_a_replicated_store_behind_haproxy() {
     let err = assert_downloaded(get, work.path(), &data, "Garage node killed");
     d.s3.wait_status("s3", &s3_server_name(2), "DOWN", TIMEOUT);
     d.assert_nodes_up("after a Garage node died");
-    eprintln!("Garage node 2 killed mid-download:\n{err}");
+    eprintln!("Garage node 2 killed mid-download:\n{}", retries(&err));
 
     // 4. --max-per-ip 2 counts the addresses in the PROXY headers.
     let limited = d.front.frontend("limited");
