@@ -27,6 +27,11 @@ def load(out):
             res[os.path.basename(path)[:-5]] = json.load(open(path))
         except (OSError, ValueError):
             pass
+    try:
+        # bench/object_store.sh keeps its own directory (run.sh wipes results/).
+        res["s3"] = json.load(open(os.path.join(out, "results-s3", "s3.json")))
+    except (OSError, ValueError):
+        pass
     machine = {}
     try:
         machine = json.load(open(os.path.join(out, "machine.json")))
@@ -501,6 +506,33 @@ def build(res, machine, charts_dir, md_path, notes):
             "`%s` %d conns: %s req/s, p99 %s, %d errors" % (d["workload"], d["conns"], fmt(d["rps"]),
                                                           fmt(d["latency_us"]["p99"] / 1000, "ms"), d["errors"])
             for _, d in extra) + ".")
+        w("")
+
+    s3 = res.get("s3")
+    if s3:
+        w("## Object store (Garage)")
+        w("")
+        w("`bench/object_store.sh`: a 3-node Garage cluster (`replication_factor = 3`) on loopback, one "
+          "256 MiB object, and one `hftp serve --storage s3://...` node talking to the same Garage node "
+          "as the direct requests (curl with `--aws-sigv4`). Direct GET: the median of 3 runs; hftp: "
+          "3 slices in a row, bytes over time; one connection unless stated.")
+        w("")
+        d, r = s3["direct_get_mbps"], s3["hftp_raw_mbps"]
+        w(table(["load", "direct to Garage", "through hftp", "hftp / direct", "target"], [
+            ["256 MiB, one ranged GET vs a raw slice", fmt(d, "MB/s"), fmt(r, "MB/s"), ratio(r, d).strip(" ()"),
+             "≥ 0.8× %s" % verdict(r >= 0.8 * d if r and d else None)],
+            ["256 MiB, as a base64 slice", "—", fmt(s3["hftp_b64_mbps"], "MB/s of file"),
+             ratio(s3["hftp_b64_mbps"], d).strip(" ()"), ""],
+            ["HEAD vs get_metadata, 16 in parallel", fmt(s3["direct_head_rps"], "req/s"),
+             fmt(s3["hftp_metadata_rps"], "req/s"), ratio(s3["hftp_metadata_rps"], s3["direct_head_rps"]).strip(" ()"), ""],
+            ["one HEAD vs one get_metadata, sequential (mean)", fmt(s3["direct_head_latency_ms"], "ms"),
+             fmt(s3["hftp_metadata_latency_ms"], "ms"), "+%s per request" % fmt(
+                 s3["hftp_metadata_latency_ms"] - s3["direct_head_latency_ms"], "ms"), ""],
+        ]))
+        w("")
+        w("Direct GET runs: %s MB/s. hftp server peak RSS during the raw slices: %s. Failed hftp requests: %d." % (
+            ", ".join(fmt(v) for v in s3["direct_get_runs_mbps"]), fmt(s3["hftp_server_rss_peak_mib"], "MiB"),
+            s3["hftp_errors"]))
         w("")
 
     errs = [(k, d) for k, d in sorted(res.items()) if isinstance(d, dict) and "workload" in d and d.get("errors")]

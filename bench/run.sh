@@ -11,7 +11,8 @@
 #
 # Environment: HFTP_BIN (use this binary, skip the build), DUR (seconds per
 # load, default 3), CONNS (default "1 16 64 256 1024"), MODELS (default all),
-# IDLE (idle connections for async, poll and uring, default 10000), NO_REPORT=1.
+# IDLE (idle connections for async, poll and uring, default 10000), NO_REPORT=1,
+# OBJECT_STORE=0 (skip bench/object_store.sh, hftp over Garage against Garage).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -220,6 +221,12 @@ hb "py-hold" --hold "$IDLE_OTHER" -d "$HOLD_S" --server-pid "$SPID" --timeout 60
 stop_server; start_python
 hb "py-b64g1" slice:g1:0:$G1 -n 1 --server-pid "$SPID" --timeout 120
 stop_server
+
+# --- over an object store ------------------------------------------------------
+if [ "${OBJECT_STORE:-1}" = 1 ]; then
+  log "object store (bench/object_store.sh)"
+  HFTP_BIN=$HFTP bash "$ROOT/bench/object_store.sh"
+fi
 
 python3 - "$OUT/machine.json" "$T0" <<'EOF'
 import json, sys, time

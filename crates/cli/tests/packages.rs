@@ -415,7 +415,7 @@ fn debian_package_installs_verifies_serves_and_purges() {
     let settings = service_settings(&unit);
     for (key, value) in [
         ("ExecStart", "/usr/bin/hftp serve"),
-        ("Environment", "HFTP_DIRECTORY=/srv/hftp"),
+        ("WorkingDirectory", SERVED_DIR),
         ("EnvironmentFile", "-/etc/default/hftp"),
         ("DynamicUser", "yes"),
         ("NoNewPrivileges", "yes"),
@@ -470,32 +470,44 @@ fn debian_package_installs_verifies_serves_and_purges() {
         "postinst did not create {SERVED_DIR}"
     );
 
-    // Run the installed binary as the unit would: its ExecStart, its
-    // Environment= and then the settings file, as an unprivileged user;
-    // only the port and address differ (a free port, loopback only).
-    let directory = settings["Environment"]
-        .iter()
-        .find_map(|v| v.strip_prefix("HFTP_DIRECTORY="))
-        .expect("Environment=HFTP_DIRECTORY=...");
-    let mut server = Server::builder(Path::new(directory))
-        .binary("/usr/bin/hftp")
-        .configured_by_environment()
-        .uid(NOBODY);
-    for (key, value) in assignments
-        .iter()
-        .filter(|(k, _)| k != "HFTP_PORT" && k != "HFTP_ADDRESS" && k != "HFTP_DIRECTORY")
-    {
-        server = server.env(key, value);
+    // Run the installed binary as the unit would: its ExecStart in its
+    // WorkingDirectory, the settings file's variables, as an unprivileged
+    // user; only the port and address differ (a free port, loopback only).
+    let working = settings["WorkingDirectory"]
+        .first()
+        .expect("WorkingDirectory=")
+        .clone();
+    let unit_server = |storage: Option<&str>| {
+        let mut server = Server::builder(Path::new(&working))
+            .binary("/usr/bin/hftp")
+            .configured_by_environment()
+            .in_working_directory()
+            .uid(NOBODY);
+        if let Some(url) = storage {
+            server = server.storage(url);
+        }
+        for (key, value) in assignments
+            .iter()
+            .filter(|(k, _)| k != "HFTP_PORT" && k != "HFTP_ADDRESS" && k != "HFTP_DIRECTORY")
+        {
+            server = server.env(key, value);
+        }
+        server.start()
+    };
+    // The defaults, then HFTP_STORAGE set as an operator would set it in
+    // /etc/default/hftp (it must not conflict with anything the unit sets).
+    for storage in [None, Some(format!("file://{SERVED_DIR}"))] {
+        let server = unit_server(storage.as_deref());
+        let banner = server.stdout().join("\n");
+        assert!(
+            banner.contains(&format!("serving {SERVED_DIR} ")),
+            "banner ({storage:?}): {banner}"
+        );
+        let listing =
+            run_ok(Command::new("/usr/bin/hftp").args(["ls", &server.addr().to_string()]));
+        assert_eq!(stdout_text(&listing), "", "{SERVED_DIR} should be empty");
+        drop(server);
     }
-    let server = server.start();
-    let banner = server.stdout().join("\n");
-    assert!(
-        banner.contains(&format!("serving {SERVED_DIR} ")),
-        "banner: {banner}"
-    );
-    let listing = run_ok(Command::new("/usr/bin/hftp").args(["ls", &server.addr().to_string()]));
-    assert_eq!(stdout_text(&listing), "", "{SERVED_DIR} should be empty");
-    drop(server);
 
     // Purge: nothing of the package is left.
     installed.purge();

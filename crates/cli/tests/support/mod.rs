@@ -142,6 +142,10 @@ pub struct ServerBuilder {
     envs: Vec<(OsString, OsString)>,
     /// `--storage URL` instead of `-d DIR`.
     storage: Option<String>,
+    /// Neither `-d` nor `--storage`: the server's default, its working
+    /// directory.
+    default_directory: bool,
+    current_dir: Option<PathBuf>,
 }
 
 impl ServerBuilder {
@@ -149,6 +153,14 @@ impl ServerBuilder {
     /// builder's directory.
     pub fn storage(mut self, url: &str) -> Self {
         self.storage = Some(url.to_string());
+        self
+    }
+
+    /// Passes no directory at all (the server's default, `.`), and runs it
+    /// in `dir`, as a systemd unit's `WorkingDirectory=` does.
+    pub fn in_working_directory(mut self) -> Self {
+        self.default_directory = true;
+        self.current_dir = Some(self.dir.clone());
         self
     }
 
@@ -218,18 +230,26 @@ impl ServerBuilder {
     pub fn start(self) -> Server {
         let mut command = Command::new(&self.binary);
         command.arg("serve");
+        if let Some(dir) = &self.current_dir {
+            command.current_dir(dir);
+        }
         if self.from_environment {
+            match (&self.storage, self.default_directory) {
+                (Some(url), _) => command.env("HFTP_STORAGE", url),
+                (None, true) => &mut command,
+                (None, false) => command.env("HFTP_DIRECTORY", &self.dir),
+            };
             command
-                .env("HFTP_DIRECTORY", &self.dir)
                 .env("HFTP_PORT", self.port.to_string())
                 .env("HFTP_ADDRESS", "127.0.0.1");
             if let Some(model) = &self.model {
                 command.env("HFTP_MODEL", model);
             }
         } else {
-            match &self.storage {
-                Some(url) => command.args(["--storage", url]),
-                None => command.arg("-d").arg(&self.dir),
+            match (&self.storage, self.default_directory) {
+                (Some(url), _) => command.args(["--storage", url]),
+                (None, true) => &mut command,
+                (None, false) => command.arg("-d").arg(&self.dir),
             };
             command.args(["-p", &self.port.to_string(), "-a", "127.0.0.1"]);
             if let Some(model) = &self.model {
@@ -355,6 +375,8 @@ impl Server {
             from_environment: false,
             envs: Vec::new(),
             storage: None,
+            default_directory: false,
+            current_dir: None,
         }
     }
 

@@ -781,6 +781,11 @@ impl<'a> Worker<'a> {
         let Some(pending) = self.headers.get(key) else {
             return;
         };
+        if let Some(reason) = pending.refused {
+            // Dropped while it waited for a buffer: no receive to cancel.
+            let pending = self.headers.remove(key);
+            return proxy_header::refuse(pending.proxy, reason);
+        }
         let fd = types::Fd(pending.socket.as_raw_fd());
         let entry = opcode::Recv::new(fd, std::ptr::null_mut(), READ_BUF as u32)
             .buf_group(BUFFER_GROUP)

@@ -33,15 +33,27 @@
 //!
 //! **Reads** are pinned to the object's version: opening a range asks for
 //! the object's size and ETag (`HEAD`; an empty slice needs nothing more),
-//! and every block of the body is a ranged `GET` with `If-Match: ETAG`. An
-//! object replaced mid-slice answers `412`: the read fails and the
-//! connection is closed, as for a local file that shrinks.
+//! and the body is one ranged `GET` of the whole slice with `If-Match:
+//! ETAG`, streamed. A task on the backend's runtime reads the response
+//! ahead of the connection into a channel of at most [`READ_AHEAD_CHUNKS`]
+//! chunks (what the HTTP client read at once, tens of KiB), so the store
+//! keeps sending while the connection writes to its client, and memory
+//! stays bounded whatever the slice's size: when the client is slow, the
+//! channel fills, the task stops reading and TCP holds the store back. A
+//! response that breaks off (a store node dies) is asked again from the
+//! byte where it stopped, with the same `If-Match`, up to [`BODY_RESUMES`]
+//! times. An object replaced mid-slice is noticed by a `HEAD` run
+//! alongside the stream every [`VERSION_CHECK_BYTES`] and once more before
+//! the last bytes go out (a store may keep sending the old version, as
+//! Garage does), or by the `412` a resumed `GET` gets: the read fails and
+//! the connection is closed, as for a local file that shrinks.
 
 use std::future::Future;
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::StreamExt;
 use hftp_proto::{FileName, Range};
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
@@ -50,13 +62,24 @@ use object_store::path::Path;
 use object_store::{
     BackoffConfig, ClientConfigKey, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig,
 };
+use tokio::sync::mpsc;
 
 use super::{ListPage, RangeReader, Storage, StorageError};
 
-/// Bytes read by one ranged `GET`: large enough that a request's round
-/// trip is small beside its transfer, small enough to stay a few MiB per
-/// streaming connection.
-pub const BLOCK: usize = 4 << 20;
+/// Bytes handed to the connection per storage step: the body streams
+/// continuously underneath, so this only sets how much the connection
+/// gathers before it writes.
+pub const BLOCK: usize = 1 << 20;
+
+/// Chunks of a body read ahead of the connection.
+pub const READ_AHEAD_CHUNKS: usize = 32;
+
+/// Times a body that breaks off is asked again from where it stopped.
+pub const BODY_RESUMES: u32 = 3;
+
+/// Bytes of a body between two checks that the object is still the
+/// version being sent (a `HEAD`, alongside the stream).
+pub const VERSION_CHECK_BYTES: u64 = 8 << 20;
 
 /// Keys asked for in one `ListObjectsV2` page (the most S3 returns).
 pub const PAGE_KEYS: usize = 1000;
@@ -399,6 +422,9 @@ impl Storage for ObjectStorage {
             e_tag: meta.e_tag,
             pos: range.offset,
             end: range.offset + range.size,
+            body: None,
+            pending: Bytes::new(),
+            resumes: 0,
         }))
     }
 
@@ -413,7 +439,8 @@ impl ObjectStorage {
     }
 }
 
-/// A range of one version of an object, read a ranged `GET` at a time.
+/// A range of one version of an object, streamed by one ranged `GET`
+/// (again from where it stopped if it breaks off).
 struct ObjectRange {
     storage: ObjectStorage,
     name: FileName,
@@ -421,58 +448,215 @@ struct ObjectRange {
     e_tag: Option<String>,
     pos: u64,
     end: u64,
+    /// The body being read ahead, chunk by chunk, by a task of the runtime.
+    body: Option<mpsc::Receiver<Result<Bytes, CallError>>>,
+    /// What is left of the last chunk received.
+    pending: Bytes,
+    resumes: u32,
 }
 
-impl RangeReader for ObjectRange {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = (buf.len() as u64).min(self.end - self.pos) as usize;
-        if want == 0 {
-            return Ok(0);
-        }
+impl ObjectRange {
+    /// Asks for the rest of the range; a task streams the answer into the
+    /// returned channel (and stops when the channel is dropped).
+    fn request_rest(&self) -> Result<mpsc::Receiver<Result<Bytes, CallError>>, StorageError> {
+        let process = self.storage.inner.process()?;
         let options = GetOptions {
             if_match: self.e_tag.clone(),
-            range: Some(GetRange::Bounded(self.pos..self.pos + want as u64)),
+            range: Some(GetRange::Bounded(self.pos..self.end)),
             ..Default::default()
         };
-        let path = &self.path;
-        let target = &mut buf[..want];
-        let result = self.storage.inner.call(|store| async move {
-            let mut body = store.get_opts(path, options).await?.into_stream();
-            let mut filled = 0;
-            while filled < target.len() {
-                let Some(chunk) = body.next().await else {
-                    break;
-                };
-                let chunk = chunk?;
-                let take = chunk.len().min(target.len() - filled);
-                target[filled..filled + take].copy_from_slice(&chunk[..take]);
-                filled += take;
-            }
-            Ok(filled)
-        });
-        match result {
-            Ok(n) => {
-                self.pos += n as u64;
-                Ok(n)
-            }
-            Err(CallError::Store(object_store::Error::Precondition { .. })) => {
-                Err(io::Error::other(format!(
+        let (tx, rx) = mpsc::channel(READ_AHEAD_CHUNKS);
+        let store = process.store.clone();
+        let path = self.path.clone();
+        let e_tag = self.e_tag.clone();
+        process
+            .runtime
+            .spawn(stream_body(store, path, options, e_tag, tx));
+        Ok(rx)
+    }
+
+    /// The next chunk of the body (`None`: it ended), waiting at most
+    /// [`CALL_TIMEOUT`] for it.
+    fn next_chunk(&mut self) -> Result<Option<Bytes>, CallError> {
+        if self.body.is_none() {
+            self.body = Some(self.request_rest().map_err(CallError::Setup)?);
+        }
+        let Some(body) = self.body.as_mut() else {
+            return Ok(None);
+        };
+        let process = self.storage.inner.process().map_err(CallError::Setup)?;
+        match process
+            .runtime
+            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, body.recv()).await })
+        {
+            Ok(Some(Ok(chunk))) => Ok(Some(chunk)),
+            Ok(Some(Err(e))) => Err(e),
+            Ok(None) => Ok(None),
+            Err(_) => Err(CallError::TimedOut),
+        }
+    }
+
+    /// A failure of the body as the connection sees it.
+    fn read_error(&self, e: CallError) -> io::Error {
+        match e {
+            CallError::Store(object_store::Error::Precondition { .. }) => {
+                io::Error::other(format!(
                     "object {} was replaced while its slice was being sent (ETag changed)",
                     self.name
-                )))
+                ))
             }
-            Err(CallError::Store(object_store::Error::NotFound { .. })) => Err(io::Error::new(
+            CallError::Store(object_store::Error::NotFound { .. }) => io::Error::new(
                 io::ErrorKind::NotFound,
                 format!(
                     "object {} was deleted while its slice was being sent",
                     self.name
                 ),
-            )),
-            Err(e) => match self.storage.inner.storage_error(e) {
-                StorageError::Unavailable(e) => Err(e),
-                other => Err(io::Error::other(other.to_string())),
+            ),
+            e => match self.storage.inner.storage_error(e) {
+                StorageError::Unavailable(e) => e,
+                other => io::Error::other(other.to_string()),
             },
         }
+    }
+}
+
+/// Whether the object at `path` is still version `e_tag`.
+enum Version {
+    Same,
+    Replaced,
+    Deleted,
+    /// The check itself failed: the slice goes on (the stream would fail
+    /// on its own if the store were gone).
+    Unknown,
+}
+
+async fn version(store: &AmazonS3, path: &Path, e_tag: &str) -> Version {
+    match store.head(path).await {
+        Ok(meta) if meta.e_tag.as_deref() == Some(e_tag) => Version::Same,
+        Ok(_) => Version::Replaced,
+        Err(object_store::Error::NotFound { .. }) => Version::Deleted,
+        Err(_) => Version::Unknown,
+    }
+}
+
+/// Streams one ranged `GET` into `tx`, chunk by chunk, until the range
+/// ends or `tx` is dropped. A store may go on sending an old version after
+/// the object was replaced (Garage does), so every
+/// [`VERSION_CHECK_BYTES`] a `HEAD` runs alongside, and the last chunk is
+/// held back until a final one passes: a slice of more than that is
+/// complete only if the object was the same version when its last byte
+/// was read. (A shorter one, read in a few milliseconds, is sent whole
+/// from the version it began with, without the extra round trip.)
+async fn stream_body(
+    store: AmazonS3,
+    path: Path,
+    options: GetOptions,
+    e_tag: Option<String>,
+    tx: mpsc::Sender<Result<Bytes, CallError>>,
+) {
+    let changed = |version: Version| match version {
+        Version::Replaced => Some(object_store::Error::Precondition {
+            path: path.to_string(),
+            source: "the object was replaced".into(),
+        }),
+        Version::Deleted => Some(object_store::Error::NotFound {
+            path: path.to_string(),
+            source: "the object was deleted".into(),
+        }),
+        Version::Same | Version::Unknown => None,
+    };
+    let answer = tokio::time::timeout(CALL_TIMEOUT, store.get_opts(&path, options)).await;
+    let mut body = match answer {
+        Ok(Ok(answer)) => answer.into_stream(),
+        Ok(Err(e)) => return drop(tx.send(Err(CallError::Store(e))).await),
+        Err(_) => return drop(tx.send(Err(CallError::TimedOut)).await),
+    };
+    let mut held: Option<Bytes> = None;
+    let mut unchecked = 0u64;
+    let mut total = 0u64;
+    let mut check: Option<tokio::task::JoinHandle<Version>> = None;
+    while let Some(chunk) = body.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => return drop(tx.send(Err(CallError::Store(e))).await),
+        };
+        if check.as_ref().is_some_and(|c| c.is_finished()) {
+            if let Some(done) = check.take() {
+                if let Some(e) = changed(done.await.unwrap_or(Version::Unknown)) {
+                    return drop(tx.send(Err(CallError::Store(e))).await);
+                }
+            }
+        }
+        unchecked += chunk.len() as u64;
+        total += chunk.len() as u64;
+        if let (Some(tag), None) = (&e_tag, &check) {
+            if unchecked >= VERSION_CHECK_BYTES {
+                unchecked = 0;
+                let (store, path, tag) = (store.clone(), path.clone(), tag.clone());
+                check = Some(tokio::spawn(
+                    async move { version(&store, &path, &tag).await },
+                ));
+            }
+        }
+        if let Some(previous) = held.replace(chunk) {
+            if tx.send(Ok(previous)).await.is_err() {
+                return;
+            }
+        }
+    }
+    if let Some(tag) = e_tag.as_ref().filter(|_| total > VERSION_CHECK_BYTES) {
+        if let Some(e) = changed(version(&store, &path, tag).await) {
+            return drop(tx.send(Err(CallError::Store(e))).await);
+        }
+    }
+    if let Some(last) = held {
+        let _ = tx.send(Ok(last)).await;
+    }
+}
+
+impl RangeReader for ObjectRange {
+    /// Copies what it has of the body, at most one chunk, into `buf`.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = (buf.len() as u64).min(self.end - self.pos) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        while self.pending.is_empty() {
+            let failure = match self.next_chunk() {
+                Ok(Some(chunk)) => {
+                    self.pending = chunk;
+                    continue;
+                }
+                // The answer ended before the range did.
+                Ok(None) => CallError::Store(object_store::Error::Generic {
+                    store: "S3",
+                    source: "the answer ended before the range did".into(),
+                }),
+                Err(e) => e,
+            };
+            self.body = None;
+            let final_failure = matches!(
+                failure,
+                CallError::Store(
+                    object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. }
+                ) | CallError::Setup(_)
+            );
+            if final_failure || self.resumes >= BODY_RESUMES {
+                return Err(self.read_error(failure));
+            }
+            self.resumes += 1;
+            let why = self.read_error(failure);
+            tracing::warn!(
+                object = %self.name,
+                at = self.pos,
+                resume = self.resumes,
+                "the store's answer broke off ({why}): asking again from where it stopped"
+            );
+        }
+        let take = want.min(self.pending.len());
+        buf[..take].copy_from_slice(&self.pending.split_to(take));
+        self.pos += take as u64;
+        Ok(take)
     }
 
     fn block_size(&self) -> usize {

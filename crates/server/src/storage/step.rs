@@ -136,7 +136,8 @@ impl StorageStep {
                 mut buf,
                 want,
             } => {
-                buf.clear();
+                // No clear: the read overwrites every byte, and zeroing a
+                // block per step showed in profiles (memset, 1.3%).
                 buf.resize(want, 0);
                 let result = read_exact(&mut *reader, &mut buf).map(|()| buf);
                 StorageReply::Read {
@@ -210,7 +211,6 @@ impl StorageStep {
             return Prepared::Done(read.run_inline(want));
         }
         let mut read = read;
-        read.buf.clear();
         read.buf.resize(want, 0);
         Prepared::FileRead(read)
     }
@@ -255,7 +255,6 @@ impl FileRead {
     }
 
     fn run_inline(mut self, want: usize) -> StorageReply {
-        self.buf.clear();
         self.buf.resize(want, 0);
         let result = read_exact(&mut *self.reader, &mut self.buf);
         self.reply(result)

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Two builds of the server side by side, on the same machine, in one run:
+#
+#   bash bench/ab.sh OLD_HFTP NEW_HFTP          (about 6 minutes)
+#
+# For each model and load, the old server then the new one, ROUNDS times
+# interleaved (a change in what else runs on the cores hits both alike);
+# prints, per load and model, the median of each, the ratio new/old, and
+# the same per server CPU-second (which does not depend on the share of the
+# cores the server got). Both are loaded by NEW's `hftp bench`. Raw JSON in
+# bench/out/ab/. Build the old one in a worktree, e.g.
+#   git worktree add /tmp/old COMMIT && (cd /tmp/old && CARGO_TARGET_DIR=/tmp/old-target cargo build --release -p hftp-cli)
+#
+# Environment: MODELS (default: async threads pool fork poll), ROUNDS (3),
+# DUR (seconds per load, 2).
+set -euo pipefail
+
+[ $# -eq 2 ] || { sed -n 2,14p "$0" >&2; exit 2; }
+OLD=$(realpath "$1"); NEW=$(realpath "$2")
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=$ROOT/bench/out/ab
+DATA=$ROOT/bench/out/data
+MODELS=${MODELS:-"async threads pool fork poll"}
+ROUNDS=${ROUNDS:-3}
+DUR=${DUR:-2}
+M64=67108864
+LOADS=(
+  "metadata-c1|metadata:k1 -c 1"
+  "metadata-c64|metadata:k1 -c 64"
+  "slice1k-c64|slice:k1:0:1024 -c 64"
+  "b64m64-c1|slice:m64:0:$M64 -c 1"
+  "rawm64-c1|raw:m64:0:$M64 -c 1"
+)
+rm -rf "$OUT"; mkdir -p "$OUT" "$DATA"
+[ -s "$DATA/k1" ] || head -c 1024 /dev/urandom > "$DATA/k1"
+[ "$(stat -c %s "$DATA/m64" 2>/dev/null || echo 0)" = $M64 ] || head -c $M64 /dev/urandom > "$DATA/m64"
+cat "$DATA/m64" > /dev/null
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+SPID=""
+stop() { [ -n "$SPID" ] && { kill -TERM "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null || true; SPID=""; }; true; }
+trap stop EXIT
+start() { # binary model log
+  "$1" serve -d "$DATA" -p 0 -a 127.0.0.1 --model "$2" -q > "$3" 2>&1 &
+  SPID=$!
+  for _ in $(seq 200); do
+    ADDR=$(grep -o 'listening on [0-9.]*:[0-9]*' "$3" | head -1 | awk '{print $3}') || true
+    [ -n "$ADDR" ] && return 0
+    sleep 0.05
+  done
+  echo "server did not start:" >&2; cat "$3" >&2; exit 1
+}
+
+for round in $(seq "$ROUNDS"); do
+  for model in $MODELS; do
+    for side in old new; do
+      bin=$OLD; [ $side = new ] && bin=$NEW
+      start "$bin" "$model" "$OUT/serve-$side-$model.log"
+      for entry in "${LOADS[@]}"; do
+        id=${entry%%|*}; args=${entry#*|}
+        # shellcheck disable=SC2086
+        "$NEW" bench "$ADDR" $args -d "$DUR" --server-pid "$SPID" --json -q \
+          > "$OUT/$side-$model-$id-r$round.json" 2>/dev/null || true
+      done
+      stop
+    done
+    printf 'round %s/%s: %s\n' "$round" "$ROUNDS" "$model" >&2
+  done
+done
+
+python3 - "$OUT" "$MODELS" <<'EOF'
+import glob, json, os, statistics, sys
+out, models = sys.argv[1], sys.argv[2].split()
+loads = ["metadata-c1", "metadata-c64", "slice1k-c64", "b64m64-c1", "rawm64-c1"]
+def runs(side, model, load):
+    got = []
+    for p in glob.glob(os.path.join(out, "%s-%s-%s-r*.json" % (side, model, load))):
+        try:
+            d = json.load(open(p))
+        except ValueError:
+            continue
+        key = "payload_mbps" if "m64" in load else "rps"
+        cpu = (d.get("server") or {}).get("cpu_s")
+        got.append((d[key], d[key] * d["elapsed_s"] / cpu if cpu else None, d.get("errors", 0)))
+    return got
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+def f(v):
+    return "—" if v is None else "{:,.0f}".format(v)
+def r(a, b):
+    return "—" if a is None or not b else "%.2f×" % (a / b)
+print("| load | model | old | new | new/old | old per CPU-s | new per CPU-s | new/old per CPU-s |")
+print("|---|---|---|---|---|---|---|---|")
+for load in loads:
+    unit = "MB/s" if "m64" in load else "req/s"
+    for m in models:
+        o, n = runs("old", m, load), runs("new", m, load)
+        oa, na = med([x[0] for x in o]), med([x[0] for x in n])
+        oc, nc = med([x[1] for x in o]), med([x[1] for x in n])
+        errs = sum(x[2] for x in o + n)
+        print("| %s (%s) | %s | %s | %s | %s | %s | %s | %s |%s" % (
+            load, unit, m, f(oa), f(na), r(na, oa), f(oc), f(nc), r(nc, oc),
+            " %d errors" % errs if errs else ""))
+EOF

@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# hftp over an object store against the store itself, on one Garage cluster:
+#
+#   bash bench/object_store.sh        (about 3 minutes; `bench/run.sh` runs it last)
+#
+# Starts a 3-node Garage cluster (replication_factor = 3) on loopback, puts
+# a 256 MiB object, and measures on that cluster, in one run:
+#   - a direct ranged GET of the whole object (curl --aws-sigv4) against
+#     the same bytes as hftp raw and base64 slices (`hftp bench`), one
+#     connection each, through a node of `hftp serve --storage s3://...`;
+#   - HEAD requests per second, direct (curl, 16 in parallel), against
+#     get_metadata per second through hftp (16 connections);
+#   - the latency of one request, sequential, direct against through hftp:
+#     what the extra hop costs.
+# The hftp node and curl talk to the same Garage node. Results go to
+# bench/out/results-s3/s3.json, which bench/report.py puts in BENCHMARKS.md.
+#
+# Environment: HFTP_BIN (use this binary, skip the build), RUNS (GETs per
+# figure, default 3), HEADS (HEAD requests per figure, default 4000).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=$ROOT/bench/out
+RES=$OUT/results-s3
+WORK=$OUT/garage
+RUNS=${RUNS:-3}
+HEADS=${HEADS:-4000}
+SIZE=$((256 * 1024 * 1024))
+GARAGE_VERSION=2.5.0
+T0=$(date +%s)
+log() { printf '\033[1m== %s\033[0m (%ss)\n' "$*" "$(( $(date +%s) - T0 ))" >&2; }
+
+# --- tools -----------------------------------------------------------------
+export PATH=$HOME/.cargo/bin:$PATH
+if ! garage --version 2>/dev/null | grep -q "$GARAGE_VERSION"; then
+  log "cargo install garage $GARAGE_VERSION (10 to 25 minutes on 2 cores)"
+  cargo install garage --locked --version "$GARAGE_VERSION"
+fi
+command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl >/dev/null; }
+if [ -n "${HFTP_BIN:-}" ]; then
+  HFTP=$HFTP_BIN
+else
+  log "cargo build --release -p hftp-cli"
+  cargo build --release -p hftp-cli
+  HFTP=$ROOT/target/release/hftp
+fi
+
+# --- the cluster -----------------------------------------------------------
+KEY_ID=GK0123456789abcdef01234567
+SECRET=5ee0f9c1d2b3a4958677a8b9cadbecfd0e1f2a3b4c5d6e7f8091a2b3c4d5e6f7
+RPC_SECRET=6d0c3f3a2b1e4f5a8b7c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c
+BUCKET=hftp
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+for port in 13910 13911 13920 13921 13930 13931; do
+  if ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then
+    echo "port $port is taken: stop what listens there first" >&2; exit 1
+  fi
+done
+rm -rf "$WORK" "$RES"
+mkdir -p "$WORK" "$RES"
+for i in 1 2 3; do
+  d=$WORK/node$i
+  mkdir -p "$d/meta" "$d/data"
+  cat > "$d/garage.toml" <<EOF
+metadata_dir = "$d/meta"
+data_dir = "$d/data"
+db_engine = "sqlite"
+replication_factor = 3
+rpc_bind_addr = "127.0.0.1:139${i}1"
+rpc_public_addr = "127.0.0.1:139${i}1"
+rpc_secret = "$RPC_SECRET"
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:139${i}0"
+EOF
+  chmod 600 "$d/garage.toml"
+  RUST_LOG=garage=warn garage -c "$d/garage.toml" server > "$d/log" 2>&1 &
+  PIDS+=($!)
+done
+g() { RUST_LOG=garage=warn garage -c "$WORK/node1/garage.toml" "$@"; }
+eventually() { # command...: retried for up to 60 s (the layout takes a moment to spread)
+  for _ in $(seq 300); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  echo "kept failing: $*" >&2; "$@"; return 1
+}
+log "garage: 3 nodes, replication_factor = 3"
+for i in 1 2 3; do
+  eventually env RUST_LOG=garage=warn garage -c "$WORK/node$i/garage.toml" status
+done
+for i in 2 3; do
+  id=$(RUST_LOG=garage=warn garage -c "$WORK/node$i/garage.toml" node id -q)
+  g node connect "$id" >/dev/null
+done
+for i in 1 2 3; do
+  id=$(RUST_LOG=garage=warn garage -c "$WORK/node$i/garage.toml" node id -q)
+  g layout assign -z dc1 -c 1G "${id%%@*}" >/dev/null
+done
+g layout apply --version 1 >/dev/null
+eventually g key import --yes -n bench "$KEY_ID" "$SECRET"
+eventually g bucket create "$BUCKET"
+eventually g bucket allow --read --write --owner "$BUCKET" --key "$KEY_ID"
+
+EP=http://127.0.0.1:13910
+URL=$EP/$BUCKET/bench/m256
+# Garage wants the payload hash header, which curl leaves out: unsigned.
+s3curl() { curl -sS --fail --aws-sigv4 "aws:amz:garage:s3" --user "$KEY_ID:$SECRET" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@"; }
+head -c "$SIZE" /dev/urandom > "$WORK/m256"
+log "PUT 256 MiB"
+eventually s3curl -T "$WORK/m256" "$URL"
+rm -f "$WORK/m256"
+
+# --- the hftp node -----------------------------------------------------------
+AWS_ENDPOINT_URL=$EP AWS_ALLOW_HTTP=true AWS_REGION=garage \
+AWS_ACCESS_KEY_ID=$KEY_ID AWS_SECRET_ACCESS_KEY=$SECRET \
+  "$HFTP" serve --storage "s3://$BUCKET/bench" -a 127.0.0.1 -p 0 -q > "$WORK/serve.log" 2>&1 &
+SPID=$!
+PIDS+=("$SPID")
+ADDR=""
+for _ in $(seq 200); do
+  ADDR=$(grep -o 'listening on [0-9.]*:[0-9]*' "$WORK/serve.log" | head -1 | awk '{print $3}') || true
+  [ -n "$ADDR" ] && break
+  sleep 0.05
+done
+[ -n "$ADDR" ] || { echo "hftp serve did not start:" >&2; cat "$WORK/serve.log" >&2; exit 1; }
+
+# --- measurements ----------------------------------------------------------
+log "direct ranged GET of 256 MiB, $RUNS times"
+for r in $(seq "$RUNS"); do
+  s3curl -r "0-$((SIZE - 1))" -o /dev/null -w '%{size_download} %{time_total} %{time_starttransfer}\n' "$URL"
+done > "$RES/direct-get.txt"
+log "hftp raw and base64 slices of 256 MiB, $RUNS times each"
+"$HFTP" bench "$ADDR" "raw:m256:0:$SIZE" -c 1 -n "$RUNS" --server-pid "$SPID" --timeout 120 --json -q > "$RES/hftp-raw.json"
+"$HFTP" bench "$ADDR" "slice:m256:0:$SIZE" -c 1 -n "$RUNS" --server-pid "$SPID" --timeout 120 --json -q > "$RES/hftp-b64.json"
+
+heads() { # count: a curl config of that many HEAD requests
+  for _ in $(seq "$1"); do printf 'url = "%s"\n' "$URL"; done
+}
+heads "$HEADS" > "$WORK/heads.cfg"
+log "HEAD, $HEADS requests, 16 in parallel"
+t=$(date +%s%N)
+s3curl -I -Z --parallel-max 16 -K "$WORK/heads.cfg" > /dev/null
+echo "$HEADS $(( $(date +%s%N) - t ))" > "$RES/direct-head-parallel.txt"
+log "get_metadata through hftp, 16 connections"
+"$HFTP" bench "$ADDR" metadata:m256 -c 16 -d 5 --server-pid "$SPID" --json -q > "$RES/hftp-metadata-c16.json"
+
+log "one request at a time: HEAD direct, get_metadata through hftp"
+heads 1000 > "$WORK/heads1.cfg"
+t=$(date +%s%N)
+s3curl -I -K "$WORK/heads1.cfg" > /dev/null
+echo "1000 $(( $(date +%s%N) - t ))" > "$RES/direct-head-serial.txt"
+"$HFTP" bench "$ADDR" metadata:m256 -c 1 -d 5 --server-pid "$SPID" --json -q > "$RES/hftp-metadata-c1.json"
+
+python3 - "$RES" <<'EOF'
+import json, os, sys
+res = sys.argv[1]
+def runs(name):
+    return [l.split() for l in open(os.path.join(res, name)) if l.strip()]
+get = [int(n) / float(t) / 1e6 for n, t, _ in runs("direct-get.txt")]
+(n, t), = runs("direct-head-parallel.txt")
+(n1, t1), = runs("direct-head-serial.txt")
+hj = lambda name: json.load(open(os.path.join(res, name)))
+raw, b64 = hj("hftp-raw.json"), hj("hftp-b64.json")
+m16, m1 = hj("hftp-metadata-c16.json"), hj("hftp-metadata-c1.json")
+out = {
+    "direct_get_mbps": sorted(get)[len(get) // 2],
+    "direct_get_runs_mbps": get,
+    "hftp_raw_mbps": raw["payload_mbps"],
+    "hftp_b64_mbps": b64["payload_mbps"],
+    "hftp_errors": raw["errors"] + b64["errors"] + m16["errors"] + m1["errors"],
+    "direct_head_rps": int(n) / (int(t) / 1e9),
+    "hftp_metadata_rps": m16["rps"],
+    "direct_head_latency_ms": int(t1) / 1e6 / int(n1),
+    "hftp_metadata_latency_ms": m1["latency_us"]["mean"] / 1000,
+    "hftp_metadata_p99_ms": m1["latency_us"]["p99"] / 1000,
+    "hftp_server_rss_peak_mib": (((raw.get("server") or {}).get("peak") or {}).get("rss_kib") or 0) / 1024,
+}
+json.dump(out, open(os.path.join(res, "s3.json"), "w"), indent=1)
+print(json.dumps(out, indent=1))
+EOF
+log "done"
