@@ -16,7 +16,8 @@
 # bench/out/results-s3/s3.json, which bench/report.py puts in BENCHMARKS.md.
 #
 # Environment: HFTP_BIN (use this binary, skip the build), RUNS (GETs per
-# figure, default 3), HEADS (HEAD requests per figure, default 4000).
+# figure, default 3), HEADS (HEAD requests per figure, default 4000), MODEL
+# (the hftp node's --model, default async).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -26,6 +27,7 @@ RES=$OUT/results-s3
 WORK=$OUT/garage
 RUNS=${RUNS:-3}
 HEADS=${HEADS:-4000}
+MODEL=${MODEL:-async}
 SIZE=$((256 * 1024 * 1024))
 GARAGE_VERSION=2.5.0
 T0=$(date +%s)
@@ -118,7 +120,7 @@ rm -f "$WORK/m256"
 # --- the hftp node -----------------------------------------------------------
 AWS_ENDPOINT_URL=$EP AWS_ALLOW_HTTP=true AWS_REGION=garage \
 AWS_ACCESS_KEY_ID=$KEY_ID AWS_SECRET_ACCESS_KEY=$SECRET \
-  "$HFTP" serve --storage "s3://$BUCKET/bench" -a 127.0.0.1 -p 0 -q > "$WORK/serve.log" 2>&1 &
+  "$HFTP" serve --storage "s3://$BUCKET/bench" --model "$MODEL" -a 127.0.0.1 -p 0 -q > "$WORK/serve.log" 2>&1 &
 SPID=$!
 PIDS+=("$SPID")
 ADDR=""

@@ -35,8 +35,8 @@
 //! the object's size and ETag (`HEAD`; an empty slice needs nothing more),
 //! and the body is one ranged `GET` of the whole slice with `If-Match:
 //! ETAG`, streamed. A task on the backend's runtime reads the response
-//! ahead of the connection into a channel of at most [`READ_AHEAD_CHUNKS`]
-//! chunks (what the HTTP client read at once, tens of KiB), so the store
+//! ahead of the connection, at most [`READ_AHEAD_BYTES`] (a semaphore of
+//! bytes the reader gives back as it takes them), so the store
 //! keeps sending while the connection writes to its client, and memory
 //! stays bounded whatever the slice's size: when the client is slow, the
 //! channel fills, the task stops reading and TCP holds the store back. A
@@ -62,7 +62,7 @@ use object_store::path::Path;
 use object_store::{
     BackoffConfig, ClientConfigKey, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 use super::{ListPage, RangeReader, Storage, StorageError};
 
@@ -71,8 +71,9 @@ use super::{ListPage, RangeReader, Storage, StorageError};
 /// gathers before it writes.
 pub const BLOCK: usize = 1 << 20;
 
-/// Chunks of a body read ahead of the connection.
-pub const READ_AHEAD_CHUNKS: usize = 32;
+/// Bytes of a body read ahead of the connection: enough to keep the store
+/// sending while the connection writes a block or two to its client.
+pub const READ_AHEAD_BYTES: usize = 4 << 20;
 
 /// Times a body that breaks off is asked again from where it stopped.
 pub const BODY_RESUMES: u32 = 3;
@@ -423,6 +424,7 @@ impl Storage for ObjectStorage {
             pos: range.offset,
             end: range.offset + range.size,
             body: None,
+            budget: Arc::new(Semaphore::new(READ_AHEAD_BYTES)),
             pending: Bytes::new(),
             resumes: 0,
         }))
@@ -449,7 +451,9 @@ struct ObjectRange {
     pos: u64,
     end: u64,
     /// The body being read ahead, chunk by chunk, by a task of the runtime.
-    body: Option<mpsc::Receiver<Result<Bytes, CallError>>>,
+    body: Option<mpsc::UnboundedReceiver<Result<Bytes, CallError>>>,
+    /// Bytes the task may still read ahead; given back as chunks are taken.
+    budget: Arc<Semaphore>,
     /// What is left of the last chunk received.
     pending: Bytes,
     resumes: u32,
@@ -458,20 +462,27 @@ struct ObjectRange {
 impl ObjectRange {
     /// Asks for the rest of the range; a task streams the answer into the
     /// returned channel (and stops when the channel is dropped).
-    fn request_rest(&self) -> Result<mpsc::Receiver<Result<Bytes, CallError>>, StorageError> {
+    fn request_rest(
+        &mut self,
+    ) -> Result<mpsc::UnboundedReceiver<Result<Bytes, CallError>>, StorageError> {
         let process = self.storage.inner.process()?;
         let options = GetOptions {
             if_match: self.e_tag.clone(),
             range: Some(GetRange::Bounded(self.pos..self.end)),
             ..Default::default()
         };
-        let (tx, rx) = mpsc::channel(READ_AHEAD_CHUNKS);
+        let (tx, rx) = mpsc::unbounded_channel();
+        // A fresh budget; closing the old one ends a task still waiting on
+        // it (what it held is not given back).
+        self.budget.close();
+        self.budget = Arc::new(Semaphore::new(READ_AHEAD_BYTES));
         let store = process.store.clone();
         let path = self.path.clone();
         let e_tag = self.e_tag.clone();
+        let budget = Arc::clone(&self.budget);
         process
             .runtime
-            .spawn(stream_body(store, path, options, e_tag, tx));
+            .spawn(stream_body(store, path, options, e_tag, budget, tx));
         Ok(rx)
     }
 
@@ -484,12 +495,23 @@ impl ObjectRange {
         let Some(body) = self.body.as_mut() else {
             return Ok(None);
         };
-        let process = self.storage.inner.process().map_err(CallError::Setup)?;
-        match process
-            .runtime
-            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, body.recv()).await })
-        {
-            Ok(Some(Ok(chunk))) => Ok(Some(chunk)),
+        // What has arrived is taken without entering the runtime: a wait
+        // (and a wake-up from the task) only when the reader caught up.
+        let next = match body.try_recv() {
+            Ok(item) => Ok(Some(item)),
+            Err(mpsc::error::TryRecvError::Disconnected) => Ok(None),
+            Err(mpsc::error::TryRecvError::Empty) => {
+                let process = self.storage.inner.process().map_err(CallError::Setup)?;
+                process
+                    .runtime
+                    .block_on(async { tokio::time::timeout(CALL_TIMEOUT, body.recv()).await })
+            }
+        };
+        match next {
+            Ok(Some(Ok(chunk))) => {
+                self.budget.add_permits(permits(&chunk) as usize);
+                Ok(Some(chunk))
+            }
             Ok(Some(Err(e))) => Err(e),
             Ok(None) => Ok(None),
             Err(_) => Err(CallError::TimedOut),
@@ -552,8 +574,11 @@ async fn stream_body(
     path: Path,
     options: GetOptions,
     e_tag: Option<String>,
-    tx: mpsc::Sender<Result<Bytes, CallError>>,
+    budget: Arc<Semaphore>,
+    tx: mpsc::UnboundedSender<Result<Bytes, CallError>>,
 ) {
+    // Unbounded channel, bounded bytes: each chunk is paid for first.
+    let send = |item: Result<Bytes, CallError>| tx.send(item).is_ok();
     let changed = |version: Version| match version {
         Version::Replaced => Some(object_store::Error::Precondition {
             path: path.to_string(),
@@ -568,8 +593,14 @@ async fn stream_body(
     let answer = tokio::time::timeout(CALL_TIMEOUT, store.get_opts(&path, options)).await;
     let mut body = match answer {
         Ok(Ok(answer)) => answer.into_stream(),
-        Ok(Err(e)) => return drop(tx.send(Err(CallError::Store(e))).await),
-        Err(_) => return drop(tx.send(Err(CallError::TimedOut)).await),
+        Ok(Err(e)) => {
+            send(Err(CallError::Store(e)));
+            return;
+        }
+        Err(_) => {
+            send(Err(CallError::TimedOut));
+            return;
+        }
     };
     let mut held: Option<Bytes> = None;
     let mut unchecked = 0u64;
@@ -578,12 +609,16 @@ async fn stream_body(
     while let Some(chunk) = body.next().await {
         let chunk = match chunk {
             Ok(chunk) => chunk,
-            Err(e) => return drop(tx.send(Err(CallError::Store(e))).await),
+            Err(e) => {
+                send(Err(CallError::Store(e)));
+                return;
+            }
         };
         if check.as_ref().is_some_and(|c| c.is_finished()) {
             if let Some(done) = check.take() {
                 if let Some(e) = changed(done.await.unwrap_or(Version::Unknown)) {
-                    return drop(tx.send(Err(CallError::Store(e))).await);
+                    send(Err(CallError::Store(e)));
+                    return;
                 }
             }
         }
@@ -598,19 +633,38 @@ async fn stream_body(
                 ));
             }
         }
+        // Paid for before it is held, so the bound counts it too.
+        match budget.acquire_many(permits(&chunk)).await {
+            Ok(paid) => paid.forget(),
+            Err(_) => return,
+        }
         if let Some(previous) = held.replace(chunk) {
-            if tx.send(Ok(previous)).await.is_err() {
+            if !send(Ok(previous)) {
                 return;
             }
         }
     }
     if let Some(tag) = e_tag.as_ref().filter(|_| total > VERSION_CHECK_BYTES) {
         if let Some(e) = changed(version(&store, &path, tag).await) {
-            return drop(tx.send(Err(CallError::Store(e))).await);
+            send(Err(CallError::Store(e)));
+            return;
         }
     }
     if let Some(last) = held {
-        let _ = tx.send(Ok(last)).await;
+        send(Ok(last));
+    }
+}
+
+/// What a chunk costs of the read-ahead budget (a chunk larger than the
+/// whole budget costs all of it, and waits for the reader to catch up).
+fn permits(chunk: &Bytes) -> u32 {
+    chunk.len().min(READ_AHEAD_BYTES) as u32
+}
+
+impl Drop for ObjectRange {
+    /// Ends the task streaming the body, even one waiting for budget.
+    fn drop(&mut self) {
+        self.budget.close();
     }
 }
 
