@@ -237,10 +237,10 @@ fn stateless_nodes_over_a_replicated_store_behind_haproxy() {
     let all = d.front.frontend("all");
     let summary = support::bucket::conformance(all, d.bucket(), "through haproxy");
     eprintln!("through haproxy: {summary}");
-    for i in 0..MODELS.len() {
-        let name = node_name(i);
-        let what = format!("--model {} (its own frontend)", MODELS[i]);
-        let summary = support::bucket::conformance(d.front.frontend(&name), d.bucket(), &what);
+    for (i, model) in MODELS.iter().enumerate() {
+        let what = format!("--model {model} (its own frontend)");
+        let summary =
+            support::bucket::conformance(d.front.frontend(&node_name(i)), d.bucket(), &what);
         eprintln!("{what}: {summary}");
     }
     d.assert_nodes_up("after the conformance suite");
