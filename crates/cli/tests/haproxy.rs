@@ -12,7 +12,7 @@
 mod support;
 
 use std::fs::{self, Permissions};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use hftp_check::{report, Config, Outcome, Summary};
 use support::haproxy::Haproxy;
-use support::Server;
+use support::{ask, Server, HELP_ANSWER};
 
 /// Bounds every wait; none is a threshold.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -50,22 +50,6 @@ fn node(dir: &Path, model: &str, extra: &[&str]) -> Server {
 fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
     support::connect_from(from, addr, TIMEOUT)
 }
-
-/// Sends `request` and reads until the connection closes (a reset after
-/// nothing counts as a close without an answer).
-fn ask(stream: &mut TcpStream, request: &[u8]) -> String {
-    stream.write_all(request).unwrap();
-    let mut answer = Vec::new();
-    match stream.read_to_end(&mut answer) {
-        Ok(_) => {}
-        Err(e) if e.kind() == ErrorKind::ConnectionReset && answer.is_empty() => {}
-        Err(e) => panic!("reading the answer: {e} (got {answer:?})"),
-    }
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
-const HELP_ANSWER: &str =
-    "0 OK\r\nget_file_listing\r\nget_metadata\r\nget_slice\r\nhelp\r\nquit\r\n\r\n";
 
 #[test]
 fn the_sample_config_is_valid() {

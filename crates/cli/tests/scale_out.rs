@@ -30,8 +30,8 @@
 
 mod support;
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -40,7 +40,7 @@ use support::background::Background;
 use support::bucket::Bucket;
 use support::garage::{self, Garage};
 use support::haproxy::Haproxy;
-use support::{connect_from, noise, Server};
+use support::{ask, connect_from, noise, Server, HELP_ANSWER};
 
 const MIB: usize = 1024 * 1024;
 /// Bounds every wait; none is a threshold.
@@ -212,22 +212,6 @@ fn retries(stderr: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
-
-/// Sends `request` and reads until the connection closes (a reset after
-/// nothing counts as a close without an answer).
-fn ask(stream: &mut TcpStream, request: &[u8]) -> String {
-    stream.write_all(request).expect("send");
-    let mut answer = Vec::new();
-    match stream.read_to_end(&mut answer) {
-        Ok(_) => {}
-        Err(e) if e.kind() == ErrorKind::ConnectionReset && answer.is_empty() => {}
-        Err(e) => panic!("reading the answer: {e} (got {answer:?})"),
-    }
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
-const HELP_ANSWER: &str =
-    "0 OK\r\nget_file_listing\r\nget_metadata\r\nget_slice\r\nhelp\r\nquit\r\n\r\n";
 
 #[test]
 fn stateless_nodes_over_a_replicated_store_behind_haproxy() {

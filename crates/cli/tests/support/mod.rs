@@ -52,6 +52,24 @@ pub fn connect_from(from: &str, addr: SocketAddr, timeout: Duration) -> std::net
     stream
 }
 
+/// The whole answer to `help`.
+pub const HELP_ANSWER: &str =
+    "0 OK\r\nget_file_listing\r\nget_metadata\r\nget_slice\r\nhelp\r\nquit\r\n\r\n";
+
+/// Sends `request` and reads until the connection closes (a reset after
+/// nothing counts as a close without an answer).
+pub fn ask(stream: &mut std::net::TcpStream, request: &[u8]) -> String {
+    use std::io::Write;
+    stream.write_all(request).expect("send");
+    let mut answer = Vec::new();
+    match stream.read_to_end(&mut answer) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && answer.is_empty() => {}
+        Err(e) => panic!("reading the answer: {e} (got {answer:?})"),
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// Raises this process's soft limit on open descriptors to the hard limit,
 /// for tests that hold thousands of connections.
 pub fn raise_fd_limit() {
