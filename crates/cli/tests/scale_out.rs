@@ -16,7 +16,7 @@
 //!    HAProxy and against each node;
 //! 2. `hftp get -j 4` of a 256 MiB object is byte-identical while the hftp
 //!    node serving it is SIGKILLed mid-download,
-//! 3. and again while a Garage node is SIGKILLed mid-download;
+//! 3. and again while the Garage node serving it is SIGKILLed;
 //! 4. `--max-per-ip` counts the real clients (127.0.0.2, 127.0.0.3), not
 //!    HAProxy;
 //! 5. a store that cannot be reached gives `199`, the nodes stay up, and
@@ -274,20 +274,39 @@ fn stateless_nodes_over_a_replicated_store_behind_haproxy() {
         retries(&err)
     );
 
-    // 3. A Garage node dies mid-download: the store keeps serving (two
-    // replicas of three answer), HAProxy sends new requests elsewhere.
+    // 3. The Garage node serving the download dies mid-download: the
+    // store keeps serving (two replicas of three answer), the hftp node
+    // asks for the rest again, HAProxy sends it to another store node.
     let work = tempfile::tempdir().expect("temp dir");
     let mut get = start_download(&d, work.path());
     get.wait_progress();
+    let deadline = Instant::now() + TIMEOUT;
+    let store_victim = loop {
+        let busy = (0..3)
+            .max_by_key(|&i| d.s3.current_sessions("s3", &s3_server_name(i)))
+            .filter(|&i| d.s3.current_sessions("s3", &s3_server_name(i)) > 0);
+        if let Some(i) = busy {
+            break i;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no store node serves the download:\n{}",
+            d.s3.show_stat()
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
     assert!(
         get.is_running(),
         "the download ended before a Garage node could be killed"
     );
-    d.cluster.kill(2);
+    d.cluster.kill(store_victim);
     let err = assert_downloaded(get, work.path(), &data, "Garage node killed");
-    d.s3.wait_status("s3", &s3_server_name(2), "DOWN", TIMEOUT);
+    d.s3.wait_status("s3", &s3_server_name(store_victim), "DOWN", TIMEOUT);
     d.assert_nodes_up("after a Garage node died");
-    eprintln!("Garage node 2 killed mid-download:\n{}", retries(&err));
+    eprintln!(
+        "Garage node {store_victim} killed mid-download:\n{}",
+        retries(&err)
+    );
 
     // 4. --max-per-ip 2 counts the addresses in the PROXY headers.
     let limited = d.front.frontend("limited");

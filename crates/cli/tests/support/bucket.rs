@@ -76,13 +76,60 @@ impl Bucket {
     }
 }
 
+/// How long the store's listing may take to show a change of the fixtures.
+const SETTLE: Duration = Duration::from_secs(10);
+
+impl Bucket {
+    /// Every key under the prefix, as the store lists them now.
+    fn listed(&self) -> std::io::Result<Vec<Key>> {
+        let prefix = Key::from(self.prefix.as_str());
+        self.runtime
+            .block_on(
+                self.store
+                    .list(Some(&prefix))
+                    .map_ok(|meta| meta.location)
+                    .try_collect(),
+            )
+            .map_err(std::io::Error::other)
+    }
+
+    /// Waits until the store's listing shows a change just made. Garage
+    /// answers `HEAD`/`GET` read-after-write, but a listing may still show
+    /// a key deleted (or lack one written) a moment ago: the conformance
+    /// runs saw it about once per thousand fixture changes. The suite
+    /// checks that the server lists live, which only means something once
+    /// the store does, so a fixture counts as laid out when two listings
+    /// in a row agree with it (polled, bounded by [`SETTLE`]).
+    fn settle(&self, what: &str, done: impl Fn(&[Key]) -> bool) -> std::io::Result<()> {
+        let deadline = std::time::Instant::now() + SETTLE;
+        let mut agreeing = 0;
+        while agreeing < 2 {
+            agreeing = if done(&self.listed()?) {
+                agreeing + 1
+            } else {
+                0
+            };
+            if std::time::Instant::now() > deadline {
+                return Err(std::io::Error::other(format!(
+                    "the store's listing did not show {what} within {SETTLE:?}"
+                )));
+            }
+            if agreeing < 2 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl FixtureSink for Bucket {
     fn put(&self, name: &str, content: &[u8]) -> std::io::Result<()> {
         let payload = PutPayload::from(content.to_vec());
+        let key = self.key(name);
         self.runtime
-            .block_on(self.store.put(&self.key(name), payload))
-            .map(|_| ())
-            .map_err(std::io::Error::other)
+            .block_on(self.store.put(&key, payload))
+            .map_err(std::io::Error::other)?;
+        self.settle(&format!("{key} written"), |keys| keys.contains(&key))
     }
 
     fn get(&self, name: &str) -> std::io::Result<Vec<u8>> {
@@ -93,9 +140,11 @@ impl FixtureSink for Bucket {
     }
 
     fn delete(&self, name: &str) -> std::io::Result<()> {
+        let key = self.key(name);
         self.runtime
-            .block_on(self.store.delete(&self.key(name)))
-            .map_err(std::io::Error::other)
+            .block_on(self.store.delete(&key))
+            .map_err(std::io::Error::other)?;
+        self.settle(&format!("{key} deleted"), |keys| !keys.contains(&key))
     }
 
     /// One `DELETE` per key, a few at a time: unlike a bulk delete (a
@@ -116,7 +165,8 @@ impl FixtureSink for Bucket {
                     .try_for_each(|()| async { Ok(()) })
                     .await
             })
-            .map_err(std::io::Error::other)
+            .map_err(std::io::Error::other)?;
+        self.settle("the prefix emptied", |keys| keys.is_empty())
     }
 }
 
