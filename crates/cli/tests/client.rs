@@ -19,6 +19,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use hftp_proto::{response, Event, Request, Scanner, SliceMode, Status};
+use support::background::hftp;
 use support::noise;
 
 const HFTP: &str = env!("CARGO_BIN_EXE_hftp");
@@ -40,16 +41,6 @@ impl Server {
             _server: server,
         }
     }
-}
-
-fn hftp(args: &[&str], cwd: &Path) -> Output {
-    Command::new(HFTP)
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("HFTP_PROXY")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run hftp")
 }
 
 fn code(out: &Output) -> i32 {

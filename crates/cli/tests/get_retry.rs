@@ -14,29 +14,17 @@ mod support;
 
 use std::fs;
 use std::net::{Ipv4Addr, TcpListener};
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use hostile::{Behaviour, FlakyFile, Hostile};
-use support::background::Background;
+use support::background::{hftp, Background};
 use support::{noise, Server};
 
-const HFTP: &str = env!("CARGO_BIN_EXE_hftp");
 const MIB: usize = 1024 * 1024;
 /// Far beyond any download here; only a client that hangs reaches it.
 const WATCHDOG: Duration = Duration::from_secs(120);
-
-fn hftp(args: &[&str], cwd: &Path) -> Output {
-    Command::new(HFTP)
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("HFTP_PROXY")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run hftp")
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

@@ -64,14 +64,8 @@ fn the_sample_config_is_valid() {
     assert!(!stderr.contains("WARNING"), "dist/haproxy.cfg: {stderr}");
 }
 
-#[test]
-fn conformance_suite_passes_through_haproxy() {
-    let (_scratch, served) = served_dir();
-    let nodes = [
-        node(&served, "async", &[]),
-        node(&served, "poll", &[]),
-        node(&served, "fork", &[]),
-    ];
+/// `nodes` as node1, node2, node3 of backend `hftp` (leastconn), all `UP`.
+fn behind_haproxy(nodes: &[Server]) -> (Vec<(&'static str, SocketAddr)>, Haproxy) {
     let servers: Vec<(&str, SocketAddr)> = ["node1", "node2", "node3"]
         .into_iter()
         .zip(nodes.iter().map(Server::addr))
@@ -82,6 +76,18 @@ fn conformance_suite_passes_through_haproxy() {
     for (name, _) in &servers {
         haproxy.wait_status("hftp", name, "UP", TIMEOUT);
     }
+    (servers, haproxy)
+}
+
+#[test]
+fn conformance_suite_passes_through_haproxy() {
+    let (_scratch, served) = served_dir();
+    let nodes = [
+        node(&served, "async", &[]),
+        node(&served, "poll", &[]),
+        node(&served, "fork", &[]),
+    ];
+    let (_, haproxy) = behind_haproxy(&nodes);
     let config = Config {
         addr: haproxy.frontend("hftp"),
         dir: Some(served),
@@ -164,16 +170,7 @@ fn a_dead_node_is_marked_down_and_the_others_serve() {
         node(&served, "poll", &[]),
         node(&served, "fork", &[]),
     ];
-    let servers: Vec<(&str, SocketAddr)> = ["node1", "node2", "node3"]
-        .into_iter()
-        .zip(nodes.iter().map(Server::addr))
-        .collect();
-    let haproxy = Haproxy::builder()
-        .backend("hftp", "leastconn", &servers)
-        .start();
-    for (name, _) in &servers {
-        haproxy.wait_status("hftp", name, "UP", TIMEOUT);
-    }
+    let (servers, haproxy) = behind_haproxy(&nodes);
     // Kill the poll node outright (no graceful shutdown).
     let dead = nodes.remove(1);
     dead.signal(libc::SIGKILL);

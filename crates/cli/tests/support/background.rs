@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -103,4 +103,16 @@ impl Background {
         while self.lines.recv_timeout(WATCHDOG).is_ok() {}
         (status.code().expect("exited normally"), self.stderr())
     }
+}
+
+/// Runs `hftp ARGS` in `cwd` to completion (no proxy from the environment,
+/// no standard input).
+pub fn hftp(args: &[&str], cwd: &Path) -> Output {
+    Command::new(HFTP)
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("HFTP_PROXY")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hftp")
 }
