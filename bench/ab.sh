@@ -7,7 +7,8 @@
 # interleaved (a change in what else runs on the cores hits both alike);
 # prints, per load and model, the median of each, the ratio new/old, and
 # the same per server CPU-second (which does not depend on the share of the
-# cores the server got). Both are loaded by NEW's `hftp bench`. Raw JSON in
+# cores the server got), and each build's spread (half the range of its runs
+# over their median: a ratio inside it is noise). Both are loaded by NEW's `hftp bench`. Raw JSON in
 # bench/out/ab/. Build the old one in a worktree, e.g.
 #   git worktree add /tmp/old COMMIT && (cd /tmp/old && CARGO_TARGET_DIR=/tmp/old-target cargo build --release -p hftp-cli)
 #
@@ -91,8 +92,12 @@ def f(v):
     return "—" if v is None else "{:,.0f}".format(v)
 def r(a, b):
     return "—" if a is None or not b else "%.2f×" % (a / b)
-print("| load | model | old | new | new/old | old per CPU-s | new per CPU-s | new/old per CPU-s |")
-print("|---|---|---|---|---|---|---|---|")
+def spread(xs):
+    # How far apart the runs of one build are: the noise a ratio sits in.
+    xs = [x for x in xs if x is not None]
+    return "—" if len(xs) < 2 else "±%.0f%%" % (50 * (max(xs) - min(xs)) / statistics.median(xs))
+print("| load | model | old | new | new/old | spread old / new | old per CPU-s | new per CPU-s | new/old per CPU-s |")
+print("|---|---|---|---|---|---|---|---|---|")
 for load in loads:
     unit = "MB/s" if "m64" in load else "req/s"
     for m in models:
@@ -100,7 +105,8 @@ for load in loads:
         oa, na = med([x[0] for x in o]), med([x[0] for x in n])
         oc, nc = med([x[1] for x in o]), med([x[1] for x in n])
         errs = sum(x[2] for x in o + n)
-        print("| %s (%s) | %s | %s | %s | %s | %s | %s | %s |%s" % (
-            load, unit, m, f(oa), f(na), r(na, oa), f(oc), f(nc), r(nc, oc),
+        noise = "%s / %s" % (spread([x[0] for x in o]), spread([x[0] for x in n]))
+        print("| %s (%s) | %s | %s | %s | %s | %s | %s | %s | %s |%s" % (
+            load, unit, m, f(oa), f(na), r(na, oa), noise, f(oc), f(nc), r(nc, oc),
             " %d errors" % errs if errs else ""))
 EOF

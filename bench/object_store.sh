@@ -7,7 +7,8 @@
 # a 256 MiB object, and measures on that cluster, in one run:
 #   - a direct ranged GET of the whole object (curl --aws-sigv4) against
 #     the same bytes as hftp raw and base64 slices (`hftp bench`), one
-#     connection each, through a node of `hftp serve --storage s3://...`;
+#     connection each, through a node of `hftp serve --storage s3://...`,
+#     interleaved round by round (medians reported);
 #   - HEAD requests per second, direct (curl, 16 in parallel), against
 #     get_metadata per second through hftp (16 connections);
 #   - the latency of one request, sequential, direct against through hftp:
@@ -15,8 +16,8 @@
 # The hftp node and curl talk to the same Garage node. Results go to
 # bench/out/results-s3/s3.json, which bench/report.py puts in BENCHMARKS.md.
 #
-# Environment: HFTP_BIN (use this binary, skip the build), RUNS (GETs per
-# figure, default 3), HEADS (HEAD requests per figure, default 4000), MODEL
+# Environment: HFTP_BIN (use this binary, skip the build), RUNS (rounds of GET,
+# raw and base64, default 5), HEADS (HEAD requests per figure, default 4000), MODEL
 # (the hftp node's --model, default async).
 set -euo pipefail
 
@@ -25,7 +26,7 @@ ROOT=$PWD
 OUT=$ROOT/bench/out
 RES=$OUT/results-s3
 WORK=$OUT/garage
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
 HEADS=${HEADS:-4000}
 MODEL=${MODEL:-async}
 SIZE=$((256 * 1024 * 1024))
@@ -132,13 +133,16 @@ done
 [ -n "$ADDR" ] || { echo "hftp serve did not start:" >&2; cat "$WORK/serve.log" >&2; exit 1; }
 
 # --- measurements ----------------------------------------------------------
-log "direct ranged GET of 256 MiB, $RUNS times"
+# Interleaved, one of each per round: a change in what else runs on the
+# shared cores hits the direct GET and the slices alike.
+log "256 MiB: direct ranged GET, hftp raw slice, hftp base64 slice; $RUNS rounds"
+: > "$RES/direct-get.txt"
 for r in $(seq "$RUNS"); do
-  s3curl -r "0-$((SIZE - 1))" -o /dev/null -w '%{size_download} %{time_total} %{time_starttransfer}\n' "$URL"
-done > "$RES/direct-get.txt"
-log "hftp raw and base64 slices of 256 MiB, $RUNS times each"
-"$HFTP" bench "$ADDR" "raw:m256:0:$SIZE" -c 1 -n "$RUNS" --server-pid "$SPID" --timeout 120 --json -q > "$RES/hftp-raw.json"
-"$HFTP" bench "$ADDR" "slice:m256:0:$SIZE" -c 1 -n "$RUNS" --server-pid "$SPID" --timeout 120 --json -q > "$RES/hftp-b64.json"
+  s3curl -r "0-$((SIZE - 1))" -o /dev/null -w '%{size_download} %{time_total} %{time_starttransfer}\n' "$URL" \
+    >> "$RES/direct-get.txt"
+  "$HFTP" bench "$ADDR" "raw:m256:0:$SIZE" -c 1 -n 1 --server-pid "$SPID" --timeout 120 --json -q > "$RES/hftp-raw-r$r.json"
+  "$HFTP" bench "$ADDR" "slice:m256:0:$SIZE" -c 1 -n 1 --server-pid "$SPID" --timeout 120 --json -q > "$RES/hftp-b64-r$r.json"
+done
 
 heads() { # count: a curl config of that many HEAD requests
   for _ in $(seq "$1"); do printf 'url = "%s"\n' "$URL"; done
@@ -158,29 +162,38 @@ s3curl -I -K "$WORK/heads1.cfg" > /dev/null
 echo "1000 $(( $(date +%s%N) - t ))" > "$RES/direct-head-serial.txt"
 "$HFTP" bench "$ADDR" metadata:m256 -c 1 -d 5 --server-pid "$SPID" --json -q > "$RES/hftp-metadata-c1.json"
 
-python3 - "$RES" <<'EOF'
-import json, os, sys
-res = sys.argv[1]
+python3 - "$RES" "$RUNS" <<'EOF'
+import json, os, statistics, sys
+res, rounds = sys.argv[1], int(sys.argv[2])
 def runs(name):
     return [l.split() for l in open(os.path.join(res, name)) if l.strip()]
+hj = lambda name: json.load(open(os.path.join(res, name)))
 get = [int(n) / float(t) / 1e6 for n, t, _ in runs("direct-get.txt")]
+raws = [hj("hftp-raw-r%d.json" % r) for r in range(1, rounds + 1)]
+b64s = [hj("hftp-b64-r%d.json" % r) for r in range(1, rounds + 1)]
+raw = [d["payload_mbps"] for d in raws]
+b64 = [d["payload_mbps"] for d in b64s]
 (n, t), = runs("direct-head-parallel.txt")
 (n1, t1), = runs("direct-head-serial.txt")
-hj = lambda name: json.load(open(os.path.join(res, name)))
-raw, b64 = hj("hftp-raw.json"), hj("hftp-b64.json")
 m16, m1 = hj("hftp-metadata-c16.json"), hj("hftp-metadata-c1.json")
+rss = max((((d.get("server") or {}).get("peak") or {}).get("rss_kib") or 0) for d in raws + b64s)
 out = {
-    "direct_get_mbps": sorted(get)[len(get) // 2],
+    "rounds": rounds,
+    "direct_get_mbps": statistics.median(get),
     "direct_get_runs_mbps": get,
-    "hftp_raw_mbps": raw["payload_mbps"],
-    "hftp_b64_mbps": b64["payload_mbps"],
-    "hftp_errors": raw["errors"] + b64["errors"] + m16["errors"] + m1["errors"],
+    "hftp_raw_mbps": statistics.median(raw),
+    "hftp_raw_runs_mbps": raw,
+    "hftp_b64_mbps": statistics.median(b64),
+    "hftp_b64_runs_mbps": b64,
+    # Each round's raw slice against the GET just before it.
+    "raw_ratio_runs": [r / g for r, g in zip(raw, get)],
+    "hftp_errors": sum(d["errors"] for d in raws + b64s) + m16["errors"] + m1["errors"],
     "direct_head_rps": int(n) / (int(t) / 1e9),
     "hftp_metadata_rps": m16["rps"],
     "direct_head_latency_ms": int(t1) / 1e6 / int(n1),
     "hftp_metadata_latency_ms": m1["latency_us"]["mean"] / 1000,
     "hftp_metadata_p99_ms": m1["latency_us"]["p99"] / 1000,
-    "hftp_server_rss_peak_mib": (((raw.get("server") or {}).get("peak") or {}).get("rss_kib") or 0) / 1024,
+    "hftp_server_rss_peak_mib": rss / 1024,
 }
 json.dump(out, open(os.path.join(res, "s3.json"), "w"), indent=1)
 print(json.dumps(out, indent=1))

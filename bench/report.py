@@ -514,8 +514,9 @@ def build(res, machine, charts_dir, md_path, notes):
         w("")
         w("`bench/object_store.sh`: a 3-node Garage cluster (`replication_factor = 3`) on loopback, one "
           "256 MiB object, and one `hftp serve --storage s3://...` node talking to the same Garage node "
-          "as the direct requests (curl with `--aws-sigv4`). Direct GET: the median of 3 runs; hftp: "
-          "3 slices in a row, bytes over time; one connection unless stated.")
+          "as the direct requests (curl with `--aws-sigv4`). The GET, the raw slice and the base64 slice "
+          "run one after the other, %d rounds (a change in the machine's load hits all three alike); "
+          "medians; one connection unless stated." % s3.get("rounds", 3))
         w("")
         d, r = s3["direct_get_mbps"], s3["hftp_raw_mbps"]
         w(table(["load", "direct to Garage", "through hftp", "hftp / direct", "target"], [
@@ -530,9 +531,12 @@ def build(res, machine, charts_dir, md_path, notes):
                  s3["hftp_metadata_latency_ms"] - s3["direct_head_latency_ms"], "ms"), ""],
         ]))
         w("")
-        w("Direct GET runs: %s MB/s. hftp server peak RSS during the raw slices: %s. Failed hftp requests: %d." % (
-            ", ".join(fmt(v) for v in s3["direct_get_runs_mbps"]), fmt(s3["hftp_server_rss_peak_mib"], "MiB"),
-            s3["hftp_errors"]))
+        w("Direct GET runs: %s MB/s. hftp raw runs: %s MB/s. Raw / direct, round by round: %s. "
+          "hftp server peak RSS during the slices: %s. Failed hftp requests: %d." % (
+            ", ".join(fmt(v) for v in s3["direct_get_runs_mbps"]),
+            ", ".join(fmt(v) for v in s3.get("hftp_raw_runs_mbps", [])) or "—",
+            ", ".join("%.2f×" % v for v in s3.get("raw_ratio_runs", [])) or "—",
+            fmt(s3["hftp_server_rss_peak_mib"], "MiB"), s3["hftp_errors"]))
         w("")
 
     errs = [(k, d) for k, d in sorted(res.items()) if isinstance(d, dict) and "workload" in d and d.get("errors")]

@@ -97,6 +97,8 @@ impl Conn {
     }
 
     pub fn advance(&mut self, buf: &mut [u8], mode: &StorageMode) -> Step {
+        // Each call is a turn: the last one ended waiting (or yielding).
+        self.conn.new_turn();
         loop {
             match self.conn.poll() {
                 Action::Send(bytes) => match self.stream.write(bytes) {

@@ -180,6 +180,8 @@ struct Harness {
     latency: Duration,
     storage_steps: usize,
     write_shut: bool,
+    /// How often the connection yielded with work still to do.
+    yields: usize,
     ended: Option<End>,
 }
 
@@ -215,6 +217,7 @@ impl Harness {
             latency: Duration::ZERO,
             storage_steps: 0,
             write_shut: false,
+            yields: 0,
             ended: None,
         }
     }
@@ -224,8 +227,10 @@ impl Harness {
         self
     }
 
-    /// Does everything possible without time passing.
+    /// Does everything possible without time passing: one turn of a driver
+    /// that has just waited, yielding whenever the connection asks.
     fn run(&mut self) {
+        self.conn.new_turn();
         for _ in 0..1_000_000 {
             if self.ended.is_some() {
                 return;
@@ -262,7 +267,7 @@ impl Harness {
                     None if self.peer_eof => self.conn.handle_eof(self.now),
                     None => return,
                 },
-                Action::Yield => {}
+                Action::Yield => self.yields += 1,
                 Action::Park => return,
                 Action::Close(end) => {
                     self.ended = Some(end);
@@ -348,6 +353,28 @@ fn pipelined_requests_are_answered_in_order_then_quit_closes() {
     );
     assert!(h.write_shut, "quit shuts down the write side");
     assert_eq!(h.ended, Some(End::Closed(CloseReason::Quit)));
+}
+
+#[test]
+fn a_client_that_waits_for_each_answer_never_yields_and_a_flood_does() {
+    let mut h = Harness::new(hola());
+    for _ in 0..200 {
+        h.send(b"get_metadata hola.txt\r\n");
+        h.run();
+    }
+    assert_eq!(h.received_str(), "0 OK\r\n32\r\n".repeat(200));
+    assert_eq!(h.yields, 0, "each turn ended waiting for the client");
+
+    let mut h = Harness::new(hola());
+    for _ in 0..200 {
+        h.send(b"get_metadata hola.txt\r\n");
+    }
+    h.run();
+    assert_eq!(h.received_str(), "0 OK\r\n32\r\n".repeat(200));
+    assert!(
+        h.yields > 0,
+        "200 requests ready at once make a turn too long"
+    );
 }
 
 #[test]

@@ -20,6 +20,10 @@
 //! | `ShutdownWrite` | `shutdown(SHUT_WR)` | [`Connection::write_shut`] |
 //! | `Receive` | reads | [`Connection::handle_input`] / [`Connection::handle_eof`] |
 //! | `Yield` | lets other clients run, then polls again | |
+//!
+//! When the driver has to wait for the socket (a read or write would
+//! block), the turn is over: it calls [`Connection::new_turn`] before it
+//! polls again, so the turn budget counts work done without waiting.
 //! | `Park` | waits for the storage reply | |
 //! | `Close(end)` | closes the socket, [`Connection::finish`] | |
 //!
@@ -62,7 +66,10 @@ const KEEP_CAPACITY: usize = 4096;
 
 /// Actions one connection may take per turn (a chunk written, a
 /// `sendfile`, a read, a storage step), about 2 MiB: a fast client must not
-/// starve the others, hence [`Action::Yield`].
+/// starve the others, hence [`Action::Yield`]. A turn ends when the driver
+/// waits for the socket, and the next begins with [`Connection::new_turn`]:
+/// a client that waits for each answer never yields, only one whose work
+/// is ready without waiting does.
 const TURN_BUDGET: u32 = 32;
 
 /// What the driver must do next; see the table in the module docs.
@@ -168,6 +175,13 @@ impl Connection {
     pub fn via(mut self, proxy: Option<SocketAddr>) -> Connection {
         self.stats.via = proxy;
         self
+    }
+
+    /// The driver waited for the socket (or takes the connection up after
+    /// an event): the turn budget starts again. A connection that yields
+    /// is one that had a turn's worth of work to do without waiting.
+    pub fn new_turn(&mut self) {
+        self.budget = TURN_BUDGET;
     }
 
     /// The next thing the driver must do.

@@ -246,6 +246,7 @@ async fn drive(
             Action::Send(bytes) => match stream.try_write(bytes) {
                 Ok(n) => conn.sent(n, Instant::now()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.new_turn();
                     wait_writable(stream, conn).await;
                 }
                 Err(e) => conn.io_failed(e),
@@ -259,6 +260,7 @@ async fn drive(
                 match sent {
                     Ok(n) => conn.sent(n, Instant::now()),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        conn.new_turn();
                         wait_writable(stream, conn).await;
                     }
                     Err(e) => conn.io_failed(e),
@@ -324,7 +326,10 @@ async fn drive(
                         }
                     }
                     // A stale readiness (new sockets start out "ready").
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => buf = Vec::new(),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        buf = Vec::new();
+                        conn.new_turn();
+                    }
                     Err(e) => conn.io_failed(e),
                 }
             }

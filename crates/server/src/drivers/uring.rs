@@ -851,6 +851,10 @@ impl<'a> Worker<'a> {
 
     /// Does what the connection asks until it waits for a completion.
     fn advance(&mut self, key: usize) {
+        // Called on a completion: every submission ends a turn.
+        if let Some(slot) = self.slots.get_mut(key) {
+            slot.conn.new_turn();
+        }
         loop {
             let Some(slot) = self.slots.get_mut(key) else {
                 return;
