@@ -8,7 +8,8 @@
 #   - a direct ranged GET of the whole object (curl --aws-sigv4) against
 #     the same bytes as hftp raw and base64 slices (`hftp bench`), one
 #     connection each, through a node of `hftp serve --storage s3://...`,
-#     interleaved round by round (medians reported);
+#     interleaved round by round (medians reported), and the same GET
+#     through HAProxy in tcp mode: what one extra hop costs by itself;
 #   - HEAD requests per second, direct (curl, 16 in parallel), against
 #     get_metadata per second through hftp (16 connections);
 #   - the latency of one request, sequential, direct against through hftp:
@@ -41,6 +42,7 @@ if ! garage --version 2>/dev/null | grep -q "$GARAGE_VERSION"; then
   cargo install garage --locked --version "$GARAGE_VERSION"
 fi
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl >/dev/null; }
+command -v haproxy >/dev/null || { apt-get update -qq && apt-get install -y -qq haproxy >/dev/null; }
 if [ -n "${HFTP_BIN:-}" ]; then
   HFTP=$HFTP_BIN
 else
@@ -61,7 +63,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for port in 13910 13911 13920 13921 13930 13931; do
+for port in 13910 13911 13920 13921 13930 13931 13940; do
   if ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then
     echo "port $port is taken: stop what listens there first" >&2; exit 1
   fi
@@ -118,6 +120,26 @@ log "PUT 256 MiB"
 eventually s3curl -T "$WORK/m256" "$URL"
 rm -f "$WORK/m256"
 
+# --- the reference relay: HAProxy, tcp mode, in front of the same node -----
+cat > "$WORK/haproxy.cfg" <<EOF
+global
+  maxconn 64
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 120s
+  timeout server 120s
+frontend s3
+  bind 127.0.0.1:13940
+  default_backend garage
+backend garage
+  server node1 127.0.0.1:13910
+EOF
+haproxy -f "$WORK/haproxy.cfg" -db > "$WORK/haproxy.log" 2>&1 &
+PIDS+=($!)
+RELAY_URL=http://127.0.0.1:13940/$BUCKET/bench/m256
+eventually s3curl -I "$RELAY_URL"
+
 # --- the hftp node -----------------------------------------------------------
 AWS_ENDPOINT_URL=$EP AWS_ALLOW_HTTP=true AWS_REGION=garage \
 AWS_ACCESS_KEY_ID=$KEY_ID AWS_SECRET_ACCESS_KEY=$SECRET \
@@ -135,11 +157,13 @@ done
 # --- measurements ----------------------------------------------------------
 # Interleaved, one of each per round: a change in what else runs on the
 # shared cores hits the direct GET and the slices alike.
-log "256 MiB: direct ranged GET, hftp raw slice, hftp base64 slice; $RUNS rounds"
-: > "$RES/direct-get.txt"
+log "256 MiB: direct ranged GET, the same through HAProxy, hftp raw and base64 slices; $RUNS rounds"
+: > "$RES/direct-get.txt"; : > "$RES/relay-get.txt"
 for r in $(seq "$RUNS"); do
   s3curl -r "0-$((SIZE - 1))" -o /dev/null -w '%{size_download} %{time_total} %{time_starttransfer}\n' "$URL" \
     >> "$RES/direct-get.txt"
+  s3curl -r "0-$((SIZE - 1))" -o /dev/null -w '%{size_download} %{time_total} %{time_starttransfer}\n' "$RELAY_URL" \
+    >> "$RES/relay-get.txt"
   "$HFTP" bench "$ADDR" "raw:m256:0:$SIZE" -c 1 -n 1 --server-pid "$SPID" --timeout 120 --json -q > "$RES/hftp-raw-r$r.json"
   "$HFTP" bench "$ADDR" "slice:m256:0:$SIZE" -c 1 -n 1 --server-pid "$SPID" --timeout 120 --json -q > "$RES/hftp-b64-r$r.json"
 done
@@ -169,6 +193,7 @@ def runs(name):
     return [l.split() for l in open(os.path.join(res, name)) if l.strip()]
 hj = lambda name: json.load(open(os.path.join(res, name)))
 get = [int(n) / float(t) / 1e6 for n, t, _ in runs("direct-get.txt")]
+relay = [int(n) / float(t) / 1e6 for n, t, _ in runs("relay-get.txt")]
 raws = [hj("hftp-raw-r%d.json" % r) for r in range(1, rounds + 1)]
 b64s = [hj("hftp-b64-r%d.json" % r) for r in range(1, rounds + 1)]
 raw = [d["payload_mbps"] for d in raws]
@@ -185,8 +210,13 @@ out = {
     "hftp_raw_runs_mbps": raw,
     "hftp_b64_mbps": statistics.median(b64),
     "hftp_b64_runs_mbps": b64,
-    # Each round's raw slice against the GET just before it.
+    "relay_get_mbps": statistics.median(relay),
+    "relay_get_runs_mbps": relay,
+    # Each round's raw slice (and relayed GET) against that round's GET.
     "raw_ratio_runs": [r / g for r, g in zip(raw, get)],
+    "relay_ratio_runs": [r / g for r, g in zip(relay, get)],
+    # Time to the first byte of the direct GET (the store's own latency).
+    "direct_get_ttfb_ms": statistics.median(float(f) * 1000 for _, _, f in runs("direct-get.txt")),
     "hftp_errors": sum(d["errors"] for d in raws + b64s) + m16["errors"] + m1["errors"],
     "direct_head_rps": int(n) / (int(t) / 1e9),
     "hftp_metadata_rps": m16["rps"],

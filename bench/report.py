@@ -522,6 +522,9 @@ def build(res, machine, charts_dir, md_path, notes):
         w(table(["load", "direct to Garage", "through hftp", "hftp / direct", "target"], [
             ["256 MiB, one ranged GET vs a raw slice", fmt(d, "MB/s"), fmt(r, "MB/s"), ratio(r, d).strip(" ()"),
              "≥ 0.8× %s" % verdict(r >= 0.8 * d if r and d else None)],
+            ["the same GET through HAProxy (tcp mode): one extra hop, no HFTP", fmt(d, "MB/s"),
+             fmt(s3["relay_get_mbps"], "MB/s") if s3.get("relay_get_mbps") else "—",
+             ratio(s3["relay_get_mbps"], d).strip(" ()") if s3.get("relay_get_mbps") else "—", "(reference)"],
             ["256 MiB, as a base64 slice", "—", fmt(s3["hftp_b64_mbps"], "MB/s of file"),
              ratio(s3["hftp_b64_mbps"], d).strip(" ()"), ""],
             ["HEAD vs get_metadata, 16 in parallel", fmt(s3["direct_head_rps"], "req/s"),
@@ -531,9 +534,12 @@ def build(res, machine, charts_dir, md_path, notes):
                  s3["hftp_metadata_latency_ms"] - s3["direct_head_latency_ms"], "ms"), ""],
         ]))
         w("")
-        w("Direct GET runs: %s MB/s. hftp raw runs: %s MB/s. Raw / direct, round by round: %s. "
+        w("Direct GET runs: %s MB/s (first byte after %s: the store's own latency, paid by every "
+          "path). Through HAProxy / direct, round by round: %s. hftp raw runs: %s MB/s. Raw / direct, round by round: %s. "
           "hftp server peak RSS during the slices: %s. Failed hftp requests: %d." % (
             ", ".join(fmt(v) for v in s3["direct_get_runs_mbps"]),
+            fmt(s3["direct_get_ttfb_ms"], "ms") if s3.get("direct_get_ttfb_ms") else "—",
+            ", ".join("%.2f×" % v for v in s3.get("relay_ratio_runs", [])) or "—",
             ", ".join(fmt(v) for v in s3.get("hftp_raw_runs_mbps", [])) or "—",
             ", ".join("%.2f×" % v for v in s3.get("raw_ratio_runs", [])) or "—",
             fmt(s3["hftp_server_rss_peak_mib"], "MiB"), s3["hftp_errors"]))
