@@ -20,12 +20,12 @@
 //! | `ShutdownWrite` | `shutdown(SHUT_WR)` | [`Connection::write_shut`] |
 //! | `Receive` | reads | [`Connection::handle_input`] / [`Connection::handle_eof`] |
 //! | `Yield` | lets other clients run, then polls again | |
+//! | `Park` | waits for the storage reply | |
+//! | `Close(end)` | closes the socket, [`Connection::finish`] | |
 //!
 //! When the driver has to wait for the socket (a read or write would
 //! block), the turn is over: it calls [`Connection::new_turn`] before it
 //! polls again, so the turn budget counts work done without waiting.
-//! | `Park` | waits for the storage reply | |
-//! | `Close(end)` | closes the socket, [`Connection::finish`] | |
 //!
 //! A socket error goes to [`Connection::io_failed`]; when the deadline of
 //! [`Connection::poll_timeout`] passes, [`Connection::handle_timeout`].

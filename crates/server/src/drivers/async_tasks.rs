@@ -246,7 +246,6 @@ async fn drive(
             Action::Send(bytes) => match stream.try_write(bytes) {
                 Ok(n) => conn.sent(n, Instant::now()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    conn.new_turn();
                     wait_writable(stream, conn).await;
                 }
                 Err(e) => conn.io_failed(e),
@@ -260,7 +259,6 @@ async fn drive(
                 match sent {
                     Ok(n) => conn.sent(n, Instant::now()),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        conn.new_turn();
                         wait_writable(stream, conn).await;
                     }
                     Err(e) => conn.io_failed(e),
@@ -371,6 +369,8 @@ async fn serve_metrics(listener: tokio::net::TcpListener) {
 /// Waits until the socket takes bytes again, or the connection's write
 /// deadline passes. The timer is armed only here, when the socket is full.
 async fn wait_writable(stream: &TcpStream, conn: &mut Connection) {
+    // Waiting ends the turn.
+    conn.new_turn();
     let ready = match conn.poll_timeout() {
         Some(deadline) => {
             let deadline = tokio::time::Instant::from_std(deadline);
