@@ -12,8 +12,11 @@
 #     through HAProxy in tcp mode: what one extra hop costs by itself;
 #   - HEAD requests per second, direct (curl, 16 in parallel), against
 #     get_metadata per second through hftp (16 connections);
-#   - the latency of one request, sequential, direct against through hftp:
-#     what the extra hop costs.
+#   - the latency of one request, sequential, direct against through hftp
+#     (HEAD against get_metadata, a 1 KiB ranged GET against a 1 KiB raw
+#     slice): what the extra hop costs;
+#   - the CPU time each 256 MiB transfer costs, by part (Garage, the relay,
+#     the client).
 # The hftp node and curl talk to the same Garage node. Results go to
 # bench/out/results-s3/s3.json, which bench/report.py puts in BENCHMARKS.md.
 #
@@ -155,17 +158,45 @@ done
 [ -n "$ADDR" ] || { echo "hftp serve did not start:" >&2; cat "$WORK/serve.log" >&2; exit 1; }
 
 # --- measurements ----------------------------------------------------------
-# Interleaved, one of each per round: a change in what else runs on the
-# shared cores hits the direct GET and the slices alike.
+# Interleaved, one of each per round, in a rotating order: a change in
+# what else runs on the shared cores hits the direct GET and the slices
+# alike.
+# Each transfer also records the CPU time it cost, by part: the Garage
+# nodes, the relay (HAProxy or the hftp node; none for the direct GET) and
+# the client. On 2 shared cores the sum is what bounds throughput.
+GARAGE_PIDS=("${PIDS[@]:0:3}")
+ticks() { # pid...: their user + system CPU time so far, in clock ticks
+  local sum=0 p f
+  for p in "$@"; do
+    read -r -a f < "/proc/$p/stat"
+    sum=$((sum + f[13] + f[14]))
+  done
+  echo "$sum"
+}
+HZ=$(getconf CLK_TCK)
+measured() { # label relay-pid|- command...: runs it, appends its CPU time to cpu.txt
+  local label=$1 relay=$2 g0 r0=0 r1=0 client
+  shift 2
+  g0=$(ticks "${GARAGE_PIDS[@]}")
+  [ "$relay" = - ] || r0=$(ticks "$relay")
+  { TIMEFORMAT='%U %S'; time "$@" 2>&3; } 3>&2 2> "$WORK/time.txt"
+  client=$(cat "$WORK/time.txt")
+  [ "$relay" = - ] || r1=$(ticks "$relay")
+  echo "$label $(( $(ticks "${GARAGE_PIDS[@]}") - g0 )) $((r1 - r0)) $HZ $client" >> "$RES/cpu.txt"
+}
 log "256 MiB: direct ranged GET, the same through HAProxy, hftp raw and base64 slices; $RUNS rounds"
-: > "$RES/direct-get.txt"; : > "$RES/relay-get.txt"
+: > "$RES/direct-get.txt"; : > "$RES/relay-get.txt"; : > "$RES/cpu.txt"
+direct_get() { measured direct - s3curl -r "0-$((SIZE - 1))" -o /dev/null -w '%{size_download} %{time_total} %{time_starttransfer}\n' "$URL" >> "$RES/direct-get.txt"; }
+relay_get() { measured relay "${PIDS[3]}" s3curl -r "0-$((SIZE - 1))" -o /dev/null -w '%{size_download} %{time_total} %{time_starttransfer}\n' "$RELAY_URL" >> "$RES/relay-get.txt"; }
+raw_slice() { measured raw "$SPID" "$HFTP" bench "$ADDR" "raw:m256:0:$SIZE" -c 1 -n 1 --server-pid "$SPID" --timeout 120 --json -q > "$RES/hftp-raw-r$1.json"; }
+b64_slice() { measured b64 "$SPID" "$HFTP" bench "$ADDR" "slice:m256:0:$SIZE" -c 1 -n 1 --server-pid "$SPID" --timeout 120 --json -q > "$RES/hftp-b64-r$1.json"; }
+TRANSFERS=(direct_get relay_get raw_slice b64_slice)
 for r in $(seq "$RUNS"); do
-  s3curl -r "0-$((SIZE - 1))" -o /dev/null -w '%{size_download} %{time_total} %{time_starttransfer}\n' "$URL" \
-    >> "$RES/direct-get.txt"
-  s3curl -r "0-$((SIZE - 1))" -o /dev/null -w '%{size_download} %{time_total} %{time_starttransfer}\n' "$RELAY_URL" \
-    >> "$RES/relay-get.txt"
-  "$HFTP" bench "$ADDR" "raw:m256:0:$SIZE" -c 1 -n 1 --server-pid "$SPID" --timeout 120 --json -q > "$RES/hftp-raw-r$r.json"
-  "$HFTP" bench "$ADDR" "slice:m256:0:$SIZE" -c 1 -n 1 --server-pid "$SPID" --timeout 120 --json -q > "$RES/hftp-b64-r$r.json"
+  # Each round starts one further along the list: no transfer always
+  # follows the same one.
+  for k in 0 1 2 3; do
+    "${TRANSFERS[$(( (r + k) % 4 ))]}" "$r"
+  done
 done
 
 heads() { # count: a curl config of that many HEAD requests
@@ -186,6 +217,12 @@ s3curl -I -K "$WORK/heads1.cfg" > /dev/null
 echo "1000 $(( $(date +%s%N) - t ))" > "$RES/direct-head-serial.txt"
 "$HFTP" bench "$ADDR" metadata:m256 -c 1 -d 5 --server-pid "$SPID" --json -q > "$RES/hftp-metadata-c1.json"
 
+log "one 1 KiB slice at a time: ranged GET direct, raw slice through hftp"
+t=$(date +%s%N)
+s3curl -r 0-1023 -K "$WORK/heads1.cfg" > /dev/null
+echo "1000 $(( $(date +%s%N) - t ))" > "$RES/direct-small-get-serial.txt"
+"$HFTP" bench "$ADDR" raw:m256:0:1024 -c 1 -d 5 --server-pid "$SPID" --json -q > "$RES/hftp-small-slice-c1.json"
+
 python3 - "$RES" "$RUNS" <<'EOF'
 import json, os, statistics, sys
 res, rounds = sys.argv[1], int(sys.argv[2])
@@ -201,6 +238,8 @@ b64 = [d["payload_mbps"] for d in b64s]
 (n, t), = runs("direct-head-parallel.txt")
 (n1, t1), = runs("direct-head-serial.txt")
 m16, m1 = hj("hftp-metadata-c16.json"), hj("hftp-metadata-c1.json")
+(ns, ts), = runs("direct-small-get-serial.txt")
+small = hj("hftp-small-slice-c1.json")
 rss = max((((d.get("server") or {}).get("peak") or {}).get("rss_kib") or 0) for d in raws + b64s)
 out = {
     "rounds": rounds,
@@ -217,14 +256,28 @@ out = {
     "relay_ratio_runs": [r / g for r, g in zip(relay, get)],
     # Time to the first byte of the direct GET (the store's own latency).
     "direct_get_ttfb_ms": statistics.median(float(f) * 1000 for _, _, f in runs("direct-get.txt")),
-    "hftp_errors": sum(d["errors"] for d in raws + b64s) + m16["errors"] + m1["errors"],
+    "hftp_errors": sum(d["errors"] for d in raws + b64s) + m16["errors"] + m1["errors"] + small["errors"],
     "direct_head_rps": int(n) / (int(t) / 1e9),
     "hftp_metadata_rps": m16["rps"],
     "direct_head_latency_ms": int(t1) / 1e6 / int(n1),
     "hftp_metadata_latency_ms": m1["latency_us"]["mean"] / 1000,
     "hftp_metadata_p99_ms": m1["latency_us"]["p99"] / 1000,
+    "direct_small_get_latency_ms": int(ts) / 1e6 / int(ns),
+    "hftp_small_slice_latency_ms": small["latency_us"]["mean"] / 1000,
     "hftp_server_rss_peak_mib": rss / 1024,
 }
+# CPU seconds one 256 MiB transfer costs, by part (medians over the rounds).
+cpu = {}
+for label, garage, relay, hz, user, system in runs("cpu.txt"):
+    cpu.setdefault(label, []).append(
+        (int(garage) / int(hz), int(relay) / int(hz), float(user) + float(system)))
+out["cpu_s"] = {
+    label: {part: statistics.median(r[i] for r in rows)
+            for i, part in enumerate(("garage", "relay", "client"))}
+    for label, rows in cpu.items()
+}
+for parts in out["cpu_s"].values():
+    parts["total"] = sum(parts.values())
 json.dump(out, open(os.path.join(res, "s3.json"), "w"), indent=1)
 print(json.dumps(out, indent=1))
 EOF

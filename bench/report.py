@@ -532,7 +532,11 @@ def build(res, machine, charts_dir, md_path, notes):
             ["one HEAD vs one get_metadata, sequential (mean)", fmt(s3["direct_head_latency_ms"], "ms"),
              fmt(s3["hftp_metadata_latency_ms"], "ms"), "+%s per request" % fmt(
                  s3["hftp_metadata_latency_ms"] - s3["direct_head_latency_ms"], "ms"), ""],
-        ]))
+        ] + ([
+            ["one 1 KiB ranged GET vs one 1 KiB raw slice, sequential (mean)",
+             fmt(s3["direct_small_get_latency_ms"], "ms"), fmt(s3["hftp_small_slice_latency_ms"], "ms"),
+             "+%s per request" % fmt(s3["hftp_small_slice_latency_ms"] - s3["direct_small_get_latency_ms"], "ms"), ""],
+        ] if "direct_small_get_latency_ms" in s3 else [])))
         w("")
         w("Direct GET runs: %s MB/s (first byte after %s: the store's own latency, paid by every "
           "path). Through HAProxy / direct, round by round: %s. hftp raw runs: %s MB/s. Raw / direct, round by round: %s. "
@@ -544,6 +548,17 @@ def build(res, machine, charts_dir, md_path, notes):
             ", ".join("%.2f×" % v for v in s3.get("raw_ratio_runs", [])) or "—",
             fmt(s3["hftp_server_rss_peak_mib"], "MiB"), s3["hftp_errors"]))
         w("")
+        cpu = s3.get("cpu_s")
+        if cpu:
+            names = {"direct": "direct GET", "relay": "GET through HAProxy", "raw": "hftp raw slice",
+                     "b64": "hftp base64 slice"}
+            w("CPU time one 256 MiB transfer costs, by part (seconds, medians; on 2 cores the sum is what "
+              "bounds throughput):")
+            w("")
+            w(table(["transfer", "Garage (3 nodes)", "relay", "client", "total"], [
+                [names.get(k, k)] + ["%.2f" % v[part] for part in ("garage", "relay", "client", "total")]
+                for k, v in cpu.items()]))
+            w("")
 
     errs = [(k, d) for k, d in sorted(res.items()) if isinstance(d, dict) and "workload" in d and d.get("errors")]
     w("## Errors")

@@ -31,10 +31,12 @@
 //! `199` after at most that long, and the next request tries again: the
 //! server serves again as soon as the store is back.
 //!
-//! **Reads** are pinned to the object's version: opening a range asks for
-//! the object's size and ETag (`HEAD`; an empty slice needs nothing more),
-//! and the body is one ranged `GET` of the whole slice with `If-Match:
-//! ETAG`, streamed. A task on the backend's runtime reads the response
+//! **Reads** are pinned to the object's version: opening a range is one
+//! ranged `GET` of the whole slice, whose answer says whether the object
+//! exists, its size (`Content-Range`) and version (ETag), and whose body
+//! is the slice, streamed (a `HEAD` only tells "out of range" from a
+//! failure when that `GET` fails, and answers an empty slice alone). A
+//! task on the backend's runtime reads the response
 //! ahead of the connection, at most [`READ_AHEAD_BYTES`] (a semaphore of
 //! bytes the reader gives back as it takes them), so the store
 //! keeps sending while the connection writes to its client, and memory
@@ -406,23 +408,22 @@ impl Storage for ObjectStorage {
         range: Range,
     ) -> Result<Box<dyn RangeReader>, StorageError> {
         let path = self.path(name)?;
-        let head_path = path.clone();
-        let meta = self
-            .inner
-            .run(|store| async move { store.head(&head_path).await })?;
-        if !range.fits(meta.size) {
-            return Err(StorageError::OutOfRange);
-        }
-        if meta.e_tag.is_none() {
-            tracing::debug!(%name, "object has no ETag: its slices are not pinned to a version");
-        }
+        let (e_tag, opened) = match range.end().filter(|_| range.size > 0) {
+            // One round trip: the ranged GET says whether the object
+            // exists, how long it is (Content-Range) and which version it
+            // is (ETag), and its body is the slice.
+            Some(end) => self.get_range(name, &path, range, end)?,
+            // Nothing to GET (or no such range): the HEAD decides.
+            None => (self.head_range(&path, range)?, None),
+        };
         Ok(Box::new(ObjectRange {
             storage: self.clone(),
             name: name.clone(),
             path,
-            e_tag: meta.e_tag,
+            e_tag,
             pos: range.offset,
             end: range.offset + range.size,
+            opened,
             body: None,
             budget: Arc::new(Semaphore::new(READ_AHEAD_BYTES)),
             pending: Bytes::new(),
@@ -439,7 +440,62 @@ impl ObjectStorage {
     fn path(&self, name: &FileName) -> Result<Path, StorageError> {
         Path::parse(self.key(name.as_str())).map_err(|_| StorageError::NotFound)
     }
+
+    /// The object's ETag once a `HEAD` showed `range` lies inside it.
+    fn head_range(&self, path: &Path, range: Range) -> Result<Option<String>, StorageError> {
+        let head_path = path.clone();
+        let meta = self
+            .inner
+            .run(|store| async move { store.head(&head_path).await })?;
+        if !range.fits(meta.size) {
+            return Err(StorageError::OutOfRange);
+        }
+        if meta.e_tag.is_none() {
+            tracing::debug!(%path, "object has no ETag: its slices are not pinned to a version");
+        }
+        Ok(meta.e_tag)
+    }
+
+    /// Opens `range` (ending at `end`) with its ranged `GET`: the object's
+    /// ETag and the answer's body. A store answers a range that starts past
+    /// the end with `416`, and an object shorter than `end` with fewer
+    /// bytes; anything but success or `404` is then told apart by a `HEAD`
+    /// (out of range, or the store's own failure).
+    fn get_range(
+        &self,
+        name: &FileName,
+        path: &Path,
+        range: Range,
+        end: u64,
+    ) -> Result<(Option<String>, Option<Body>), StorageError> {
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(range.offset..end)),
+            ..Default::default()
+        };
+        let get_path = path.clone();
+        let failure = match self
+            .inner
+            .call(|store| async move { store.get_opts(&get_path, options).await })
+        {
+            Ok(answer) if answer.range.end == end => {
+                if answer.meta.e_tag.is_none() {
+                    tracing::debug!(%name, "object has no ETag: its slices are not pinned to a version");
+                }
+                return Ok((answer.meta.e_tag.clone(), Some(answer.into_stream())));
+            }
+            Ok(_) => return Err(StorageError::OutOfRange),
+            Err(CallError::Store(object_store::Error::NotFound { .. })) => {
+                return Err(StorageError::NotFound)
+            }
+            Err(e) => e,
+        };
+        self.head_range(path, range)?;
+        Err(self.inner.storage_error(failure))
+    }
 }
+
+/// The body of a `GET`, as `object_store` streams it.
+type Body = futures::stream::BoxStream<'static, object_store::Result<Bytes>>;
 
 /// A range of one version of an object, streamed by one ranged `GET`
 /// (again from where it stopped if it breaks off).
@@ -450,6 +506,8 @@ struct ObjectRange {
     e_tag: Option<String>,
     pos: u64,
     end: u64,
+    /// The body of the `GET` that opened the range, until a task reads it.
+    opened: Option<Body>,
     /// The body being read ahead, chunk by chunk, by a task of the runtime.
     body: Option<mpsc::UnboundedReceiver<Result<Bytes, CallError>>>,
     /// Bytes the task may still read ahead; given back as chunks are taken.
@@ -466,10 +524,13 @@ impl ObjectRange {
         &mut self,
     ) -> Result<mpsc::UnboundedReceiver<Result<Bytes, CallError>>, StorageError> {
         let process = self.storage.inner.process()?;
-        let options = GetOptions {
-            if_match: self.e_tag.clone(),
-            range: Some(GetRange::Bounded(self.pos..self.end)),
-            ..Default::default()
+        let start = match self.opened.take() {
+            Some(body) => Start::Answered(body),
+            None => Start::Request(GetOptions {
+                if_match: self.e_tag.clone(),
+                range: Some(GetRange::Bounded(self.pos..self.end)),
+                ..Default::default()
+            }),
         };
         let (tx, rx) = mpsc::unbounded_channel();
         // A fresh budget; closing the old one ends a task still waiting on
@@ -482,7 +543,7 @@ impl ObjectRange {
         let budget = Arc::clone(&self.budget);
         process
             .runtime
-            .spawn(stream_body(store, path, options, e_tag, budget, tx));
+            .spawn(stream_body(store, path, start, e_tag, budget, tx));
         Ok(rx)
     }
 
@@ -561,6 +622,13 @@ async fn version(store: &AmazonS3, path: &Path, e_tag: &str) -> Version {
     }
 }
 
+/// Where a body comes from: the answer that opened the range, or a new
+/// `GET` of the rest (a resume).
+enum Start {
+    Answered(Body),
+    Request(GetOptions),
+}
+
 /// Streams one ranged `GET` into `tx`, chunk by chunk, until the range
 /// ends or `tx` is dropped. A store may go on sending an old version after
 /// the object was replaced (Garage does), so every
@@ -572,7 +640,7 @@ async fn version(store: &AmazonS3, path: &Path, e_tag: &str) -> Version {
 async fn stream_body(
     store: AmazonS3,
     path: Path,
-    options: GetOptions,
+    start: Start,
     e_tag: Option<String>,
     budget: Arc<Semaphore>,
     tx: mpsc::UnboundedSender<Result<Bytes, CallError>>,
@@ -590,16 +658,20 @@ async fn stream_body(
         }),
         Version::Same | Version::Unknown => None,
     };
-    let answer = tokio::time::timeout(CALL_TIMEOUT, store.get_opts(&path, options)).await;
-    let mut body = match answer {
-        Ok(Ok(answer)) => answer.into_stream(),
-        Ok(Err(e)) => {
-            send(Err(CallError::Store(e)));
-            return;
-        }
-        Err(_) => {
-            send(Err(CallError::TimedOut));
-            return;
+    let mut body = match start {
+        Start::Answered(body) => body,
+        Start::Request(options) => {
+            match tokio::time::timeout(CALL_TIMEOUT, store.get_opts(&path, options)).await {
+                Ok(Ok(answer)) => answer.into_stream(),
+                Ok(Err(e)) => {
+                    send(Err(CallError::Store(e)));
+                    return;
+                }
+                Err(_) => {
+                    send(Err(CallError::TimedOut));
+                    return;
+                }
+            }
         }
     };
     let mut held: Option<Bytes> = None;
