@@ -163,7 +163,7 @@ done
 # alike.
 # Each transfer also records the CPU time it cost, by part: the Garage
 # nodes, the relay (HAProxy or the hftp node; none for the direct GET) and
-# the client. On 2 shared cores the sum is what bounds throughput.
+# the client: what the extra hop costs the machine.
 GARAGE_PIDS=("${PIDS[@]:0:3}")
 ticks() { # pid...: their user + system CPU time so far, in clock ticks
   local sum=0 p f
