@@ -9,9 +9,7 @@ bench/notes.md is included verbatim after the generated tables.
 
 import argparse
 import glob
-import html
 import json
-import math
 import os
 
 MODELS = ["async", "threads", "pool", "fork", "poll", "uring"]
@@ -122,74 +120,44 @@ def table(header, rows):
 # --- SVG charts ----------------------------------------------------------------
 
 def svg_chart(path, title, ylabel, series, refs=(), logy=False):
-    """Lines over a log2 connection axis. series: name -> [(x, y)], refs: dashed lines."""
-    W, H, L, R, T, B = 720, 420, 80, 150, 40, 50
-    pts = [p for s in list(series.values()) + [r[1] for r in refs] for p in s if p[1] is not None]
-    if not pts:
+    """Lines over a log2 connection axis, drawn by matplotlib as SVG.
+    series: name -> [(x, y)]; refs: (name, [(x, y)]) drawn dashed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    lines = [(n, p, False) for n, p in series.items()] + [(n, p, True) for n, p in refs]
+    lines = [(n, [(x, y) for x, y in p if y is not None], d) for n, p, d in lines]
+    lines = [l for l in lines if l[1]]
+    if not lines:
         return False
-    xs = sorted({p[0] for p in pts})
-    x0, x1 = math.log2(min(xs)), math.log2(max(xs))
-    if x1 == x0:
-        x1 = x0 + 1
-    ymax = max(p[1] for p in pts) * 1.1 or 1
-    ymin = min(p[1] for p in pts if p[1] > 0) / 2 if logy else 0
+    # Reproducible files: the same figures give the same bytes.
+    plt.rcParams["svg.hashsalt"] = "hftp"
+    plt.rcParams["svg.fonttype"] = "none"
+    fig, ax = plt.subplots(figsize=(7.2, 4.2))
+    for name, pts, dashed in lines:
+        ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", markersize=3, linewidth=2,
+                linestyle="--" if dashed else "-", color=COLORS.get(name.split()[0], "#000"), label=name)
+    xs = sorted({x for _, pts, _ in lines for x, _ in pts})
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(xs))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: "%d" % v))
     if logy:
-        ymin = 10 ** math.floor(math.log10(max(ymin, 1e-3)))
-
-    def X(x):
-        return L + (math.log2(x) - x0) / (x1 - x0) * (W - L - R)
-
-    def Y(y):
-        if logy:
-            y = max(y, ymin)
-            return T + (1 - (math.log10(y) - math.log10(ymin)) / (math.log10(ymax) - math.log10(ymin))) * (H - T - B)
-        return T + (1 - y / ymax) * (H - T - B)
-
-    e = html.escape
-    o = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">' % (W, H),
-         '<rect width="100%" height="100%" fill="white"/>',
-         '<text x="%d" y="22" font-size="15" font-weight="bold">%s</text>' % (L, e(title))]
-    # grid and ticks
-    if logy:
-        ticks = []
-        t = ymin
-        while t <= ymax:
-            ticks.append(t)
-            t *= 10
+        ax.set_yscale("log")
     else:
-        step = 10 ** math.floor(math.log10(ymax / 5))
-        for m in (1, 2, 5, 10):
-            if ymax / (step * m) <= 6:
-                step *= m
-                break
-        ticks = [i * step for i in range(int(ymax / step) + 1)]
-    for t in ticks:
-        o.append('<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/>' % (L, W - R, Y(t), Y(t)))
-        o.append('<text x="%d" y="%.1f" text-anchor="end">%s</text>' % (L - 6, Y(t) + 4, e(fmt(t))))
-    for x in xs:
-        o.append('<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#eee"/>' % (X(x), X(x), T, H - B))
-        o.append('<text x="%.1f" y="%d" text-anchor="middle">%d</text>' % (X(x), H - B + 16, x))
-    o.append('<text x="%d" y="%d" text-anchor="middle">connections</text>' % ((L + W - R) / 2, H - 12))
-    o.append('<text transform="translate(16,%d) rotate(-90)" text-anchor="middle">%s</text>' % ((T + H - B) / 2, e(ylabel)))
-    o.append('<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#888"/>' % (L, T, W - L - R, H - T - B))
-    legend = 0
-    for name, pts_ in list(series.items()) + [(n, p) for n, p in refs]:
-        dashed = name in dict(refs)
-        pts_ = [(x, y) for x, y in pts_ if y is not None]
-        if not pts_:
-            continue
-        color = COLORS.get(name.split()[0], "#000")
-        d = " ".join("%s%.1f,%.1f" % ("M" if i == 0 else "L", X(x), Y(y)) for i, (x, y) in enumerate(pts_))
-        o.append('<path d="%s" fill="none" stroke="%s" stroke-width="2"%s/>' % (d, color, ' stroke-dasharray="6,4"' if dashed else ""))
-        for x, y in pts_:
-            o.append('<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>' % (X(x), Y(y), color))
-        ly = T + 10 + legend * 18
-        o.append('<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="%s" stroke-width="2"%s/>' % (W - R + 10, W - R + 30, ly, ly, color, ' stroke-dasharray="6,4"' if dashed else ""))
-        o.append('<text x="%d" y="%d">%s</text>' % (W - R + 35, ly + 4, e(name)))
-        legend += 1
-    o.append("</svg>")
+        ax.set_ylim(bottom=0)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt(v) if v else "0"))
+    ax.grid(True, color="#e5e5e5")
+    ax.set_title(title, loc="left", fontweight="bold")
+    ax.set_xlabel("connections")
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    fig.tight_layout()
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    open(path, "w").write("\n".join(o) + "\n")
+    fig.savefig(path, format="svg", metadata={"Date": None})
+    plt.close(fig)
     return True
 
 

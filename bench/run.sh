@@ -47,6 +47,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   (systemctl stop nginx || service nginx stop || nginx -s stop) >/dev/null 2>&1 || true
 fi
 
+# The charts are drawn by matplotlib: pip where python3 is its own (pyenv,
+# a venv), Debian's package where the system's python3 refuses pip (PEP 668).
+if ! python3 -c 'import matplotlib' 2>/dev/null; then
+  log "installing matplotlib"
+  python3 -m pip install -q matplotlib 2>/dev/null \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-matplotlib >/dev/null; }
+fi
+
 # Many connections need many descriptors (the hftp processes raise their own limit).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
