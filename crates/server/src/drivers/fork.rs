@@ -24,6 +24,13 @@
 //! would stay locked forever), which is why `hftp` starts no runtime or
 //! thread before the model is chosen.
 //!
+//! **Over an object store** (`--storage s3://`) the same rule costs more:
+//! the parent never touches the store, so each child builds the backend's
+//! small runtime and HTTP client on its first storage call, and every
+//! connection opens its own connection to the store (plus a TLS handshake
+//! for `https`) where the other models reuse a pool. Fine for a few
+//! long downloads; for many short connections another model serves better.
+//!
 //! **Signals and children.** SIGINT/SIGTERM are blocked across `fork()`: a
 //! child must not receive the shutdown signal before it has installed its
 //! own handler (it would run the parent's, which only wakes the parent, and
