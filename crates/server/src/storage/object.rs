@@ -290,11 +290,24 @@ impl Inner {
     where
         F: Future<Output = Result<T, object_store::Error>>,
     {
+        self.call_within(CALL_TIMEOUT, call)
+    }
+
+    /// [`Inner::call`] bounded by `limit` (what is left of a storage call
+    /// made of two requests).
+    fn call_within<T, F>(
+        &self,
+        limit: Duration,
+        call: impl FnOnce(AmazonS3) -> F,
+    ) -> Result<T, CallError>
+    where
+        F: Future<Output = Result<T, object_store::Error>>,
+    {
         let process = self.process().map_err(CallError::Setup)?;
         let future = call(process.store.clone());
         match process
             .runtime
-            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, future).await })
+            .block_on(async { tokio::time::timeout(limit, future).await })
         {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(CallError::Store(e)),
@@ -443,10 +456,21 @@ impl ObjectStorage {
 
     /// The object's ETag once a `HEAD` showed `range` lies inside it.
     fn head_range(&self, path: &Path, range: Range) -> Result<Option<String>, StorageError> {
+        self.head_range_within(CALL_TIMEOUT, path, range)
+    }
+
+    /// [`ObjectStorage::head_range`], the `HEAD` bounded by `limit`.
+    fn head_range_within(
+        &self,
+        limit: Duration,
+        path: &Path,
+        range: Range,
+    ) -> Result<Option<String>, StorageError> {
         let head_path = path.clone();
         let meta = self
             .inner
-            .run(|store| async move { store.head(&head_path).await })?;
+            .call_within(limit, |store| async move { store.head(&head_path).await })
+            .map_err(|e| self.inner.storage_error(e))?;
         if !range.fits(meta.size) {
             return Err(StorageError::OutOfRange);
         }
@@ -460,7 +484,8 @@ impl ObjectStorage {
     /// ETag and the answer's body. A store answers a range that starts past
     /// the end with `416`, and an object shorter than `end` with fewer
     /// bytes; anything but success or `404` is then told apart by a `HEAD`
-    /// (out of range, or the store's own failure).
+    /// (out of range, or the store's own failure), in what is left of
+    /// [`CALL_TIMEOUT`]: the open is one storage call, bounded as one.
     fn get_range(
         &self,
         name: &FileName,
@@ -473,6 +498,7 @@ impl ObjectStorage {
             ..Default::default()
         };
         let get_path = path.clone();
+        let started = std::time::Instant::now();
         let failure = match self
             .inner
             .call(|store| async move { store.get_opts(&get_path, options).await })
@@ -487,9 +513,17 @@ impl ObjectStorage {
             Err(CallError::Store(object_store::Error::NotFound { .. })) => {
                 return Err(StorageError::NotFound)
             }
+            // No answer in time: nothing is left to ask with.
+            Err(e @ (CallError::TimedOut | CallError::Setup(_))) => {
+                return Err(self.inner.storage_error(e))
+            }
             Err(e) => e,
         };
-        self.head_range(path, range)?;
+        let left = CALL_TIMEOUT.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return Err(self.inner.storage_error(failure));
+        }
+        self.head_range_within(left, path, range)?;
         Err(self.inner.storage_error(failure))
     }
 }
