@@ -425,10 +425,13 @@ impl Storage for ObjectStorage {
             // One round trip: the ranged GET says whether the object
             // exists, how long it is (Content-Range) and which version it
             // is (ETag), and its body is the slice.
-            Some(end) => self.get_range(name, &path, range, end)?,
+            Some(end) => self.get_range(&path, range, end)?,
             // Nothing to GET (or no such range): the HEAD decides.
-            None => (self.head_range(&path, range)?, None),
+            None => (self.head_range(CALL_TIMEOUT, &path, range)?, None),
         };
+        if e_tag.is_none() {
+            tracing::debug!(%name, "object has no ETag: its slices are not pinned to a version");
+        }
         Ok(Box::new(ObjectRange {
             storage: self.clone(),
             name: name.clone(),
@@ -454,13 +457,9 @@ impl ObjectStorage {
         Path::parse(self.key(name.as_str())).map_err(|_| StorageError::NotFound)
     }
 
-    /// The object's ETag once a `HEAD` showed `range` lies inside it.
-    fn head_range(&self, path: &Path, range: Range) -> Result<Option<String>, StorageError> {
-        self.head_range_within(CALL_TIMEOUT, path, range)
-    }
-
-    /// [`ObjectStorage::head_range`], the `HEAD` bounded by `limit`.
-    fn head_range_within(
+    /// The object's ETag once a `HEAD`, bounded by `limit`, showed `range`
+    /// lies inside it.
+    fn head_range(
         &self,
         limit: Duration,
         path: &Path,
@@ -474,9 +473,6 @@ impl ObjectStorage {
         if !range.fits(meta.size) {
             return Err(StorageError::OutOfRange);
         }
-        if meta.e_tag.is_none() {
-            tracing::debug!(%path, "object has no ETag: its slices are not pinned to a version");
-        }
         Ok(meta.e_tag)
     }
 
@@ -488,7 +484,6 @@ impl ObjectStorage {
     /// [`CALL_TIMEOUT`]: the open is one storage call, bounded as one.
     fn get_range(
         &self,
-        name: &FileName,
         path: &Path,
         range: Range,
         end: u64,
@@ -504,9 +499,6 @@ impl ObjectStorage {
             .call(|store| async move { store.get_opts(&get_path, options).await })
         {
             Ok(answer) if answer.range.end == end => {
-                if answer.meta.e_tag.is_none() {
-                    tracing::debug!(%name, "object has no ETag: its slices are not pinned to a version");
-                }
                 return Ok((answer.meta.e_tag.clone(), Some(answer.into_stream())));
             }
             Ok(_) => return Err(StorageError::OutOfRange),
@@ -523,7 +515,7 @@ impl ObjectStorage {
         if left.is_zero() {
             return Err(self.inner.storage_error(failure));
         }
-        self.head_range_within(left, path, range)?;
+        self.head_range(left, path, range)?;
         Err(self.inner.storage_error(failure))
     }
 }
