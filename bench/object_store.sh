@@ -186,8 +186,12 @@ measured() { # label relay-pid|- command...: runs it, appends its CPU time to cp
 }
 log "256 MiB: direct ranged GET, the same through HAProxy, hftp raw and base64 slices; $RUNS rounds"
 : > "$RES/direct-get.txt"; : > "$RES/relay-get.txt"; : > "$RES/cpu.txt"
-direct_get() { measured direct - s3curl -r "0-$((SIZE - 1))" -o /dev/null -w '%{size_download} %{time_total} %{time_starttransfer}\n' "$URL" >> "$RES/direct-get.txt"; }
-relay_get() { measured relay "${PIDS[3]}" s3curl -r "0-$((SIZE - 1))" -o /dev/null -w '%{size_download} %{time_total} %{time_starttransfer}\n' "$RELAY_URL" >> "$RES/relay-get.txt"; }
+whole_get() { # label relay-pid|- url: one ranged GET of the whole object, its times appended to LABEL-get.txt
+  measured "$1" "$2" s3curl -r "0-$((SIZE - 1))" -o /dev/null \
+    -w '%{size_download} %{time_total} %{time_starttransfer}\n' "$3" >> "$RES/$1-get.txt"
+}
+direct_get() { whole_get direct - "$URL"; }
+relay_get() { whole_get relay "${PIDS[3]}" "$RELAY_URL"; }
 raw_slice() { measured raw "$SPID" "$HFTP" bench "$ADDR" "raw:m256:0:$SIZE" -c 1 -n 1 --server-pid "$SPID" --timeout 120 --json -q > "$RES/hftp-raw-r$1.json"; }
 b64_slice() { measured b64 "$SPID" "$HFTP" bench "$ADDR" "slice:m256:0:$SIZE" -c 1 -n 1 --server-pid "$SPID" --timeout 120 --json -q > "$RES/hftp-b64-r$1.json"; }
 TRANSFERS=(direct_get relay_get raw_slice b64_slice)
