@@ -73,6 +73,22 @@ fn run(stream: &mut TcpStream, conn: &mut Connection, config: &Config) -> End {
                     Err(e) => conn.io_failed(e.into()),
                 }
             }
+            Action::SplicePipe { pipe, len } => {
+                // The pipe holds the bytes; the socket's own timeout
+                // bounds the wait for the client, as for `sendfile`.
+                match rustix::pipe::splice(
+                    pipe,
+                    None,
+                    stream.as_fd(),
+                    None,
+                    len,
+                    rustix::pipe::SpliceFlags::MOVE,
+                ) {
+                    Ok(n) => conn.sent(n, Instant::now()),
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(e) => conn.io_failed(e.into()),
+                }
+            }
             Action::Storage(step) => {
                 let reply = step.run(storage);
                 conn.storage_done(reply, Instant::now());

@@ -11,7 +11,10 @@
 //! 48 KiB for a local file) whatever `SIZE` is, encodes base64 from it in
 //! pieces of [`BASE64_CHUNK`], hands raw bytes out directly, and asks for
 //! the next block as a storage step. Raw bodies of local files go straight
-//! from the page cache to the socket with `sendfile` instead.
+//! from the page cache to the socket with `sendfile` instead, and raw
+//! bodies of a reader with a pipe (a remote store's socket spliced into
+//! it) are spliced from that pipe: a storage step fills the pipe, the
+//! driver empties it into its socket.
 
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -32,6 +35,8 @@ pub enum BodyNext {
     Block,
     /// The rest can go with `sendfile`: see [`SliceBody::file_range`].
     File,
+    /// Bytes are in the reader's pipe: see [`SliceBody::pipe_range`].
+    Pipe,
     /// Wire bytes were appended to the output.
     Filled,
     /// The next block must be read: run this step, then [`SliceBody::resume`].
@@ -83,7 +88,15 @@ impl Body {
         }
     }
 
-    /// `n` bytes of a block or of a `sendfile` went out.
+    /// The pipe's read end and the bytes in it, after [`BodyNext::Pipe`].
+    pub fn pipe_range(&self) -> Option<(BorrowedFd<'_>, usize)> {
+        match self {
+            Body::Slice(b) => b.pipe_range(),
+            Body::Listing(_) => None,
+        }
+    }
+
+    /// `n` bytes of a block, a `sendfile` or the pipe went out.
     pub fn sent(&mut self, n: usize) -> io::Result<()> {
         match self {
             Body::Slice(b) => b.sent(n),
@@ -96,6 +109,9 @@ impl Body {
     pub fn resume(&mut self, reply: StorageReply) -> io::Result<()> {
         match (self, reply) {
             (Body::Slice(b), StorageReply::Read { reader, buf }) => b.resume(reader, buf),
+            (Body::Slice(b), StorageReply::PipeFilled { reader, filled }) => {
+                b.resume_piped(reader, filled)
+            }
             (Body::Listing(b), StorageReply::Listing(page)) => b.resume(page),
             (_, reply) => Err(io::Error::other(format!(
                 "storage reply {reply:?} does not match the body"
@@ -191,6 +207,8 @@ pub struct SliceBody {
     block: Vec<u8>,
     /// Bytes of `block` already sent or encoded.
     pos: usize,
+    /// Bytes in the reader's pipe, not sent yet.
+    piped: usize,
     /// The tail was appended: the body is finished for good.
     tail_sent: bool,
 }
@@ -221,6 +239,7 @@ impl SliceBody {
             unread: range.size - first.len() as u64,
             block: first,
             pos: 0,
+            piped: 0,
             tail_sent: false,
         }
     }
@@ -231,7 +250,7 @@ impl SliceBody {
 
     /// File bytes not sent yet.
     pub fn remaining(&self) -> u64 {
-        self.unread + (self.block.len() - self.pos) as u64
+        self.unread + (self.block.len() - self.pos) as u64 + self.piped as u64
     }
 
     /// Produces the next piece: appends base64 to `out`, or says which raw
@@ -249,6 +268,9 @@ impl SliceBody {
             }
             return BodyNext::Filled;
         }
+        if self.piped > 0 {
+            return BodyNext::Pipe;
+        }
         if self.unread == 0 {
             if self.tail_sent {
                 return BodyNext::Done;
@@ -264,6 +286,12 @@ impl SliceBody {
             self.block = Vec::new();
             self.pos = 0;
             return BodyNext::File;
+        }
+        if self.mode == SliceMode::Raw && reader.pipe().is_some() {
+            let want = next_block(&*reader, self.unread, self.mode);
+            self.block = Vec::new();
+            self.pos = 0;
+            return BodyNext::Read(StorageStep::FillPipe { reader, want });
         }
         let want = next_block(&*reader, self.unread, self.mode);
         self.pos = 0;
@@ -296,10 +324,21 @@ impl SliceBody {
         ))
     }
 
-    /// `n` bytes of a block or of a `sendfile` went out.
+    /// The pipe's read end and the bytes in it, after [`BodyNext::Pipe`].
+    pub fn pipe_range(&self) -> Option<(BorrowedFd<'_>, usize)> {
+        let fd = self.reader.as_ref()?.pipe()?;
+        (self.piped > 0).then_some((fd, self.piped))
+    }
+
+    /// `n` bytes of a block, a `sendfile` or the pipe went out.
     pub fn sent(&mut self, n: usize) -> io::Result<()> {
         if self.pos < self.block.len() {
             self.pos += n.min(self.block.len() - self.pos);
+        } else if self.piped > 0 {
+            if n == 0 {
+                return Err(io::Error::other("splicing from the pipe sent nothing"));
+            }
+            self.piped -= n.min(self.piped);
         } else {
             if n == 0 && self.unread > 0 {
                 return Err(shrank());
@@ -321,6 +360,22 @@ impl SliceBody {
         self.unread -= (buf.len() as u64).min(self.unread);
         self.block = buf;
         self.pos = 0;
+        Ok(())
+    }
+
+    /// Resumes after a pipe fill.
+    pub fn resume_piped(
+        &mut self,
+        reader: Box<dyn RangeReader>,
+        filled: io::Result<usize>,
+    ) -> io::Result<()> {
+        self.reader = Some(reader);
+        let filled = filled?;
+        if filled == 0 {
+            return Err(shrank());
+        }
+        self.unread -= (filled as u64).min(self.unread);
+        self.piped = filled;
         Ok(())
     }
 }
@@ -358,7 +413,7 @@ mod tests {
                     out.extend_from_slice(&b);
                     body.sent(b.len())?;
                 }
-                BodyNext::File => unreachable!("no descriptor"),
+                BodyNext::File | BodyNext::Pipe => unreachable!("no descriptor, no pipe"),
                 BodyNext::Filled => {}
                 BodyNext::Read(StorageStep::Read {
                     mut reader,

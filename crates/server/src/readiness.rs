@@ -118,6 +118,21 @@ impl Conn {
                         Err(e) => self.conn.io_failed(e.into()),
                     }
                 }
+                Action::SplicePipe { pipe, len } => {
+                    match rustix::pipe::splice(
+                        pipe,
+                        None,
+                        &self.stream,
+                        None,
+                        len,
+                        rustix::pipe::SpliceFlags::MOVE | rustix::pipe::SpliceFlags::NONBLOCK,
+                    ) {
+                        Ok(n) => self.conn.sent(n, Instant::now()),
+                        Err(rustix::io::Errno::AGAIN) => return Step::Wait { writable: true },
+                        Err(rustix::io::Errno::INTR) => {}
+                        Err(e) => self.conn.io_failed(e.into()),
+                    }
+                }
                 Action::Storage(step) if mode.offload => return Step::Storage(step),
                 Action::Storage(step) => {
                     let reply = step.run(&*mode.storage);

@@ -247,7 +247,9 @@ impl Harness {
                     }
                     self.conn.sent(n, self.now);
                 }
-                Action::SendFile { .. } => panic!("the fake store has no descriptors"),
+                Action::SendFile { .. } | Action::SplicePipe { .. } => {
+                    panic!("the fake store has no descriptors")
+                }
                 Action::Storage(step) => {
                     assert!(self.in_flight.is_none(), "one step at a time");
                     self.storage_steps += 1;
@@ -603,6 +605,7 @@ fn action_name(action: &Action<'_>) -> &'static str {
     match action {
         Action::Send(_) => "send",
         Action::SendFile { .. } => "sendfile",
+        Action::SplicePipe { .. } => "splice",
         Action::Storage(_) => "storage",
         Action::ShutdownWrite => "shutdown",
         Action::Receive => "receive",

@@ -16,6 +16,7 @@
 //! |---|---|---|
 //! | `Send(bytes)` | writes what the socket takes | [`Connection::sent`] |
 //! | `SendFile{..}` | `sendfile` | [`Connection::sent`] |
+//! | `SplicePipe{..}` | `splice` from the pipe to the socket | [`Connection::sent`] |
 //! | `Storage(step)` | runs the step (inline, awaited or offloaded) | [`Connection::storage_done`] |
 //! | `ShutdownWrite` | `shutdown(SHUT_WR)` | [`Connection::write_shut`] |
 //! | `Receive` | reads | [`Connection::handle_input`] / [`Connection::handle_eof`] |
@@ -33,7 +34,7 @@
 //! test with a virtual clock and no socket (`tests/connection.rs`).
 //!
 //! **Bytes stay put until they are reported.** The bytes of a `Send` (and
-//! the descriptor of a `SendFile`) stay valid, unchanged and at the same
+//! the descriptor of a `SendFile` or a `SplicePipe`) stay valid, unchanged and at the same
 //! address until the driver reports on them with [`Connection::sent`] or
 //! [`Connection::io_failed`], or drops the connection. Meanwhile the driver
 //! may call [`Connection::stop`], [`Connection::handle_timeout`],
@@ -80,6 +81,12 @@ pub enum Action<'a> {
         offset: u64,
         len: usize,
     },
+    /// Splice `len` bytes (or what the socket takes) from the read end of
+    /// a pipe, which holds them, to the socket.
+    SplicePipe {
+        pipe: BorrowedFd<'a>,
+        len: usize,
+    },
     Storage(StorageStep),
     ShutdownWrite,
     Receive,
@@ -93,6 +100,7 @@ enum Next {
     SendOut,
     SendBlock,
     SendFile,
+    SplicePipe,
     Storage(StorageStep),
     ShutdownWrite,
     Receive,
@@ -196,6 +204,10 @@ impl Connection {
                 Some((fd, offset, len)) => Action::SendFile { fd, offset, len },
                 None => Action::Park,
             },
+            Next::SplicePipe => match self.body.as_ref().and_then(|b| b.pipe_range()) {
+                Some((pipe, len)) => Action::SplicePipe { pipe, len },
+                None => Action::Park,
+            },
             Next::Storage(step) => Action::Storage(step),
             Next::ShutdownWrite => Action::ShutdownWrite,
             Next::Receive => Action::Receive,
@@ -240,6 +252,7 @@ impl Connection {
                 match body.next(&mut self.out) {
                     BodyNext::Block => return Next::SendBlock,
                     BodyNext::File => return Next::SendFile,
+                    BodyNext::Pipe => return Next::SplicePipe,
                     BodyNext::Filled => {}
                     BodyNext::Read(step) => {
                         self.waiter = Some(Waiter::Body);
@@ -371,7 +384,7 @@ impl Connection {
         }
     }
 
-    /// `n` bytes of the last `Send` or `SendFile` went out.
+    /// `n` bytes of the last `Send`, `SendFile` or `SplicePipe` went out.
     pub fn sent(&mut self, n: usize, now: Instant) {
         self.last_progress = now;
         self.stats.bytes_sent += n as u64;

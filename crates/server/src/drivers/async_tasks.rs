@@ -264,6 +264,26 @@ async fn drive(
                     Err(e) => conn.io_failed(e),
                 }
             }
+            Action::SplicePipe { pipe, len } => {
+                let sent = stream.try_io(Interest::WRITABLE, || {
+                    rustix::pipe::splice(
+                        pipe,
+                        None,
+                        stream,
+                        None,
+                        len,
+                        rustix::pipe::SpliceFlags::MOVE | rustix::pipe::SpliceFlags::NONBLOCK,
+                    )
+                    .map_err(io::Error::from)
+                });
+                match sent {
+                    Ok(n) => conn.sent(n, Instant::now()),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        wait_writable(stream, conn).await;
+                    }
+                    Err(e) => conn.io_failed(e),
+                }
+            }
             Action::Storage(step) => {
                 let reply = if offload {
                     let storage = Arc::clone(storage);

@@ -122,6 +122,8 @@ const SPLICE_OUT: u8 = 16;
 /// A storage step in the offload pool (not a ring operation: it cannot be
 /// cancelled, only waited for).
 const OFFLOAD: u8 = 32;
+/// A splice from a reader's own pipe (a remote store's body) to the socket.
+const PIPE_OUT: u8 = 64;
 
 /// Completions that belong to no connection carry this bit.
 const SPECIAL: u64 = 1 << 63;
@@ -888,6 +890,21 @@ impl<'a> Worker<'a> {
                     let file = file.as_raw_fd();
                     return self.splice(key, file, offset, len);
                 }
+                Action::SplicePipe { pipe, len } => {
+                    // The reader's pipe lives in the connection, which
+                    // stays in its slot until this completes.
+                    let entry = opcode::Splice::new(
+                        types::Fd(pipe.as_raw_fd()),
+                        -1,
+                        fd,
+                        -1,
+                        len.min(SPLICE_CHUNK) as u32,
+                    )
+                    .build()
+                    .user_data(token(key, PIPE_OUT));
+                    slot.inflight |= PIPE_OUT;
+                    return self.push(&entry);
+                }
                 Action::Storage(step) => {
                     if let Some(offload) = self.shared.offload {
                         let ring_key = self.index << RING_SHIFT | key;
@@ -1100,6 +1117,13 @@ impl<'a> Worker<'a> {
                 n if n > 0 => slot.in_pipe += n as usize,
                 _ => slot.conn.io_failed(error()),
             },
+            PIPE_OUT => match result {
+                n if n > 0 => slot.conn.sent(n as usize, now),
+                e if e == -libc::EINTR || e == -libc::EAGAIN => {}
+                e if e < 0 => slot.conn.io_failed(error()),
+                // Nothing went although the pipe held bytes.
+                _ => slot.conn.sent(0, now),
+            },
             SPLICE_OUT => match result {
                 n if n > 0 => {
                     slot.in_pipe -= (n as usize).min(slot.in_pipe);
@@ -1133,7 +1157,7 @@ impl<'a> Worker<'a> {
             slot.closing = Some(end);
         }
         let inflight = slot.inflight;
-        for op in [RECV, SEND, READ, SPLICE_IN, SPLICE_OUT] {
+        for op in [RECV, SEND, READ, SPLICE_IN, SPLICE_OUT, PIPE_OUT] {
             if inflight & op != 0 {
                 let entry = opcode::AsyncCancel::new(token(key, op))
                     .build()

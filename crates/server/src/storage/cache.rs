@@ -127,6 +127,14 @@ impl Storage for StatCache {
         self.inner.open_range(name, range)
     }
 
+    fn open_raw_range(
+        &self,
+        name: &FileName,
+        range: Range,
+    ) -> Result<Box<dyn RangeReader>, StorageError> {
+        self.inner.open_raw_range(name, range)
+    }
+
     fn may_block(&self) -> bool {
         self.inner.may_block()
     }

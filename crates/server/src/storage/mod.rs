@@ -87,6 +87,22 @@ pub trait RangeReader: Send {
     /// Moves past `n` bytes read through [`RangeReader::positioned_fd`]
     /// (never called on a reader without one).
     fn advance(&mut self, _n: u64) {}
+    /// The read end of a pipe that [`RangeReader::fill_pipe`] fills, for a
+    /// driver to splice to its socket: raw bytes of a remote store that
+    /// never pass through user space (readers opened by
+    /// [`Storage::open_raw_range`] only).
+    fn pipe(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+    /// Moves the next bytes of the range, at most `want`, into the empty
+    /// [`RangeReader::pipe`], blocking as [`RangeReader::read`] does;
+    /// `Ok(0)` before the range's end means the file shrank.
+    fn fill_pipe(&mut self, _want: usize) -> io::Result<usize> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this reader has no pipe",
+        ))
+    }
 }
 
 /// One page of the listing.
@@ -116,6 +132,15 @@ pub trait Storage: Send + Sync {
         name: &FileName,
         range: Range,
     ) -> Result<Box<dyn RangeReader>, StorageError>;
+    /// Opens `range` for a body sent raw, as [`Storage::open_range`] does;
+    /// a backend may return a reader with a [`RangeReader::pipe`].
+    fn open_raw_range(
+        &self,
+        name: &FileName,
+        range: Range,
+    ) -> Result<Box<dyn RangeReader>, StorageError> {
+        self.open_range(name, range)
+    }
     /// Whether a call may take long enough (a network round trip) that a
     /// readiness loop must not wait for it. The local directory answers
     /// from the page cache in microseconds and says no, as nginx serves

@@ -33,6 +33,12 @@ pub enum StorageStep {
         buf: Vec<u8>,
         want: usize,
     },
+    /// Move the next bytes of an open range, at most `want`, into its
+    /// (empty) pipe.
+    FillPipe {
+        reader: Box<dyn RangeReader>,
+        want: usize,
+    },
 }
 
 /// The result of a [`StorageStep`].
@@ -43,6 +49,11 @@ pub enum StorageReply {
     Read {
         reader: Box<dyn RangeReader>,
         buf: io::Result<Vec<u8>>,
+    },
+    /// How many bytes are now in the reader's pipe.
+    PipeFilled {
+        reader: Box<dyn RangeReader>,
+        filled: io::Result<usize>,
     },
 }
 
@@ -56,6 +67,7 @@ impl std::fmt::Debug for StorageStep {
                 write!(f, "open {name} {}+{} {mode:?}", range.offset, range.size)
             }
             StorageStep::Read { want, .. } => write!(f, "read {want}"),
+            StorageStep::FillPipe { want, .. } => write!(f, "fill pipe {want}"),
         }
     }
 }
@@ -69,6 +81,7 @@ impl std::fmt::Debug for StorageReply {
             StorageReply::Size(r) => write!(f, "size {r:?}"),
             StorageReply::Opened(r) => write!(f, "opened {:?}", r.as_ref().map(|(_, b)| b.len())),
             StorageReply::Read { buf, .. } => write!(f, "read {:?}", buf.as_ref().map(Vec::len)),
+            StorageReply::PipeFilled { filled, .. } => write!(f, "pipe filled {filled:?}"),
         }
     }
 }
@@ -82,6 +95,7 @@ impl StorageReply {
             StorageReply::Size(r) => r.as_ref().err().is_some_and(unavailable),
             StorageReply::Opened(r) => r.as_ref().err().is_some_and(unavailable),
             StorageReply::Read { buf, .. } => buf.is_err(),
+            StorageReply::PipeFilled { filled, .. } => filled.is_err(),
         }
     }
 }
@@ -106,7 +120,7 @@ impl StorageStep {
             StorageStep::ListPage { .. } => StorageOp::List,
             StorageStep::Size(_) => StorageOp::Size,
             StorageStep::Open { .. } => StorageOp::Open,
-            StorageStep::Read { .. } => StorageOp::Read,
+            StorageStep::Read { .. } | StorageStep::FillPipe { .. } => StorageOp::Read,
         };
         let counting = metrics::get().is_some();
         let started = counting.then(Instant::now);
@@ -124,7 +138,7 @@ impl StorageStep {
             }
             StorageStep::Size(name) => StorageReply::Size(storage.size(&name)),
             StorageStep::Open { name, range, mode } => {
-                StorageReply::Opened(storage.open_range(&name, range).and_then(|mut reader| {
+                StorageReply::Opened(open(storage, &name, range, mode).and_then(|mut reader| {
                     let first = next_block(&*reader, range.size, mode);
                     let mut buf = vec![0; first];
                     read_exact(&mut *reader, &mut buf)?;
@@ -145,7 +159,24 @@ impl StorageStep {
                     buf: result,
                 }
             }
+            StorageStep::FillPipe { mut reader, want } => {
+                let filled = reader.fill_pipe(want);
+                StorageReply::PipeFilled { reader, filled }
+            }
         }
+    }
+}
+
+/// Opens a range the way its body goes out: raw bodies may get a pipe.
+fn open(
+    storage: &dyn Storage,
+    name: &FileName,
+    range: Range,
+    mode: SliceMode,
+) -> Result<Box<dyn RangeReader>, StorageError> {
+    match mode {
+        SliceMode::Raw => storage.open_raw_range(name, range),
+        SliceMode::Base64 => storage.open_range(name, range),
     }
 }
 
@@ -184,7 +215,7 @@ impl StorageStep {
     pub fn run_until_file_read(self, storage: &dyn Storage) -> Prepared {
         let started = metrics::get().is_some().then(Instant::now);
         let (reader, buf, want, for_step) = match self {
-            StorageStep::Open { name, range, mode } => match storage.open_range(&name, range) {
+            StorageStep::Open { name, range, mode } => match open(storage, &name, range, mode) {
                 Ok(reader) => {
                     let want = next_block(&*reader, range.size, mode);
                     (reader, Vec::new(), want, ReadFor::Open)

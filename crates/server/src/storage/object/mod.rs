@@ -49,6 +49,11 @@
 //! the last bytes go out (a store may keep sending the old version, as
 //! Garage does), or by the `412` a resumed `GET` gets: the read fails and
 //! the connection is closed, as for a local file that shrinks.
+//!
+//! **Raw slices from a plain-http store** are spliced from the store's
+//! socket to the client's instead, never copied through user space
+//! ([`spliced`]); `HFTP_S3_SPLICE=0` turns that off (every slice is then
+//! streamed as above), for a store that refuses presigned requests.
 
 use std::future::Future;
 use std::io;
@@ -67,6 +72,9 @@ use object_store::{
 use tokio::sync::{mpsc, Semaphore};
 
 use super::{ListPage, RangeReader, Storage, StorageError};
+
+mod http;
+mod spliced;
 
 /// Bytes handed to the connection per storage step: the body streams
 /// continuously underneath, so this only sets how much the connection
@@ -149,6 +157,8 @@ struct Inner {
     builder: AmazonS3Builder,
     /// Credential values, replaced by `<redacted>` in every message.
     secrets: Vec<String>,
+    /// Whether raw slices may be spliced ([`spliced`]).
+    splice: bool,
     process: Mutex<Option<Arc<Process>>>,
 }
 
@@ -234,6 +244,7 @@ impl ObjectStorage {
                 key_prefix,
                 builder,
                 secrets,
+                splice: std::env::var("HFTP_S3_SPLICE").map_or(true, |v| v != "0"),
                 process: Mutex::new(None),
             }),
         })
@@ -445,6 +456,26 @@ impl Storage for ObjectStorage {
             pending: Bytes::new(),
             resumes: 0,
         }))
+    }
+
+    fn open_raw_range(
+        &self,
+        name: &FileName,
+        range: Range,
+    ) -> Result<Box<dyn RangeReader>, StorageError> {
+        if !self.inner.splice || range.size == 0 || range.end().is_none() {
+            return self.open_range(name, range);
+        }
+        let path = self.path(name)?;
+        match spliced::open(self, name, &path, range) {
+            spliced::Opened::Spliced(reader) => Ok(reader),
+            spliced::Opened::NotFound => Err(StorageError::NotFound),
+            spliced::Opened::TimedOut(e) => Err(StorageError::Unavailable(e)),
+            spliced::Opened::Elsewhere(why) => {
+                tracing::debug!(%name, "slice not spliced ({why}): streamed instead");
+                self.open_range(name, range)
+            }
+        }
     }
 
     fn may_block(&self) -> bool {

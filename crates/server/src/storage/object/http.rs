@@ -1,0 +1,221 @@
+//! One ranged `GET` on a plain-http connection of the backend's own, so
+//! that its body can be spliced from that socket to a client's without
+//! passing through user space (see [`super::spliced`]).
+//!
+//! The request is a presigned URL (the signature is in its query string,
+//! made by `object_store`), plus `Range`, `If-Match` and `Connection:
+//! close`: one connection per slice, as the body is read to its end or
+//! dropped. The answer's head is parsed with `httparse`; the body is left
+//! in the socket, apart from the bytes that came with the head.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+/// Bound on connecting to the store, as the client's own.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Bound on waiting for the store to say anything (the head, or the next
+/// bytes of a body), as one request's timeout of the client.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest answer head read (S3's are well under 2 KiB).
+const MAX_HEAD: usize = 16 << 10;
+
+/// Headers of an answer looked at (S3 sends about a dozen).
+const MAX_HEADERS: usize = 64;
+
+/// The answer to a ranged `GET`, its body still in the socket.
+pub struct Answer {
+    pub status: u16,
+    pub e_tag: Option<String>,
+    /// `Content-Range`: the first byte, the byte after the last, and the
+    /// object's size when the store gives it.
+    pub content_range: Option<(u64, u64, Option<u64>)>,
+    pub content_length: Option<u64>,
+    pub chunked: bool,
+    pub socket: TcpStream,
+    /// Body bytes that arrived with the head, from `early_pos` on.
+    pub early: Vec<u8>,
+    pub early_pos: usize,
+}
+
+/// Sends `GET url` for bytes `start..end` (and `If-Match: e_tag`) and
+/// reads the answer's head. `url` must be a plain `http://` URL. The
+/// socket is left non-blocking: [`wait_readable`] waits on it.
+pub fn ranged_get(url: &str, start: u64, end: u64, e_tag: Option<&str>) -> io::Result<Answer> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| io::Error::other("not a plain-http URL"))?;
+    let (authority, target) = match rest.find('/') {
+        Some(at) => rest.split_at(at),
+        None => (rest, "/"),
+    };
+    let socket = connect(authority)?;
+    socket.set_nodelay(true)?;
+    socket.set_write_timeout(Some(ANSWER_TIMEOUT))?;
+    let mut request = format!(
+        "GET {target} HTTP/1.1\r\nHost: {authority}\r\nRange: bytes={start}-{}\r\n",
+        end.saturating_sub(1)
+    );
+    if let Some(tag) = e_tag {
+        request.push_str("If-Match: ");
+        request.push_str(tag);
+        request.push_str("\r\n");
+    }
+    request.push_str("User-Agent: hftp-server\r\nConnection: close\r\n\r\n");
+    (&socket).write_all(request.as_bytes())?;
+    socket.set_nonblocking(true)?;
+    read_head(socket)
+}
+
+fn connect(authority: &str) -> io::Result<TcpStream> {
+    // `host` alone means port 80; `[v6]:port` and `host:port` resolve as is.
+    let has_port = match authority.strip_prefix('[') {
+        Some(v6) => v6.contains("]:"),
+        None => authority.contains(':'),
+    };
+    let addrs = if has_port {
+        authority.to_socket_addrs()?
+    } else {
+        format!("{authority}:80").to_socket_addrs()?
+    };
+    let mut last = io::Error::other("the endpoint resolves to no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            Ok(socket) => return Ok(socket),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+fn read_head(socket: TcpStream) -> io::Result<Answer> {
+    let deadline = Instant::now() + ANSWER_TIMEOUT;
+    let mut buf = vec![0u8; MAX_HEAD];
+    let mut len = 0;
+    loop {
+        match (&socket).read(&mut buf[len..]) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the store closed the connection before its answer's head ended",
+                ))
+            }
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wait_readable(&socket, deadline)?;
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut headers);
+        match response.parse(&buf[..len]) {
+            Ok(httparse::Status::Complete(head)) => {
+                let status = response.code.unwrap_or(0);
+                let mut answer = Answer {
+                    status,
+                    e_tag: None,
+                    content_range: None,
+                    content_length: None,
+                    chunked: false,
+                    socket,
+                    early: Vec::new(),
+                    early_pos: 0,
+                };
+                for header in response.headers.iter() {
+                    let Ok(value) = std::str::from_utf8(header.value) else {
+                        continue;
+                    };
+                    let value = value.trim();
+                    let name = header.name;
+                    if name.eq_ignore_ascii_case("etag") {
+                        answer.e_tag = Some(value.to_string());
+                    } else if name.eq_ignore_ascii_case("content-range") {
+                        answer.content_range = parse_content_range(value);
+                    } else if name.eq_ignore_ascii_case("content-length") {
+                        answer.content_length = value.parse().ok();
+                    } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                        answer.chunked = value.to_ascii_lowercase().contains("chunked");
+                    }
+                }
+                buf.truncate(len);
+                buf.drain(..head);
+                answer.early = buf;
+                return Ok(answer);
+            }
+            Ok(httparse::Status::Partial) if len < buf.len() => continue,
+            Ok(httparse::Status::Partial) => {
+                return Err(io::Error::other(format!(
+                    "the store's answer head is longer than {MAX_HEAD} bytes"
+                )))
+            }
+            Err(e) => {
+                return Err(io::Error::other(format!(
+                    "the store's answer is not HTTP/1.1: {e}"
+                )))
+            }
+        }
+    }
+}
+
+/// `bytes FIRST-LAST/SIZE` (or `/*`) as first, last + 1 and size.
+pub fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
+    let spec = value.strip_prefix("bytes")?.trim_start();
+    let (span, size) = spec.split_once('/')?;
+    let (first, last) = span.split_once('-')?;
+    let first: u64 = first.trim().parse().ok()?;
+    let last: u64 = last.trim().parse().ok()?;
+    let size = match size.trim() {
+        "*" => None,
+        size => Some(size.parse().ok()?),
+    };
+    (first <= last).then_some((first, last.checked_add(1)?, size))
+}
+
+/// Waits until `socket` is readable (or closed, or failed), until
+/// `deadline` at the latest: then `TimedOut`.
+pub fn wait_readable(socket: &impl AsFd, deadline: Instant) -> io::Result<()> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the store sent nothing for {ANSWER_TIMEOUT:?}"),
+            ));
+        }
+        let mut fds = [PollFd::new(socket, PollFlags::IN)];
+        let timeout = Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: left.subsec_nanos() as _,
+        };
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) => continue,
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_ranges_parse_and_bad_ones_do_not() {
+        assert_eq!(
+            parse_content_range("bytes 0-1023/4096"),
+            Some((0, 1024, Some(4096)))
+        );
+        assert_eq!(parse_content_range("bytes 10-10/*"), Some((10, 11, None)));
+        assert_eq!(parse_content_range("bytes 5-4/10"), None);
+        assert_eq!(parse_content_range("bytes */10"), None);
+        assert_eq!(parse_content_range("items 0-1/2"), None);
+        assert_eq!(parse_content_range("bytes 0-18446744073709551615/1"), None);
+    }
+}
