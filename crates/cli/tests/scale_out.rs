@@ -149,7 +149,11 @@ fn named(servers: &[(String, SocketAddr)]) -> Vec<(&str, SocketAddr)> {
 impl Deployment {
     /// The test's own client of the bucket, through the S3 load balancer.
     fn bucket(&self) -> std::sync::Arc<Bucket> {
-        Bucket::new(&format!("http://{}", self.s3.frontend("s3")), PREFIX)
+        Bucket::new(
+            &self.cluster,
+            &format!("http://{}", self.s3.frontend("s3")),
+            PREFIX,
+        )
     }
 
     /// Every node still alive is running (none crashed).

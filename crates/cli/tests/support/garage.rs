@@ -175,6 +175,11 @@ impl Garage {
         format!("http://127.0.0.1:{}", self.nodes[i].s3_port)
     }
 
+    /// The S3 endpoints of every node.
+    pub fn endpoints(&self) -> Vec<String> {
+        (0..self.nodes.len()).map(|i| self.endpoint(i)).collect()
+    }
+
     /// The S3 port of node `i`.
     pub fn s3_port(&self, i: usize) -> u16 {
         self.nodes[i].s3_port
