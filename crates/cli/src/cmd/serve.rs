@@ -101,6 +101,19 @@ pub struct Args {
         env = "HFTP_STAT_CACHE"
     )]
     stat_cache: u64,
+    /// With --storage s3://... on a plain-http endpoint: send raw slices by
+    /// splicing the store's socket to the client's (no copy through the
+    /// server). false streams them through the S3 client instead, for a
+    /// store that refuses presigned requests.
+    #[arg(
+        long,
+        default_value_t = true,
+        value_name = "BOOL",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::Set,
+        env = "HFTP_S3_SPLICE"
+    )]
+    s3_splice: bool,
     /// TCP port; 0 picks a free one (the banner prints it).
     #[arg(short = 'p', long, default_value_t = 19500, env = "HFTP_PORT")]
     port: u16,
@@ -310,7 +323,8 @@ impl Served {
             Some(url) if url.starts_with("s3://") => {
                 let url = ObjectUrl::parse(url).map_err(anyhow::Error::msg)?;
                 let storage = ObjectStorage::from_env(url.clone())
-                    .map_err(|e| anyhow::anyhow!("cannot serve {url}: {e}"))?;
+                    .map_err(|e| anyhow::anyhow!("cannot serve {url}: {e}"))?
+                    .with_splice(args.s3_splice);
                 return Ok(Served::Object(storage));
             }
             Some(url) => match url.strip_prefix("file://") {

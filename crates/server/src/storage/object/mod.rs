@@ -52,8 +52,9 @@
 //!
 //! **Raw slices from a plain-http store** are spliced from the store's
 //! socket to the client's instead, never copied through user space
-//! ([`spliced`]); `HFTP_S3_SPLICE=0` turns that off (every slice is then
-//! streamed as above), for a store that refuses presigned requests.
+//! ([`spliced`]); [`ObjectStorage::with_splice`] (`--s3-splice false`)
+//! turns that off (every slice is then streamed as above), for a store
+//! that refuses presigned requests.
 
 use std::future::Future;
 use std::io;
@@ -244,10 +245,21 @@ impl ObjectStorage {
                 key_prefix,
                 builder,
                 secrets,
-                splice: std::env::var("HFTP_S3_SPLICE").map_or(true, |v| v != "0"),
+                splice: true,
                 process: Mutex::new(None),
             }),
         })
+    }
+
+    /// Whether raw slices from a plain-http endpoint are spliced
+    /// ([`spliced`]; the default) or streamed through the S3 client. Set
+    /// once, before the storage is shared.
+    pub fn with_splice(mut self, on: bool) -> ObjectStorage {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.splice = on,
+            None => unreachable!("with_splice on a storage already shared"),
+        }
+        self
     }
 
     pub fn url(&self) -> &ObjectUrl {
