@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # hftp over an object store against the store itself, on one Garage cluster:
 #
-#   bash bench/object_store.sh        (about 3 minutes; `bench/run.sh` runs it last)
+#   bash bench/object_store.sh        (about 4 minutes; `bench/run.sh` runs it last)
 #
 # Starts a 3-node Garage cluster (replication_factor = 3) on loopback, puts
 # a 256 MiB object, and measures on that cluster, in one run:
 #   - a direct ranged GET of the whole object (curl --aws-sigv4) against
 #     the same bytes as hftp raw and base64 slices (`hftp bench`), one
-#     connection each, through a node of `hftp serve --storage s3://...`,
+#     connection each, through a node of `hftp serve --storage s3://...`
+#     (raw slices also through a second node with --s3-splice false: the
+#     streamed read the splice replaced),
 #     interleaved round by round (medians reported), and the same GET
 #     through HAProxy in tcp mode: what one extra hop costs by itself;
 #   - HEAD requests per second, direct (curl, 16 in parallel), against
@@ -17,7 +19,7 @@
 #     slice): what the extra hop costs;
 #   - the CPU time each 256 MiB transfer costs, by part (Garage, the relay,
 #     the client).
-# The hftp node and curl talk to the same Garage node. Results go to
+# The hftp nodes and curl talk to the same Garage node. Results go to
 # bench/out/results-s3/s3.json, which bench/report.py puts in BENCHMARKS.md.
 #
 # Environment: HFTP_BIN (use this binary, skip the build), RUNS (rounds of GET,
@@ -143,19 +145,28 @@ PIDS+=($!)
 RELAY_URL=http://127.0.0.1:13940/$BUCKET/bench/m256
 eventually s3curl -I "$RELAY_URL"
 
-# --- the hftp node -----------------------------------------------------------
-AWS_ENDPOINT_URL=$EP AWS_ALLOW_HTTP=true AWS_REGION=garage \
-AWS_ACCESS_KEY_ID=$KEY_ID AWS_SECRET_ACCESS_KEY=$SECRET \
-  "$HFTP" serve --storage "s3://$BUCKET/bench" --model "$MODEL" -a 127.0.0.1 -p 0 -q > "$WORK/serve.log" 2>&1 &
-SPID=$!
-PIDS+=("$SPID")
-ADDR=""
-for _ in $(seq 200); do
-  ADDR=$(grep -o 'listening on [0-9.]*:[0-9]*' "$WORK/serve.log" | head -1 | awk '{print $3}') || true
-  [ -n "$ADDR" ] && break
-  sleep 0.05
-done
-[ -n "$ADDR" ] || { echo "hftp serve did not start:" >&2; cat "$WORK/serve.log" >&2; exit 1; }
+# --- the hftp nodes ------------------------------------------------------------
+# One as deployed (raw slices spliced from Garage's socket), one with
+# --s3-splice false (raw slices streamed through object_store): the two ways
+# of the same bytes, measured in the same rounds.
+start_node() { # log splice: starts a node; sets NODE_PID and NODE_ADDR
+  AWS_ENDPOINT_URL=$EP AWS_ALLOW_HTTP=true AWS_REGION=garage HFTP_S3_SPLICE=$2 \
+  AWS_ACCESS_KEY_ID=$KEY_ID AWS_SECRET_ACCESS_KEY=$SECRET \
+    "$HFTP" serve --storage "s3://$BUCKET/bench" --model "$MODEL" -a 127.0.0.1 -p 0 -q > "$1" 2>&1 &
+  NODE_PID=$!
+  PIDS+=("$NODE_PID")
+  NODE_ADDR=""
+  for _ in $(seq 200); do
+    NODE_ADDR=$(grep -o 'listening on [0-9.]*:[0-9]*' "$1" | head -1 | awk '{print $3}') || true
+    [ -n "$NODE_ADDR" ] && break
+    sleep 0.05
+  done
+  [ -n "$NODE_ADDR" ] || { echo "hftp serve did not start:" >&2; cat "$1" >&2; exit 1; }
+}
+start_node "$WORK/serve.log" true
+SPID=$NODE_PID ADDR=$NODE_ADDR
+start_node "$WORK/serve-streamed.log" false
+STREAMED_PID=$NODE_PID STREAMED_ADDR=$NODE_ADDR
 
 # --- measurements ----------------------------------------------------------
 # Interleaved, one of each per round, in a rotating order: a change in
@@ -184,7 +195,7 @@ measured() { # label relay-pid|- command...: runs it, appends its CPU time to cp
   [ "$relay" = - ] || r1=$(ticks "$relay")
   echo "$label $(( $(ticks "${GARAGE_PIDS[@]}") - g0 )) $((r1 - r0)) $HZ $client" >> "$RES/cpu.txt"
 }
-log "256 MiB: direct ranged GET, the same through HAProxy, hftp raw and base64 slices; $RUNS rounds"
+log "256 MiB: direct ranged GET, the same through HAProxy, hftp raw slices (spliced, and streamed on a second node) and base64 slices; $RUNS rounds"
 : > "$RES/direct-get.txt"; : > "$RES/relay-get.txt"; : > "$RES/cpu.txt"
 whole_get() { # label relay-pid|- url: one ranged GET of the whole object, its times appended to LABEL-get.txt
   measured "$1" "$2" s3curl -r "0-$((SIZE - 1))" -o /dev/null \
@@ -193,13 +204,14 @@ whole_get() { # label relay-pid|- url: one ranged GET of the whole object, its t
 direct_get() { whole_get direct - "$URL"; }
 relay_get() { whole_get relay "${PIDS[3]}" "$RELAY_URL"; }
 raw_slice() { measured raw "$SPID" "$HFTP" bench "$ADDR" "raw:m256:0:$SIZE" -c 1 -n 1 --server-pid "$SPID" --timeout 120 --json -q > "$RES/hftp-raw-r$1.json"; }
+streamed_slice() { measured streamed "$STREAMED_PID" "$HFTP" bench "$STREAMED_ADDR" "raw:m256:0:$SIZE" -c 1 -n 1 --server-pid "$STREAMED_PID" --timeout 120 --json -q > "$RES/hftp-streamed-r$1.json"; }
 b64_slice() { measured b64 "$SPID" "$HFTP" bench "$ADDR" "slice:m256:0:$SIZE" -c 1 -n 1 --server-pid "$SPID" --timeout 120 --json -q > "$RES/hftp-b64-r$1.json"; }
-TRANSFERS=(direct_get relay_get raw_slice b64_slice)
+TRANSFERS=(direct_get relay_get raw_slice streamed_slice b64_slice)
 for r in $(seq "$RUNS"); do
   # Each round starts one further along the list: no transfer always
   # follows the same one.
-  for k in 0 1 2 3; do
-    "${TRANSFERS[$(( (r + k) % 4 ))]}" "$r"
+  for k in "${!TRANSFERS[@]}"; do
+    "${TRANSFERS[$(( (r + k) % ${#TRANSFERS[@]} ))]}" "$r"
   done
 done
 
@@ -237,6 +249,8 @@ get = [int(n) / float(t) / 1e6 for n, t, _ in runs("direct-get.txt")]
 relay = [int(n) / float(t) / 1e6 for n, t, _ in runs("relay-get.txt")]
 raws = [hj("hftp-raw-r%d.json" % r) for r in range(1, rounds + 1)]
 b64s = [hj("hftp-b64-r%d.json" % r) for r in range(1, rounds + 1)]
+streameds = [hj("hftp-streamed-r%d.json" % r) for r in range(1, rounds + 1)]
+streamed = [d["payload_mbps"] for d in streameds]
 raw = [d["payload_mbps"] for d in raws]
 b64 = [d["payload_mbps"] for d in b64s]
 (n, t), = runs("direct-head-parallel.txt")
@@ -244,13 +258,16 @@ b64 = [d["payload_mbps"] for d in b64s]
 m16, m1 = hj("hftp-metadata-c16.json"), hj("hftp-metadata-c1.json")
 (ns, ts), = runs("direct-small-get-serial.txt")
 small = hj("hftp-small-slice-c1.json")
-rss = max((((d.get("server") or {}).get("peak") or {}).get("rss_kib") or 0) for d in raws + b64s)
+rss = max((((d.get("server") or {}).get("peak") or {}).get("rss_kib") or 0) for d in raws + streameds + b64s)
 out = {
     "rounds": rounds,
     "direct_get_mbps": statistics.median(get),
     "direct_get_runs_mbps": get,
     "hftp_raw_mbps": statistics.median(raw),
     "hftp_raw_runs_mbps": raw,
+    "hftp_streamed_raw_mbps": statistics.median(streamed),
+    "hftp_streamed_raw_runs_mbps": streamed,
+    "streamed_ratio_runs": [r / g for r, g in zip(streamed, get)],
     "hftp_b64_mbps": statistics.median(b64),
     "hftp_b64_runs_mbps": b64,
     "relay_get_mbps": statistics.median(relay),
@@ -260,7 +277,7 @@ out = {
     "relay_ratio_runs": [r / g for r, g in zip(relay, get)],
     # Time to the first byte of the direct GET (the store's own latency).
     "direct_get_ttfb_ms": statistics.median(float(f) * 1000 for _, _, f in runs("direct-get.txt")),
-    "hftp_errors": sum(d["errors"] for d in raws + b64s) + m16["errors"] + m1["errors"] + small["errors"],
+    "hftp_errors": sum(d["errors"] for d in raws + streameds + b64s) + m16["errors"] + m1["errors"] + small["errors"],
     "direct_head_rps": int(n) / (int(t) / 1e9),
     "hftp_metadata_rps": m16["rps"],
     "direct_head_latency_ms": int(t1) / 1e6 / int(n1),

@@ -38,6 +38,11 @@ def load(out):
     return res, machine
 
 
+def per_request(delta_ms):
+    """What hftp adds to (or saves on) each request, signed."""
+    return "%s%s per request" % ("+" if delta_ms >= 0 else "−", fmt(abs(delta_ms), "ms"))
+
+
 def conns_of(res):
     cs = set()
     for k in res:
@@ -481,16 +486,22 @@ def build(res, machine, charts_dir, md_path, notes):
         w("## Object store (Garage)")
         w("")
         w("`bench/object_store.sh`: a 3-node Garage cluster (`replication_factor = 3`) on loopback, one "
-          "256 MiB object, and one `hftp serve --storage s3://...` node talking to the same Garage node "
-          "as the direct requests (curl with `--aws-sigv4`). The GET, the same GET through HAProxy, the raw "
-          "slice and the base64 slice run one of each per round, in an order that rotates round by round, "
-          "%d rounds (a change in the machine's load hits all four alike); medians; one connection "
-          "unless stated." % s3.get("rounds", 3))
+          "256 MiB object, and `hftp serve --storage s3://...` nodes talking to the same Garage node "
+          "as the direct requests (curl with `--aws-sigv4`): one as deployed (raw slices spliced from the "
+          "store's socket), one with `--s3-splice false` (raw slices streamed through `object_store`). "
+          "The GET, the same GET through HAProxy, both raw slices and the base64 slice run one of each per "
+          "round, in an order that rotates round by round, %d rounds (a change in the machine's load hits "
+          "them all alike); medians; one connection unless stated." % s3.get("rounds", 3))
         w("")
         d, r = s3["direct_get_mbps"], s3["hftp_raw_mbps"]
         w(table(["load", "direct to Garage", "through hftp", "hftp / direct", "target"], [
             ["256 MiB, one ranged GET vs a raw slice", fmt(d, "MB/s"), fmt(r, "MB/s"), ratio(r, d).strip(" ()"),
              "≥ 0.8× %s" % verdict(r >= 0.8 * d if r and d else None)],
+        ] + ([
+            ["the same raw slice streamed through object_store (`--s3-splice false`)", fmt(d, "MB/s"),
+             fmt(s3["hftp_streamed_raw_mbps"], "MB/s"), ratio(s3["hftp_streamed_raw_mbps"], d).strip(" ()"),
+             "(before splicing)"],
+        ] if "hftp_streamed_raw_mbps" in s3 else []) + [
             ["the same GET through HAProxy (tcp mode): one extra hop, no HFTP", fmt(d, "MB/s"),
              fmt(s3["relay_get_mbps"], "MB/s") if s3.get("relay_get_mbps") else "—",
              ratio(s3["relay_get_mbps"], d).strip(" ()") if s3.get("relay_get_mbps") else "—", "(reference)"],
@@ -499,28 +510,29 @@ def build(res, machine, charts_dir, md_path, notes):
             ["HEAD vs get_metadata, 16 in parallel", fmt(s3["direct_head_rps"], "req/s"),
              fmt(s3["hftp_metadata_rps"], "req/s"), ratio(s3["hftp_metadata_rps"], s3["direct_head_rps"]).strip(" ()"), ""],
             ["one HEAD vs one get_metadata, sequential (mean)", fmt(s3["direct_head_latency_ms"], "ms"),
-             fmt(s3["hftp_metadata_latency_ms"], "ms"), "+%s per request" % fmt(
-                 s3["hftp_metadata_latency_ms"] - s3["direct_head_latency_ms"], "ms"), ""],
+             fmt(s3["hftp_metadata_latency_ms"], "ms"), per_request(s3["hftp_metadata_latency_ms"] - s3["direct_head_latency_ms"]), ""],
         ] + ([
             ["one 1 KiB ranged GET vs one 1 KiB raw slice, sequential (mean)",
              fmt(s3["direct_small_get_latency_ms"], "ms"), fmt(s3["hftp_small_slice_latency_ms"], "ms"),
-             "+%s per request" % fmt(s3["hftp_small_slice_latency_ms"] - s3["direct_small_get_latency_ms"], "ms"), ""],
+             per_request(s3["hftp_small_slice_latency_ms"] - s3["direct_small_get_latency_ms"]), ""],
         ] if "direct_small_get_latency_ms" in s3 else [])))
         w("")
         w("Direct GET runs: %s MB/s (first byte after %s: the store's own latency, paid by every "
           "path). Through HAProxy / direct, round by round: %s. hftp raw runs: %s MB/s. Raw / direct, round by round: %s. "
+          "Streamed raw / direct, round by round: %s. "
           "hftp server peak RSS during the slices: %s. Failed hftp requests: %d." % (
             ", ".join(fmt(v) for v in s3["direct_get_runs_mbps"]),
             fmt(s3["direct_get_ttfb_ms"], "ms") if s3.get("direct_get_ttfb_ms") else "—",
             ", ".join("%.2f×" % v for v in s3.get("relay_ratio_runs", [])) or "—",
             ", ".join(fmt(v) for v in s3.get("hftp_raw_runs_mbps", [])) or "—",
             ", ".join("%.2f×" % v for v in s3.get("raw_ratio_runs", [])) or "—",
+            ", ".join("%.2f×" % v for v in s3.get("streamed_ratio_runs", [])) or "—",
             fmt(s3["hftp_server_rss_peak_mib"], "MiB"), s3["hftp_errors"]))
         w("")
         cpu = s3.get("cpu_s")
         if cpu:
-            names = {"direct": "direct GET", "relay": "GET through HAProxy", "raw": "hftp raw slice",
-                     "b64": "hftp base64 slice"}
+            names = {"direct": "direct GET", "relay": "GET through HAProxy", "raw": "hftp raw slice (spliced)",
+                     "streamed": "hftp raw slice (streamed)", "b64": "hftp base64 slice"}
             w("CPU time one 256 MiB transfer costs, by part (seconds, medians of user + system time). "
               "A transfer lasts 0.5 to 0.9 s, so none fills the two cores: the hop costs CPU (a second "
               "receive and send) and, as much, latency (hand-offs between threads on cores the store "
