@@ -88,7 +88,7 @@ fn status(addr: SocketAddr, request: &str) -> String {
 
 fn conformance(cluster: &Garage, node: usize, model: &str) {
     let prefix = format!("conformance-{model}");
-    let bucket = Bucket::new(&cluster, &cluster.endpoint(node), &prefix);
+    let bucket = Bucket::new(cluster, &cluster.endpoint(node), &prefix);
     bucket.clear().expect("empty prefix");
     let mut server = serve(cluster, node, &prefix, model);
     let summary = support::bucket::conformance(

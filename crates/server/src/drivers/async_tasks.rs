@@ -243,26 +243,17 @@ async fn drive(
     tokio::pin!(timer);
     loop {
         match conn.poll() {
-            Action::Send(bytes) => match stream.try_write(bytes) {
-                Ok(n) => conn.sent(n, Instant::now()),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    wait_writable(stream, conn).await;
-                }
-                Err(e) => conn.io_failed(e),
-            },
+            Action::Send(bytes) => {
+                let sent = stream.try_write(bytes);
+                after_write(sent, stream, conn).await;
+            }
             Action::SendFile { fd, offset, len } => {
                 let mut offset = offset;
                 let sent = stream.try_io(Interest::WRITABLE, || {
                     rustix::fs::sendfile(stream, fd, Some(&mut offset), len)
                         .map_err(io::Error::from)
                 });
-                match sent {
-                    Ok(n) => conn.sent(n, Instant::now()),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        wait_writable(stream, conn).await;
-                    }
-                    Err(e) => conn.io_failed(e),
-                }
+                after_write(sent, stream, conn).await;
             }
             Action::SplicePipe { pipe, len } => {
                 let sent = stream.try_io(Interest::WRITABLE, || {
@@ -276,13 +267,7 @@ async fn drive(
                     )
                     .map_err(io::Error::from)
                 });
-                match sent {
-                    Ok(n) => conn.sent(n, Instant::now()),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        wait_writable(stream, conn).await;
-                    }
-                    Err(e) => conn.io_failed(e),
-                }
+                after_write(sent, stream, conn).await;
             }
             Action::Storage(step) => {
                 let reply = if offload {
@@ -383,6 +368,16 @@ async fn serve_metrics(listener: tokio::net::TcpListener) {
             };
             let _ = tokio::time::timeout(TIMEOUT, scrape).await;
         });
+    }
+}
+
+/// Reports a write (of bytes, `sendfile` or `splice`) to the connection,
+/// or waits for the socket if it was full.
+async fn after_write(sent: io::Result<usize>, stream: &TcpStream, conn: &mut Connection) {
+    match sent {
+        Ok(n) => conn.sent(n, Instant::now()),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_writable(stream, conn).await,
+        Err(e) => conn.io_failed(e),
     }
 }
 
