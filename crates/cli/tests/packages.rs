@@ -217,7 +217,9 @@ fn serve_variables(help: &str) -> BTreeMap<String, Option<String>> {
             let name = rest.split('=').next().unwrap_or_default().to_string();
             // The prose after the options mentions `[env: ...]` too.
             if name.starts_with("HFTP_")
-                && name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
             {
                 variables.insert(name.clone(), None);
                 current = Some(name);
