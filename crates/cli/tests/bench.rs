@@ -2,7 +2,6 @@
 //! churn, --hold) and against scripted peers that misbehave (error
 //! accounting). No timing thresholds: only counts and kinds are checked.
 
-mod support;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -13,7 +12,7 @@ use std::thread;
 use std::time::Duration;
 
 use hftp_bench::{run, Config, Live, Report, Stop};
-use support::Server;
+use crate::support::Server;
 
 /// 200,003 bytes: several streamed chunks, and not a multiple of 3.
 const BIG: usize = 200_003;

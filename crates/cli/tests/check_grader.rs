@@ -6,7 +6,6 @@
 //! that no process of a server started by `--server-cmd` is left, and the
 //! Spanish output of the checker and of the client.
 
-mod support;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -16,7 +15,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use support::Server;
+use crate::support::Server;
 
 /// The misbehaving servers (one script, a mode per misbehaviour).
 const SCRIPT: &str = include_str!("check_grader/misbehaving_server.py");

@@ -6,7 +6,7 @@
 //! No sleeps stand in for synchronisation: where a test waits for the
 //! client to get somewhere, it polls what the client wrote, in a bounded loop.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -19,8 +19,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use hftp_proto::{response, Event, Request, Scanner, SliceMode, Status};
-use support::background::hftp;
-use support::noise;
+use crate::support::background::hftp;
+use crate::support::noise;
 
 const HFTP: &str = env!("CARGO_BIN_EXE_hftp");
 const HOLA: &[u8] = b"Que calor que hace hoy, pinocho!";

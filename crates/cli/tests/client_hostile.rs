@@ -7,11 +7,10 @@
 //! Memory bounds are generous (the client needs a few MiB); they catch
 //! growth with the input, which reached gigabytes before.
 
-mod hostile;
 
 use std::time::Duration;
 
-use hostile::{run_measured, Behaviour, Hostile, Run};
+use crate::hostile::{run_measured, Behaviour, Hostile, Run};
 
 /// Only for a client that never ends: far beyond every `--max-time` here.
 const WATCHDOG: Duration = Duration::from_secs(120);

@@ -2,7 +2,7 @@
 //! once, clients that never send or never read, clients that vanish in the
 //! middle of a slice, and SIGTERM during transfers.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -12,45 +12,26 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::Server;
+use crate::support::Server;
 
 const MIB: usize = 1 << 20;
 /// Every socket operation of a test client gives up after this long.
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
-macro_rules! per_model {
-    ($($model:ident),*) => {
-        $(
-            mod $model {
-                #[test]
-                fn many_clients_each_fetch_a_different_slice() {
-                    super::many_clients(stringify!($model));
-                }
-                #[test]
-                fn idle_and_non_reading_clients_do_not_delay_others() {
-                    super::stalled_clients_do_not_block(stringify!($model));
-                }
-                #[test]
-                fn disconnect_mid_slice_leaves_server_healthy() {
-                    super::disconnect_mid_slice(stringify!($model));
-                }
-                #[test]
-                fn sigterm_lets_transfers_finish_and_exits_zero() {
-                    super::sigterm_during_transfers(stringify!($model));
-                }
-                #[test]
-                fn a_fast_huge_download_does_not_starve_others() {
-                    super::fast_download_does_not_starve(stringify!($model));
-                }
-            }
-        )*
-    };
+mod many_clients_each_fetch_a_different_slice {
+    per_model!(super::many_clients);
 }
-
-per_model!(async_, threads, pool, fork, poll, uring);
-
-fn model_name(model: &str) -> &str {
-    model.trim_end_matches('_')
+mod idle_and_non_reading_clients_do_not_delay_others {
+    per_model!(super::stalled_clients_do_not_block);
+}
+mod disconnect_mid_slice_leaves_server_healthy {
+    per_model!(super::disconnect_mid_slice);
+}
+mod sigterm_lets_transfers_finish_and_exits_zero {
+    per_model!(super::sigterm_during_transfers);
+}
+mod a_fast_huge_download_does_not_starve_others {
+    per_model!(super::fast_download_does_not_starve);
 }
 
 /// Deterministic content: byte i is a function of i, not periodic in 2^k.
@@ -61,7 +42,7 @@ fn content(len: usize) -> Vec<u8> {
 }
 
 fn start(dir: &Path, model: &str, extra: &[&str]) -> Server {
-    let mut b = Server::builder(dir).model(model_name(model));
+    let mut b = Server::builder(dir).model(model);
     for a in extra {
         b = b.arg(*a);
     }
@@ -247,7 +228,7 @@ fn disconnect_mid_slice(model: &str) {
     eventually("descriptors return to their starting level", || {
         fd_count(server.pid()) == baseline
     });
-    if model_name(model) == "fork" {
+    if model == "fork" {
         eventually("no child (and so no zombie) remains", || {
             children(server.pid()).is_empty()
         });

@@ -2,35 +2,15 @@
 //! test per concurrency model, the server running unprivileged so that the
 //! permission (`199`) cases run too.
 
-mod support;
 
 use std::fs::{self, Permissions};
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use hftp_check::{report, Config, Outcome, Summary};
-use support::Server;
+use crate::support::Server;
 
-/// One `#[test]` per server model: adding a model is one line.
-macro_rules! models {
-    ($($test:ident => $model:literal,)*) => {
-        $(
-            #[test]
-            fn $test() {
-                conformance($model);
-            }
-        )*
-    };
-}
-
-models! {
-    model_async => "async",
-    model_threads => "threads",
-    model_pool => "pool",
-    model_fork => "fork",
-    model_poll => "poll",
-    model_uring => "uring",
-}
+per_model!(conformance);
 
 fn conformance(model: &str) {
     // Readable and traversable by the unprivileged server.

@@ -9,8 +9,6 @@
 //! (a real event), never for a fixed time. Attempts are counted on the
 //! server side.
 
-mod hostile;
-mod support;
 
 use std::fs;
 use std::net::{Ipv4Addr, TcpListener};
@@ -18,9 +16,9 @@ use std::process::Output;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hostile::{Behaviour, FlakyFile, Hostile};
-use support::background::{hftp, Background};
-use support::{noise, Server};
+use crate::hostile::{Behaviour, FlakyFile, Hostile};
+use crate::support::background::{hftp, Background};
+use crate::support::{noise, Server};
 
 const MIB: usize = 1024 * 1024;
 /// Far beyond any download here; only a client that hangs reaches it.

@@ -1,13 +1,13 @@
 //! Connection limits and timeouts, and a server under a crowd: every model
 //! must keep answering a well-behaved client.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use support::Server;
+use crate::support::Server;
 
 fn served_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -98,7 +98,7 @@ fn fork_with_200_idle_connections_a_connect_flood_and_slowloris_answers() {
 
 #[test]
 fn max_per_ip_closes_connections_beyond_the_limit() {
-    for model in ["async", "threads", "pool", "fork", "poll", "uring"] {
+    for model in support::MODELS {
         let dir = served_dir();
         let server = Server::builder(dir.path())
             .model(model)
@@ -134,7 +134,7 @@ fn max_per_ip_closes_connections_beyond_the_limit() {
 
 #[test]
 fn max_connections_closes_connections_beyond_the_limit() {
-    for model in ["async", "threads", "pool", "fork", "poll", "uring"] {
+    for model in support::MODELS {
         let dir = served_dir();
         let server = Server::builder(dir.path())
             .model(model)
@@ -156,7 +156,7 @@ fn max_connections_closes_connections_beyond_the_limit() {
 
 #[test]
 fn idle_timeout_closes_quiet_connections() {
-    for model in ["async", "threads", "pool", "fork", "poll", "uring"] {
+    for model in support::MODELS {
         let dir = served_dir();
         let server = Server::builder(dir.path())
             .model(model)
@@ -173,8 +173,7 @@ fn idle_timeout_closes_quiet_connections() {
 
 #[test]
 fn idle_time_counts_from_the_end_of_a_long_answer() {
-    const MODELS: [&str; 6] = ["async", "threads", "pool", "fork", "poll", "uring"];
-    let models = MODELS;
+    let models = support::MODELS;
     let runs: Vec<_> = models
         .iter()
         .map(|&m| std::thread::spawn(move || slow_answer_then_request(m)))
@@ -293,7 +292,7 @@ fn clients_queued_while_out_of_descriptors_are_served_later() {
 
 #[test]
 fn sigterm_closes_waiting_clients_even_mid_request() {
-    for model in ["async", "threads", "pool", "fork", "poll", "uring"] {
+    for model in support::MODELS {
         let dir = served_dir();
         // A grace far longer than the test's patience: only connections
         // with an answer in flight may hold the shutdown.

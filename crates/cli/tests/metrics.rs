@@ -3,36 +3,18 @@
 //! (`fork` included: its children count into memory shared with the
 //! parent).
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use support::Server;
+use crate::support::Server;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-macro_rules! models {
-    ($($test:ident => $model:literal,)*) => {
-        $(
-            #[test]
-            fn $test() {
-                counts_are_exact($model);
-            }
-        )*
-    };
-}
-
-models! {
-    model_async => "async",
-    model_threads => "threads",
-    model_pool => "pool",
-    model_fork => "fork",
-    model_poll => "poll",
-    model_uring => "uring",
-}
+per_model!(counts_are_exact);
 
 /// The metrics address from the banner.
 fn metrics_addr(server: &Server) -> SocketAddr {

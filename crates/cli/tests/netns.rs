@@ -291,16 +291,19 @@ fn reachable_only_from_its_own_host(address: &str) {
 }
 
 #[test]
+#[ignore = "full tier: needs root and iproute2 (network namespaces)"]
 fn loopback_address_is_reachable_only_from_its_own_host() {
     reachable_only_from_its_own_host("127.0.0.1");
 }
 
 #[test]
+#[ignore = "full tier: needs root and iproute2 (network namespaces)"]
 fn localhost_is_reachable_only_from_its_own_host() {
     reachable_only_from_its_own_host("localhost");
 }
 
 #[test]
+#[ignore = "full tier: needs root and iproute2 (network namespaces)"]
 fn ipv4_wildcard_is_reachable_from_the_other_host() {
     let hosts = Hosts::new();
     let dir = served_dir();
@@ -324,6 +327,7 @@ fn ipv4_wildcard_is_reachable_from_the_other_host() {
 }
 
 #[test]
+#[ignore = "full tier: needs root and iproute2 (network namespaces)"]
 fn ipv6_wildcard_is_reachable_from_the_other_host_over_both_families() {
     let hosts = Hosts::new();
     let dir = served_dir();
@@ -346,6 +350,7 @@ fn ipv6_wildcard_is_reachable_from_the_other_host_over_both_families() {
 }
 
 #[test]
+#[ignore = "full tier: needs root and iproute2 (network namespaces)"]
 fn interface_address_is_reachable_from_the_other_host_only_there() {
     let hosts = Hosts::new();
     let dir = served_dir();

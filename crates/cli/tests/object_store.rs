@@ -7,7 +7,7 @@
 //! Garage must be installed (`.ci/run` does it): without it these tests
 //! fail, saying so.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hftp_check::fixtures::FixtureSink;
-use support::bucket::Bucket;
-use support::garage::{self, Garage};
-use support::Server;
+use crate::support::bucket::Bucket;
+use crate::support::garage::{self, Garage};
+use crate::support::Server;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -113,6 +113,7 @@ fn conformance(cluster: &Garage, node: usize, model: &str) {
 }
 
 #[test]
+#[ignore = "full tier: needs Garage 2.5.0 (cargo install garage)"]
 fn conformance_suite_passes_against_every_node_of_a_replicated_cluster() {
     let (_turn, cluster) = cluster();
     // Every node serves the same bucket; each model against one of them.
@@ -128,6 +129,7 @@ fn conformance_suite_passes_against_every_node_of_a_replicated_cluster() {
 }
 
 #[test]
+#[ignore = "full tier: needs Garage 2.5.0 (cargo install garage)"]
 fn listing_slices_and_replacement_follow_the_local_semantics() {
     let (_turn, cluster) = cluster();
     let bucket = Bucket::new(&cluster, &cluster.endpoint(0), "files");
@@ -226,6 +228,7 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 #[test]
+#[ignore = "full tier: needs Garage 2.5.0 (cargo install garage)"]
 fn a_hundred_thousand_keys_are_listed_with_bounded_server_memory() {
     const KEYS: usize = 100_000;
     let (_turn, cluster) = cluster();
@@ -278,6 +281,7 @@ fn a_hundred_thousand_keys_are_listed_with_bounded_server_memory() {
 }
 
 #[test]
+#[ignore = "full tier: needs Garage 2.5.0 (cargo install garage)"]
 fn a_store_that_goes_away_answers_199_and_serving_resumes_when_it_is_back() {
     let (_turn, mut cluster) = cluster();
     let bucket = Bucket::new(&cluster, &cluster.endpoint(0), "outage");
@@ -343,6 +347,7 @@ fn a_store_that_goes_away_answers_199_and_serving_resumes_when_it_is_back() {
 }
 
 #[test]
+#[ignore = "full tier: needs Garage 2.5.0 (cargo install garage)"]
 fn bad_credentials_are_199_with_no_secret_logged() {
     let (_turn, cluster) = cluster();
     let wrong_secret = "0badc0de".repeat(8);

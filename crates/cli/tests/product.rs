@@ -2,14 +2,15 @@
 //! shell completions, manual pages, configuration from the environment,
 //! and a server that survives SIGHUP.
 
-mod support;
+
+use crate::support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use support::Server;
+use crate::support::Server;
 
 fn hftp(args: &[&str]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_hftp"))
@@ -25,23 +26,17 @@ fn hftp(args: &[&str]) -> Output {
     out
 }
 
-fn tool(name: &str) -> Command {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "`{name}` is needed by this test: install it (.ci/run does)"
-    );
-    Command::new(name)
+/// `name`, found on `PATH`, or a failure that says how to install it.
+fn tool(name: &str, install: &str) -> Command {
+    Command::new(support::tools::require(name, install))
 }
 
 #[test]
+#[ignore = "full tier: needs git and a git checkout"]
 fn version_names_the_git_commit() {
     let out = hftp(&["--version"]);
     let version = String::from_utf8(out.stdout).unwrap();
-    let head = tool("git")
+    let head = tool("git", "apt-get install git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
@@ -71,13 +66,13 @@ fn completion_scripts_for_every_shell() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hftp.bash");
     std::fs::write(&path, &script).unwrap();
-    let check = tool("bash").arg("-n").arg(&path).output().unwrap();
+    let check = tool("bash", "apt-get install bash").arg("-n").arg(&path).output().unwrap();
     assert!(
         check.status.success(),
         "{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    let complete = tool("bash")
+    let complete = tool("bash", "apt-get install bash")
         .arg("-c")
         .arg(format!(
             "source {}; COMP_WORDS=(hftp se); COMP_CWORD=1; _hftp hftp se hftp; echo \"${{COMPREPLY[@]}}\"",
@@ -93,6 +88,7 @@ fn completion_scripts_for_every_shell() {
 }
 
 #[test]
+#[ignore = "full tier: needs man (apt-get install man-db)"]
 fn manual_pages_render() {
     let page = hftp(&["man"]).stdout;
     assert!(
@@ -110,7 +106,7 @@ fn manual_pages_render() {
     ] {
         let path = dir.path().join(format!("{name}.1"));
         assert!(path.exists(), "{name}.1 missing");
-        let out = tool("man")
+        let out = tool("man", "apt-get install man-db")
             .arg("-l")
             .arg(&path)
             .env("MANWIDTH", "100")
@@ -187,7 +183,7 @@ fn serve_reads_its_options_from_the_environment() {
 fn sighup_does_not_stop_the_server() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("a.txt"), b"hello").unwrap();
-    for model in ["async", "threads", "pool", "fork", "poll", "uring"] {
+    for model in support::MODELS {
         let mut server = Server::builder(dir.path()).model(model).start();
         server.signal(libc::SIGHUP);
         // Still answering after the signal: a request on a new connection

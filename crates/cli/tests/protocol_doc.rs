@@ -2,14 +2,13 @@
 //! replayed against `hftp serve -d testdata`, one connection per block, and
 //! the answers must match byte for byte.
 
-mod support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use support::Server;
+use crate::support::Server;
 
 /// One exchange of a block: what the client sends, what the server
 /// answers, and whether the server then closes.

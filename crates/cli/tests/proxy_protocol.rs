@@ -9,34 +9,14 @@
 //! that only the admission part ever meets the limit. At the end the
 //! metrics must count each refusal exactly.
 
-mod support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use support::Server;
+use crate::support::Server;
 
-/// One `#[test]` per model that supports `--proxy-protocol`.
-macro_rules! models {
-    ($($test:ident => $model:literal,)*) => {
-        $(
-            #[test]
-            fn $test() {
-                proxy_protocol($model);
-            }
-        )*
-    };
-}
-
-models! {
-    model_async => "async",
-    model_threads => "threads",
-    model_pool => "pool",
-    model_fork => "fork",
-    model_poll => "poll",
-    model_uring => "uring",
-}
+per_model!(proxy_protocol);
 
 /// Bounds every wait of the test; none of them is a threshold.
 const TIMEOUT: Duration = Duration::from_secs(20);

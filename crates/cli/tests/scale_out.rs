@@ -28,7 +28,7 @@
 //! HAProxy must be installed (`.ci/run` does it); without them the test
 //! fails, saying so.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -36,11 +36,11 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::background::Background;
-use support::bucket::Bucket;
-use support::garage::{self, Garage};
-use support::haproxy::Haproxy;
-use support::{ask, connect_from, noise, Server, HELP_ANSWER};
+use crate::support::background::Background;
+use crate::support::bucket::Bucket;
+use crate::support::garage::{self, Garage};
+use crate::support::haproxy::Haproxy;
+use crate::support::{ask, connect_from, noise, Server, HELP_ANSWER};
 
 const MIB: usize = 1024 * 1024;
 /// Bounds every wait; none is a threshold.
@@ -52,7 +52,7 @@ const BIG: &str = "big.bin";
 const BIG_SIZE: usize = 256 * MIB;
 /// The nodes behind the "all" frontend (fork is left out: a SIGKILLed fork
 /// parent leaves its children serving, so killing it kills no download).
-const MODELS: [&str; 3] = ["async", "poll", "threads"];
+const NODE_MODELS: [&str; 3] = ["async", "poll", "threads"];
 
 /// The deployment; dropped, every process goes.
 struct Deployment {
@@ -111,7 +111,7 @@ fn deploy() -> Deployment {
         s3.wait_status("s3", name, "UP", TIMEOUT);
     }
     let endpoint = format!("http://{}", s3.frontend("s3"));
-    let nodes: Vec<Server> = MODELS
+    let nodes: Vec<Server> = NODE_MODELS
         .iter()
         .map(|model| node(&cluster, &endpoint, model, &[]))
         .collect();
@@ -218,6 +218,7 @@ fn retries(stderr: &str) -> String {
 }
 
 #[test]
+#[ignore = "full tier: needs Garage 2.5.0 and haproxy"]
 fn stateless_nodes_over_a_replicated_store_behind_haproxy() {
     let mut d = deploy();
 
@@ -225,7 +226,7 @@ fn stateless_nodes_over_a_replicated_store_behind_haproxy() {
     let all = d.front.frontend("all");
     let summary = support::bucket::conformance(all, d.bucket(), "through haproxy");
     eprintln!("through haproxy: {summary}");
-    for (i, model) in MODELS.iter().enumerate() {
+    for (i, model) in NODE_MODELS.iter().enumerate() {
         let what = format!("--model {model} (its own frontend)");
         let summary =
             support::bucket::conformance(d.front.frontend(&node_name(i)), d.bucket(), &what);
@@ -243,7 +244,7 @@ fn stateless_nodes_over_a_replicated_store_behind_haproxy() {
     get.wait_progress();
     let deadline = Instant::now() + TIMEOUT;
     let victim = loop {
-        let busy = (0..MODELS.len())
+        let busy = (0..NODE_MODELS.len())
             .filter(|&i| d.nodes[i].is_some())
             .max_by_key(|&i| d.front.current_sessions("all", &node_name(i)))
             .filter(|&i| d.front.current_sessions("all", &node_name(i)) > 0);
@@ -268,13 +269,13 @@ fn stateless_nodes_over_a_replicated_store_behind_haproxy() {
     assert!(
         err.contains("; retry 1/5 in "),
         "killing --model {} did not make the client retry:\n{err}",
-        MODELS[victim]
+        NODE_MODELS[victim]
     );
     d.front
         .wait_status("all", &node_name(victim), "DOWN", TIMEOUT);
     eprintln!(
         "--model {} killed mid-download:\n{}",
-        MODELS[victim],
+        NODE_MODELS[victim],
         retries(&err)
     );
 

@@ -1,12 +1,12 @@
 //! `hftp serve` as a command: start-up errors, the banner, addresses.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 
-use support::Server;
+use crate::support::Server;
 
 fn hftp() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hftp"))
@@ -63,10 +63,9 @@ fn refuses_to_drop_privileges_to_root_or_an_unknown_user() {
 }
 
 #[test]
+#[ignore = "full tier: needs root (--user switches users)"]
 fn user_option_serves_as_that_user() {
-    if !support::running_as_root() {
-        return; // Only root can switch users; CI runs as root.
-    }
+    support::tools::require_root("only root can switch users");
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(
         dir.path(),

@@ -2,7 +2,8 @@
 //! clients are doing when the signal comes, and a second signal must end it
 //! at once.
 
-mod support;
+
+use crate::support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -11,9 +12,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::Server;
+use crate::support::Server;
 
-const MODELS: [&str; 6] = ["async", "threads", "pool", "fork", "poll", "uring"];
 
 /// Rounds per model: enough to catch a race that strikes one time in 20.
 const ROUNDS: usize = 20;
@@ -264,7 +264,7 @@ fn sigterm_at_a_random_moment_under_load_ends_every_model() {
     let base = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
-    for model in MODELS {
+    for model in support::MODELS {
         for r in 0..ROUNDS {
             round(model, base.wrapping_add(r as u64), &answer);
         }
@@ -276,7 +276,7 @@ fn sigterm_at_a_random_moment_under_load_ends_every_model() {
 /// process of `fork` outlives it.
 #[test]
 fn second_signal_forces_an_immediate_exit() {
-    for (i, model) in MODELS.into_iter().enumerate() {
+    for (i, model) in support::MODELS.into_iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
         // Far more than the socket buffers hold: the answer stays in flight.
         let f = std::fs::File::create(dir.path().join("huge.bin")).unwrap();

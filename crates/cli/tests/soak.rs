@@ -21,7 +21,7 @@
 //! within the test's bounded waits. Every wait is on a condition, bounded by
 //! a deadline; none is a sleep standing in for synchronisation.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -34,7 +34,7 @@ use hftp_proto::response::{
     encode_base64, write_help, write_listing, write_metadata, write_slice_head,
 };
 use hftp_proto::{FileName, SliceMode, Status};
-use support::Server;
+use crate::support::Server;
 
 const SMALL: &str = "small.txt";
 const MEDIUM: &str = "medium.bin";

@@ -14,7 +14,7 @@
 //! one-pass and a two-pass (`-2`) dissection, and tshark must print no Lua
 //! error. The tools come with the `tshark` package (`.ci/run` installs it).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::io::{ErrorKind, Read, Write};
@@ -26,7 +26,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::Server;
+use crate::support::Server;
 
 /// How long a tool may take to get going or to finish.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -513,6 +513,7 @@ impl Drop for Capture {
 }
 
 #[test]
+#[ignore = "full tier: needs tshark (apt-get install tshark)"]
 fn live_capture_of_a_session_is_dissected() {
     let dir = served_dir();
     let server = Server::builder(dir.path()).start();
@@ -858,6 +859,7 @@ impl Segments {
 /// the middle of status lines, pipelined requests and a raw slice of
 /// 50000 bytes in 1000-byte segments) on the default port 19500.
 #[test]
+#[ignore = "full tier: needs tshark (apt-get install tshark)"]
 fn byte_exact_segments_are_reassembled() {
     let dir = served_dir();
     let server = Server::builder(dir.path()).start();
@@ -1001,6 +1003,7 @@ fn byte_exact_segments_are_reassembled() {
 /// it (which the server never reads, in two segments), the fatal answer;
 /// on a port other than 19500, with Decode As.
 #[test]
+#[ignore = "full tier: needs tshark (apt-get install tshark)"]
 fn fatal_error_is_expert_info() {
     let dir = served_dir();
     let server = Server::builder(dir.path()).start();
@@ -1049,6 +1052,7 @@ fn fatal_error_is_expert_info() {
 /// What a careless server might answer (bytes written by hand, since
 /// `hftp serve` never answers this way): each mistake is expert info.
 #[test]
+#[ignore = "full tier: needs tshark (apt-get install tshark)"]
 fn a_faulty_server_is_marked() {
     let exchanges: [(&[u8], &[u8]); 5] = [
         (b"get_slice hola.txt 0 5\r\n", b"0 ok\r\nUXVlIGM\r\n"),
@@ -1112,6 +1116,7 @@ fn a_faulty_server_is_marked() {
 /// plugin folder), the script loads without a word on stderr, registers
 /// the fields the documentation names, and dissects port 19500 by itself.
 #[test]
+#[ignore = "full tier: needs tshark (apt-get install tshark)"]
 fn installed_as_a_personal_plugin() {
     let home = tempfile::tempdir().expect("tempdir");
     let plugins = home.path().join(".local/lib/wireshark/plugins");
@@ -1172,6 +1177,7 @@ fn installed_as_a_personal_plugin() {
 /// capture with a reassembly limit below their sizes: the slices are shown
 /// a segment at a time, and the answers after them still match.
 #[test]
+#[ignore = "full tier: needs tshark (apt-get install tshark)"]
 fn empty_and_large_slices_and_the_reassembly_limit() {
     let dir = served_dir();
     let server = Server::builder(dir.path()).start();

@@ -23,15 +23,15 @@ pub struct Background {
 
 impl Background {
     pub fn start(args: &[&str], cwd: &Path) -> Background {
-        let mut child = Command::new(HFTP)
+        let mut command = Command::new(HFTP);
+        command
             .args(args)
             .current_dir(cwd)
             .env_remove("HFTP_PROXY")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start hftp get");
+            .stderr(Stdio::piped());
+        let mut child = super::tied::spawn(command).expect("start hftp get");
         let pipe = child.stderr.take().expect("piped stderr");
         let stderr = Arc::new(Mutex::new(String::new()));
         let (tx, lines) = mpsc::channel();

@@ -231,7 +231,8 @@ impl Garage {
     fn spawn(&mut self, binary: &Path, i: usize) {
         let node = &mut self.nodes[i];
         let log = fs::File::create(&node.log).expect("node log");
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg("-c")
             .arg(&node.config)
             .arg("server")
@@ -239,8 +240,9 @@ impl Garage {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)
-            .process_group(0)
-            .spawn()
+            .process_group(0);
+        // Tied: an interrupted test run leaves no node behind.
+        let child = super::tied::spawn(command)
             .unwrap_or_else(|e| panic!("cannot start garage node {i}: {e}"));
         node.child = Some(child);
     }

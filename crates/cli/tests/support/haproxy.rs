@@ -136,7 +136,8 @@ impl HaproxyBuilder {
             .stderr(Stdio::piped())
             // Its own process group: dropped, the whole group is killed.
             .process_group(0);
-        let mut child = command.spawn().expect("start haproxy");
+        // Tied: an interrupted test run leaves no HAProxy behind.
+        let mut child = super::tied::spawn(command).expect("start haproxy");
         let output = Arc::new(Mutex::new(Vec::new()));
         let threads = [
             child.stdout.take().map(|s| collect(s, &output)),

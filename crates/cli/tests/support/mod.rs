@@ -8,6 +8,8 @@
 #![allow(dead_code)]
 
 pub mod background;
+pub mod tied;
+pub mod tools;
 pub mod bucket;
 pub mod garage;
 pub mod haproxy;
@@ -22,6 +24,36 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+
+/// Every concurrency model of `hftp serve --model`: the one list the tests
+/// iterate over. [`per_model!`] writes one test per entry.
+pub const MODELS: [&str; 6] = ["async", "threads", "pool", "fork", "poll", "uring"];
+
+/// `per_model!(check);` writes one `#[test]` per model (`model_async`,
+/// `model_threads`, ...), each calling `check(model)`: a failure names its
+/// model, and the models run in parallel. Attributes before `check` (an
+/// `#[ignore = "full tier: ..."]`) go on every one of them. Put it in a
+/// module of its own when a file checks several things per model.
+macro_rules! per_model {
+    (@each [$($attr:tt)*] $check:path;) => {};
+    (@each [$($attr:tt)*] $check:path; $test:ident $index:literal $(, $more:ident $at:literal)*) => {
+        $($attr)*
+        #[test]
+        fn $test() {
+            let model = crate::support::MODELS[$index];
+            assert_eq!(stringify!($test), format!("model_{model}"), "MODELS reordered");
+            $check(model);
+        }
+        per_model!(@each [$($attr)*] $check; $($more $at),*);
+    };
+    ($(#[$meta:meta])* $check:path) => {
+        // Adding a model to MODELS without adding it here fails the build.
+        const _: () = assert!(crate::support::MODELS.len() == 6);
+        per_model!(@each [$(#[$meta])*] $check;
+            model_async 0, model_threads 1, model_pool 2,
+            model_fork 3, model_poll 4, model_uring 5);
+    };
+}
 
 /// A client connection with read and write timeouts (a bound on every
 /// wait, so that a regression fails instead of hanging) and no Nagle delay.
@@ -290,9 +322,9 @@ impl ServerBuilder {
             .model
             .clone()
             .unwrap_or_else(|| "async (default)".into());
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {description}: {e}"));
+        // Tied: an interrupted test run leaves no server behind.
+        let mut child =
+            tied::spawn(command).unwrap_or_else(|e| panic!("cannot start {description}: {e}"));
 
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let stderr_thread = drain(
