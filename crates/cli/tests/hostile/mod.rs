@@ -239,22 +239,52 @@ pub struct Run {
     pub max_rss_kib: i64,
 }
 
-/// Runs `hftp ARGS` to its end and measures its peak memory with `wait4`.
-/// A watchdog kills it after `watchdog` (a broken client that never ends
-/// must fail the test, not hang it); the test then sees `code: None`.
-// The child is reaped with `wait4`, which std's `Child::wait` cannot do
-// (it does not return the resource usage).
-#[allow(clippy::zombie_processes)]
+/// Forks and execs its arguments, waits with `wait4`, and writes the
+/// child's `ru_maxrss` and raw wait status to the file named first.
+///
+/// Why not `wait4` on a child of the test process itself: a child's
+/// `ru_maxrss` counts the memory of the process it was forked from (the
+/// kernel keeps the peak of the address space that `exec` replaced), and
+/// the test process, which runs every integration test at once, holds
+/// hundreds of MiB. Forked from this small interpreter, the client's peak
+/// is its own plus a few MiB.
+const MEASURE: &str = r#"
+import os, sys
+report, argv = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execv(argv[0], argv)
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(report, "w") as f:
+    f.write(f"{usage.ru_maxrss} {status}\n")
+"#;
+
+/// Runs `hftp ARGS` to its end and measures its peak memory with `wait4`
+/// (from a small python3 parent: see [`MEASURE`]). A watchdog kills it
+/// after `watchdog` (a broken client that never ends must fail the test,
+/// not hang it); the test then sees `code: None`.
 pub fn run_measured(args: &[&str], watchdog: Duration) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hftp"))
+    use std::os::unix::process::CommandExt;
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let report = scratch.path().join("usage");
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(MEASURE)
+        .arg(&report)
+        .arg(env!("CARGO_BIN_EXE_hftp"))
         .args(args)
         .env_remove("HFTP_PROXY")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // The watchdog kills the group: the measurer and the client.
+        .process_group(0)
         .spawn()
-        .expect("run hftp");
-    let pid = child.id() as libc::pid_t;
+        .expect("run python3 (the quick tier needs it)");
+    let pgid = child.id() as libc::pid_t;
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     let out_reader = thread::spawn(move || {
@@ -279,25 +309,34 @@ pub fn run_measured(args: &[&str], watchdog: Duration) -> Run {
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let dog = thread::spawn(move || {
         if done_rx.recv_timeout(watchdog).is_err() {
-            // SAFETY: kill(2) on the pid of our own unreaped child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // SAFETY: kill(2) on the process group our own child leads.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
         }
     });
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is a valid value; wait4 fills it.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child, with valid pointers.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let measurer = child.wait().expect("wait for python3");
     let _ = done_tx.send(());
     let _ = dog.join();
-    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
     let (stdout_head, stdout_len) = out_reader.join().expect("stdout reader");
     let stderr = err_reader.join().expect("stderr reader");
+    let (max_rss_kib, status) = match std::fs::read_to_string(&report) {
+        Ok(text) => {
+            let mut fields = text.split_whitespace().map(|f| f.parse::<i64>());
+            match (fields.next(), fields.next()) {
+                (Some(Ok(rss)), Some(Ok(status))) => (rss, Some(status as libc::c_int)),
+                _ => panic!("unreadable report from the measurer: {text:?}"),
+            }
+        }
+        // Killed by the watchdog before the client ended.
+        Err(_) => {
+            assert!(!measurer.success(), "the measurer wrote no report; stderr: {stderr}");
+            (0, None)
+        }
+    };
     Run {
-        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+        code: status.and_then(|s| libc::WIFEXITED(s).then(|| libc::WEXITSTATUS(s))),
         stdout_head,
         stdout_len,
         stderr,
-        max_rss_kib: usage.ru_maxrss,
+        max_rss_kib,
     }
 }
