@@ -2,7 +2,6 @@
 //! churn, --hold) and against scripted peers that misbehave (error
 //! accounting). No timing thresholds: only counts and kinds are checked.
 
-
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -11,8 +10,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use hftp_bench::{run, Config, Live, Report, Stop};
 use crate::support::Server;
+use hftp_bench::{run, Config, Live, Report, Stop};
 
 /// 200,003 bytes: several streamed chunks, and not a multiple of 3.
 const BIG: usize = 200_003;

@@ -6,7 +6,6 @@
 //! that no process of a server started by `--server-cmd` is left, and the
 //! Spanish output of the checker and of the client.
 
-
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;

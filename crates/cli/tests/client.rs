@@ -18,9 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hftp_proto::{response, Event, Request, Scanner, SliceMode, Status};
 use crate::support::background::hftp;
 use crate::support::noise;
+use hftp_proto::{response, Event, Request, Scanner, SliceMode, Status};
 
 const HFTP: &str = env!("CARGO_BIN_EXE_hftp");
 const HOLA: &[u8] = b"Que calor que hace hoy, pinocho!";

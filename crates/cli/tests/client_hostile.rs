@@ -7,7 +7,6 @@
 //! Memory bounds are generous (the client needs a few MiB); they catch
 //! growth with the input, which reached gigabytes before.
 
-
 use std::time::Duration;
 
 use crate::hostile::{run_measured, Behaviour, Hostile, Run};

@@ -2,13 +2,12 @@
 //! test per concurrency model, the server running unprivileged so that the
 //! permission (`199`) cases run too.
 
-
 use std::fs::{self, Permissions};
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use hftp_check::{report, Config, Outcome, Summary};
 use crate::support::Server;
+use hftp_check::{report, Config, Outcome, Summary};
 
 per_model!(conformance);
 

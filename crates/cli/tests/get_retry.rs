@@ -9,7 +9,6 @@
 //! (a real event), never for a fixed time. Attempts are counted on the
 //! server side.
 
-
 use std::fs;
 use std::net::{Ipv4Addr, TcpListener};
 use std::process::Output;

@@ -18,9 +18,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use hftp_check::{report, Config, Outcome, Summary};
 use crate::support::haproxy::Haproxy;
 use crate::support::{ask, Server, HELP_ANSWER};
+use hftp_check::{report, Config, Outcome, Summary};
 
 /// Bounds every wait; none is a threshold.
 const TIMEOUT: Duration = Duration::from_secs(30);

@@ -29,6 +29,7 @@ mod client_hostile;
 mod concurrency;
 mod conformance;
 mod get_retry;
+mod library_examples;
 mod limits;
 mod metrics;
 mod product;

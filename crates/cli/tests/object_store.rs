@@ -16,24 +16,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hftp_check::fixtures::FixtureSink;
 use crate::support::bucket::Bucket;
 use crate::support::garage::{self, Garage};
 use crate::support::Server;
+use hftp_check::fixtures::FixtureSink;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// One cluster at a time: four 3-node clusters and 100,000 PUTs at once on
-/// a small machine starve each other into timeouts that test nothing.
-static ONE_CLUSTER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Starts a cluster once no other test of this file runs one.
-fn cluster() -> (std::sync::MutexGuard<'static, ()>, Garage) {
-    let turn = ONE_CLUSTER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    (turn, Garage::start())
-}
 
 /// `hftp serve --storage s3://hftp/PREFIX` reaching node `node`.
 fn serve(cluster: &Garage, node: usize, prefix: &str, model: &str) -> Server {
@@ -112,27 +100,36 @@ fn conformance(cluster: &Garage, node: usize, model: &str) {
     }
 }
 
-#[test]
-#[ignore = "full tier: needs Garage 2.5.0 (cargo install garage)"]
-fn conformance_suite_passes_against_every_node_of_a_replicated_cluster() {
-    let (_turn, cluster) = cluster();
-    // Every node serves the same bucket; each model against one of them.
-    for (node, model) in [
-        (0, "async"),
-        (1, "poll"),
-        (2, "fork"),
-        (0, "threads"),
-        (1, "pool"),
-    ] {
-        conformance(&cluster, node, model);
+/// The suite once per model, each against one node of the shared cluster
+/// (every node serves the same bucket), each under a prefix of its own.
+mod conformance_suite_passes_against_every_node_of_a_replicated_cluster {
+    macro_rules! on_node {
+        ($($test:ident => $node:literal, $model:literal;)*) => {
+            $(
+                #[test]
+                #[ignore = "full tier: needs Garage 2.5.0 (cargo install garage)"]
+                fn $test() {
+                    let _load = super::garage::light_load();
+                    super::conformance(super::garage::shared(), $node, $model);
+                }
+            )*
+        };
+    }
+    on_node! {
+        async_on_node_0 => 0, "async";
+        poll_on_node_1 => 1, "poll";
+        fork_on_node_2 => 2, "fork";
+        threads_on_node_0 => 0, "threads";
+        pool_on_node_1 => 1, "pool";
     }
 }
 
 #[test]
 #[ignore = "full tier: needs Garage 2.5.0 (cargo install garage)"]
 fn listing_slices_and_replacement_follow_the_local_semantics() {
-    let (_turn, cluster) = cluster();
-    let bucket = Bucket::new(&cluster, &cluster.endpoint(0), "files");
+    let _load = garage::light_load();
+    let cluster = garage::shared();
+    let bucket = Bucket::new(cluster, &cluster.endpoint(0), "files");
     bucket.put("ok.txt", b"hello").unwrap();
     bucket.put("empty", b"").unwrap();
     // Not servable: below a further `/`, invalid names, beside the prefix.
@@ -142,7 +139,7 @@ fn listing_slices_and_replacement_follow_the_local_semantics() {
     bucket.put_raw("filesnot/x.txt", b"x");
     bucket.put_raw("files-sibling.txt", b"x");
     bucket.put_raw("top.txt", b"x");
-    let server = serve(&cluster, 1, "files", "async");
+    let server = serve(cluster, 1, "files", "async");
     let addr = server.addr();
     assert_eq!(
         exchange(addr, "get_file_listing\r\n"),
@@ -183,7 +180,7 @@ fn listing_slices_and_replacement_follow_the_local_semantics() {
     ] {
         let what = format!("get_slice{mode} with HFTP_S3_SPLICE={splice}");
         bucket.put("big.bin", &vec![1u8; len]).unwrap();
-        let server = serve_with(&cluster, 1, "files", "async", &[("HFTP_S3_SPLICE", splice)]);
+        let server = serve_with(cluster, 1, "files", "async", &[("HFTP_S3_SPLICE", splice)]);
         let mut stream = TcpStream::connect(server.addr()).unwrap();
         stream.set_read_timeout(Some(TIMEOUT)).unwrap();
         write!(stream, "get_slice big.bin 0 {len}{mode}\r\n").unwrap();
@@ -231,14 +228,16 @@ fn rss_kib(pid: u32) -> u64 {
 #[ignore = "full tier: needs Garage 2.5.0 (cargo install garage)"]
 fn a_hundred_thousand_keys_are_listed_with_bounded_server_memory() {
     const KEYS: usize = 100_000;
-    let (_turn, cluster) = cluster();
-    let bucket = Bucket::new(&cluster, &cluster.endpoint(0), "many");
+    // Exclusive: 100,000 PUTs load the cluster hard.
+    let _load = garage::heavy_load();
+    let cluster = garage::shared();
+    let bucket = Bucket::new(cluster, &cluster.endpoint(0), "many");
     // Long names: held at once, they would be 20 MB; a page is 1,000.
     let names: Vec<String> = (0..KEYS)
         .map(|i| format!("{i:08}-{}", "n".repeat(190)))
         .collect();
     bucket.put_many_empty(&names);
-    let server = serve(&cluster, 2, "many", "async");
+    let server = serve(cluster, 2, "many", "async");
     // The runtime and client exist after a first request.
     assert_eq!(
         status(server.addr(), "get_metadata missing\r\n"),
@@ -283,7 +282,9 @@ fn a_hundred_thousand_keys_are_listed_with_bounded_server_memory() {
 #[test]
 #[ignore = "full tier: needs Garage 2.5.0 (cargo install garage)"]
 fn a_store_that_goes_away_answers_199_and_serving_resumes_when_it_is_back() {
-    let (_turn, mut cluster) = cluster();
+    // A cluster of its own (nodes are killed), alone.
+    let _load = garage::heavy_load();
+    let mut cluster = Garage::start();
     let bucket = Bucket::new(&cluster, &cluster.endpoint(0), "outage");
     bucket.put("hola.txt", b"hola").unwrap();
     for model in ["async", "poll", "fork"] {
@@ -349,7 +350,8 @@ fn a_store_that_goes_away_answers_199_and_serving_resumes_when_it_is_back() {
 #[test]
 #[ignore = "full tier: needs Garage 2.5.0 (cargo install garage)"]
 fn bad_credentials_are_199_with_no_secret_logged() {
-    let (_turn, cluster) = cluster();
+    let _load = garage::light_load();
+    let cluster = garage::shared();
     let wrong_secret = "0badc0de".repeat(8);
     let mut builder = Server::builder(Path::new("."))
         .storage(&format!("s3://{}/x", garage::BUCKET))

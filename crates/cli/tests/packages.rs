@@ -10,7 +10,6 @@
 //! package or `/srv/hftp` already exist, and purges what it installed even
 //! when it fails midway. No service is started: CI has no systemd.
 
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,6 @@
 //! shell completions, manual pages, configuration from the environment,
 //! and a server that survives SIGHUP.
 
-
 use crate::support;
 
 use std::io::{ErrorKind, Read, Write};
@@ -66,7 +65,11 @@ fn completion_scripts_for_every_shell() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hftp.bash");
     std::fs::write(&path, &script).unwrap();
-    let check = tool("bash", "apt-get install bash").arg("-n").arg(&path).output().unwrap();
+    let check = tool("bash", "apt-get install bash")
+        .arg("-n")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(
         check.status.success(),
         "{}",

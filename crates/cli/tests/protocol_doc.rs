@@ -2,7 +2,6 @@
 //! replayed against `hftp serve -d testdata`, one connection per block, and
 //! the answers must match byte for byte.
 
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;

@@ -9,7 +9,6 @@
 //! that only the admission part ever meets the limit. At the end the
 //! metrics must count each refusal exactly.
 
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};

@@ -220,6 +220,9 @@ fn retries(stderr: &str) -> String {
 #[test]
 #[ignore = "full tier: needs Garage 2.5.0 and haproxy"]
 fn stateless_nodes_over_a_replicated_store_behind_haproxy() {
+    // A cluster of its own (nodes are killed) and a 256 MiB transfer:
+    // alone among the Garage tests (see garage::LOAD).
+    let _load = garage::heavy_load();
     let mut d = deploy();
 
     // 1. Conformance through HAProxy, then against each node.

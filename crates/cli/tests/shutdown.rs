@@ -2,7 +2,6 @@
 //! clients are doing when the signal comes, and a second signal must end it
 //! at once.
 
-
 use crate::support;
 
 use std::io::{ErrorKind, Read, Write};
@@ -13,7 +12,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::support::Server;
-
 
 /// Rounds per model: enough to catch a race that strikes one time in 20.
 const ROUNDS: usize = 20;

@@ -30,11 +30,11 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::support::Server;
 use hftp_proto::response::{
     encode_base64, write_help, write_listing, write_metadata, write_slice_head,
 };
 use hftp_proto::{FileName, SliceMode, Status};
-use crate::support::Server;
 
 const SMALL: &str = "small.txt";
 const MEDIUM: &str = "medium.bin";

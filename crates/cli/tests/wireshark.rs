@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use crate::support::Server;
+use serde_json::Value;
 
 /// How long a tool may take to get going or to finish.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(60);

@@ -328,7 +328,10 @@ pub fn run_measured(args: &[&str], watchdog: Duration) -> Run {
         }
         // Killed by the watchdog before the client ended.
         Err(_) => {
-            assert!(!measurer.success(), "the measurer wrote no report; stderr: {stderr}");
+            assert!(
+                !measurer.success(),
+                "the measurer wrote no report; stderr: {stderr}"
+            );
             (0, None)
         }
     };

@@ -49,7 +49,7 @@ struct Node {
 
 /// A running cluster; every node is killed (its whole process group) on drop.
 pub struct Garage {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     nodes: Vec<Node>,
 }
 
@@ -80,7 +80,63 @@ fn garage_binary() -> PathBuf {
     binary
 }
 
+/// Taken shared by a test that uses the [`shared`] cluster lightly, and
+/// exclusively by one that loads a cluster hard or runs a cluster of its
+/// own (100,000 PUTs, nodes killed, a 256 MiB transfer): several clusters
+/// under load at once on a small machine starve each other into timeouts
+/// that test nothing.
+pub static LOAD: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// A share of [`LOAD`] (a panicking holder does not poison it for others).
+pub fn light_load() -> std::sync::RwLockReadGuard<'static, ()> {
+    LOAD.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// [`LOAD`] alone.
+pub fn heavy_load() -> std::sync::RwLockWriteGuard<'static, ()> {
+    LOAD.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The cluster of this test process, started by the first test that asks
+/// and shared by every test that leaves it whole (each under a prefix of
+/// its own); a test that kills nodes starts its own with [`Garage::start`].
+/// Its nodes are stopped and its directory removed when the process exits.
+pub fn shared() -> &'static Garage {
+    static SHARED: std::sync::OnceLock<&'static Garage> = std::sync::OnceLock::new();
+    SHARED.get_or_init(|| {
+        let cluster: &'static Garage = Box::leak(Box::new(Garage::start()));
+        extern "C" fn stop_shared() {
+            if let Some(cluster) = SHARED.get() {
+                cluster.stop_at_exit();
+            }
+        }
+        // SAFETY: registers a plain function; it runs at exit, after the
+        // tests, when nothing else uses the cluster.
+        unsafe { libc::atexit(stop_shared) };
+        cluster
+    })
+}
+
 impl Garage {
+    /// Kills every node (as dropping does) and removes the cluster's
+    /// directory, through a shared reference: for [`shared`] at exit.
+    fn stop_at_exit(&self) {
+        for node in &self.nodes {
+            if let Some(child) = &node.child {
+                if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+                    // SAFETY: kill and waitpid on our own unreaped child.
+                    unsafe {
+                        libc::kill(-pid, libc::SIGKILL);
+                        libc::waitpid(pid, std::ptr::null_mut(), 0);
+                    }
+                }
+            }
+        }
+        fs::remove_dir_all(self.dir.path()).ok();
+    }
+
     /// Starts the cluster and prepares the key and bucket; panics with the
     /// nodes' logs if any step fails or times out.
     pub fn start() -> Garage {
@@ -125,7 +181,7 @@ impl Garage {
                 }
             })
             .collect();
-        let mut cluster = Garage { _dir: dir, nodes };
+        let mut cluster = Garage { dir: dir, nodes };
         for i in 0..3 {
             cluster.spawn(&binary, i);
         }

@@ -8,11 +8,11 @@
 #![allow(dead_code)]
 
 pub mod background;
-pub mod tied;
-pub mod tools;
 pub mod bucket;
 pub mod garage;
 pub mod haproxy;
+pub mod tied;
+pub mod tools;
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
