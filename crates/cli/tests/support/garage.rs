@@ -181,7 +181,7 @@ impl Garage {
                 }
             })
             .collect();
-        let mut cluster = Garage { dir: dir, nodes };
+        let mut cluster = Garage { dir, nodes };
         for i in 0..3 {
             cluster.spawn(&binary, i);
         }
