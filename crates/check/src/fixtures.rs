@@ -36,6 +36,14 @@ const DIR_MODE: u32 = 0o755;
 pub trait FixtureSink: Send + Sync {
     /// Creates or replaces the file `name` (which may contain `/`).
     fn put(&self, name: &str, content: &[u8]) -> io::Result<()>;
+    /// Creates or replaces several files: one [`FixtureSink::put`] each
+    /// unless the sink can do better (a remote store writes them at once
+    /// and waits for them together).
+    fn put_many(&self, files: &[(String, Vec<u8>)]) -> io::Result<()> {
+        files
+            .iter()
+            .try_for_each(|(name, content)| self.put(name, content))
+    }
     fn get(&self, name: &str) -> io::Result<Vec<u8>>;
     fn delete(&self, name: &str) -> io::Result<()>;
     /// Removes every file, so the next case starts from nothing.
@@ -99,6 +107,17 @@ impl FixtureDir {
         let path = self.path.join(name);
         fs::write(&path, content)?;
         fs::set_permissions(&path, Permissions::from_mode(FILE_MODE))
+    }
+
+    /// Creates several files with [`FixtureDir::file`]'s modes (at once
+    /// where a sink can).
+    pub fn files(&self, files: &[(String, Vec<u8>)]) -> io::Result<()> {
+        if let Some(sink) = &self.sink {
+            return sink.put_many(files);
+        }
+        files
+            .iter()
+            .try_for_each(|(name, content)| self.file(name, content))
     }
 
     /// Appends to a file.
@@ -265,10 +284,14 @@ pub fn special_entries(dir: &FixtureDir) -> io::Result<()> {
 
 /// 1000 files whose byte order differs from any case-folded or numeric order.
 pub fn thousand(dir: &FixtureDir) -> io::Result<()> {
-    for name in thousand_names() {
-        dir.file(&name, name.as_bytes())?;
-    }
-    Ok(())
+    let files: Vec<(String, Vec<u8>)> = thousand_names()
+        .into_iter()
+        .map(|name| {
+            let content = name.clone().into_bytes();
+            (name, content)
+        })
+        .collect();
+    dir.files(&files)
 }
 
 /// The names [`thousand`] creates, in creation order (not sorted).

@@ -2,6 +2,7 @@
 //! out fixtures (as an `hftp_check` fixture sink) and objects.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,10 @@ pub struct Bucket {
     witnesses: Vec<AmazonS3>,
     prefix: String,
     runtime: tokio::runtime::Runtime,
+    /// Changes made and waited for, and the time they took (microseconds):
+    /// what a suite run spends on its fixtures, for the test log.
+    settled: AtomicU64,
+    settling_micros: AtomicU64,
 }
 
 fn client(endpoint: &str) -> AmazonS3 {
@@ -50,6 +55,8 @@ impl Bucket {
             witnesses: cluster.endpoints().iter().map(|e| client(e)).collect(),
             prefix: prefix.to_string(),
             runtime,
+            settled: AtomicU64::new(0),
+            settling_micros: AtomicU64::new(0),
         })
     }
 
@@ -88,13 +95,16 @@ const SETTLE: Duration = Duration::from_secs(30);
 impl Bucket {
     /// Every key under the prefix, as `store` lists them now.
     fn listed(&self, store: &AmazonS3) -> std::io::Result<Vec<Key>> {
+        self.block_on(self.list_keys(store))
+    }
+
+    async fn list_keys(&self, store: &AmazonS3) -> object_store::Result<Vec<Key>> {
         let prefix = Key::from(self.prefix.as_str());
-        self.block_on(
-            store
-                .list(Some(&prefix))
-                .map_ok(|meta| meta.location)
-                .try_collect(),
-        )
+        store
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
     }
 
     /// Waits until every replica holds a change just made by `change`,
@@ -119,25 +129,50 @@ impl Bucket {
         change: impl Fn() -> std::io::Result<()>,
         done: impl Fn(&[Key]) -> bool,
     ) -> std::io::Result<()> {
+        let started = Instant::now();
+        let settled = self.settle_untimed(what, change, done);
+        self.settled.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.settling_micros.fetch_add(micros, Ordering::Relaxed);
+        settled
+    }
+
+    fn settle_untimed(
+        &self,
+        what: &str,
+        change: impl Fn() -> std::io::Result<()>,
+        done: impl Fn(&[Key]) -> bool,
+    ) -> std::io::Result<()> {
         change()?;
         let deadline = Instant::now() + SETTLE;
-        for witness in &self.witnesses {
-            let mut since = Instant::now();
-            while !done(&self.listed(witness)?) {
-                let now = Instant::now();
-                if now > deadline {
-                    return Err(std::io::Error::other(format!(
-                        "the store's listing did not show {what} within {SETTLE:?}"
-                    )));
-                }
-                if now - since > REDO_AFTER {
-                    change()?;
-                    since = now;
-                }
-                std::thread::sleep(Duration::from_millis(10));
+        let mut since = Instant::now();
+        // The nodes that do not list the change yet, asked together.
+        let mut pending: Vec<&AmazonS3> = self.witnesses.iter().collect();
+        loop {
+            let listings = self.block_on(futures::future::try_join_all(
+                pending.iter().map(|witness| self.list_keys(witness)),
+            ))?;
+            pending = pending
+                .into_iter()
+                .zip(listings)
+                .filter(|(_, keys)| !done(keys))
+                .map(|(witness, _)| witness)
+                .collect();
+            if pending.is_empty() {
+                return Ok(());
             }
+            let now = Instant::now();
+            if now > deadline {
+                return Err(std::io::Error::other(format!(
+                    "the store's listing did not show {what} within {SETTLE:?}"
+                )));
+            }
+            if now - since > REDO_AFTER {
+                change()?;
+                since = now;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
-        Ok(())
     }
 
     fn block_on<T>(
@@ -159,6 +194,29 @@ impl FixtureSink for Bucket {
             self.block_on(self.store.put(&key, payload)).map(drop)
         };
         self.settle(&format!("{key} written"), put, |keys| keys.contains(&key))
+    }
+
+    /// Every file written (16 at a time), then one wait until every
+    /// replica lists them all: the 1,000-file fixture costs a few listings
+    /// instead of three per file.
+    fn put_many(&self, files: &[(String, Vec<u8>)]) -> std::io::Result<()> {
+        let keys: Vec<Key> = files.iter().map(|(name, _)| self.key(name)).collect();
+        let put_all = || {
+            self.block_on(
+                stream::iter(keys.iter().zip(files))
+                    .map(|(key, (_, content))| {
+                        let payload = PutPayload::from(content.clone());
+                        async move { self.store.put(key, payload).await.map(drop) }
+                    })
+                    .buffer_unordered(16)
+                    .try_for_each(|()| async { Ok(()) }),
+            )
+        };
+        self.settle(
+            &format!("{} files written", files.len()),
+            put_all,
+            |listed| keys.iter().all(|key| listed.contains(key)),
+        )
     }
 
     fn get(&self, name: &str) -> std::io::Result<Vec<u8>> {
@@ -211,8 +269,16 @@ pub fn conformance(addr: SocketAddr, bucket: Arc<Bucket>, what: &str) -> String 
     };
     let cases = hftp_check::cases::all();
     let selection: Vec<_> = cases.iter().collect();
+    let started = Instant::now();
     let results =
-        hftp_check::run_with_sink(&config, bucket, &selection, |_| {}).expect("suite runs");
+        hftp_check::run_with_sink(&config, bucket.clone(), &selection, |_| {}).expect("suite runs");
+    eprintln!(
+        "{what}: the suite took {:.1?}, of which {:.1?} laying out fixtures ({} changes, each \
+         waited for on every replica)",
+        started.elapsed(),
+        Duration::from_micros(bucket.settling_micros.load(Ordering::Relaxed)),
+        bucket.settled.load(Ordering::Relaxed),
+    );
     let problems: Vec<String> = results
         .iter()
         .filter(|r| matches!(r.outcome, Outcome::Fail(_)))
