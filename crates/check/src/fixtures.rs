@@ -48,6 +48,14 @@ pub trait FixtureSink: Send + Sync {
     fn delete(&self, name: &str) -> io::Result<()>;
     /// Removes every file, so the next case starts from nothing.
     fn clear(&self) -> io::Result<()>;
+    /// Runs `layout` (a [`FixtureSink::clear`] and the puts of one case's
+    /// fixture) as one change: a sink whose writes take a while to show
+    /// (a replicated store's listing) may make them all, then wait once
+    /// for the result. Changes a case makes while it runs still go
+    /// through the methods above, each complete when it returns.
+    fn lay_out(&self, layout: &mut dyn FnMut() -> io::Result<()>) -> io::Result<()> {
+        layout()
+    }
 }
 
 /// The served directory, as seen by a fixture or a case.
@@ -198,6 +206,15 @@ impl FixtureDir {
         self.chmod_self(self.mode)?;
         fs::remove_dir_all(&self.path)?;
         self.reset()
+    }
+
+    /// Empties the served directory and lays out `fixture` in it, as one
+    /// change where a sink can (see [`FixtureSink::lay_out`]).
+    pub fn lay_out(&self, fixture: Fixture) -> io::Result<()> {
+        match &self.sink {
+            Some(sink) => sink.lay_out(&mut || self.reset().and_then(|()| fixture(self))),
+            None => self.reset().and_then(|()| fixture(self)),
+        }
     }
 
     /// Empties the served directory (re-creating it if a case removed it)

@@ -337,7 +337,7 @@ fn skip_reason(
 fn run_one(case: &Case, ctx: &Ctx, has_files: bool) -> Outcome {
     if has_files {
         let fixture = case.fixture.unwrap_or(fixtures::empty);
-        if let Err(err) = ctx.dir().reset().and_then(|()| fixture(ctx.dir())) {
+        if let Err(err) = ctx.dir().lay_out(fixture) {
             if err.kind() == std::io::ErrorKind::Unsupported {
                 return Outcome::Skip {
                     reason: err.to_string(),

@@ -1,6 +1,7 @@
 //! The tests' own S3 client for one prefix of the Garage test bucket: lays
 //! out fixtures (as an `hftp_check` fixture sink) and objects.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,6 +28,8 @@ pub struct Bucket {
     /// what a suite run spends on its fixtures, for the test log.
     settled: AtomicU64,
     settling_micros: AtomicU64,
+    /// See [`Bucket::laying_out`].
+    layout: std::sync::Mutex<Option<BTreeMap<Key, Vec<u8>>>>,
 }
 
 fn client(endpoint: &str) -> AmazonS3 {
@@ -57,6 +60,7 @@ impl Bucket {
             runtime,
             settled: AtomicU64::new(0),
             settling_micros: AtomicU64::new(0),
+            layout: std::sync::Mutex::new(None),
         })
     }
 
@@ -186,36 +190,90 @@ impl Bucket {
 /// How long a replica may lag behind a change before it is made again.
 const REDO_AFTER: Duration = Duration::from_secs(1);
 
+impl Bucket {
+    /// Writes `files` (16 at a time).
+    fn write_all<'a>(
+        &self,
+        files: impl IntoIterator<Item = (&'a Key, &'a [u8])>,
+    ) -> std::io::Result<()> {
+        self.block_on(
+            stream::iter(files)
+                .map(|(key, content)| {
+                    let payload = PutPayload::from(content.to_vec());
+                    async move { self.store.put(key, payload).await.map(drop) }
+                })
+                .buffer_unordered(16)
+                .try_for_each(|()| async { Ok(()) }),
+        )
+    }
+
+    /// One `DELETE` per key, a few at a time: unlike a bulk delete (a
+    /// `POST`), each is idempotent and retried by the client.
+    fn delete_all(&self, keys: impl IntoIterator<Item = Key>) -> std::io::Result<()> {
+        self.block_on(
+            stream::iter(keys)
+                .map(|key| async move { self.store.delete(&key).await })
+                .buffer_unordered(16)
+                .try_for_each(|()| async { Ok(()) }),
+        )
+    }
+
+    /// Every key that any node lists under the prefix.
+    fn listed_anywhere(&self) -> std::io::Result<Vec<Key>> {
+        let listings = self.block_on(futures::future::try_join_all(
+            self.witnesses.iter().map(|witness| self.list_keys(witness)),
+        ))?;
+        let mut keys: Vec<Key> = listings.into_iter().flatten().collect();
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    /// While a fixture is laid out, the state it is bringing the prefix
+    /// to (key → content): changes are made at once and recorded here,
+    /// and [`FixtureSink::lay_out`] waits for them together. `None` at
+    /// other times, when each change is waited for on its own.
+    fn laying_out(&self) -> std::sync::MutexGuard<'_, Option<BTreeMap<Key, Vec<u8>>>> {
+        self.layout
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 impl FixtureSink for Bucket {
     fn put(&self, name: &str, content: &[u8]) -> std::io::Result<()> {
         let key = self.key(name);
-        let put = || {
-            let payload = PutPayload::from(content.to_vec());
-            self.block_on(self.store.put(&key, payload)).map(drop)
-        };
+        let put = || self.write_all([(&key, content)]);
+        if let Some(layout) = self.laying_out().as_mut() {
+            put()?;
+            layout.insert(key, content.to_vec());
+            return Ok(());
+        }
         self.settle(&format!("{key} written"), put, |keys| keys.contains(&key))
     }
 
-    /// Every file written (16 at a time), then one wait until every
-    /// replica lists them all: the 1,000-file fixture costs a few listings
+    /// Every file written at once, then one wait until every replica
+    /// lists them all: the 1,000-file fixture costs a few listings
     /// instead of three per file.
     fn put_many(&self, files: &[(String, Vec<u8>)]) -> std::io::Result<()> {
-        let keys: Vec<Key> = files.iter().map(|(name, _)| self.key(name)).collect();
-        let put_all = || {
-            self.block_on(
-                stream::iter(keys.iter().zip(files))
-                    .map(|(key, (_, content))| {
-                        let payload = PutPayload::from(content.clone());
-                        async move { self.store.put(key, payload).await.map(drop) }
-                    })
-                    .buffer_unordered(16)
-                    .try_for_each(|()| async { Ok(()) }),
-            )
-        };
+        let files: Vec<(Key, &[u8])> = files
+            .iter()
+            .map(|(name, content)| (self.key(name), content.as_slice()))
+            .collect();
+        let put_all = || self.write_all(files.iter().map(|(key, content)| (key, *content)));
+        if let Some(layout) = self.laying_out().as_mut() {
+            put_all()?;
+            layout.extend(
+                files
+                    .iter()
+                    .map(|(key, content)| (key.clone(), content.to_vec())),
+            );
+            return Ok(());
+        }
         self.settle(
             &format!("{} files written", files.len()),
             put_all,
-            |listed| keys.iter().all(|key| listed.contains(key)),
+            |listed| files.iter().all(|(key, _)| listed.contains(key)),
         )
     }
 
@@ -228,31 +286,65 @@ impl FixtureSink for Bucket {
 
     fn delete(&self, name: &str) -> std::io::Result<()> {
         let key = self.key(name);
-        let delete = || self.block_on(self.store.delete(&key));
+        let delete = || self.delete_all([key.clone()]);
+        if let Some(layout) = self.laying_out().as_mut() {
+            delete()?;
+            layout.remove(&key);
+            return Ok(());
+        }
         self.settle(&format!("{key} deleted"), delete, |keys| {
             !keys.contains(&key)
         })
     }
 
-    /// One `DELETE` per key that any node lists, a few at a time: unlike
-    /// a bulk delete (a `POST`), each is idempotent and retried by the
-    /// client.
+    /// Deletes every key that any node lists.
     fn clear(&self) -> std::io::Result<()> {
-        let clear = || {
-            let mut keys = Vec::new();
-            for witness in &self.witnesses {
-                keys.extend(self.listed(witness)?);
+        let clear = || self.delete_all(self.listed_anywhere()?);
+        if let Some(layout) = self.laying_out().as_mut() {
+            clear()?;
+            layout.clear();
+            return Ok(());
+        }
+        self.settle("the prefix emptied", clear, |keys| keys.is_empty())
+    }
+
+    /// The case's `clear` and puts made at once, then one wait until every
+    /// node lists exactly the fixture's keys: a wait per case instead of
+    /// one per change (each about 50 ms here). If a node lags, the fixture
+    /// is made again (keys no fixture wants deleted, its files rewritten).
+    fn lay_out(&self, layout: &mut dyn FnMut() -> std::io::Result<()>) -> std::io::Result<()> {
+        *self.laying_out() = Some(BTreeMap::new());
+        let laid = layout();
+        let expected = self.laying_out().take().unwrap_or_default();
+        laid?;
+        let keys: Vec<Key> = expected.keys().cloned().collect();
+        // The first call of `change` is the layout just made.
+        let made = std::cell::Cell::new(true);
+        let again = || {
+            if made.replace(false) {
+                return Ok(());
             }
-            keys.sort();
-            keys.dedup();
-            self.block_on(
-                stream::iter(keys)
-                    .map(|key| async move { self.store.delete(&key).await })
-                    .buffer_unordered(16)
-                    .try_for_each(|()| async { Ok(()) }),
+            let unwanted = self.listed_anywhere()?;
+            self.delete_all(
+                unwanted
+                    .into_iter()
+                    .filter(|key| !expected.contains_key(key)),
+            )?;
+            self.write_all(
+                expected
+                    .iter()
+                    .map(|(key, content)| (key, content.as_slice())),
             )
         };
-        self.settle("the prefix emptied", clear, |keys| keys.is_empty())
+        self.settle(
+            &format!("the fixture's {} files laid out", keys.len()),
+            again,
+            |listed| {
+                let mut listed = listed.to_vec();
+                listed.sort();
+                listed == keys
+            },
+        )
     }
 }
 
@@ -272,10 +364,20 @@ pub fn conformance(addr: SocketAddr, bucket: Arc<Bucket>, what: &str) -> String 
     let started = Instant::now();
     let results =
         hftp_check::run_with_sink(&config, bucket.clone(), &selection, |_| {}).expect("suite runs");
+    let mut slowest: Vec<_> = results.iter().map(|r| (r.millis, r.id)).collect();
+    slowest.sort_unstable_by(|a, b| b.cmp(a));
+    let case_millis: u64 = results.iter().map(|r| r.millis).sum();
     eprintln!(
-        "{what}: the suite took {:.1?}, of which {:.1?} laying out fixtures ({} changes, each \
-         waited for on every replica)",
+        "{what}: the suite took {:.1?}: cases {:.1?} (slowest: {}), waits for the replicas {:.1?} \
+         ({} changes)",
         started.elapsed(),
+        Duration::from_millis(case_millis),
+        slowest
+            .iter()
+            .take(3)
+            .map(|(ms, id)| format!("{id} {ms} ms"))
+            .collect::<Vec<_>>()
+            .join(", "),
         Duration::from_micros(bucket.settling_micros.load(Ordering::Relaxed)),
         bucket.settled.load(Ordering::Relaxed),
     );
