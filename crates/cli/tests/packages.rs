@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support::{running_as_root, Server, NOBODY};
+use crate::support::{Server, NOBODY};
 
 /// How long building the packages may take (a cold release build on 2
 /// cores takes a few minutes); only a hung build gets near it.
@@ -49,14 +49,7 @@ fn target_dir() -> PathBuf {
 
 /// Fails, naming what to install, unless `name` is on PATH.
 fn require_tool(name: &str, install: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "`{name}` is needed by this test: {install} (.ci/run does)"
-    );
+    crate::support::tools::require(name, install);
 }
 
 /// Runs `command` to completion and returns its output; panics with the
@@ -300,10 +293,7 @@ impl Drop for Installed {
 #[test]
 #[ignore = "full tier: needs root, cargo-deb, maturin, dpkg and systemd-analyze"]
 fn debian_package_installs_verifies_serves_and_purges() {
-    assert!(
-        running_as_root(),
-        "dpkg -i needs root: run this test as root (CI does)"
-    );
+    crate::support::tools::require_root("dpkg -i installs the package");
     for tool in ["dpkg", "dpkg-query", "man"] {
         require_tool(tool, "install it with apt-get");
     }
