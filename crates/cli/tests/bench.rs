@@ -1,6 +1,8 @@
 //! `hftp bench` against the real server (counts, validation, --verify,
 //! churn, --hold) and against scripted peers that misbehave (error
 //! accounting). No timing thresholds: only counts and kinds are checked.
+//!
+//! Tier: quick.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};

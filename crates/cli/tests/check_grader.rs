@@ -5,6 +5,8 @@
 //! case ids named, the exit code, the JUnit XML (read by a real parser),
 //! that no process of a server started by `--server-cmd` is left, and the
 //! Spanish output of the checker and of the client.
+//!
+//! Tier: quick.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;

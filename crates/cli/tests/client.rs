@@ -5,6 +5,8 @@
 //!
 //! No sleeps stand in for synchronisation: where a test waits for the
 //! client to get somewhere, it polls what the client wrote, in a bounded loop.
+//!
+//! Tier: quick.
 
 use crate::support;
 

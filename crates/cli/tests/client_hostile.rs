@@ -6,6 +6,8 @@
 //!
 //! Memory bounds are generous (the client needs a few MiB); they catch
 //! growth with the input, which reached gigabytes before.
+//!
+//! Tier: quick.
 
 use std::time::Duration;
 

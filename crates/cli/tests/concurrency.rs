@@ -1,6 +1,8 @@
 //! Concurrency behaviour of every server model (issue 3): many clients at
 //! once, clients that never send or never read, clients that vanish in the
 //! middle of a slice, and SIGTERM during transfers.
+//!
+//! Tier: quick.
 
 use crate::support;
 

@@ -1,6 +1,8 @@
 //! The conformance suite (`hftp-check`) against the real `hftp serve`, one
 //! test per concurrency model, the server running unprivileged so that the
 //! permission (`199`) cases run too.
+//!
+//! Tier: quick.
 
 use std::fs::{self, Permissions};
 use std::os::unix::fs::PermissionsExt;

@@ -8,6 +8,8 @@
 //! it is under way; the test waits for the client's own progress lines
 //! (a real event), never for a fixed time. Attempts are counted on the
 //! server side.
+//!
+//! Tier: quick.
 
 use std::fs;
 use std::net::{Ipv4Addr, TcpListener};

@@ -8,6 +8,8 @@
 //!   HAProxy's own address;
 //! - a killed node is marked down by the health checks, and clients keep
 //!   being served by the others.
+//!
+//! Tier: full (every test marked `#[ignore = "full tier: ..."]`): needs HAProxy.
 
 use crate::support;
 

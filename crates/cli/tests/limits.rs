@@ -1,5 +1,7 @@
 //! Connection limits and timeouts, and a server under a crowd: every model
 //! must keep answering a well-behaved client.
+//!
+//! Tier: quick.
 
 use crate::support;
 

@@ -2,6 +2,8 @@
 //! one scrape whose counters must equal them exactly, in every model
 //! (`fork` included: its children count into memory shared with the
 //! parent).
+//!
+//! Tier: quick.
 
 use crate::support;
 

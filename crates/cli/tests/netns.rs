@@ -17,6 +17,8 @@
 //! Needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN) and iproute2's `ip`, as CI has;
 //! without them the tests fail with a message saying so (they are never
 //! skipped).
+//!
+//! Tier: full (every test marked `#[ignore = "full tier: ..."]`): needs root and iproute2.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};

@@ -6,6 +6,8 @@
 //!
 //! Garage must be installed (`.ci/run` does it): without it these tests
 //! fail, saying so.
+//!
+//! Tier: full (every test marked `#[ignore = "full tier: ..."]`): needs Garage 2.5.0.
 
 use crate::support;
 

@@ -9,6 +9,8 @@
 //! root (as CI runs); it refuses to touch a machine where the `hftp`
 //! package or `/srv/hftp` already exist, and purges what it installed even
 //! when it fails midway. No service is started: CI has no systemd.
+//!
+//! Tier: full (every test marked `#[ignore = "full tier: ..."]`): needs root, cargo-deb, maturin, dpkg, systemd-analyze.
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -1,6 +1,8 @@
 //! What an installed `hftp` offers beyond its commands: the version stamp,
 //! shell completions, manual pages, configuration from the environment,
 //! and a server that survives SIGHUP.
+//!
+//! Tier: quick, but for `--version` (git) and the manual pages (man), full (each marked `#[ignore = "full tier: ..."]`).
 
 use crate::support;
 

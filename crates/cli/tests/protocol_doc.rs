@@ -1,6 +1,8 @@
 //! The wire examples of `docs/protocol.md` are true: every ```hftp block is
 //! replayed against `hftp serve -d testdata`, one connection per block, and
 //! the answers must match byte for byte.
+//!
+//! Tier: quick.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;

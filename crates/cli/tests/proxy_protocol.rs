@@ -8,6 +8,8 @@
 //! another can. Every other part names a client address of its own, so
 //! that only the admission part ever meets the limit. At the end the
 //! metrics must count each refusal exactly.
+//!
+//! Tier: quick.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};

@@ -27,6 +27,8 @@
 //! session counters (real events), never for a fixed time. Garage and
 //! HAProxy must be installed (`.ci/run` does it); without them the test
 //! fails, saying so.
+//!
+//! Tier: full (every test marked `#[ignore = "full tier: ..."]`): needs Garage 2.5.0 and HAProxy.
 
 use crate::support;
 

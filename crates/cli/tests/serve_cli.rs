@@ -1,4 +1,6 @@
 //! `hftp serve` as a command: start-up errors, the banner, addresses.
+//!
+//! Tier: quick, but for `--user` (root), full (each marked `#[ignore = "full tier: ..."]`).
 
 use crate::support;
 

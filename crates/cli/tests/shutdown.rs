@@ -1,6 +1,8 @@
 //! SIGTERM under load, for every model: the server must exit, whatever its
 //! clients are doing when the signal comes, and a second signal must end it
 //! at once.
+//!
+//! Tier: quick.
 
 use crate::support;
 

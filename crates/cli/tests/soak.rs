@@ -20,6 +20,8 @@
 //! `--idle-timeout 2 --write-timeout 2`, so the last three kinds are reaped
 //! within the test's bounded waits. Every wait is on a condition, bounded by
 //! a deadline; none is a sleep standing in for synchronisation.
+//!
+//! Tier: quick.
 
 use crate::support;
 

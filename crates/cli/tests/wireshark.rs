@@ -13,6 +13,8 @@
 //! Every PDU's fields are compared with what the session sent, with a
 //! one-pass and a two-pass (`-2`) dissection, and tshark must print no Lua
 //! error. The tools come with the `tshark` package (`.ci/run` installs it).
+//!
+//! Tier: full (every test marked `#[ignore = "full tier: ..."]`): needs tshark.
 
 use crate::support;
 
