@@ -64,7 +64,8 @@ impl Lab {
     /// Starts the server in `mode` on a free port, for a run without
     /// `--server-cmd`.
     fn start(&self, mode: &str) -> PyServer {
-        let mut child = Command::new("python3")
+        let mut command = Command::new("python3");
+        command
             .arg(self.script())
             .args([mode, "0"])
             .arg(self.dir.path())
@@ -72,9 +73,9 @@ impl Lab {
             .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start python3");
+            .stderr(Stdio::inherit());
+        // Tied: its own process group never sees the terminal's Ctrl-C.
+        let mut child = crate::support::tied::spawn(command).expect("start python3");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
