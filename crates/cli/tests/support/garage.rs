@@ -63,8 +63,9 @@ fn garage_binary() -> PathBuf {
         .find(|p| p.is_file());
     let Some(binary) = found else {
         panic!(
-            "garage is not installed: these tests need Garage {GARAGE_VERSION} on PATH \
-             (cargo install garage --locked --version {GARAGE_VERSION}; .ci/run does it)"
+            "garage is not installed: these full-tier tests need Garage {GARAGE_VERSION} on PATH \
+             (cargo install garage --locked --version {GARAGE_VERSION} --no-default-features \
+             --features bundled-libs,sqlite; `.ci/run` as root installs it)"
         );
     };
     let version = Command::new(&binary)
