@@ -212,10 +212,18 @@ pub fn part_paths(dest: &Path) -> Result<(PathBuf, PathBuf)> {
     ))
 }
 
+/// The most segments one download is cut into. Each has an entry in the
+/// table of segments done, so this bounds what a server's size (a peer's
+/// number, up to 2^64 - 1) can make the client allocate: 1 MiB of table.
+const MAX_SEGMENTS: u64 = 1 << 20;
+
 /// Segment size: a few segments per connection so that fast connections
-/// take over from slow ones, between 1 and 32 MiB.
+/// take over from slow ones, between 1 and 32 MiB; larger only for a file
+/// that would need more than [`MAX_SEGMENTS`] of them (over 32 TiB).
 fn segment_size(size: u64, jobs: usize) -> u64 {
-    size.div_ceil(jobs as u64 * 4).clamp(MIB, 32 * MIB)
+    size.div_ceil(jobs as u64 * 4)
+        .clamp(MIB, 32 * MIB)
+        .max(size.div_ceil(MAX_SEGMENTS))
 }
 
 /// Downloads remote file `name` to `dest`. `client` carries the first
@@ -690,7 +698,9 @@ fn load_state(path: &Path) -> Result<Option<Saved>> {
     let (Ok(size), Ok(segment)) = (size.parse::<u64>(), segment.parse::<u64>()) else {
         return Ok(None);
     };
-    if segment == 0 {
+    // A state file this client could not have written (zero, or so small
+    // a segment that the table would exceed its bound) resumes nothing.
+    if segment == 0 || size.div_ceil(segment) > MAX_SEGMENTS {
         return Ok(None);
     }
     let segments = size.div_ceil(segment);
@@ -930,6 +940,19 @@ mod tests {
         assert_eq!(segment_size(0, 1), MIB);
         assert_eq!(segment_size(64 * MIB, 4), 4 * MIB);
         assert_eq!(segment_size(100 * 1024 * MIB, 4), 32 * MIB);
+    }
+
+    #[test]
+    fn a_size_from_the_peer_never_sizes_a_table_past_its_bound() {
+        for size in [1 << 45, 1 << 54, 1 << 62, u64::MAX] {
+            for jobs in [1, 4, 64] {
+                let segment = segment_size(size, jobs);
+                assert!(
+                    size.div_ceil(segment) <= MAX_SEGMENTS,
+                    "{size} with {jobs} jobs"
+                );
+            }
+        }
     }
 
     #[test]
