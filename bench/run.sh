@@ -199,7 +199,8 @@ for model in $MODELS; do
   # Memory tests on a fresh server: the allocator keeps what earlier loads used.
   stop_server; start_hftp "$model"
   case $model in async|poll|uring) n=$IDLE ;; *) n=$IDLE_OTHER ;; esac
-  hb "hftp-$model-hold" --hold "$n" -d "$HOLD_S" --server-pid "$SPID" --timeout 60 $([ "$model" = fork ] && echo --pss)
+  pss=(); [ "$model" = fork ] && pss=(--pss)
+  hb "hftp-$model-hold" --hold "$n" -d "$HOLD_S" --server-pid "$SPID" --timeout 60 "${pss[@]}"
   stop_server; start_hftp "$model"
   # RSS growth while one 1 GiB slice streams (PSS too: fair for fork's children).
   hb "hftp-$model-b64g1" slice:g1:0:$G1 -n 1 --server-pid "$SPID" --pss --timeout 120
