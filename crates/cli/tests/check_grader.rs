@@ -605,7 +605,7 @@ fn skipped_cases_carry_their_reason_in_junit() {
     assert_eq!(cases.len(), 1, "--skip leaves cmd.unknown out");
     assert_eq!(
         cases[0].skipped.as_deref(),
-        Some("needs the served directory (--dir or --server-cmd) to lay out its files")
+        Some("needs the served directory to lay out its files: add --dir DIR (the directory the server serves) or --server-cmd CMD (the checker starts the server)")
     );
 }
 
@@ -689,13 +689,13 @@ fn the_checker_speaks_spanish_when_the_locale_asks() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert_eq!(
         stdout,
-        "SKIP frag.crlf-split [§2]: necesita el directorio servido (--dir o --server-cmd) para poner sus archivos\n\
-         PASS cmd.unknown [§2]\n\
+        "PASS cmd.unknown [§2]\n\
          FAIL args.quit.extra [§2]\n     \
          requiere: `quit x\\r\\n` → `201 INVALID ARGUMENTS FOR COMMAND\\r\\n`, la conexión sigue abierta\n     \
          paso:     respuesta a `quit x\\r\\n`\n     \
          esperado: `201 INVALID ARGUMENTS FOR COMMAND\\r\\n`\n     \
          recibido: `0 OK\\r\\n`\n\
+         SKIP frag.crlf-split [§2]: necesita el directorio servido para poner sus archivos: agregue --dir DIR (el directorio que sirve el servidor) o --server-cmd CMD (el verificador arranca el servidor)\n\
          Por sección de la especificación:\n  §2   1 aprobados, 1 fallidos, 1 omitidos\n\
          1 passed, 1 failed, 1 skipped\n"
     );
@@ -732,5 +732,40 @@ fn client_errors_speak_spanish_with_lang_es() {
     assert_eq!(
         text(&out.stderr),
         "hftp: get_metadata nada.txt: server answered 202 FILE NOT FOUND (no such file)\n"
+    );
+}
+
+/// Without the served directory, the dozens of cases that need it are one
+/// line that says why and how to run them; the counts still add up.
+#[test]
+fn cases_skipped_for_one_reason_are_one_line() {
+    let served = tempfile::tempdir().expect("temp dir");
+    let server = Server::builder(served.path()).start();
+    let out = hftp(&["check", &server.addr().to_string(), "--lang", "en"], &[]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let skips: Vec<&str> = stdout.lines().filter(|l| l.starts_with("SKIP")).collect();
+    assert_eq!(skips.len(), 1, "one SKIP line: {skips:#?}");
+    let summary = stdout.lines().last().expect("a summary line");
+    let skipped: usize = summary
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" skipped"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no skipped count in {summary:?}"));
+    assert!(skipped > 1, "{summary}");
+    assert!(
+        skips[0].starts_with(&format!("SKIP {skipped} cases (")),
+        "{}",
+        skips[0]
+    );
+    assert!(
+        skips[0].ends_with(&format!(
+            "and {} more): needs the served directory to lay out its files: \
+             add --dir DIR (the directory the server serves) or --server-cmd CMD \
+             (the checker starts the server)",
+            skipped - 3
+        )),
+        "{}",
+        skips[0]
     );
 }

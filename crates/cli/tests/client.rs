@@ -1104,6 +1104,9 @@ fn ctrl_c_during_get_says_what_was_kept() {
         .expect("what was kept");
     p.exp_string("run the same command again to resume")
         .expect("how to resume");
+    // That one line is all: no second line about the read it interrupted.
+    let rest = p.exp_eof().expect("the end of the output");
+    assert!(!rest.contains("hftp:"), "a second line: {rest:?}");
     let status = p.process.wait().expect("wait");
     assert_eq!(
         format!("{status:?}").split(", ").last(),
@@ -1248,7 +1251,25 @@ fn get_several_by_pattern_or_all_into_a_directory() {
 
     let out = hftp(&["get", a, "*.nothing", "-O", "none"], work.path());
     assert_code(&out, 3);
-    assert!(stderr(&out).contains("get *.nothing"), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "hftp: get *.nothing: no file on the server matches *.nothing \
+         (its listing has 5 names)\n"
+    );
+
+    // A pattern that matches nothing is said as such, and the other
+    // patterns and names are still fetched; the exit code is that of a
+    // missing file.
+    let out = hftp(
+        &["get", a, "b*", "nope*", "a.txt", "-O", "some", "-q"],
+        work.path(),
+    );
+    assert_code(&out, 3);
+    assert_eq!(names("some"), ["a.txt", "b.txt"]);
+    assert_eq!(
+        stderr(&out),
+        "hftp: get nope*: no file on the server matches nope* (its listing has 5 names)\n"
+    );
     for bad in [
         &["get", a, "--all", "hola.txt"][..],
         &["get", a, "--all", "-o", "x"],

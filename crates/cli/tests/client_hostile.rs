@@ -176,3 +176,29 @@ fn shell_survives_an_endless_listing() {
         "the session went on"
     );
 }
+
+/// A size no disk holds (2^62, 2^64 - 1; the first made `get` abort on a
+/// 512 GiB table of segments): `get` says so in one line, exit 7, before
+/// it writes anything, and its memory does not follow the number.
+#[test]
+fn get_of_a_size_no_disk_holds_ends_before_writing() {
+    for size in [1u64 << 62, u64::MAX, 1 << 54] {
+        let server = Hostile::start(Behaviour::LiesAboutSize(size));
+        let out = tempfile::tempdir().expect("temp dir");
+        let dir = out.path().to_str().expect("utf-8 temp path");
+        for pattern in ["big.bin", "b*"] {
+            let run = run_measured(&["get", &server.addr, pattern, "-O", dir], WATCHDOG);
+            assert_ended(&run, 7, &format!("big.bin is {size} bytes"));
+            assert!(run.stderr.contains("nothing was written"), "{}", run.stderr);
+            let left: Vec<_> = std::fs::read_dir(out.path())
+                .expect("read the output directory")
+                .collect();
+            assert!(left.is_empty(), "files left behind: {left:?}");
+            assert!(
+                run.max_rss_kib < STREAMING_RSS_KIB,
+                "peak {} KiB",
+                run.max_rss_kib
+            );
+        }
+    }
+}

@@ -212,6 +212,35 @@ pub fn part_paths(dest: &Path) -> Result<(PathBuf, PathBuf)> {
     ))
 }
 
+/// `EFBIG`: the file system's largest file is smaller (Linux's number on
+/// every architecture).
+const EFBIG: i32 = 27;
+
+/// Bytes an unprivileged user may still write in `dir`'s file system;
+/// `None` when the file system does not say.
+fn free_space(dir: &Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// Sizes the part file; a size past what `set_len` takes (over 2^63 - 1)
+/// is the file system's limit too.
+fn sized(part: &File, size: u64) -> io::Result<()> {
+    if i64::try_from(size).is_err() {
+        return Err(io::Error::from_raw_os_error(EFBIG));
+    }
+    part.set_len(size)
+}
+
+fn too_large(name: &str, size: u64, dir: &Path, room: Option<u64>) -> Error {
+    Error::TooLarge {
+        name: name.to_owned(),
+        size,
+        dir: dir.to_owned(),
+        room,
+    }
+}
+
 /// The most segments one download is cut into. Each has an entry in the
 /// table of segments done, so this bounds what a server's size (a peer's
 /// number, up to 2^64 - 1) can make the client allocate: 1 MiB of table.
@@ -347,6 +376,21 @@ pub fn download_from(
         }
     }
     let resumed = resumed.is_some();
+    let already: u64 = (0..segments)
+        .filter(|&i| done[i])
+        .map(|i| segment.min(size - i as u64 * segment))
+        .sum();
+    // Before anything is written: a size the disk cannot hold (a huge file,
+    // or a server that lies) ends here, with nothing created.
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if let Some(room) = free_space(dir) {
+        if size - already > room {
+            return Err(too_large(name, size, dir, Some(room)));
+        }
+    }
     let part = OpenOptions::new()
         .read(true)
         .write(true)
@@ -354,7 +398,15 @@ pub fn download_from(
         .truncate(!resumed)
         .open(&part_path)
         .map_err(local(&part_path, "create"))?;
-    part.set_len(size).map_err(local(&part_path, "resize"))?;
+    if let Err(e) = sized(&part, size) {
+        if !resumed {
+            let _ = fs::remove_file(&part_path);
+        }
+        return Err(match e.raw_os_error() {
+            Some(EFBIG) => too_large(name, size, dir, None),
+            _ => local(&part_path, "resize")(e),
+        });
+    }
     let state = if resumed {
         OpenOptions::new().append(true).open(&state_path)
     } else {
@@ -363,10 +415,6 @@ pub fn download_from(
     .map_err(local(&state_path, "write"))?;
 
     let pending: Vec<usize> = (0..segments).filter(|&i| !done[i]).collect();
-    let already: u64 = (0..segments)
-        .filter(|&i| done[i])
-        .map(|i| segment.min(size - i as u64 * segment))
-        .sum();
     progress.start(name, size, already);
 
     let connections = jobs.min(pending.len()).max(1);

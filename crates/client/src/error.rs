@@ -132,6 +132,15 @@ pub enum Error {
         what: &'static str,
         source: io::Error,
     },
+    /// A download larger than the local file system can hold: `room`
+    /// bytes free in `dir`, or (`None`) more than its largest file.
+    /// Checked before anything is written.
+    TooLarge {
+        name: String,
+        size: u64,
+        dir: PathBuf,
+        room: Option<u64>,
+    },
     /// The remote file changed size during the download.
     Changed {
         name: String,
@@ -146,6 +155,11 @@ pub enum Error {
         part: PathBuf,
         removed: bool,
     },
+    /// A download failed (`source`) and its part file `part`, with the
+    /// segments done, was kept for the same command to resume.
+    Kept { source: Box<Error>, part: PathBuf },
+    /// A pattern of `get` (`*`, `?`) matched none of the `listed` names.
+    NoMatch { pattern: String, listed: usize },
     /// Mirror `mirror` has `size` bytes of `name` (`None`: no such file)
     /// where `reference` has `expected`.
     MirrorsDiffer {
@@ -173,7 +187,8 @@ impl Error {
             | Error::Changed { .. }
             | Error::MirrorsDiffer { .. }
             | Error::ListingTooLong { .. } => exit::PROTOCOL,
-            Error::Superseded { source, .. } => source.exit_code(),
+            Error::Superseded { source, .. } | Error::Kept { source, .. } => source.exit_code(),
+            Error::NoMatch { .. } => exit::NOT_FOUND,
             Error::Network { source, .. } if is_timeout(source) => exit::TIMEOUT,
             Error::Network { .. } => exit::PROTOCOL,
             Error::Connect { source, .. } if is_timeout(source) => exit::TIMEOUT,
@@ -183,6 +198,7 @@ impl Error {
             Error::Output(_)
             | Error::Exists(_)
             | Error::Local { .. }
+            | Error::TooLarge { .. }
             | Error::PartMismatch { .. } => exit::LOCAL,
         }
     }
@@ -193,16 +209,29 @@ impl Error {
         es::message(self)
     }
 
+    /// The error under the wrappers that only add what was done about it
+    /// ([`Error::Kept`], [`Error::Superseded`]).
+    pub fn cause(&self) -> &Error {
+        match self {
+            Error::Kept { source, .. } | Error::Superseded { source, .. } => source.cause(),
+            other => other,
+        }
+    }
+
     /// Whether the connection that produced this error can no longer be used.
     pub fn breaks_connection(&self) -> bool {
         match self {
             Error::Usage(_)
             | Error::Exists(_)
             | Error::Local { .. }
+            | Error::TooLarge { .. }
             | Error::Changed { .. }
             | Error::MirrorsDiffer { .. }
             | Error::PartMismatch { .. } => false,
-            Error::Superseded { source, .. } => source.breaks_connection(),
+            Error::Superseded { source, .. } | Error::Kept { source, .. } => {
+                source.breaks_connection()
+            }
+            Error::NoMatch { .. } => false,
             Error::Status { status, .. } => status.is_fatal(),
             _ => true,
         }
@@ -274,6 +303,28 @@ impl fmt::Display for Error {
             Error::Local { path, what, source } => {
                 write!(f, "cannot {what} {}: {source}", path.display())
             }
+            Error::TooLarge {
+                name,
+                size,
+                dir,
+                room,
+            } => {
+                write!(f, "{name} is {size} bytes ({}): ", iec(*size))?;
+                match room {
+                    Some(room) => write!(
+                        f,
+                        "more than the {} free in {}",
+                        iec(*room),
+                        dir.display()
+                    )?,
+                    None => write!(
+                        f,
+                        "larger than the file system of {} can hold in one file",
+                        dir.display()
+                    )?,
+                }
+                f.write_str("; nothing was written")
+            }
             Error::Changed { name, before, after } => write!(
                 f,
                 "{name}: the remote file changed size during the download ({before} -> {after} bytes)"
@@ -293,6 +344,25 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
+            Error::Kept { source, part } => match source.as_ref() {
+                Error::Interrupted { .. } => write!(
+                    f,
+                    "interrupted: the finished segments are kept in {}; \
+                     run the same command again to resume",
+                    part.display()
+                ),
+                other => write!(
+                    f,
+                    "{other}; partial download kept in {}: run the same command again to resume",
+                    part.display()
+                ),
+            },
+            Error::NoMatch { pattern, listed } => write!(
+                f,
+                "get {pattern}: no file on the server matches {pattern} \
+                 (its listing has {listed} name{})",
+                if *listed == 1 { "" } else { "s" }
+            ),
             Error::MirrorsDiffer {
                 name,
                 mirror,
@@ -322,10 +392,25 @@ impl std::error::Error for Error {
             | Error::Output(source)
             | Error::Local { source, .. } => Some(source),
             Error::Protocol { error, .. } | Error::Closed { error, .. } => Some(error),
-            Error::Superseded { source, .. } => Some(source.as_ref()),
+            Error::Superseded { source, .. } | Error::Kept { source, .. } => Some(source.as_ref()),
             _ => None,
         }
     }
+}
+
+/// `bytes` in binary units, one decimal: `4.0 EiB`, `512 B`.
+pub(crate) fn iec(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// Result with the client's [`Error`].

@@ -35,6 +35,12 @@ impl Catalogue for English {
     fn by_section(&self) -> &'static str {
         "By section of the spec:"
     }
+    fn skipped_cases(&self, count: usize, first: &str, more: usize) -> String {
+        match more {
+            0 => format!("SKIP {count} cases ({first})"),
+            _ => format!("SKIP {count} cases ({first}, and {more} more)"),
+        }
+    }
     fn section_counts(
         &self,
         passed: usize,
@@ -53,7 +59,7 @@ impl Catalogue for English {
     }
 
     fn skip_needs_dir(&self) -> String {
-        "needs the served directory (--dir or --server-cmd) to lay out its files".into()
+        "needs the served directory to lay out its files: add --dir DIR (the directory the server serves) or --server-cmd CMD (the checker starts the server)".into()
     }
     fn skip_needs_unprivileged(&self) -> String {
         "needs a server that does not run as root (--unprivileged-server)".into()

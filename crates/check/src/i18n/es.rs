@@ -82,6 +82,12 @@ impl Catalogue for Spanish {
     fn by_section(&self) -> &'static str {
         "Por sección de la especificación:"
     }
+    fn skipped_cases(&self, count: usize, first: &str, more: usize) -> String {
+        match more {
+            0 => format!("SKIP {count} casos ({first})"),
+            _ => format!("SKIP {count} casos ({first}, y {more} más)"),
+        }
+    }
     fn section_counts(
         &self,
         passed: usize,
@@ -100,7 +106,7 @@ impl Catalogue for Spanish {
     }
 
     fn skip_needs_dir(&self) -> String {
-        "necesita el directorio servido (--dir o --server-cmd) para poner sus archivos".into()
+        "necesita el directorio servido para poner sus archivos: agregue --dir DIR (el directorio que sirve el servidor) o --server-cmd CMD (el verificador arranca el servidor)".into()
     }
     fn skip_needs_unprivileged(&self) -> String {
         "necesita un servidor que no corra como root (--unprivileged-server)".into()

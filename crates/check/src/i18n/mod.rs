@@ -105,6 +105,9 @@ pub trait Catalogue: Sync {
         not_run: usize,
     ) -> String;
     fn troubled_cases(&self) -> &'static str;
+    /// The head of the one line for `count` cases skipped for one reason:
+    /// `first` are a few of their ids, `more` how many others.
+    fn skipped_cases(&self, count: usize, first: &str, more: usize) -> String;
 
     // ---- skips, stops, the server's troubles ----
     fn skip_needs_dir(&self) -> String;

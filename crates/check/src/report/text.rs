@@ -1,5 +1,5 @@
-//! The text report, for people: one line per passing, skipped or not-run
-//! case, the requirement, step, expectation and answer of a failing one,
+//! The text report, for people: one line per passing or not-run case, one
+//! per reason cases were skipped for, the requirement, step, expectation and answer of a failing one,
 //! what happened to the server when it crashed or hung, and a closing
 //! summary per spec section.
 
@@ -56,6 +56,39 @@ fn server_lines(event: &ServerEvent) -> String {
                 text.push_str(&format!("\n       | {}", printable(line)));
             }
         }
+    }
+    text
+}
+
+/// Ids shown in the line of several cases skipped for one reason.
+const SKIPPED_SHOWN: usize = 3;
+
+/// The skipped cases, one line per reason: a run without the served
+/// directory skips dozens of cases for the same reason, and one line
+/// says why and how to run them. A reason with a single case gets that
+/// case's own line.
+pub fn skipped(results: &[CaseResult]) -> String {
+    let mut reasons: Vec<(&str, Vec<&CaseResult>)> = Vec::new();
+    for result in results {
+        if let Outcome::Skip { reason } = &result.outcome {
+            match reasons.iter_mut().find(|(r, _)| r == reason) {
+                Some((_, cases)) => cases.push(result),
+                None => reasons.push((reason, vec![result])),
+            }
+        }
+    }
+    let mut text = String::new();
+    for (reason, cases) in reasons {
+        if let [one] = cases[..] {
+            text.push_str(&case(one));
+        } else {
+            let first: Vec<&str> = cases.iter().take(SKIPPED_SHOWN).map(|c| c.id).collect();
+            let more = cases.len() - first.len();
+            text.push_str(&tr().skipped_cases(cases.len(), &first.join(", "), more));
+            text.push_str(": ");
+            text.push_str(reason);
+        }
+        text.push('\n');
     }
     text
 }

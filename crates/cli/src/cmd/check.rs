@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use hftp_check::supervisor::{ServerCommand, Supervisor};
-use hftp_check::{cases, report, Case, CaseResult, Config, Lang, Summary};
+use hftp_check::{cases, report, Case, CaseResult, Config, Lang, Outcome, Summary};
 
 const LONG_ABOUT: &str = "Run the HFTP conformance suite against a server.
 
@@ -218,7 +218,8 @@ fn check(args: Args) -> anyhow::Result<ExitCode> {
     let format = args.format;
     let mut out = std::io::stdout().lock();
     let on_result = |result: &CaseResult| {
-        if format == Format::Text {
+        // Skipped cases are said after the run, one line per reason.
+        if format == Format::Text && !matches!(result.outcome, Outcome::Skip { .. }) {
             writeln!(out, "{}", report::text(result)).ok();
             out.flush().ok();
         } else if let Some(event) = &result.server {
@@ -248,6 +249,7 @@ fn check(args: Args) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match format {
         Format::Text => {
+            write!(out, "{}", report::text::skipped(&results))?;
             write!(out, "{}", report::text::closing(&results))?;
             writeln!(out, "{summary}")?;
         }

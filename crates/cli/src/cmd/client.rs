@@ -517,7 +517,11 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
         } else {
             Some(args.conn.files(&args.files)?)
         };
-        let files = expand(&mut client, &mirrors, files)?;
+        let mut code = exit::OK;
+        let (files, unmatched) = expand(&mut client, &mirrors, files)?;
+        for e in &unmatched {
+            note(&mut code, e);
+        }
         if args.output.is_some() && (files.len() > 1 || args.all) {
             return Err(Error::Usage(
                 "-o PATH takes exactly one FILE (use -O DIR for several)".into(),
@@ -543,7 +547,6 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
             args.progress_interval,
             args.limit_rate,
         );
-        let mut code = exit::OK;
         for name in &files {
             let dest = match (&args.output, &args.dir) {
                 (Some(path), _) => path.clone(),
@@ -555,7 +558,7 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
                 Err(e) => {
                     note(&mut code, &e);
                     if matches!(
-                        e,
+                        e.cause(),
                         Error::Connect { .. } | Error::Proxy(_) | Error::Interrupted { .. }
                     ) {
                         break;
@@ -573,12 +576,14 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
 /// The names to download: `None` means all the listing; patterns with
 /// `*` or `?` match against the listing (fetched once). Every name is a
 /// valid HFTP name (no `/`, not `.` or `..`: the listing's are checked by
-/// the decoder), so `DIR/NAME` never leaves DIR.
+/// the decoder), so `DIR/NAME` never leaves DIR. Patterns that match
+/// nothing come back as errors beside the names, so that the others are
+/// still fetched.
 fn expand(
     client: &mut Option<Client>,
     mirrors: &[Endpoint],
     files: Option<Vec<String>>,
-) -> Result<Vec<String>, Error> {
+) -> Result<(Vec<String>, Vec<Error>), Error> {
     let needs_listing = files
         .as_ref()
         .is_none_or(|f| f.iter().any(|f| hftp_client::is_glob(f)));
@@ -591,6 +596,7 @@ fn expand(
         Vec::new()
     };
     let mut out: Vec<String> = Vec::new();
+    let mut unmatched = Vec::new();
     let mut add = |name: &str| {
         if !out.iter().any(|n| n == name) {
             out.push(name.to_owned());
@@ -610,10 +616,11 @@ fn expand(
                     .filter(|n| hftp_client::glob_match(f, n))
                     .collect();
                 if matched.is_empty() {
-                    return Err(Error::Status {
-                        request: format!("get {f}"),
-                        status: hftp_proto::Status::FileNotFound,
+                    unmatched.push(Error::NoMatch {
+                        pattern: f.clone(),
+                        listed: listing.len(),
                     });
+                    continue;
                 }
                 matched.into_iter().for_each(|n| add(n));
             }
@@ -622,7 +629,7 @@ fn expand(
     for name in &out {
         hftp_client::check_name(name)?;
     }
-    Ok(out)
+    Ok((out, unmatched))
 }
 
 /// The open connection in `client`, (re)connecting if needed: to the
@@ -668,26 +675,24 @@ fn get_one(
 ) -> Result<(), Error> {
     let c = connected(client, mirrors)?;
     let started = Instant::now();
-    let result = hftp_client::download_from(c, mirrors, name, dest, opts, bar);
-    if let Err(e) = &result {
-        if let Ok((part, _)) = hftp_client::part_paths(dest) {
-            let ours = !matches!(
-                e,
-                Error::Exists(_) | Error::Usage(_) | Error::PartMismatch { .. }
-            );
-            if part.exists() && ours {
-                let why = match e {
-                    Error::Interrupted { .. } => "interrupted: the finished segments are",
-                    _ => "partial download",
-                };
-                eprintln!(
-                    "hftp: {why} kept in {}; run the same command again to resume",
-                    part.display()
-                );
-            }
+    let done = hftp_client::download_from(c, mirrors, name, dest, opts, bar).map_err(|e| {
+        // One line says what failed and what was kept for a resume.
+        let ours = !matches!(
+            e,
+            Error::Exists(_)
+                | Error::Usage(_)
+                | Error::PartMismatch { .. }
+                | Error::TooLarge { .. }
+                | Error::Superseded { .. }
+        );
+        match hftp_client::part_paths(dest) {
+            Ok((part, _)) if ours && part.exists() => Error::Kept {
+                source: Box::new(e),
+                part,
+            },
+            _ => e,
         }
-    }
-    let done = result?;
+    })?;
     if bar.summarises() {
         let secs = started.elapsed().as_secs_f64().max(1e-6);
         let rate = ((done.size - done.resumed) as f64 / secs) as u64;

@@ -63,6 +63,9 @@ pub enum Behaviour {
     Drip { ms: u64 },
     /// Serves a [`FlakyFile`].
     Flaky(Arc<FlakyFile>),
+    /// Lists `big.bin` and says every file has this many bytes; refuses
+    /// every slice (`199`).
+    LiesAboutSize(u64),
 }
 
 /// A misbehaving server on a free loopback port, one thread per client.
@@ -128,6 +131,13 @@ fn serve(conn: TcpStream, behaviour: Behaviour) {
                     out.write_all(std::slice::from_ref(b))
                 })
             }
+            (Behaviour::LiesAboutSize(size), Some("get_metadata")) => {
+                out.write_all(format!("0 OK\r\n{size}\r\n").as_bytes())
+            }
+            (Behaviour::LiesAboutSize(_), Some("get_file_listing")) => {
+                out.write_all(b"0 OK\r\nbig.bin\r\n\r\n")
+            }
+            (Behaviour::LiesAboutSize(_), _) => out.write_all(b"199 INTERNAL ERROR\r\n"),
             (Behaviour::Drip { .. }, None) | (Behaviour::Flaky(_), _) => Ok(()),
         };
         if answered.is_err() {

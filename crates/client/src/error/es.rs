@@ -65,6 +65,28 @@ pub fn message(err: &Error) -> String {
         Error::Local { path, what, source } => {
             format!("no se puede {} {}: {source}", verb(what), path.display())
         }
+        Error::TooLarge {
+            name,
+            size,
+            dir,
+            room,
+        } => {
+            let why = match room {
+                Some(room) => format!(
+                    "más que los {} libres en {}",
+                    super::iec(*room),
+                    dir.display()
+                ),
+                None => format!(
+                    "más de lo que el sistema de archivos de {} admite en un archivo",
+                    dir.display()
+                ),
+            };
+            format!(
+                "{name} tiene {size} bytes ({}): {why}; no se escribió nada",
+                super::iec(*size)
+            )
+        }
         Error::Changed {
             name,
             before,
@@ -86,6 +108,24 @@ pub fn message(err: &Error) -> String {
             }
             text
         }
+        Error::Kept { source, part } => match source.as_ref() {
+            Error::Interrupted { .. } => format!(
+                "interrumpido: los segmentos terminados se conservan en {}; \
+                 ejecute el mismo comando otra vez para reanudar",
+                part.display()
+            ),
+            other => format!(
+                "{}; la descarga parcial se conserva en {}: ejecute el mismo comando \
+                 otra vez para reanudar",
+                message(other),
+                part.display()
+            ),
+        },
+        Error::NoMatch { pattern, listed } => format!(
+            "get {pattern}: ningún archivo del servidor coincide con {pattern} \
+             (su listado tiene {listed} nombre{})",
+            if *listed == 1 { "" } else { "s" }
+        ),
         Error::MirrorsDiffer {
             name,
             mirror,
