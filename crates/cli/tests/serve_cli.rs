@@ -230,3 +230,51 @@ fn forbid_io_uring_setup() -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Files whose names HFTP cannot carry are left out of listings, and the
+/// log says so: how many and one example, once, and again when the count
+/// changes (not on every listing).
+#[test]
+fn names_left_out_of_listings_are_logged_once() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["ok.txt", "mi archivo.txt", "año.txt"] {
+        std::fs::write(dir.path().join(name), b"x").unwrap();
+    }
+    let server = Server::builder(dir.path()).start();
+    let listing = || {
+        let mut conn = support::connect(server.addr(), Duration::from_secs(10));
+        support::ask(&mut conn, b"get_file_listing\r\nquit\r\n")
+    };
+    // Each connection's close is logged after its listing: waiting for the
+    // n-th close means every line of the n-th listing is in.
+    let closes = |n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while server.stderr().matches("connection closed").count() < n {
+            assert!(std::time::Instant::now() < deadline, "{}", server.stderr());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    assert_eq!(listing(), "0 OK\r\nok.txt\r\n\r\n0 OK\r\n");
+    closes(1);
+    assert_eq!(listing(), "0 OK\r\nok.txt\r\n\r\n0 OK\r\n");
+    closes(2);
+    let logged = server.stderr();
+    let lines: Vec<&str> = logged.lines().filter(|l| l.contains("left out")).collect();
+    assert_eq!(lines.len(), 1, "once for the same directory:\n{logged}");
+    assert!(
+        lines[0].contains("listing: left out 2 names HFTP cannot carry, e.g. ")
+            && lines[0].contains("names may hold only A-Z a-z 0-9 . _ -"),
+        "{}",
+        lines[0]
+    );
+
+    std::fs::write(dir.path().join("otro archivo"), b"y").unwrap();
+    assert_eq!(listing(), "0 OK\r\nok.txt\r\n\r\n0 OK\r\n");
+    closes(3);
+    assert!(
+        server.stderr().contains("listing: left out 3 names"),
+        "{}",
+        server.stderr()
+    );
+}

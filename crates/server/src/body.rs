@@ -24,7 +24,9 @@ use hftp_proto::{Range, SliceMode};
 
 use crate::config::WRITE_BATCH;
 use crate::storage::next_block;
-use crate::storage::{shrank, ListPage, RangeReader, StorageError, StorageReply, StorageStep};
+use crate::storage::{
+    shrank, ListPage, RangeReader, StorageError, StorageReply, StorageStep, Unlisted,
+};
 
 /// Bytes handed to one `sendfile` call.
 const SENDFILE_CHUNK: usize = 1 << 20;
@@ -130,6 +132,8 @@ pub struct ListingBody {
     waiting: bool,
     /// The final empty line was appended.
     ended: bool,
+    /// Names the pages so far left out, logged when the listing ends.
+    unlisted: Unlisted,
 }
 
 impl std::fmt::Debug for ListingBody {
@@ -147,6 +151,7 @@ impl ListingBody {
         ListingBody {
             names: first.names.into_iter(),
             next: first.next,
+            unlisted: first.unlisted,
             waiting: false,
             ended: false,
         }
@@ -178,6 +183,7 @@ impl ListingBody {
             None => {
                 out.extend_from_slice(b"\r\n");
                 self.ended = true;
+                self.unlisted.report();
                 BodyNext::Filled
             }
         }
@@ -191,6 +197,7 @@ impl ListingBody {
         })?;
         self.names = page.names.into_iter();
         self.next = page.next;
+        self.unlisted.add(page.unlisted);
         Ok(())
     }
 }

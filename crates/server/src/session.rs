@@ -200,6 +200,7 @@ impl Session {
             (Some(Waiting::Listing), StorageReply::Listing(result)) => match result {
                 Ok(page) if page.next.is_none() => {
                     write_listing(out, page.names.iter().map(String::as_str));
+                    page.unlisted.report();
                     Outcome::Replied
                 }
                 Ok(page) => {

@@ -33,7 +33,7 @@ use hftp_proto::response::BASE64_CHUNK;
 use hftp_proto::{FileName, Range};
 use rustix::fs::{openat2, FileType, Mode, OFlags, ResolveFlags};
 
-use super::{ListPage, RangeReader, Storage, StorageError};
+use super::{ListPage, RangeReader, Storage, StorageError, Unlisted};
 
 /// Names per listing page: at most about 4 MiB of names (255 bytes each).
 pub const PAGE_NAMES: usize = 16_384;
@@ -241,13 +241,23 @@ impl Storage for LocalDir {
         // is evicted when a smaller name comes.
         let mut page = std::collections::BinaryHeap::<String>::with_capacity(PAGE_NAMES + 1);
         let mut more = false;
+        // Every page reads the whole directory: the first one counts.
+        let mut unlisted = Unlisted::default();
         for entry in rustix::fs::Dir::read_from(&dir).map_err(io::Error::from)? {
             let entry = entry.map_err(io::Error::from)?;
-            let Ok(name) = entry.file_name().to_str() else {
-                continue;
+            let raw = entry.file_name().to_bytes();
+            // Names that cannot be requested (spaces, other bytes) are not
+            // listed, but counted for the log.
+            let name = match std::str::from_utf8(raw) {
+                Ok(name) if FileName::new(name).is_ok() => name,
+                _ => {
+                    if cursor.is_none() && raw != b"." && raw != b".." {
+                        unlisted.note(raw);
+                    }
+                    continue;
+                }
             };
-            // Names that cannot be requested (spaces, other bytes) are not listed.
-            if FileName::new(name).is_err() || cursor.is_some_and(|c| name <= c) {
+            if cursor.is_some_and(|c| name <= c) {
                 continue;
             }
             if page.len() == PAGE_NAMES {
@@ -276,7 +286,11 @@ impl Storage for LocalDir {
                 Err(e) => return Err(e),
             }
         }
-        Ok(ListPage { names, next })
+        Ok(ListPage {
+            names,
+            next,
+            unlisted,
+        })
     }
 
     fn size(&self, name: &FileName) -> Result<u64, StorageError> {

@@ -25,6 +25,7 @@ mod local;
 mod object;
 pub mod offload;
 mod step;
+mod unlisted;
 
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -36,6 +37,7 @@ pub use local::LocalDir;
 pub use object::{ObjectStorage, ObjectUrl};
 pub(crate) use step::next_block;
 pub use step::{FileRead, Prepared, StorageReply, StorageStep};
+pub use unlisted::Unlisted;
 
 /// Why a file could not be listed, measured or read.
 #[derive(Debug)]
@@ -114,6 +116,10 @@ pub struct ListPage {
     /// Where the next page starts (opaque, backend-defined); `None` after
     /// the last page.
     pub next: Option<String>,
+    /// Names this page left out because HFTP cannot carry them; a backend
+    /// that reads the whole directory for every page counts them on the
+    /// first page alone.
+    pub unlisted: Unlisted,
 }
 
 /// What every backend offers.

@@ -72,7 +72,7 @@ use object_store::{
 };
 use tokio::sync::{mpsc, Semaphore};
 
-use super::{ListPage, RangeReader, Storage, StorageError};
+use super::{ListPage, RangeReader, Storage, StorageError, Unlisted};
 
 mod http;
 mod spliced;
@@ -414,13 +414,18 @@ impl Storage for ObjectStorage {
             let prefix = (!prefix.is_empty()).then_some(prefix.as_str());
             store.list_paginated(prefix, options).await
         })?;
+        let mut unlisted = Unlisted::default();
         let mut names: Vec<String> = result
             .result
             .objects
             .into_iter()
             .filter_map(|object| {
                 let name = object.location.as_ref().strip_prefix(prefix.as_str())?;
-                FileName::new(name).ok().map(|_| name.to_string())
+                if FileName::new(name).is_err() {
+                    unlisted.note(name.as_bytes());
+                    return None;
+                }
+                Some(name.to_string())
             })
             .collect();
         // S3 lists in byte order already; a compatible store might not.
@@ -428,6 +433,7 @@ impl Storage for ObjectStorage {
         Ok(ListPage {
             names,
             next: result.page_token,
+            unlisted,
         })
     }
 
