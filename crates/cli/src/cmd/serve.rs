@@ -61,9 +61,19 @@ impl From<ModelArg> for Model {
   serves the objects `public/NAME` of bucket `files` (keys with a further `/`
   and keys that are not valid HFTP names are not served). Credentials, region and
   endpoint come from the standard AWS_* variables only (AWS_SESSION_TOKEN too);
-  requests are path-style. A store that cannot be reached is answered 199 after
-  at most 20 s (connect 2 s, request 10 s, 3 retries), and the next request tries
-  again.
+  requests are path-style. Without credentials serve exits 1 at once, naming the
+  variables to set: the EC2 instance metadata service (169.254.169.254) is asked
+  for credentials only with --s3-instance-credentials. Before it listens, serve
+  lists the bucket once (one request, at most 5 s, no retry): when the store
+  cannot be reached, the bucket does not exist or access is denied, it prints
+  one line saying what to check and exits 1, as for any start-up failure (a
+  port in use, a missing directory). With --s3-start-anyway it logs that line
+  as a warning and serves: a store that cannot be reached is then answered 199
+  after at most 20 s (connect 2 s, request 10 s, 3 retries), and the next
+  request tries again.
+
+Exit status: 0 after SIGINT/SIGTERM; 1 when the server cannot start (the message,
+one line on standard error, says why); 130/143 on a second SIGINT/SIGTERM.
 
 Send SIGINT (Ctrl-C) or SIGTERM to stop: new connections are refused, answers in
 flight finish (at most --shutdown-grace), and the server exits 0. A second
@@ -114,6 +124,19 @@ pub struct Args {
         env = "HFTP_S3_SPLICE"
     )]
     s3_splice: bool,
+    /// With --storage s3://...: serve even if the start-up check of the
+    /// bucket fails (store unreachable, bucket missing, access denied),
+    /// logging why as a warning; requests that need the store are answered
+    /// 199 until it can serve them. For a store that comes up after the
+    /// server. Missing credentials still stop it.
+    #[arg(long, env = "HFTP_S3_START_ANYWAY")]
+    s3_start_anyway: bool,
+    /// With --storage s3://... on an EC2 instance: when no credentials are
+    /// configured in AWS_* variables, use the instance's role, from its
+    /// metadata service (169.254.169.254, or AWS_METADATA_ENDPOINT).
+    /// Without it that service is never asked.
+    #[arg(long, env = "HFTP_S3_INSTANCE_CREDENTIALS")]
+    s3_instance_credentials: bool,
     /// TCP port; 0 picks a free one (the banner prints it).
     #[arg(short = 'p', long, default_value_t = 19500, env = "HFTP_PORT")]
     port: u16,
@@ -322,9 +345,18 @@ impl Served {
             None => args.directory.clone(),
             Some(url) if url.starts_with("s3://") => {
                 let url = ObjectUrl::parse(url).map_err(anyhow::Error::msg)?;
-                let storage = ObjectStorage::from_env(url.clone())
+                let storage = ObjectStorage::from_env(url.clone(), args.s3_instance_credentials)
                     .map_err(|e| anyhow::anyhow!("cannot serve {url}: {e}"))?
                     .with_splice(args.s3_splice);
+                // Once, before any port is bound or driver started.
+                match storage.probe() {
+                    Ok(()) => {}
+                    Err(failure) if args.s3_start_anyway => tracing::warn!(
+                        "{url}: {failure}; serving anyway (--s3-start-anyway): \
+                         requests that need the store are answered 199 until it can serve them"
+                    ),
+                    Err(failure) => bail!("cannot serve {url}: {failure}"),
+                }
                 return Ok(Served::Object(storage));
             }
             Some(url) => match url.strip_prefix("file://") {

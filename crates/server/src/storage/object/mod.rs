@@ -15,6 +15,12 @@
 //! accepts. No secret is ever logged: errors are passed through
 //! [`redact`] before they leave this module.
 //!
+//! **Start-up checks.** A backend is made only when a source of
+//! credentials is configured: the EC2 instance metadata service, the
+//! fallback of `object_store`, only when asked for ([`credentials`]).
+//! [`ObjectStorage::probe`] then asks the store once, bounded, whether the
+//! bucket can be served ([`probe`]).
+//!
 //! **How calls block.** `object_store` is async; the [`Storage`] interface
 //! is blocking (drivers run it on threads that may wait). Each call is run
 //! with `block_on` on a small runtime owned by the backend. That runtime is
@@ -74,8 +80,12 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::{ListPage, RangeReader, Storage, StorageError, Unlisted};
 
+mod credentials;
 mod http;
+mod probe;
 mod spliced;
+
+use probe::EndpointSource;
 
 /// Bytes handed to the connection per storage step: the body streams
 /// continuously underneath, so this only sets how much the connection
@@ -158,6 +168,11 @@ struct Inner {
     builder: AmazonS3Builder,
     /// Credential values, replaced by `<redacted>` in every message.
     secrets: Vec<String>,
+    /// Where the credentials come from.
+    credentials: credentials::Source,
+    /// The store's endpoint, as messages show it, and where it was set.
+    endpoint: String,
+    endpoint_source: EndpointSource,
     /// Whether raw slices may be spliced ([`spliced`]).
     splice: bool,
     process: Mutex<Option<Arc<Process>>>,
@@ -171,11 +186,34 @@ struct Process {
     store: AmazonS3,
 }
 
+/// Variables that set the endpoint, the one `object_store` prefers first.
+const ENDPOINT_VARIABLES: [&str; 3] = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"];
+
+/// `AmazonS3Builder::from_env` less the variables that are set but empty:
+/// an empty `AWS_ACCESS_KEY_ID=` line (a template of settings) is unset,
+/// not an empty key.
+fn settings_from_env() -> AmazonS3Builder {
+    std::env::vars_os()
+        .filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?)))
+        .filter(|(key, value)| key.starts_with("AWS_") && !value.is_empty())
+        .fold(AmazonS3Builder::new(), |builder, (key, value)| {
+            match key.to_ascii_lowercase().parse() {
+                Ok(config_key) => builder.with_config(config_key, value),
+                Err(_) => builder,
+            }
+        })
+}
+
 impl ObjectStorage {
     /// A backend for `url`, configured from the `AWS_*` variables. Checks
     /// the configuration (not the store: it may come up later) and starts
     /// no thread, so it may be called before the `fork` model starts.
-    pub fn from_env(url: ObjectUrl) -> Result<ObjectStorage, String> {
+    /// Fails, with the variables to set, when no source of credentials is
+    /// configured; the EC2 instance metadata service is one only if
+    /// `instance_credentials` ([`credentials`]).
+    pub fn from_env(url: ObjectUrl, instance_credentials: bool) -> Result<ObjectStorage, String> {
+        let builder = settings_from_env();
+        let source = credentials::source(&builder, instance_credentials)?;
         let secrets = [
             "AWS_SECRET_ACCESS_KEY",
             "AWS_SESSION_TOKEN",
@@ -185,7 +223,23 @@ impl ObjectStorage {
         .filter_map(|var| std::env::var(var).ok())
         .filter(|value| value.len() >= 4)
         .collect();
-        Self::with_builder(url, AmazonS3Builder::from_env(), secrets)
+        let configured = builder
+            .get_config_value(&AmazonS3ConfigKey::S3Endpoint)
+            .or_else(|| builder.get_config_value(&AmazonS3ConfigKey::Endpoint));
+        let endpoint_source = match &configured {
+            Some(endpoint) => ENDPOINT_VARIABLES
+                .into_iter()
+                .find(|var| std::env::var(var).ok().as_ref() == Some(endpoint))
+                .map_or(EndpointSource::Given, EndpointSource::Variable),
+            None => EndpointSource::AwsDefault,
+        };
+        let endpoint = configured.unwrap_or_else(|| {
+            let region = builder
+                .get_config_value(&AmazonS3ConfigKey::Region)
+                .unwrap_or_else(|| "us-east-1".into());
+            format!("https://s3.{region}.amazonaws.com")
+        });
+        Self::with_builder(url, builder, secrets, source, (&endpoint, endpoint_source))
     }
 
     /// A backend for `url` with explicit settings (for tests and tools):
@@ -203,13 +257,21 @@ impl ObjectStorage {
             .with_access_key_id(key_id)
             .with_secret_access_key(secret)
             .with_allow_http(endpoint.starts_with("http://"));
-        Self::with_builder(url, builder, vec![key_id.to_string(), secret.to_string()])
+        Self::with_builder(
+            url,
+            builder,
+            vec![key_id.to_string(), secret.to_string()],
+            credentials::Source::Static,
+            (endpoint, EndpointSource::Given),
+        )
     }
 
     fn with_builder(
         url: ObjectUrl,
         builder: AmazonS3Builder,
         secrets: Vec<String>,
+        credentials: credentials::Source,
+        (endpoint, endpoint_source): (&str, EndpointSource),
     ) -> Result<ObjectStorage, String> {
         let builder = builder
             .with_bucket_name(&url.bucket)
@@ -244,7 +306,10 @@ impl ObjectStorage {
                 url,
                 key_prefix,
                 builder,
+                endpoint: shown_endpoint(endpoint, &secrets),
                 secrets,
+                credentials,
+                endpoint_source,
                 splice: true,
                 process: Mutex::new(None),
             }),
@@ -368,6 +433,22 @@ impl Inner {
             &self.secrets,
         )))
     }
+}
+
+/// `endpoint` as a message may show it: without a user or password in it
+/// (`http://user:pass@host`), [`redact`]ed.
+fn shown_endpoint(endpoint: &str, secrets: &[String]) -> String {
+    let without_user = match endpoint.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                None => endpoint.to_string(),
+            }
+        }
+        None => endpoint.to_string(),
+    };
+    redact(&without_user, secrets)
 }
 
 /// `message` with every credential value replaced and every URL's query
