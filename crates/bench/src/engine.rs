@@ -75,9 +75,46 @@ impl Verifier {
     }
 }
 
+/// Opens a connection some other way than a direct connect (through a
+/// SOCKS5 proxy): a blocking call that returns a stream ready for HFTP.
+/// The engine calls it from its loop, so each proxied connect holds the
+/// thread for its handshake: fine for the few connections a proxy path
+/// carries, not for thousands.
+#[derive(Clone)]
+pub struct Dialer(Arc<dyn Fn() -> io::Result<std::net::TcpStream> + Send + Sync>);
+
+impl Dialer {
+    pub fn new(
+        open: impl Fn() -> io::Result<std::net::TcpStream> + Send + Sync + 'static,
+    ) -> Dialer {
+        Dialer(Arc::new(open))
+    }
+
+    /// A connected, non-blocking stream for the loop.
+    fn open(&self) -> io::Result<TcpStream> {
+        let stream = (self.0)()?;
+        stream.set_nonblocking(true)?;
+        Ok(TcpStream::from_std(stream))
+    }
+}
+
+impl std::fmt::Debug for Dialer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Dialer")
+    }
+}
+
+/// Where the connections go.
+pub struct Target {
+    pub addr: SocketAddr,
+    /// How the server was named, for messages.
+    pub label: String,
+    pub dial: Option<Dialer>,
+}
+
 /// Everything the threads share.
 pub struct Shared {
-    pub addr: SocketAddr,
+    pub target: Target,
     pub churn: bool,
     pub mix: Mix,
     pub pipeline: usize,
@@ -93,7 +130,7 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(
-        addr: SocketAddr,
+        target: Target,
         workload: &Workload,
         pipeline: usize,
         stop: Stop,
@@ -110,7 +147,7 @@ impl Shared {
             _ => None,
         };
         Ok(Shared {
-            addr,
+            target,
             churn,
             mix,
             pipeline: pipeline.max(1),
@@ -301,7 +338,7 @@ impl Worker {
                     let err = self.stats.errors.values().next().map(|e| e.example.clone());
                     return Err(format!(
                         "cannot connect to {}: {}",
-                        self.shared.addr,
+                        self.shared.target.label,
                         err.unwrap_or_else(|| "failed".into())
                     ));
                 }
@@ -310,7 +347,10 @@ impl Worker {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(format!("connecting to {} timed out", self.shared.addr));
+                return Err(format!(
+                    "connecting to {} timed out",
+                    self.shared.target.label
+                ));
             }
             self.poll_once(&mut events, Some(TICK))
                 .map_err(|e| format!("poll: {e}"))?;
@@ -426,7 +466,11 @@ impl Worker {
         c.last_progress = now;
         c.out.clear();
         c.out_pos = 0;
-        match TcpStream::connect(self.shared.addr) {
+        let stream = match &self.shared.target.dial {
+            None => TcpStream::connect(self.shared.target.addr),
+            Some(dial) => dial.open(),
+        };
+        match stream {
             Ok(mut stream) => {
                 match self.poll.registry().register(
                     &mut stream,

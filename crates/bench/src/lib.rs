@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+pub use engine::Dialer;
 pub use engine::Stop;
 pub use hold::HoldReport;
 pub use procstat::ServerUsage;
@@ -48,6 +49,9 @@ pub struct Config {
     pub addr: SocketAddr,
     /// How `addr` was written, for the report.
     pub target: String,
+    /// Open connections with this instead of connecting to `addr` (a
+    /// SOCKS5 proxy, as Tor's).
+    pub dial: Option<Dialer>,
     pub workload: Workload,
     pub conns: usize,
     /// Generator threads, each with its own epoll loop.
@@ -73,6 +77,7 @@ impl Config {
         Config {
             addr,
             target: addr.to_string(),
+            dial: None,
             workload: Workload::Requests(vec![]),
             conns: 1,
             threads: 1,
@@ -135,6 +140,9 @@ fn mb(bytes: u64, secs: f64) -> f64 {
 pub fn run(cfg: &Config, live: Arc<Live>) -> Result<Report, String> {
     procstat::raise_fd_limit();
     if let Some(n) = cfg.hold {
+        if cfg.dial.is_some() {
+            return Err("--hold connects directly: it cannot go through a proxy".into());
+        }
         return run_hold(cfg, n);
     }
     if matches!(&cfg.workload, Workload::Requests(ops) if ops.is_empty()) {
@@ -145,7 +153,11 @@ pub fn run(cfg: &Config, live: Arc<Live>) -> Result<Report, String> {
         s => s,
     };
     let shared = Arc::new(engine::Shared::new(
-        cfg.addr,
+        engine::Target {
+            addr: cfg.addr,
+            label: cfg.target.clone(),
+            dial: cfg.dial.clone(),
+        },
         &cfg.workload,
         cfg.pipeline,
         stop,

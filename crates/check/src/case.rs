@@ -1,7 +1,7 @@
 //! What a case is: a named black-box exchange with its spec section, the
 //! served-directory content it needs and what it requires of the server.
 
-use std::net::SocketAddr;
+use crate::route::Route;
 use std::time::Duration;
 
 use crate::conn::Conn;
@@ -50,6 +50,9 @@ pub struct Case {
     pub revision: Revision,
     /// Only meaningful against a server that is not root (permission errors).
     pub needs_unprivileged: bool,
+    /// Needs a direct TCP connection: what it sends (a half-close) does
+    /// not cross a SOCKS proxy or Tor.
+    pub needs_direct: bool,
     body: Body,
 }
 
@@ -85,6 +88,7 @@ impl Case {
             fixture: None,
             revision: Revision::Classic,
             needs_unprivileged: false,
+            needs_direct: false,
             body,
         }
     }
@@ -107,7 +111,14 @@ impl Case {
         self
     }
 
-    /// What the case needs beyond a server: `dir`, `unprivileged`, `2026`.
+    /// Marks the case as needing a direct connection (no proxy).
+    pub fn direct(mut self) -> Case {
+        self.needs_direct = true;
+        self
+    }
+
+    /// What the case needs beyond a server: `dir`, `unprivileged`,
+    /// `direct`, `2026`.
     pub fn needs(&self) -> Vec<&'static str> {
         let mut needs = Vec::new();
         if self.fixture.is_some() {
@@ -115,6 +126,9 @@ impl Case {
         }
         if self.needs_unprivileged {
             needs.push("unprivileged");
+        }
+        if self.needs_direct {
+            needs.push("direct");
         }
         if self.revision == Revision::Rev2026 {
             needs.push("2026");
@@ -157,20 +171,29 @@ impl Case {
 
 /// What a running case can reach: the server and the served directory.
 pub struct Ctx {
-    pub addr: SocketAddr,
+    pub route: Route,
     /// Bound on every wait for the server.
     pub timeout: Duration,
+    /// Added to the spec's own time bounds (an EOF within 0.5 s of `quit`)
+    /// for the delay of the path: zero on a direct connection, a few round
+    /// trips through a proxy such as Tor.
+    pub slack: Duration,
     dir: Option<FixtureDir>,
 }
 
 impl Ctx {
-    pub fn new(addr: SocketAddr, timeout: Duration, dir: Option<FixtureDir>) -> Ctx {
-        Ctx { addr, timeout, dir }
+    pub fn new(route: Route, timeout: Duration, dir: Option<FixtureDir>) -> Ctx {
+        Ctx {
+            route,
+            timeout,
+            slack: Duration::ZERO,
+            dir,
+        }
     }
 
     /// A new connection to the server.
     pub fn connect(&self) -> Result<Conn, Failure> {
-        Conn::connect(self.addr, self.timeout)
+        Conn::connect(&self.route, self.timeout)
     }
 
     /// The served directory. Only cases that declare a fixture may call it:

@@ -2,13 +2,14 @@
 //! silent or slow server makes a case fail with "timeout" instead of hanging.
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::escape::show;
 use crate::i18n::tr;
 use crate::outcome::Failure;
+use crate::route::Route;
 
 /// Bytes kept of an answer's start for the report.
 const SHOWN_PREFIX: usize = 512;
@@ -37,11 +38,12 @@ enum Fill {
 }
 
 impl Conn {
-    /// Connects with `timeout` bounding the connect and every later wait.
-    pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, Failure> {
-        let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| {
+    /// Connects along `route` with `timeout` bounding the connect and
+    /// every later wait.
+    pub fn connect(route: &Route, timeout: Duration) -> Result<Conn, Failure> {
+        let stream = route.open(timeout).map_err(|e| {
             Failure::new(
-                tr().connect_step(&addr.to_string()),
+                tr().connect_step(&route.to_string()),
                 tr().server_accepts(),
                 e.to_string(),
             )

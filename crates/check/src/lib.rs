@@ -26,12 +26,14 @@ pub mod fixtures;
 pub mod i18n;
 pub mod outcome;
 pub mod report;
+pub mod route;
 mod runner;
 pub mod supervisor;
 
 pub use case::{Case, Ctx, Revision, Then};
 pub use i18n::Lang;
 pub use outcome::{CaseResult, Failure, Outcome, ServerEvent, Summary, Trouble};
+pub use route::{Dialer, Route};
 pub use runner::{
     probe_alive, probe_revision, run, run_supervised, run_with_sink, selected, Config,
 };

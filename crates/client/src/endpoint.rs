@@ -254,17 +254,29 @@ impl Endpoint {
             .map_err(|e| blame_deadline(self.deadline.as_ref(), e, &self.connecting()))
     }
 
-    fn open(&self) -> Result<Client> {
-        let stream = match &self.proxy {
+    /// Opens a bare TCP connection to the server, through the proxy if
+    /// there is one (its handshake done), without a word of HFTP: for
+    /// tools that speak the protocol themselves (`hftp check`, `hftp
+    /// bench`).
+    pub fn open_stream(&self) -> Result<TcpStream> {
+        self.stream()
+            .map_err(|e| blame_deadline(self.deadline.as_ref(), e, &self.connecting()))
+    }
+
+    fn stream(&self) -> Result<TcpStream> {
+        match &self.proxy {
             None => connect_direct(
                 &self.host,
                 self.port,
                 wait_limit(self.timeout, self.deadline.as_ref(), &self.connecting())?,
                 &self.to_string(),
-            )?,
-            Some(proxy) => self.connect_via(proxy)?,
-        };
-        Client::from_stream(stream, self)
+            ),
+            Some(proxy) => self.connect_via(proxy),
+        }
+    }
+
+    fn open(&self) -> Result<Client> {
+        Client::from_stream(self.stream()?, self)
     }
 
     fn connect_via(&self, proxy: &Proxy) -> Result<TcpStream> {

@@ -35,7 +35,8 @@ pub fn cases() -> Vec<Case> {
             "requests sent before the client shuts down its write side (`printf ... | nc`) are answered, then EOF",
             half_closed,
         )
-        .fixture(fixtures::hola),
+        .fixture(fixtures::hola)
+        .direct(),
         Case::custom(
             "clients.ten-interleaved",
             "6",

@@ -58,7 +58,7 @@ pub fn cases() -> Vec<Case> {
 fn quit_eof(ctx: &Ctx) -> Result<(), Failure> {
     let mut conn = ctx.connect()?;
     conn.request(b"quit\r\n", OK)?;
-    conn.expect_eof_within(QUIT_EOF)
+    conn.expect_eof_within(QUIT_EOF + ctx.slack)
 }
 
 fn quit_pipelined(ctx: &Ctx) -> Result<(), Failure> {
@@ -70,7 +70,7 @@ fn quit_pipelined(ctx: &Ctx) -> Result<(), Failure> {
     let writer = conn.send_in_background(bytes)?;
     let answer = conn
         .expect(OK)
-        .and_then(|()| conn.expect_eof_within(QUIT_EOF));
+        .and_then(|()| conn.expect_eof_within(QUIT_EOF + ctx.slack));
     writer.join().ok();
     answer
 }
@@ -79,7 +79,7 @@ fn quit_after_others(ctx: &Ctx) -> Result<(), Failure> {
     let mut conn = ctx.connect()?;
     conn.send(b"verdura\r\nget_file_listing x\r\nquit\r\n")?;
     conn.expect(b"200 NO SUCH COMMAND\r\n201 INVALID ARGUMENTS FOR COMMAND\r\n0 OK\r\n")?;
-    conn.expect_eof_within(QUIT_EOF)
+    conn.expect_eof_within(QUIT_EOF + ctx.slack)
 }
 
 fn fatal_with_junk(ctx: &Ctx, bad_line: &[u8], status: &[u8]) -> Result<(), Failure> {

@@ -61,6 +61,9 @@ impl Catalogue for English {
     fn skip_needs_dir(&self) -> String {
         "needs the served directory to lay out its files: add --dir DIR (the directory the server serves) or --server-cmd CMD (the checker starts the server)".into()
     }
+    fn skip_needs_direct(&self) -> String {
+        "needs a direct connection: a half-close does not cross a SOCKS proxy or Tor (run it without --proxy)".into()
+    }
     fn skip_needs_unprivileged(&self) -> String {
         "needs a server that does not run as root (--unprivileged-server)".into()
     }

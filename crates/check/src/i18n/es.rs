@@ -108,6 +108,9 @@ impl Catalogue for Spanish {
     fn skip_needs_dir(&self) -> String {
         "necesita el directorio servido para poner sus archivos: agregue --dir DIR (el directorio que sirve el servidor) o --server-cmd CMD (el verificador arranca el servidor)".into()
     }
+    fn skip_needs_direct(&self) -> String {
+        "necesita una conexión directa: el cierre de media conexión no atraviesa un proxy SOCKS ni Tor (ejecútelo sin --proxy)".into()
+    }
     fn skip_needs_unprivileged(&self) -> String {
         "necesita un servidor que no corra como root (--unprivileged-server)".into()
     }

@@ -112,6 +112,7 @@ pub trait Catalogue: Sync {
     // ---- skips, stops, the server's troubles ----
     fn skip_needs_dir(&self) -> String;
     fn skip_needs_unprivileged(&self) -> String;
+    fn skip_needs_direct(&self) -> String;
     fn skip_classic(&self) -> String;
     /// Why the rest of the run was not run.
     fn not_run(&self, stop: &str) -> String;

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use hftp_bench::{Config, Live, Stop, Workload};
+use hftp_bench::{Config, Dialer, Live, Stop, Workload};
 
 const LONG_ABOUT: &str = "Measure any HFTP server under load.
 
@@ -85,6 +85,11 @@ pub struct Args {
     /// Seconds without a byte on a busy connection before it counts as an error.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     timeout: f64,
+    /// Connect through this SOCKS5 proxy (socks5h://HOST:PORT: the proxy
+    /// resolves the name, as Tor needs for .onion; socks5://: resolved
+    /// here), to see what the path (Tor, say) does to latency and speed.
+    #[arg(long, value_name = "URL", conflicts_with = "hold")]
+    proxy: Option<String>,
     /// Measure the single-core speed of the server's base64 encoder instead (no server needed).
     #[arg(long)]
     base64_speed: bool,
@@ -109,6 +114,21 @@ fn resolve(server: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("{server:?} resolves to no address"))
 }
 
+/// Connections to `server` through the SOCKS5 proxy `url`, made by the
+/// client library (the same handshake `hftp ls --proxy` makes).
+fn dialer(server: &str, url: &str, timeout: Duration) -> anyhow::Result<Dialer> {
+    let proxy = hftp_client::Proxy::parse(url).map_err(|e| anyhow::anyhow!("--proxy: {e}"))?;
+    let endpoint = hftp_client::Endpoint::parse(server)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_proxy(Some(proxy))
+        .with_timeout(timeout);
+    Ok(Dialer::new(move || {
+        endpoint
+            .open_stream()
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }))
+}
+
 fn seconds(secs: f64, what: &str) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(secs)
         .map_err(|_| anyhow::anyhow!("{what} must be a non-negative number of seconds"))
@@ -127,7 +147,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let Some(server) = args.server.as_deref() else {
         bail!("HOST:PORT is required")
     };
-    let addr = resolve(server)?;
+    let timeout = seconds(args.timeout, "--timeout")?.max(Duration::from_millis(100));
+    let (addr, dial) = match &args.proxy {
+        // The name may mean something to the proxy alone (.onion).
+        Some(url) => (
+            SocketAddr::from(([0, 0, 0, 0], 0)),
+            Some(dialer(server, url, timeout)?),
+        ),
+        None => (resolve(server)?, None),
+    };
     let workload = match &args.workload {
         Some(w) => w.parse::<Workload>().map_err(|e| anyhow::anyhow!(e))?,
         None => Workload::Requests(vec![]),
@@ -143,13 +171,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => Stop::Duration(seconds(args.duration, "--duration")?),
     };
     let cfg = Config {
-        target: server.to_string(),
+        target: match &args.proxy {
+            Some(url) => format!("{server} through {url}"),
+            None => server.to_string(),
+        },
+        dial,
         workload,
         conns: args.conns,
         threads: args.threads.unwrap_or(cores).max(1),
         pipeline: args.pipeline,
         stop,
-        timeout: seconds(args.timeout, "--timeout")?.max(Duration::from_millis(100)),
+        timeout,
         verify: args.verify.clone(),
         server_pid: args.server_pid,
         pss: args.pss,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use hftp_check::supervisor::{ServerCommand, Supervisor};
-use hftp_check::{cases, report, Case, CaseResult, Config, Lang, Outcome, Summary};
+use hftp_check::{cases, report, Case, CaseResult, Config, Dialer, Lang, Outcome, Summary};
 
 const LONG_ABOUT: &str = "Run the HFTP conformance suite against a server.
 
@@ -55,6 +55,9 @@ const EXAMPLES: &str = "Examples:
   # Any server, without touching its files (fixture cases are skipped):
   hftp check server.example:19500
 
+  # An onion service, through Tor's SOCKS port, as a classmate reaches it:
+  hftp check --proxy socks5h://127.0.0.1:9050 abcdef...xyz.onion:19500
+
   # Only the line-end and slice cases, but not the 32 MiB one, as JSON:
   hftp check localhost:19500 --dir /tmp/served --only 'eol.*,slice.*' \\
       --skip slice.all-bytes-32mib --format json
@@ -72,6 +75,11 @@ Exit codes:
        start, a --server-cmd that does not start, an unusable --dir
     3  the run stopped early: the server stopped answering (or could not be
        restarted); the remaining cases were not run";
+
+/// Default bound on each wait for the server.
+const DIRECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The same through a proxy: a Tor circuit adds seconds to a connect.
+const PROXIED_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Exit code: a case failed.
 const EXIT_FAILED: u8 = 1;
@@ -153,9 +161,17 @@ pub struct Args {
 
     /// Seconds any one wait of a case may take (connect, each answer, each
     /// EOF) before the case fails with "timeout"; also bounds the probe
-    /// that checks the server still answers.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
-    pub timeout: f64,
+    /// that checks the server still answers. Default: 5, or 30 with --proxy.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+
+    /// Reach the server through this SOCKS5 proxy, as a client elsewhere
+    /// would: socks5h://HOST:PORT lets the proxy resolve the name (an
+    /// onion service through Tor: socks5h://127.0.0.1:9050), socks5://
+    /// resolves it here. The spec's own time bounds (EOF within 0.5 s of
+    /// `quit`) get twice the measured round trip added.
+    #[arg(long, value_name = "URL", conflicts_with = "server_cmd")]
+    pub proxy: Option<String>,
 
     /// Language of case titles and explanations: en or es (default: from
     /// LC_ALL, LC_MESSAGES or LANG).
@@ -207,9 +223,14 @@ fn check(args: Args) -> anyhow::Result<ExitCode> {
         list(&selection, args.format)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let timeout = seconds("--timeout", args.timeout)?;
+    let timeout = match args.timeout {
+        Some(timeout) => seconds("--timeout", timeout)?,
+        None if args.proxy.is_some() => PROXIED_TIMEOUT,
+        None => DIRECT_TIMEOUT,
+    };
     let mut config = Config {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        via: None,
         dir: args.dir,
         unprivileged_server: args.unprivileged_server,
         timeout,
@@ -241,7 +262,11 @@ fn check(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => {
             let server = args.server.as_deref().context("HOST:PORT is required")?;
-            config.addr = resolve(server)?;
+            match &args.proxy {
+                // The name may mean something to the proxy alone (.onion).
+                Some(proxy) => config.via = Some(dialer(server, proxy)?),
+                None => config.addr = resolve(server)?,
+            }
             hftp_check::run(&config, &selection, on_result)?
         }
     };
@@ -274,6 +299,23 @@ fn check(args: Args) -> anyhow::Result<ExitCode> {
         EXIT_FAILED
     } else {
         0
+    }))
+}
+
+/// Connections to `server` through the SOCKS5 proxy `url`, made by the
+/// client library (the same handshake `hftp ls --proxy` makes).
+fn dialer(server: &str, url: &str) -> anyhow::Result<Dialer> {
+    let proxy = hftp_client::Proxy::parse(url).map_err(|e| anyhow::anyhow!("--proxy: {e}"))?;
+    let endpoint = hftp_client::Endpoint::parse(server)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_proxy(Some(proxy.clone()));
+    let label = format!("{endpoint} through {proxy}");
+    Ok(Dialer::new(label, move |timeout| {
+        endpoint
+            .clone()
+            .with_timeout(timeout)
+            .open_stream()
+            .map_err(|e| std::io::Error::other(e.to_string()))
     }))
 }
 
