@@ -24,6 +24,7 @@ fn conformance(model: &str) {
     let mut server = Server::builder(&served).model(model).unprivileged().start();
     let config = Config {
         addr: server.addr(),
+        via: None,
         dir: Some(served),
         unprivileged_server: true,
         timeout: Duration::from_secs(5),

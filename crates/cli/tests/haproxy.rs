@@ -94,6 +94,7 @@ fn conformance_suite_passes_through_haproxy() {
     let (_, haproxy) = behind_haproxy(&nodes);
     let config = Config {
         addr: haproxy.frontend("hftp"),
+        via: None,
         dir: Some(served),
         unprivileged_server: true,
         timeout: Duration::from_secs(5),

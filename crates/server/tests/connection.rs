@@ -118,11 +118,19 @@ impl Storage for Shared {
         names.retain(|n| cursor.is_none_or(|c| n.as_str() > c));
         let per_page = self.0.page_names.load(Ordering::SeqCst);
         if per_page == 0 || names.len() <= per_page {
-            return Ok(ListPage { names, next: None });
+            return Ok(ListPage {
+                names,
+                next: None,
+                ..ListPage::default()
+            });
         }
         names.truncate(per_page);
         let next = names.last().cloned();
-        Ok(ListPage { names, next })
+        Ok(ListPage {
+            names,
+            next,
+            ..ListPage::default()
+        })
     }
     fn size(&self, name: &FileName) -> Result<u64, StorageError> {
         match self.0.entry(name) {
