@@ -47,4 +47,5 @@ mod netns;
 mod object_store;
 mod packages;
 mod scale_out;
+mod socks;
 mod wireshark;
