@@ -42,6 +42,7 @@ mod shutdown;
 mod soak;
 
 // Full tier: each test needs a tool, a service or root.
+mod garage_recipe;
 mod haproxy;
 mod netns;
 mod object_store;
