@@ -1,3 +1,747 @@
-//! (being written)
+//! The documentation agrees with the code and with itself:
+//!
+//! - README's table of environment variables is exactly what the real CLI
+//!   declares (every `[env: HFTP_...]` of every `hftp COMMAND --help`); on
+//!   a mismatch the test prints the table to paste. No document names an
+//!   `HFTP_*` variable the CLI (or the build script) does not read.
+//! - Every relative link of README.md, BENCHMARKS.md and docs/*.md points
+//!   at a file that exists, and at a heading that exists when it names one.
+//! - No document cites an issue number ("issue 12", "#12"): the tracker is
+//!   not part of the repository, so such a citation means nothing to a
+//!   reader of it.
+//! - How long the tests and builds take is stated in one place only: the
+//!   blocks of README.md between `<!-- durations -->` and
+//!   `<!-- /durations -->`. A sentence elsewhere that states a duration and
+//!   names a test file, a tier, CI or a build command, or says how long a
+//!   test takes, fails, so figures cannot drift apart.
+//! - `dist/build-packages.sh` without its tools names each missing one with
+//!   its install command and points at docs/release.md, before building.
+//! - The one-node recipe of docs/scale-out.md is marked as the full-tier
+//!   test `garage_recipe.rs` expects (that test runs it).
 //!
 //! Tier: quick.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const HFTP: &str = env!("CARGO_BIN_EXE_hftp");
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn read(relative: &str) -> String {
+    let path = repo_root().join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// The documents these tests read, relative to the repository root.
+fn documents() -> Vec<String> {
+    let mut docs = vec!["README.md".to_string(), "BENCHMARKS.md".to_string()];
+    let mut in_docs: Vec<String> = std::fs::read_dir(repo_root().join("docs"))
+        .expect("docs/")
+        .map(|entry| entry.expect("docs/ entry").file_name())
+        .filter_map(|name| name.to_str().map(str::to_string))
+        .filter(|name| name.ends_with(".md"))
+        .map(|name| format!("docs/{name}"))
+        .collect();
+    in_docs.sort();
+    docs.extend(in_docs);
+    docs
+}
+
+/// `hftp ARGS`, run with no `HFTP_*` variable set (clap would show their
+/// values in `--help`).
+fn hftp(args: &[&str]) -> Output {
+    let mut command = Command::new(HFTP);
+    command.args(args);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("HFTP_") {
+            command.env_remove(key);
+        }
+    }
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run hftp {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "hftp {args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The lines of the section of `help` that starts with the line `title`
+/// (e.g. `Options:`), up to the next line that is not indented.
+fn help_section<'a>(help: &'a str, title: &str) -> Vec<&'a str> {
+    help.lines()
+        .skip_while(|line| *line != title)
+        .skip(1)
+        .take_while(|line| line.is_empty() || line.starts_with(' '))
+        .collect()
+}
+
+/// Every subcommand path of `hftp` (`["serve"]`, ...; nested ones too),
+/// as `hftp --help` lists them.
+fn subcommands(path: &[String]) -> Vec<Vec<String>> {
+    let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+    args.push("--help");
+    let help = String::from_utf8(hftp(&args).stdout).expect("UTF-8 help");
+    let mut found = Vec::new();
+    for line in help_section(&help, "Commands:") {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        if name == "help" {
+            continue;
+        }
+        let mut sub = path.to_vec();
+        sub.push(name.to_string());
+        found.push(sub.clone());
+        found.extend(subcommands(&sub));
+    }
+    found
+}
+
+/// One `env = "..."` of the CLI: the variable, the option as `--help`
+/// writes it (`-d, --directory <DIR>`) and the commands that have it.
+#[derive(Debug)]
+struct EnvVar {
+    name: String,
+    option: String,
+    commands: Vec<String>,
+}
+
+/// The `[env: NAME=...]` of each option in `help`'s `Options:` section.
+fn env_of_options(help: &str) -> Vec<(String, String)> {
+    // An option's block: its first line (indented by at most 6 columns,
+    // starting with `-x` or `--x`) and the lines after it up to the next.
+    let mut blocks: Vec<(String, String)> = Vec::new();
+    for line in help_section(help, "Options:") {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        let starts_option = indent <= 6
+            && trimmed.starts_with('-')
+            && trimmed[1..].starts_with(|c: char| c == '-' || c.is_ascii_alphanumeric());
+        if starts_option {
+            // `--proxy <URL>      Connect through ...` (the short form) or
+            // `-d, --directory <DIR>` alone on its line (the long form).
+            let option = trimmed.split("  ").next().unwrap_or(trimmed).to_string();
+            blocks.push((option, line.to_string()));
+        } else if let Some((_, text)) = blocks.last_mut() {
+            text.push(' ');
+            text.push_str(line);
+        }
+    }
+    let mut found = Vec::new();
+    for (option, text) in blocks {
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("[env:") {
+            let after = rest[at + "[env:".len()..].trim_start();
+            let name: String = after
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            assert!(
+                name.starts_with("HFTP_") && after[name.len()..].starts_with('='),
+                "option {option}: cannot read the variable in {:?}",
+                &rest[at..]
+            );
+            rest = &after[name.len()..];
+            found.push((name, option.clone()));
+        }
+    }
+    found
+}
+
+/// Every variable the CLI reads, in the order `--help` shows them.
+fn cli_env_vars() -> Vec<EnvVar> {
+    let mut vars: Vec<EnvVar> = Vec::new();
+    for path in subcommands(&[]) {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let help = String::from_utf8(hftp(&args).stdout).expect("UTF-8 help");
+        let command = path.join(" ");
+        for (name, option) in env_of_options(&help) {
+            match vars
+                .iter_mut()
+                .find(|v| v.name == name && v.option == option)
+            {
+                Some(var) => var.commands.push(command.clone()),
+                None => vars.push(EnvVar {
+                    name,
+                    option,
+                    commands: vec![command.clone()],
+                }),
+            }
+        }
+    }
+    vars
+}
+
+const ENV_BEGIN: &str = "<!-- env-vars -->";
+const ENV_END: &str = "<!-- /env-vars -->";
+
+/// README's table of variables, as the CLI would write it.
+fn env_table(vars: &[EnvVar]) -> String {
+    let mut table = String::from("| variable | option | commands |\n|---|---|---|\n");
+    for var in vars {
+        let commands: Vec<String> = var.commands.iter().map(|c| format!("`{c}`")).collect();
+        table.push_str(&format!(
+            "| `{}` | `{}` | {} |\n",
+            var.name,
+            var.option,
+            commands.join(", ")
+        ));
+    }
+    table
+}
+
+/// The text between `begin` and `end` in `doc` (each on a line of its
+/// own), trimmed of blank lines at either end.
+fn between<'a>(doc: &'a str, begin: &str, end: &str, what: &str) -> &'a str {
+    let start = doc
+        .find(begin)
+        .unwrap_or_else(|| panic!("{what}: no {begin} line"))
+        + begin.len();
+    let stop = doc[start..]
+        .find(end)
+        .unwrap_or_else(|| panic!("{what}: no {end} after {begin}"))
+        + start;
+    doc[start..stop].trim_matches('\n')
+}
+
+#[test]
+fn readme_lists_exactly_the_environment_variables_of_the_cli() {
+    let vars = cli_env_vars();
+    assert!(
+        vars.iter().any(|v| v.name == "HFTP_PORT"),
+        "the parser of --help found no HFTP_PORT: {vars:?}"
+    );
+    let readme = read("README.md");
+    let documented = between(&readme, ENV_BEGIN, ENV_END, "README.md");
+    let expected = env_table(&vars);
+    assert_eq!(
+        documented,
+        expected.trim_end(),
+        "README.md's table of environment variables disagrees with the CLI; \
+         put this between {ENV_BEGIN} and {ENV_END}:\n\n{expected}"
+    );
+}
+
+/// Every `HFTP_*` word of `text`.
+fn hftp_variables(text: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("HFTP_") {
+        let before = rest[..at].chars().next_back();
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        // `HFTP_*` stands for all of them.
+        if name.len() > "HFTP_".len() {
+            found.insert(name);
+        }
+    }
+    found
+}
+
+#[test]
+fn documents_name_no_variable_that_nothing_reads() {
+    let mut known: BTreeSet<String> = cli_env_vars().into_iter().map(|v| v.name).collect();
+    // Read at build time: the build script declares them.
+    let build = read("crates/cli/build.rs");
+    for line in build.lines() {
+        if let Some((_, name)) = line.split_once("rerun-if-env-changed=") {
+            known.insert(name.trim_end_matches(['"', ')', ';']).to_string());
+        }
+    }
+    let mut stale = Vec::new();
+    for doc in documents() {
+        for name in hftp_variables(&read(&doc)) {
+            if !known.contains(&name) {
+                stale.push(format!("{doc}: {name}"));
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "documents name variables that neither the CLI nor the build reads (known: {known:?}):\n{}",
+        stale.join("\n")
+    );
+}
+
+/// `doc` without its fenced code blocks (each replaced by an empty line,
+/// so line numbers stay), and with inline code spans blanked out.
+fn prose(doc: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut fenced = false;
+    for line in doc.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            lines.push(String::new());
+            continue;
+        }
+        if fenced {
+            lines.push(String::new());
+            continue;
+        }
+        // Blank out `code` spans (a line's backticks pair up).
+        let mut out = String::with_capacity(line.len());
+        let mut in_code = false;
+        for c in line.chars() {
+            if c == '`' {
+                in_code = !in_code;
+                out.push(' ');
+            } else {
+                out.push(if in_code { ' ' } else { c });
+            }
+        }
+        lines.push(out);
+    }
+    lines
+}
+
+/// Every link target of `doc`'s prose: `[text](target)` and `[label]: target`.
+fn link_targets(doc: &str) -> Vec<(usize, String)> {
+    let mut targets = Vec::new();
+    for (n, line) in prose(doc).iter().enumerate() {
+        let mut rest = line.as_str();
+        while let Some(at) = rest.find("](") {
+            let after = &rest[at + 2..];
+            let end = after.find(')').unwrap_or(after.len());
+            let target = after[..end]
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .trim_matches(['<', '>']);
+            targets.push((n + 1, target.to_string()));
+            rest = &after[end..];
+        }
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            if let Some((label, target)) = trimmed.split_once("]: ") {
+                if !label.contains("](") {
+                    targets.push((n + 1, target.trim().to_string()));
+                }
+            }
+        }
+    }
+    targets
+}
+
+/// GitHub's anchors of `doc`'s headings: lower case, punctuation but `-`
+/// and `_` dropped, spaces as `-`; a repeated one gets `-1`, `-2`, ...
+fn anchors(doc: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut fenced = false;
+    for line in doc.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced || !line.starts_with('#') {
+            continue;
+        }
+        let title = line.trim_start_matches('#');
+        if !title.starts_with(' ') {
+            continue;
+        }
+        let slug: String = title
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect();
+        let mut anchor = slug.clone();
+        let mut n = 0;
+        while seen.contains(&anchor) {
+            n += 1;
+            anchor = format!("{slug}-{n}");
+        }
+        seen.insert(anchor);
+    }
+    seen
+}
+
+#[test]
+fn relative_links_point_at_files_and_headings_that_exist() {
+    let root = repo_root();
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for doc in documents() {
+        let text = read(&doc);
+        let base = Path::new(&doc).parent().unwrap_or(Path::new(""));
+        for (line, target) in link_targets(&text) {
+            if target.is_empty() || target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            checked += 1;
+            let (file, fragment) = match target.split_once('#') {
+                Some((file, fragment)) => (file, Some(fragment)),
+                None => (target.as_str(), None),
+            };
+            let relative = if file.is_empty() {
+                PathBuf::from(&doc)
+            } else {
+                base.join(file)
+            };
+            let path = root.join(&relative);
+            if !path.exists() {
+                broken.push(format!(
+                    "{doc}:{line}: {target}: no such file ({})",
+                    relative.display()
+                ));
+                continue;
+            }
+            if let (Some(fragment), true) = (fragment, file.is_empty() || file.ends_with(".md")) {
+                let target_text = std::fs::read_to_string(&path).unwrap_or_default();
+                if !anchors(&target_text).contains(fragment) {
+                    broken.push(format!(
+                        "{doc}:{line}: {target}: {} has no heading #{fragment}",
+                        relative.display()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        checked > 20,
+        "only {checked} relative links found: the parser is broken"
+    );
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+/// Where `line` cites an issue: `issue 12`, `issues 9 and 12`, `#12`.
+fn issue_citation(line: &str) -> Option<String> {
+    let lower = line.to_lowercase();
+    for word in ["issue", "issues"] {
+        let mut rest = lower.as_str();
+        while let Some(at) = rest.find(word) {
+            let before = rest[..at].chars().next_back();
+            let after = rest[at + word.len()..].trim_start_matches([' ', '#']);
+            let boundary = !before.is_some_and(char::is_alphanumeric)
+                && rest[at + word.len()..].starts_with([' ', '#']);
+            if boundary && after.starts_with(|c: char| c.is_ascii_digit()) {
+                return Some(rest[at..].chars().take(20).collect());
+            }
+            rest = &rest[at + word.len()..];
+        }
+    }
+    let bytes = line.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let before_ok = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'&');
+        if b == b'#' && before_ok && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            return Some(line[i..].chars().take(20).collect());
+        }
+    }
+    None
+}
+
+#[test]
+fn no_document_cites_an_issue_number() {
+    let mut cited = Vec::new();
+    for doc in documents() {
+        for (n, line) in read(&doc).lines().enumerate() {
+            // Link targets may hold anchors such as `#8-decisions-...`.
+            let mut text = String::new();
+            let mut rest = line;
+            while let Some(at) = rest.find("](") {
+                text.push_str(&rest[..at]);
+                rest = rest[at..].find(')').map_or("", |end| &rest[at + end..]);
+            }
+            text.push_str(rest);
+            if let Some(citation) = issue_citation(&text) {
+                cited.push(format!("{doc}:{}: {citation}...", n + 1));
+            }
+        }
+    }
+    assert!(
+        cited.is_empty(),
+        "documents cite issues of a tracker that is not in the repository; say what they \
+         refer to in words instead:\n{}",
+        cited.join("\n")
+    );
+}
+
+#[test]
+fn the_issue_pattern_finds_what_it_should() {
+    for line in ["(issue 15)", "Issues 9 and 12", "see #12.", "issue #3"] {
+        assert!(issue_citation(line).is_some(), "{line:?}");
+    }
+    for line in [
+        "an issue in the tracker",
+        "issue-free",
+        "C#1",
+        "`#` 1",
+        "&#8212;",
+    ] {
+        assert!(issue_citation(line).is_none(), "{line:?}");
+    }
+}
+
+const DURATIONS_BEGIN: &str = "<!-- durations -->";
+const DURATIONS_END: &str = "<!-- /durations -->";
+
+/// Paragraphs (runs of non-blank lines; a fenced block is one) of `doc`,
+/// with the line each starts on, leaving out README's duration blocks.
+fn paragraphs(doc: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    let mut fenced = false;
+    let mut in_durations = false;
+    for (n, line) in doc.lines().enumerate() {
+        let trimmed = line.trim();
+        if trimmed == DURATIONS_BEGIN {
+            in_durations = true;
+        }
+        if in_durations {
+            in_durations = trimmed != DURATIONS_END;
+            found.extend(current.take());
+            continue;
+        }
+        if trimmed.starts_with("```") {
+            fenced = !fenced;
+        }
+        // A table row is a paragraph of its own.
+        let row = trimmed.starts_with('|');
+        if (trimmed.is_empty() && !fenced) || row {
+            found.extend(current.take());
+            if row {
+                found.push((n + 1, line.to_string()));
+            }
+            continue;
+        }
+        let (_, text) = current.get_or_insert_with(|| (n + 1, String::new()));
+        text.push_str(line);
+        text.push('\n');
+    }
+    found.extend(current);
+    found
+}
+
+/// A duration in `text`: a number followed by a unit of time
+/// (`about 4 minutes`, `2 to 3 minutes`, `35 s`, `9 min 21 s`).
+fn duration(text: &str) -> Option<String> {
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | ',' | ';' | ':'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    for pair in words.windows(2) {
+        let number = pair[0].trim_start_matches('~');
+        let is_number = !number.is_empty()
+            && number
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, '.' | '–' | '-' | '½'))
+            && number.starts_with(|c: char| c.is_ascii_digit());
+        let unit = pair[1].trim_end_matches(['.', '!', '?']);
+        let is_unit = matches!(
+            unit,
+            "s" | "sec"
+                | "secs"
+                | "second"
+                | "seconds"
+                | "min"
+                | "mins"
+                | "minute"
+                | "minutes"
+                | "h"
+                | "hour"
+                | "hours"
+        );
+        if is_number && is_unit {
+            return Some(format!("{} {}", pair[0], pair[1]));
+        }
+    }
+    None
+}
+
+/// Whether a sentence is about how long tests or builds run: it names a
+/// test file, a tier, CI or a build command, or says a test takes.
+fn about_tests_or_builds(sentence: &str) -> Option<&'static str> {
+    [
+        "tests/",
+        "cargo test",
+        "cargo build",
+        "cargo run",
+        ".ci/run",
+        ".ci/install",
+        " tier",
+        "test takes",
+        "tests take",
+        "test took",
+        "tests took",
+        "suite run",
+        "takes about",
+        "take about",
+    ]
+    .into_iter()
+    .find(|needle| sentence.contains(needle))
+}
+
+/// The sentences of a paragraph, on one line each.
+fn sentences(paragraph: &str) -> Vec<String> {
+    let flat = paragraph.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut found = Vec::new();
+    let mut rest = flat.as_str();
+    while let Some(at) = [". ", "; ", "? ", "! "]
+        .iter()
+        .filter_map(|end| rest.find(end))
+        .min()
+    {
+        found.push(rest[..=at].to_string());
+        rest = &rest[at + 2..];
+    }
+    found.push(rest.to_string());
+    found
+}
+
+#[test]
+fn test_and_build_durations_are_stated_in_one_place() {
+    let readme = read("README.md");
+    assert!(
+        readme.contains(DURATIONS_BEGIN),
+        "README.md has no {DURATIONS_BEGIN} block: the one place durations are stated"
+    );
+    let mut elsewhere = Vec::new();
+    for doc in documents() {
+        for (line, text) in paragraphs(&read(&doc)) {
+            for sentence in sentences(&text) {
+                if let (Some(topic), Some(figure)) =
+                    (about_tests_or_builds(&sentence), duration(&sentence))
+                {
+                    elsewhere.push(format!(
+                        "{doc}:{line}: {figure:?} in a sentence with {topic:?}: {sentence}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        elsewhere.is_empty(),
+        "how long tests and builds take belongs in README.md's {DURATIONS_BEGIN} blocks only \
+         (link to them instead):\n{}",
+        elsewhere.join("\n")
+    );
+}
+
+#[test]
+fn the_duration_pattern_finds_what_it_should() {
+    for text in [
+        "takes about 4 minutes",
+        "(2 to 3 minutes)",
+        "35 s.",
+        "2–8 minutes",
+    ] {
+        assert!(duration(text).is_some(), "{text:?}");
+    }
+    for text in ["32 MiB/s", "a 256 MiB object", "port 19500", "2 cores"] {
+        assert!(duration(text).is_none(), "{text:?}");
+    }
+}
+
+#[test]
+fn the_duration_rule_catches_figures_that_drifted_before() {
+    let flagged = |text: &str| {
+        sentences(text)
+            .iter()
+            .any(|s| about_tests_or_builds(s).is_some() && duration(s).is_some())
+    };
+    for text in [
+        "saying so. It takes about 4 minutes (most of it the four conformance runs), and runs alone",
+        "waited for together, so a suite run takes about 35 s, most of it spent laying out fixtures",
+        "The package test (`crates/cli/tests/packages.rs`) runs this same script, once, for its \
+         three tests: about 2 to 3 minutes of CI from a cold target directory",
+        "`.ci/run` takes about 17 minutes on 2 cores (clippy 3, the test build 4, the tests 9)",
+    ] {
+        assert!(flagged(text), "{text:?}");
+    }
+    for text in [
+        "fatal error (flush, shut down writing, drain input for at most 0.5 s or 64 MiB). \
+         It never reads the clock, so `crates/server/tests/connection.rs` drives it",
+        "then SIGKILL to what is left after 2 s",
+    ] {
+        assert!(!flagged(text), "{text:?}");
+    }
+}
+
+#[test]
+fn build_packages_names_its_missing_tools_before_building() {
+    // A PATH with nothing but `dirname` (the script's first command): no
+    // cargo, no cargo-deb, no maturin.
+    let bin = tempfile::tempdir().expect("temp dir");
+    let dirname = ["/usr/bin/dirname", "/bin/dirname"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("dirname");
+    std::os::unix::fs::symlink(dirname, bin.path().join("dirname")).expect("symlink");
+    let cargo_home = tempfile::tempdir().expect("temp dir");
+    let out = Command::new("/bin/sh")
+        .arg(repo_root().join("dist/build-packages.sh"))
+        .arg(bin.path().join("out"))
+        .env("PATH", bin.path())
+        .env("CARGO_HOME", cargo_home.path())
+        .output()
+        .expect("run dist/build-packages.sh");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "it succeeded without tools: {stderr}"
+    );
+    for needed in [
+        "cargo-deb",
+        "cargo install cargo-deb --locked",
+        "maturin",
+        "python3 -m venv",
+        "PEP 668",
+        "docs/release.md",
+    ] {
+        assert!(stderr.contains(needed), "no {needed:?} in:\n{stderr}");
+    }
+    assert!(!stderr.contains("no such command"), "{stderr}");
+    assert!(
+        !bin.path().join("out").exists(),
+        "it started working before checking its tools"
+    );
+}
+
+#[test]
+fn the_scale_out_recipe_is_marked_for_its_test() {
+    use crate::garage_recipe::{recipe, substitute, PLACEHOLDERS};
+    let blocks = recipe(&read("docs/scale-out.md"));
+    let servers: Vec<&str> = blocks
+        .iter()
+        .filter(|b| b.server)
+        .filter_map(|b| b.text.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        servers,
+        ["garage", "hftp"],
+        "the server blocks of docs/scale-out.md's one-node recipe"
+    );
+    assert!(
+        blocks.iter().filter(|b| !b.server).count() >= 3,
+        "the one-node recipe lost blocks"
+    );
+    for placeholder in PLACEHOLDERS {
+        assert!(
+            blocks
+                .iter()
+                .any(|b| substitute(&b.text, placeholder, "1").1 > 0),
+            "no block of the one-node recipe names the placeholder port {placeholder}"
+        );
+    }
+    assert_eq!(
+        substitute("a 3900 13900 3900x", "3900", "7").0,
+        "a 7 13900 7x"
+    );
+}
