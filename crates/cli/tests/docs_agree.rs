@@ -18,6 +18,9 @@
 //!   its install command and points at docs/release.md, before building.
 //! - The one-node recipe of docs/scale-out.md is marked as the full-tier
 //!   test `garage_recipe.rs` expects (that test runs it).
+//! - README's table of tests has a row for every module of
+//!   `tests/integration.rs`, in the tier its header states, and its list of
+//!   what `.ci/install` installs is the script's.
 //!
 //! Tier: quick.
 
@@ -743,5 +746,83 @@ fn the_scale_out_recipe_is_marked_for_its_test() {
     assert_eq!(
         substitute("a 3900 13900 3900x", "3900", "7").0,
         "a 7 13900 7x"
+    );
+}
+
+/// The modules of `tests/integration.rs` that hold tests (not `support`).
+fn integration_modules() -> Vec<String> {
+    read("crates/cli/tests/integration.rs")
+        .lines()
+        .filter_map(|line| line.strip_prefix("mod ")?.strip_suffix(';'))
+        .filter(|name| !matches!(*name, "support" | "hostile"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn readme_has_a_row_for_every_integration_test_module_in_its_tier() {
+    let readme = read("README.md");
+    let rows: Vec<(&str, &str)> = readme
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            // | tier | `cli/tests/NAME.rs` | what |
+            let file = cells
+                .get(2)?
+                .strip_prefix("`cli/tests/")?
+                .strip_suffix(".rs`")?;
+            Some((cells[1], file))
+        })
+        .collect();
+    let mut missing = Vec::new();
+    let modules = integration_modules();
+    assert!(modules.len() > 10, "modules of integration.rs: {modules:?}");
+    for module in &modules {
+        let header = read(&format!("crates/cli/tests/{module}.rs"));
+        let tier = header
+            .lines()
+            .find_map(|line| line.strip_prefix("//! Tier: "))
+            .and_then(|rest| rest.split([' ', '.', ',', '(']).next())
+            .unwrap_or_else(|| panic!("tests/{module}.rs: no `//! Tier: ` line in its header"));
+        if !rows.contains(&(tier, module.as_str())) {
+            missing.push(format!("| {tier} | `cli/tests/{module}.rs` | ... |"));
+        }
+    }
+    for (_, file) in &rows {
+        assert!(
+            modules.iter().any(|m| m == file),
+            "README.md's table of tests names cli/tests/{file}.rs, which integration.rs does not hold"
+        );
+    }
+    assert!(
+        missing.is_empty(),
+        "README.md's table of tests lacks rows (tier from each module's header):\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn readme_names_the_debian_packages_ci_install_brings() {
+    let install = read(".ci/install");
+    let script: BTreeSet<&str> = install
+        .split("need+=(")
+        .skip(1)
+        .filter_map(|rest| rest.split(')').next())
+        .collect();
+    assert!(
+        script.contains("haproxy"),
+        "need+=(...) of .ci/install: {script:?}"
+    );
+    let readme = read("README.md");
+    let listed: BTreeSet<&str> = readme
+        .split("Debian's `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .expect("README.md: \"Debian's `PACKAGES`\" in the full tier's paragraph")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        listed, script,
+        "README.md's list of Debian packages (left) is not what .ci/install installs (right)"
     );
 }
