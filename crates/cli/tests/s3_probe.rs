@@ -169,6 +169,7 @@ fn exits_1(storage: &str, env: &[(&str, &str)], args: &[&str]) -> String {
                     "a credential was printed:\n{stderr}"
                 );
             }
+            eprintln!("serve {args:?} said: {}", lines[0]);
             lines[0].to_string()
         }
         Outcome::Listening(server) => panic!(
