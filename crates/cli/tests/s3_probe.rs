@@ -323,6 +323,40 @@ fn instance_credentials_are_asked_for_only_when_allowed() {
     );
 }
 
+#[test]
+fn unsigned_requests_need_no_credentials_and_never_ask_the_metadata_service() {
+    let metadata = TcpListener::bind("127.0.0.1:0").unwrap();
+    let metadata_url = format!("http://{}", metadata.local_addr().unwrap());
+    let endpoint = format!("http://127.0.0.1:{}", closed_port());
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_SKIP_SIGNATURE", "true"),
+        ("AWS_METADATA_ENDPOINT", metadata_url.as_str()),
+    ];
+    // A public bucket: no credentials needed, so the store is what fails.
+    let line = exits_1("s3://public", &env, &[]);
+    assert!(line.contains("cannot be reached"), "{line}");
+    // Served anyway, a raw slice (presigned when spliced) is 199 without
+    // a credential asked for anywhere.
+    let server = match serve("s3://public", &env, &["--s3-start-anyway"]) {
+        Outcome::Listening(server) => server,
+        Outcome::Exited { code, stderr } => panic!("serve exited ({code:?}):\n{stderr}"),
+    };
+    assert!(
+        server
+            .ask("get_slice hola.txt 0 4 raw")
+            .starts_with("199 INTERNAL SERVER ERROR\r\n"),
+        "{}",
+        server.stderr()
+    );
+    drop(server);
+    assert!(
+        connected(&metadata).is_none(),
+        "the instance metadata service was asked"
+    );
+}
+
 /// With `--s3-start-anyway` (or `HFTP_S3_START_ANYWAY`), a store that
 /// cannot be reached is a warning: the server listens, answers `help`,
 /// answers `199` what needs the store, and the `fork` model's parent

@@ -160,6 +160,12 @@ pub fn open(storage: &ObjectStorage, name: &FileName, path: &Path, range: Range)
 /// A presigned `GET` URL of `path`.
 fn sign(storage: &ObjectStorage, path: &Path) -> Result<String, String> {
     let inner = &storage.inner;
+    if inner.credentials == super::credentials::Source::Unsigned {
+        // object_store presigns with the credential provider even then:
+        // with no key configured, that would ask the instance metadata
+        // service (see `super::credentials`).
+        return Err("requests are unsigned (AWS_SKIP_SIGNATURE): nothing to presign".into());
+    }
     let process = inner.process().map_err(|e| e.to_string())?;
     let signing = process
         .store
