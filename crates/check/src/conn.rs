@@ -26,6 +26,8 @@ pub struct Conn {
     pending: Vec<u8>,
     /// Rendering of the last bytes sent, to say in reports what was answered.
     last_sent: String,
+    /// Through a proxy: a reset may be the path's, not the server's.
+    indirect: bool,
 }
 
 /// Result of waiting for more bytes.
@@ -55,6 +57,7 @@ impl Conn {
             timeout,
             pending: Vec::new(),
             last_sent: "(nothing)".into(),
+            indirect: route.is_indirect(),
         })
     }
 
@@ -207,6 +210,10 @@ impl Conn {
         } else {
             match self.fill(deadline) {
                 Fill::Eof => return Ok(()),
+                // Tor turns a server's close with input still unread into
+                // a reset of the SOCKS connection: through a proxy the
+                // checker cannot tell the server's reset from the path's.
+                Fill::Reset if self.indirect => return Ok(()),
                 Fill::Data => tr().more_bytes(&show(&self.pending)),
                 Fill::Reset => tr().reset_not_close(),
                 Fill::Timeout => tr().stayed_open(),

@@ -49,4 +49,5 @@ mod object_store;
 mod packages;
 mod scale_out;
 mod socks;
+mod tor;
 mod wireshark;
