@@ -4,8 +4,9 @@
 //!   declares (every `[env: HFTP_...]` of every `hftp COMMAND --help`); on
 //!   a mismatch the test prints the table to paste. No document names an
 //!   `HFTP_*` variable the CLI (or the build script) does not read.
-//! - Every relative link of README.md, BENCHMARKS.md and docs/*.md points
-//!   at a file that exists, and at a heading that exists when it names one.
+//! - Every relative link of README.md, BENCHMARKS.md, docs/*.md and
+//!   docs/es/*.md points at a file that exists, and at a heading that
+//!   exists when it names one.
 //! - No document cites an issue number ("issue 12", "#12"): the tracker is
 //!   not part of the repository, so such a citation means nothing to a
 //!   reader of it.
@@ -21,6 +22,14 @@
 //! - README's table of tests has a row for every module of
 //!   `tests/integration.rs`, in the tier its header states, and its list of
 //!   what `.ci/install` installs is the script's.
+//! - Each Spanish page `docs/es/X.md` keeps in step with `docs/X.md`: the
+//!   same headings (count, levels, leading section numbers, `code` in
+//!   them), the two pages link to each other, and for the protocol and
+//!   `hftp check` the same fenced code blocks, section by section, byte for
+//!   byte (so `protocol_doc.rs`, which replays the English wire examples,
+//!   vouches for the Spanish ones too), but for the checker's output shown
+//!   as `--lang es` prints it, where only the checker's words may change. A
+//!   failure names the first section that differs.
 //!
 //! Tier: quick.
 
@@ -39,18 +48,25 @@ fn read(relative: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
+/// The `.md` files of the folder `dir` (relative to the repository root,
+/// as are the paths returned), sorted.
+fn markdown_in(dir: &str) -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(repo_root().join(dir))
+        .unwrap_or_else(|e| panic!("{dir}/: {e}"))
+        .map(|entry| entry.unwrap_or_else(|e| panic!("{dir}/: {e}")).file_name())
+        .filter_map(|name| name.to_str().map(str::to_string))
+        .filter(|name| name.ends_with(".md"))
+        .map(|name| format!("{dir}/{name}"))
+        .collect();
+    found.sort();
+    found
+}
+
 /// The documents these tests read, relative to the repository root.
 fn documents() -> Vec<String> {
     let mut docs = vec!["README.md".to_string(), "BENCHMARKS.md".to_string()];
-    let mut in_docs: Vec<String> = std::fs::read_dir(repo_root().join("docs"))
-        .expect("docs/")
-        .map(|entry| entry.expect("docs/ entry").file_name())
-        .filter_map(|name| name.to_str().map(str::to_string))
-        .filter(|name| name.ends_with(".md"))
-        .map(|name| format!("docs/{name}"))
-        .collect();
-    in_docs.sort();
-    docs.extend(in_docs);
+    docs.extend(markdown_in("docs"));
+    docs.extend(markdown_in("docs/es"));
     docs
 }
 
@@ -824,5 +840,421 @@ fn readme_names_the_debian_packages_ci_install_brings() {
     assert_eq!(
         listed, script,
         "README.md's list of Debian packages (left) is not what .ci/install installs (right)"
+    );
+}
+
+/// The Spanish pages whose fenced code blocks must be those of the English
+/// page, byte for byte: the protocol's wire examples and the checker's
+/// commands are not translated. (docs/es/tor.md translates its diagram and
+/// the comments of its shell blocks; its headings and links are checked.)
+const VERBATIM_BLOCKS: &[&str] = &["protocol.md", "check.md"];
+
+/// The line right before a fence of a Spanish page that marks the block as
+/// the checker's output in Spanish (`hftp check --lang es`): it stands for
+/// the English block at its place, and [`same_output_in_spanish`] checks
+/// that only the checker's own words changed.
+const SPANISH_OUTPUT: &str = "<!-- salida en castellano -->";
+
+/// The `code` spans of a line (its backticks pair up).
+fn code_spans(line: &str) -> Vec<&str> {
+    line.split('`').skip(1).step_by(2).collect()
+}
+
+/// A heading: its line, its level (`##` is 2) and its text.
+#[derive(Debug)]
+struct Heading {
+    line: usize,
+    level: usize,
+    text: String,
+}
+
+impl Heading {
+    /// `## 4. File names`, as written.
+    fn shown(&self) -> String {
+        format!("{} {}", "#".repeat(self.level), self.text)
+    }
+
+    /// The leading section number (`4.` of `4. File names`), or "".
+    fn number(&self) -> &str {
+        let end = self
+            .text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(self.text.len());
+        &self.text[..end]
+    }
+}
+
+/// A fenced code block: the line of its opening fence, the index of the
+/// heading it sits under (`None` before the first), its lines from fence
+/// to fence, and whether [`SPANISH_OUTPUT`] marks it.
+#[derive(Debug)]
+struct Block {
+    line: usize,
+    section: Option<usize>,
+    lines: Vec<String>,
+    spanish_output: bool,
+}
+
+/// A page's headings and fenced code blocks.
+#[derive(Debug)]
+struct Page {
+    path: String,
+    headings: Vec<Heading>,
+    blocks: Vec<Block>,
+}
+
+impl Page {
+    fn parse(path: &str, text: &str) -> Page {
+        let mut headings: Vec<Heading> = Vec::new();
+        let mut blocks: Vec<Block> = Vec::new();
+        let mut open: Option<Block> = None;
+        let mut previous = "";
+        for (n, line) in text.lines().enumerate() {
+            let fence = line.trim_start().starts_with("```");
+            if let Some(block) = open.as_mut() {
+                block.lines.push(line.to_string());
+                if fence {
+                    blocks.extend(open.take());
+                }
+            } else if fence {
+                open = Some(Block {
+                    line: n + 1,
+                    section: headings.len().checked_sub(1),
+                    lines: vec![line.to_string()],
+                    spanish_output: previous.trim() == SPANISH_OUTPUT,
+                });
+            } else if line.starts_with('#') {
+                let title = line.trim_start_matches('#');
+                if title.starts_with(' ') {
+                    headings.push(Heading {
+                        line: n + 1,
+                        level: line.len() - title.len(),
+                        text: title.trim().to_string(),
+                    });
+                }
+            }
+            previous = line;
+        }
+        assert!(open.is_none(), "{path}: a code block is not closed");
+        Page {
+            path: path.to_string(),
+            headings,
+            blocks,
+        }
+    }
+
+    /// The section a block sits in, for messages.
+    fn section(&self, index: Option<usize>) -> String {
+        match index {
+            Some(i) => format!(
+                "{}:{} `{}`",
+                self.path,
+                self.headings[i].line,
+                self.headings[i].shown()
+            ),
+            None => format!("{}, before its first heading", self.path),
+        }
+    }
+
+    fn blocks_in(&self, section: Option<usize>) -> Vec<&Block> {
+        self.blocks
+            .iter()
+            .filter(|b| b.section == section)
+            .collect()
+    }
+}
+
+/// Whether the block `es` is the checker's output `en` with the checker's
+/// words in Spanish: the same lines, each with the same indentation and
+/// the same `code` (the protocol's bytes); the same first word where it is
+/// a status (`FAIL`, `SKIP`, ...); and unchanged where it is a fence, a
+/// case's first line (`FAIL id [§2]`), an elision (`...`) or a line the
+/// server printed (`| ...`).
+fn same_output_in_spanish(en: &[String], es: &[String]) -> Result<(), String> {
+    if en.len() != es.len() {
+        return Err(format!(
+            "it has {} lines, the English block {}",
+            es.len(),
+            en.len()
+        ));
+    }
+    for (k, (a, b)) in en.iter().zip(es).enumerate() {
+        let line = k + 1;
+        let trimmed = a.trim_start();
+        let first = trimmed.split_whitespace().next().unwrap_or("");
+        let kept = ["```", "PASS ", "FAIL ", "NOT RUN ", "|", "..."]
+            .iter()
+            .any(|start| trimmed.starts_with(start))
+            || trimmed.is_empty();
+        let status = !first.is_empty() && first.chars().all(|c| c.is_ascii_uppercase());
+        let indent = |s: &str| s.len() - s.trim_start().len();
+        if kept && a != b {
+            return Err(format!("line {line} stays as it is: {a:?}, not {b:?}"));
+        }
+        if status && b.split_whitespace().next() != Some(first) {
+            return Err(format!(
+                "line {line} starts with {first:?} in every language: {b:?}"
+            ));
+        }
+        if indent(a) != indent(b) {
+            return Err(format!("line {line} is not indented as {a:?}: {b:?}"));
+        }
+        if code_spans(a) != code_spans(b) {
+            return Err(format!(
+                "line {line} has other `code` (the protocol's bytes) than {a:?}: {b:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Where the Spanish page `es` stops following the English page `en`,
+/// naming the first section that differs: the headings (count, levels,
+/// leading section numbers, their `code`), then, with `verbatim_blocks`,
+/// the fenced code blocks of each section.
+fn compare_pages(en: &Page, es: &Page, verbatim_blocks: bool) -> Result<(), String> {
+    let count = en.headings.len().max(es.headings.len());
+    for i in 0..count {
+        let (a, b) = match (en.headings.get(i), es.headings.get(i)) {
+            (Some(a), Some(b)) => (a, b),
+            (Some(a), None) => {
+                return Err(format!(
+                    "{}:{} `{}` has no counterpart: {} has {} headings, the English page {}",
+                    en.path,
+                    a.line,
+                    a.shown(),
+                    es.path,
+                    es.headings.len(),
+                    en.headings.len()
+                ))
+            }
+            (None, Some(b)) => {
+                return Err(format!(
+                    "{}:{} `{}` has no counterpart: {} has {} headings, the Spanish page {}",
+                    es.path,
+                    b.line,
+                    b.shown(),
+                    en.path,
+                    en.headings.len(),
+                    es.headings.len()
+                ))
+            }
+            (None, None) => unreachable!(),
+        };
+        let what = if a.level != b.level {
+            Some(format!("level {} against {}", a.level, b.level))
+        } else if a.number() != b.number() {
+            Some(format!(
+                "section number {:?} against {:?}",
+                a.number(),
+                b.number()
+            ))
+        } else if code_spans(&a.text) != code_spans(&b.text) {
+            Some(format!(
+                "`code` {:?} against {:?}",
+                code_spans(&a.text),
+                code_spans(&b.text)
+            ))
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return Err(format!(
+                "the first section that differs: {}:{} `{}` against {}:{} `{}` ({what})",
+                en.path,
+                a.line,
+                a.shown(),
+                es.path,
+                b.line,
+                b.shown()
+            ));
+        }
+    }
+    if !verbatim_blocks {
+        return Ok(());
+    }
+    let sections = std::iter::once(None).chain((0..count).map(Some));
+    for section in sections {
+        let (ours, theirs) = (en.blocks_in(section), es.blocks_in(section));
+        let at = format!("{} and {}", en.section(section), es.section(section));
+        if ours.len() != theirs.len() {
+            return Err(format!(
+                "the first section whose code blocks differ: {at}: {} code blocks in English, {} in Spanish",
+                ours.len(),
+                theirs.len()
+            ));
+        }
+        for (a, b) in ours.iter().zip(&theirs) {
+            let differs = if b.spanish_output {
+                same_output_in_spanish(&a.lines, &b.lines)
+                    .err()
+                    .map(|e| format!("it is marked {SPANISH_OUTPUT}, but {e}"))
+            } else {
+                let k = a
+                    .lines
+                    .iter()
+                    .zip(&b.lines)
+                    .position(|(x, y)| x != y)
+                    .unwrap_or(a.lines.len().min(b.lines.len()));
+                (a.lines != b.lines).then(|| {
+                    format!(
+                        "they differ at line {} of the block:\n  English: {:?}\n  Spanish: {:?}",
+                        k + 1,
+                        a.lines.get(k).map_or("(nothing)", String::as_str),
+                        b.lines.get(k).map_or("(nothing)", String::as_str)
+                    )
+                })
+            };
+            if let Some(differs) = differs {
+                return Err(format!(
+                    "the first section whose code blocks differ: {at}: the block of {}:{} is not \
+                     the one of {}:{}: {differs}",
+                    es.path, b.line, en.path, a.line
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `path` with its `..` and `.` resolved (`docs/es/../x.md` is `docs/x.md`).
+fn normalized(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Whether the document `doc` (its path and text) links to the file
+/// `target` (both relative to the repository root).
+fn links_to(doc: &str, text: &str, target: &str) -> bool {
+    let base = Path::new(doc).parent().unwrap_or(Path::new(""));
+    link_targets(text).iter().any(|(_, link)| {
+        let file = link.split('#').next().unwrap_or("");
+        !file.is_empty()
+            && !link.contains("://")
+            && normalized(&base.join(file)) == Path::new(target)
+    })
+}
+
+#[test]
+fn spanish_pages_keep_in_step_with_the_english_ones() {
+    let pages = markdown_in("docs/es");
+    for name in VERBATIM_BLOCKS {
+        assert!(
+            pages.contains(&format!("docs/es/{name}")),
+            "docs/es/{name} is missing (pages: {pages:?})"
+        );
+    }
+    let mut problems = Vec::new();
+    for es_path in &pages {
+        let name = es_path.strip_prefix("docs/es/").expect("docs/es/ page");
+        let en_path = format!("docs/{name}");
+        assert!(
+            repo_root().join(&en_path).exists(),
+            "{es_path} translates {en_path}, which does not exist"
+        );
+        let (en_text, es_text) = (read(&en_path), read(es_path));
+        let (en, es) = (
+            Page::parse(&en_path, &en_text),
+            Page::parse(es_path, &es_text),
+        );
+        assert!(
+            en.headings.len() > 1,
+            "{en_path}: the parser found no sections"
+        );
+        if let Err(problem) = compare_pages(&en, &es, VERBATIM_BLOCKS.contains(&name)) {
+            problems.push(problem);
+        }
+        if !links_to(&en_path, &en_text, es_path) {
+            problems.push(format!(
+                "{en_path} does not link to {es_path}: add `En castellano: [es/{name}](es/{name}).` \
+                 near its top"
+            ));
+        }
+        if !links_to(es_path, &es_text, &en_path) {
+            problems.push(format!(
+                "{es_path} does not link to {en_path}: add `In English: [../{name}](../{name}).` \
+                 near its top"
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "the Spanish pages do not keep in step with the English ones (translate the change, \
+         keeping headings, section numbers and code blocks):\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn the_page_comparison_names_the_first_section_that_differs() {
+    let en_text = "# T\n\nIntro.\n\n## 1. One\n\n```hftp\nC: quit\\r\\n\nS: 0 OK\\r\\n\n```\n\n\
+                   ## 2. Two\n\n### `quit`\n\n```text\nFAIL a.b [§2]\n     got:      `0 OK`\n\
+                   \x20      | boom\n```\n";
+    let en = Page::parse("en.md", en_text);
+    let es_of = |text: &str| Page::parse("es.md", text);
+    let good = "# T\n\nIntro.\n\n## 1. Uno\n\n```hftp\nC: quit\\r\\n\nS: 0 OK\\r\\n\n```\n\n\
+                ## 2. Dos\n\n### `quit`\n\n<!-- salida en castellano -->\n```text\n\
+                FAIL a.b [§2]\n     recibido: `0 OK`\n       | boom\n```\n";
+    assert_eq!(compare_pages(&en, &es_of(good), true), Ok(()));
+
+    let fails = |text: &str, needles: &[&str]| {
+        let err = compare_pages(&en, &es_of(text), true)
+            .expect_err(&format!("no difference found in:\n{text}"));
+        for needle in needles {
+            assert!(err.contains(needle), "{needle:?} not in: {err}");
+        }
+    };
+    // A section number, a level, a heading's code, a missing heading.
+    fails(
+        &good.replace("## 2. Dos", "## 3. Dos"),
+        &["`## 2. Two`", "\"2.\""],
+    );
+    fails(
+        &good.replace("## 2. Dos", "### 2. Dos"),
+        &["`## 2. Two`", "level"],
+    );
+    fails(&good.replace("`quit`\n", "quit\n"), &["`### `quit``"]);
+    fails(
+        &good.replace("## 1. Uno\n", ""),
+        &["`## 1. One`", "section number"],
+    );
+    fails(
+        &good.replace("### `quit`\n", ""),
+        &["en.md:14 `### `quit`` has no counterpart"],
+    );
+    // A wire example changed, a block missing, output not just translated.
+    fails(
+        &good.replace("0 OK\\r", "0 BIEN\\r"),
+        &["en.md:5 `## 1. One`", "line 3"],
+    );
+    fails(
+        &good.replace("```hftp\nC: quit\\r\\n\nS: 0 OK\\r\\n\n```\n", ""),
+        &["`## 1. One`", "1 code blocks in English, 0 in Spanish"],
+    );
+    fails(
+        &good.replace("`0 OK`", "`0 BIEN`"),
+        &["`### `quit``", "`code`"],
+    );
+    fails(
+        &good.replace("| boom", "| bum"),
+        &["`### `quit``", "stays as it is"],
+    );
+    fails(
+        &good.replace("<!-- salida en castellano -->\n", ""),
+        &["`### `quit``", "English: \"     got:      `0 OK`\""],
+    );
+    // Without verbatim blocks, only the headings count.
+    assert_eq!(
+        compare_pages(&en, &es_of(&good.replace("0 OK\\r", "0 BIEN\\r")), false),
+        Ok(())
     );
 }
