@@ -3,12 +3,13 @@
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::escape::show;
 use crate::i18n::tr;
-use crate::outcome::Failure;
+use crate::outcome::{FailKind, Failure};
 use crate::route::Route;
 
 /// Bytes kept of an answer's start for the report.
@@ -17,6 +18,36 @@ const SHOWN_PREFIX: usize = 512;
 const PER_4_MIB: Duration = Duration::from_secs(1);
 /// A line longer than this is not a status or listing line.
 const MAX_LINE: usize = 1 << 20;
+
+/// Connections of the checker open right now, to say how many a server
+/// that stopped answering was holding.
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+/// Connections the checker left without `quit` and before the server
+/// closed them, ever: the runner reads it around each case.
+static ABANDONED: AtomicUsize = AtomicUsize::new(0);
+
+/// The most connections open at once since [`reset_peak`].
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+/// How many of the checker's connections are open now.
+pub fn open_connections() -> usize {
+    OPEN.load(Ordering::Relaxed)
+}
+
+/// Starts counting the most connections open at once (for one case).
+pub fn reset_peak() {
+    PEAK.store(OPEN.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+/// The most connections open at once since [`reset_peak`].
+pub fn peak_connections() -> usize {
+    PEAK.load(Ordering::Relaxed)
+}
+
+/// How many connections the checker has left without `quit` so far.
+pub fn abandoned_connections() -> usize {
+    ABANDONED.load(Ordering::Relaxed)
+}
 
 /// A connection to the server under test.
 pub struct Conn {
@@ -28,6 +59,25 @@ pub struct Conn {
     last_sent: String,
     /// Through a proxy: a reset may be the path's, not the server's.
     indirect: bool,
+    /// An answer was just read completely: bytes arriving before the next
+    /// request belong to no request.
+    answered: bool,
+    /// `quit` was sent, or the server closed: dropping it abandons nothing.
+    ended: bool,
+    /// Bytes of the last request: a large one takes the server time to
+    /// read, so the wait for its answer grows with it.
+    sent_len: usize,
+    /// When the last bytes came, to tell a trickle from silence.
+    last_arrival: Option<Instant>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::Relaxed);
+        if !self.ended {
+            ABANDONED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Result of waiting for more bytes.
@@ -52,18 +102,27 @@ impl Conn {
         })?;
         stream.set_nodelay(true).ok();
         stream.set_write_timeout(Some(timeout)).ok();
+        let open = OPEN.fetch_add(1, Ordering::Relaxed) + 1;
+        PEAK.fetch_max(open, Ordering::Relaxed);
         Ok(Conn {
             stream,
             timeout,
             pending: Vec::new(),
             last_sent: "(nothing)".into(),
             indirect: route.is_indirect(),
+            answered: false,
+            ended: false,
+            sent_len: 0,
+            last_arrival: None,
         })
     }
 
-    /// Sends `bytes` in one write.
+    /// Sends `bytes` in one write. Bytes the server sent after its last
+    /// complete answer, unasked, fail here, blamed on the request they
+    /// followed (not read as the answer to this one).
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), Failure> {
-        self.last_sent = show(bytes);
+        self.check_nothing_more()?;
+        self.note_sent(bytes);
         self.stream
             .write_all(bytes)
             .map_err(|e| self.write_failure(e))
@@ -71,7 +130,8 @@ impl Conn {
 
     /// Sends `bytes` one byte per write, `pause` apart.
     pub fn send_bytewise(&mut self, bytes: &[u8], pause: Duration) -> Result<(), Failure> {
-        self.last_sent = show(bytes);
+        self.check_nothing_more()?;
+        self.note_sent(bytes);
         for (i, byte) in bytes.iter().enumerate() {
             if i > 0 {
                 thread::sleep(pause);
@@ -87,7 +147,8 @@ impl Conn {
     /// server is still being written to. Write errors (the server closing)
     /// end the writer quietly; join the handle to wait for it.
     pub fn send_in_background(&mut self, bytes: Vec<u8>) -> Result<JoinHandle<()>, Failure> {
-        self.last_sent = show(&bytes);
+        self.check_nothing_more()?;
+        self.note_sent(&bytes);
         let mut stream = self.stream.try_clone().map_err(|e| self.write_failure(e))?;
         Ok(thread::spawn(move || {
             for chunk in bytes.chunks(64 * 1024) {
@@ -125,25 +186,34 @@ impl Conn {
             self.pending.drain(..n);
             matched += n;
             if matched == expected.len() {
+                self.answered = true;
                 return Ok(());
             }
-            let got = match self.fill(deadline) {
+            let (got, kind) = match self.fill(deadline) {
                 Fill::Data => continue,
-                Fill::Eof => tr().eof_after(&show(&seen), matched, expected.len()),
-                Fill::Reset => tr().reset_after(&show(&seen), matched, expected.len()),
-                Fill::Timeout => tr().timeout_bytes(
-                    matched,
-                    expected.len(),
-                    self.budget(expected.len()).as_secs_f64(),
-                    &show(&seen),
+                Fill::Eof => (
+                    tr().eof_after(&show(&seen), matched, expected.len()),
+                    FailKind::Closed,
                 ),
-                Fill::Error(e) => tr().read_error_after(&show(&seen), &e.to_string()),
+                Fill::Reset => (
+                    tr().reset_after(&show(&seen), matched, expected.len()),
+                    FailKind::Closed,
+                ),
+                Fill::Timeout => (
+                    tr().timeout_bytes(
+                        matched,
+                        expected.len(),
+                        self.budget(expected.len()).as_secs_f64(),
+                        &show(&seen),
+                    ),
+                    self.slow_kind(deadline, matched, self.budget(expected.len())),
+                ),
+                Fill::Error(e) => (
+                    tr().read_error_after(&show(&seen), &e.to_string()),
+                    FailKind::Mismatch,
+                ),
             };
-            return Err(Failure::new(
-                self.step(),
-                format!("`{}`", show(expected)),
-                got,
-            ));
+            return Err(Failure::new(self.step(), format!("`{}`", show(expected)), got).kind(kind));
         }
     }
 
@@ -161,14 +231,17 @@ impl Conn {
                     tr().line_too_long(),
                 ));
             }
-            let got = match self.fill(deadline) {
+            let (got, kind) = match self.fill(deadline) {
                 Fill::Data => continue,
-                Fill::Eof => tr().then_eof(&show(&self.pending)),
-                Fill::Reset => tr().then_reset(&show(&self.pending)),
-                Fill::Timeout => tr().timeout_received(&show(&self.pending)),
-                Fill::Error(e) => tr().read_error(&e.to_string()),
+                Fill::Eof => (tr().then_eof(&show(&self.pending)), FailKind::Closed),
+                Fill::Reset => (tr().then_reset(&show(&self.pending)), FailKind::Closed),
+                Fill::Timeout => (
+                    tr().timeout_received(&show(&self.pending)),
+                    self.slow_kind(deadline, self.pending.len(), self.timeout),
+                ),
+                Fill::Error(e) => (tr().read_error(&e.to_string()), FailKind::Mismatch),
             };
-            return Err(Failure::new(self.step(), tr().a_crlf_line(), got));
+            return Err(Failure::new(self.step(), tr().a_crlf_line(), got).kind(kind));
         }
     }
 
@@ -182,11 +255,12 @@ impl Conn {
         match self.fill(deadline) {
             Fill::Data => Ok(true),
             Fill::Eof | Fill::Reset => Ok(false),
-            Fill::Timeout => Err(Failure::new(
-                self.step(),
-                tr().a_crlf_line(),
-                tr().timeout_received(""),
-            )),
+            Fill::Timeout => {
+                Err(
+                    Failure::new(self.step(), tr().a_crlf_line(), tr().timeout_received(""))
+                        .kind(FailKind::Timeout),
+                )
+            }
             Fill::Error(e) => Err(Failure::new(
                 self.step(),
                 tr().a_crlf_line(),
@@ -238,8 +312,66 @@ impl Conn {
         self.stream.shutdown(Shutdown::Write).ok();
     }
 
+    fn note_sent(&mut self, bytes: &[u8]) {
+        self.last_sent = show(bytes);
+        self.sent_len = bytes.len();
+        self.answered = false;
+        // `quit` anywhere in what is sent ends the connection on the
+        // server's side: dropping it afterwards abandons nothing.
+        if bytes.windows(6).any(|w| w == b"quit\r\n") {
+            self.ended = true;
+        }
+    }
+
+    /// After a complete answer, what has already arrived (without waiting)
+    /// must be nothing.
+    fn check_nothing_more(&mut self) -> Result<(), Failure> {
+        if !self.answered {
+            return Ok(());
+        }
+        self.answered = false;
+        if self.stream.set_nonblocking(true).is_ok() {
+            let mut buf = [0u8; 4096];
+            while self.pending.len() < SHOWN_PREFIX {
+                match self.stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                }
+            }
+            self.stream.set_nonblocking(false).ok();
+        }
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        Err(Failure::new(
+            tr().after_answer_step(&self.last_sent),
+            tr().nothing_more(),
+            tr().more_bytes(&show(&self.pending)),
+        )
+        .kind(FailKind::ExtraBytes))
+    }
+
+    /// The wait for an answer of `len` bytes: the timeout, plus a second
+    /// per 4 MiB to receive and per 4 MiB the request itself had.
     fn budget(&self, len: usize) -> Duration {
-        self.timeout + PER_4_MIB * u32::try_from(len >> 22).unwrap_or(u32::MAX)
+        let work = len.saturating_add(self.sent_len);
+        self.timeout + PER_4_MIB * u32::try_from(work >> 22).unwrap_or(u32::MAX)
+    }
+
+    /// A wait of `waited` that ran out after `received` bytes: `Trickle`
+    /// when bytes were still coming in its last second at under 1 KiB/s
+    /// (a server that drips its answers), `Timeout` otherwise (silence, or
+    /// a big answer that is merely slow).
+    fn slow_kind(&self, deadline: Instant, received: usize, waited: Duration) -> FailKind {
+        let recent = self
+            .last_arrival
+            .is_some_and(|at| at + Duration::from_secs(1) >= deadline);
+        let crawling = (received as f64) < waited.as_secs_f64() * 1024.0;
+        if recent && crawling {
+            FailKind::Trickle
+        } else {
+            FailKind::Timeout
+        }
     }
 
     fn step(&self) -> String {
@@ -270,9 +402,13 @@ impl Conn {
                 return Fill::Error(e);
             }
             match self.stream.read(&mut buf) {
-                Ok(0) => return Fill::Eof,
+                Ok(0) => {
+                    self.ended = true;
+                    return Fill::Eof;
+                }
                 Ok(n) => {
                     self.pending.extend_from_slice(&buf[..n]);
+                    self.last_arrival = Some(Instant::now());
                     return Fill::Data;
                 }
                 Err(e) => match e.kind() {
@@ -280,7 +416,8 @@ impl Conn {
                         continue
                     }
                     ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
-                        return Fill::Reset
+                        self.ended = true;
+                        return Fill::Reset;
                     }
                     _ => return Fill::Error(e),
                 },

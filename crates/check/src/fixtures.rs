@@ -20,6 +20,8 @@ pub type Fixture = fn(&FixtureDir) -> io::Result<()>;
 
 /// The spec's example file content (32 bytes).
 pub const HOLA: &[u8] = b"Que calor que hace hoy, pinocho!";
+/// The name [`hola`] lays [`HOLA`] out under.
+pub const HOLA_NAME: &str = "hola.txt";
 /// Size of the mid-sized fixture file `big.bin`.
 pub const BIG_LEN: usize = 123_459;
 /// Size of the file holding every byte value, fetched whole.

@@ -21,6 +21,7 @@ mod b64;
 pub mod case;
 pub mod cases;
 pub mod conn;
+pub mod diagnose;
 mod escape;
 pub mod fixtures;
 pub mod i18n;
@@ -32,7 +33,7 @@ pub mod supervisor;
 
 pub use case::{Case, Ctx, Revision, Then};
 pub use i18n::Lang;
-pub use outcome::{CaseResult, Failure, Outcome, ServerEvent, Summary, Trouble};
+pub use outcome::{CaseResult, FailKind, Failure, Outcome, ServerEvent, Summary, Trouble};
 pub use route::{Dialer, Route};
 pub use runner::{
     probe_alive, probe_revision, run, run_supervised, run_with_sink, selected, Config,

@@ -13,6 +13,28 @@ pub struct Failure {
     pub step: String,
     pub expected: String,
     pub got: String,
+    /// What kind of wrong: a wrong answer, or slow, or extra bytes...
+    pub kind: FailKind,
+    /// What a second look found (the same request with the file present,
+    /// say), to tell the cause apart from the symptom.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// How a case failed, so that "slow" is reported apart from "wrong".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailKind {
+    /// Bytes other than the spec's.
+    Mismatch,
+    /// Bytes after a complete answer that no request asked for.
+    ExtraBytes,
+    /// Nothing (more) came within the wait.
+    Timeout,
+    /// Bytes kept coming, too slowly to finish within the wait.
+    Trickle,
+    /// The server closed or reset the connection too early.
+    Closed,
 }
 
 impl Failure {
@@ -25,7 +47,20 @@ impl Failure {
             step: step.into(),
             expected: expected.into(),
             got: got.into(),
+            kind: FailKind::Mismatch,
+            note: None,
         }
+    }
+
+    /// The same failure, of kind `kind`.
+    pub fn kind(mut self, kind: FailKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Whether the answer was slow rather than wrong.
+    pub fn is_slow(&self) -> bool {
+        matches!(self.kind, FailKind::Timeout | FailKind::Trickle)
     }
 }
 
@@ -60,6 +95,16 @@ pub enum Trouble {
     Hung {
         /// What the probe saw.
         probe: String,
+        /// The end of what it printed (only when the checker started it).
+        #[serde(skip_serializing_if = "String::is_empty")]
+        output: String,
+        /// Connections the checker held open at that moment.
+        held: usize,
+        /// Earlier cases that left connections without `quit`, with how
+        /// many, most recent last.
+        abandoned_by: Vec<(&'static str, usize)>,
+        /// The likely cause, in one sentence.
+        hint: String,
     },
 }
 
@@ -81,7 +126,7 @@ impl ServerEvent {
     pub fn describe(&self) -> String {
         match &self.trouble {
             Trouble::Crashed { status, .. } => tr().crashed_during(status),
-            Trouble::Hung { probe } => tr().hung_during(probe),
+            Trouble::Hung { probe, .. } => tr().hung_during(probe),
         }
     }
 }
@@ -95,6 +140,10 @@ pub struct CaseResult {
     #[serde(flatten)]
     pub outcome: Outcome,
     pub millis: u64,
+    /// The first attempt timed out and this is the second (see
+    /// [`FailKind::Timeout`]): a pass then means "slow", not "wrong".
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub retried: bool,
     /// Set when the server crashed or stopped answering during the case.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerEvent>,

@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use crate::case::{Case, Ctx, Revision};
+use crate::conn;
 use crate::conn::Conn;
-use crate::fixtures::{self, FixtureDir, FixtureSink};
+use crate::fixtures::{self, Fixture, FixtureDir, FixtureSink};
 use crate::i18n::tr;
-use crate::outcome::{CaseResult, Failure, Outcome, ServerEvent, Trouble};
+use crate::outcome::{CaseResult, FailKind, Failure, Outcome, ServerEvent, Trouble};
 use crate::route::{Dialer, Route};
 use crate::supervisor::Supervisor;
 
@@ -224,6 +225,10 @@ fn run_against(
     let mut last_answered: Option<&'static str> = None;
     let mut restarts = 0u32;
     let mut stop: Option<String> = None;
+    // Cases whose answers trickled in too slowly to finish.
+    let mut trickles = 0usize;
+    // Cases that left connections without `quit`, with how many.
+    let mut abandoned_by: Vec<(&'static str, usize)> = Vec::new();
     for case in cases {
         if let Some(stop) = &stop {
             let result = CaseResult {
@@ -234,6 +239,7 @@ fn run_against(
                     reason: tr().not_run(stop),
                 },
                 millis: 0,
+                retried: false,
                 server: None,
             };
             on_result(&result);
@@ -241,10 +247,45 @@ fn run_against(
             continue;
         }
         let started = Instant::now();
-        let outcome = match skip_reason(case, config, has_files, revision) {
+        let abandoned_before = conn::abandoned_connections();
+        conn::reset_peak();
+        let mut retried = false;
+        let mut outcome = match skip_reason(case, config, has_files, revision) {
             Some(reason) => Outcome::Skip { reason },
-            None => run_one(case, &ctx, has_files),
+            None => run_one(case, &ctx, has_files, None),
         };
+        // Slow is not wrong: when the checker started the server, a case
+        // that met silence gets a second attempt on a fresh server, if the
+        // server still answers at all. (A server it did not start is not
+        // retried: a second attempt could wedge the worker a first one
+        // left busy, and hide where the server stopped.)
+        if matches!(&outcome, Outcome::Fail(f) if f.kind == FailKind::Timeout)
+            && supervised.is_some()
+            && probe_alive(&ctx.route, config.timeout).is_ok()
+        {
+            if let Some((supervisor, _)) = supervised.as_mut() {
+                if let Ok(addr) = supervisor.start() {
+                    ctx.route = Route::Direct(addr);
+                }
+            }
+            retried = true;
+            outcome = run_one(case, &ctx, has_files, None);
+        }
+        // 202 where the shape of the request decides 201: the same request
+        // with the file present tells a wrong order of checks apart.
+        if let Outcome::Fail(failure) = &mut outcome {
+            if has_files && case.fixture.is_none() && wants_201_got_202(failure) {
+                if let Outcome::Pass = run_one(case, &ctx, has_files, Some(fixtures::hola)) {
+                    failure.note = Some(tr().with_file_present(fixtures::HOLA_NAME));
+                }
+            }
+        }
+        // Connections a passing case left without `quit` are its point
+        // (clients vanish, §1); a failing case's are only its failure's.
+        let left = conn::abandoned_connections().saturating_sub(abandoned_before);
+        if left > 0 && matches!(outcome, Outcome::Pass) {
+            abandoned_by.push((case.id, left));
+        }
         let trouble = match &outcome {
             Outcome::Skip { .. } | Outcome::NotRun { .. } => None,
             Outcome::Pass => supervised
@@ -258,7 +299,11 @@ fn run_against(
                         s.wait_exit(EXIT_GRACE).map(|st| (st, stopped_output(s)))
                     }) {
                         Some((status, output)) => Trouble::Crashed { status, output },
-                        None => Trouble::Hung { probe },
+                        None => hung(
+                            probe,
+                            supervised.as_mut().map(|(s, _)| &mut **s),
+                            &abandoned_by,
+                        ),
                     }
                 }),
             },
@@ -301,6 +346,31 @@ fn run_against(
             stop.clone_from(&event.stop);
             event
         });
+        // A server that drips its answers would hold the run for hours:
+        // after a few such cases, stop and say why.
+        if matches!(&outcome, Outcome::Fail(f) if f.kind == FailKind::Trickle) {
+            trickles += 1;
+        }
+        let server = match server {
+            None if trickles >= TRICKLES_TO_STOP => {
+                let probe = tr().trickle_stop(trickles, case.id);
+                let event = ServerEvent {
+                    trouble: Trouble::Hung {
+                        probe: probe.clone(),
+                        output: String::new(),
+                        held: conn::open_connections(),
+                        abandoned_by: Vec::new(),
+                        hint: String::new(),
+                    },
+                    last_answered,
+                    restarted: false,
+                    stop: Some(probe),
+                };
+                stop.clone_from(&event.stop);
+                Some(event)
+            }
+            other => other,
+        };
         if server.is_none() && !matches!(outcome, Outcome::Skip { .. }) {
             last_answered = Some(case.id);
         }
@@ -310,6 +380,7 @@ fn run_against(
             expected: case.title(),
             outcome,
             millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            retried,
             server,
         };
         on_result(&result);
@@ -360,9 +431,43 @@ fn skip_reason(
     None
 }
 
-fn run_one(case: &Case, ctx: &Ctx, has_files: bool) -> Outcome {
+/// Cases whose answers trickle before the run stops.
+const TRICKLES_TO_STOP: usize = 3;
+
+/// Whether `failure` is a `202` where `201` was due.
+fn wants_201_got_202(failure: &Failure) -> bool {
+    failure.expected.starts_with("`201 ") && failure.got.starts_with("`202 ")
+}
+
+/// A server that no longer answers, explained: its output (when the
+/// checker started it), the connections the checker held, the cases that
+/// left clients without `quit`, and the likely cause.
+fn hung(
+    probe: String,
+    supervisor: Option<&mut Supervisor>,
+    abandoned_by: &[(&'static str, usize)],
+) -> Trouble {
+    let output = supervisor.map(|s| s.output()).unwrap_or_default();
+    let recent: Vec<(&'static str, usize)> =
+        abandoned_by.iter().rev().take(5).rev().copied().collect();
+    let hint = if recent.is_empty() {
+        tr().hang_hint()
+    } else {
+        tr().hang_hint_abandoned()
+    };
+    Trouble::Hung {
+        probe,
+        output,
+        held: conn::peak_connections(),
+        abandoned_by: recent,
+        hint,
+    }
+}
+
+/// Runs `case`, with `fixture` laid out instead of its own when given.
+fn run_one(case: &Case, ctx: &Ctx, has_files: bool, fixture: Option<Fixture>) -> Outcome {
     if has_files {
-        let fixture = case.fixture.unwrap_or(fixtures::empty);
+        let fixture = fixture.or(case.fixture).unwrap_or(fixtures::empty);
         if let Err(err) = ctx.dir().lay_out(fixture) {
             if err.kind() == std::io::ErrorKind::Unsupported {
                 return Outcome::Skip {

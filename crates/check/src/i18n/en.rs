@@ -41,6 +41,64 @@ impl Catalogue for English {
             _ => format!("SKIP {count} cases ({first}, and {more} more)"),
         }
     }
+    fn nothing_more(&self) -> String {
+        "nothing more before the next request".into()
+    }
+    fn passed_slowly(&self) -> &'static str {
+        "(slow: the first attempt timed out, the second passed)"
+    }
+    fn trickle_stop(&self, count: usize, case: &str) -> String {
+        format!(
+            "the server answers a few bytes at a time: {count} cases timed out \
+             while bytes were still coming (the last: {case}); checking it would take hours, \
+             so the remaining cases are not run"
+        )
+    }
+    fn bugs_heading(&self, count: usize) -> String {
+        match count {
+            1 => "1 bug, behind every failed case:".into(),
+            _ => format!("{count} bugs, the one behind most failed cases first:"),
+        }
+    }
+    fn bug_line(&self, number: usize, title: &str, cases: usize) -> String {
+        let s = if cases == 1 { "" } else { "s" };
+        format!("{number}. {title}: {cases} case{s}")
+    }
+    fn caused_by(&self, number: usize) -> String {
+        format!("bug {number} (see the list above)")
+    }
+    fn with_file_present(&self, name: &str) -> String {
+        format!(
+            "with {name} present the same request gets 201 as required: the server looks \
+             for the file before it checks the arguments (§5: shape, name and numbers come \
+             before existence)"
+        )
+    }
+    fn hang_context(&self, held: usize, abandoned_by: &str) -> String {
+        if abandoned_by.is_empty() {
+            format!("the checker held up to {held} connection(s) open during the case")
+        } else {
+            format!(
+                "the checker held up to {held} connection(s) open during the case; earlier \
+                 cases left clients \
+                 without quit: {abandoned_by}"
+            )
+        }
+    }
+    fn hang_hint_abandoned(&self) -> String {
+        "likely cause: each client holds a worker until it sends quit, and clients that \
+         left without it (closed or reset, as §1 allows) still hold theirs, so new clients \
+         wait for ever"
+            .into()
+    }
+    fn hang_hint(&self) -> String {
+        "likely cause: the server stopped accepting or answering after this case: \
+         look at what it printed"
+            .into()
+    }
+    fn label_reproduce(&self) -> &'static str {
+        "reproduce:"
+    }
     fn section_counts(
         &self,
         passed: usize,

@@ -88,6 +88,64 @@ impl Catalogue for Spanish {
             _ => format!("SKIP {count} casos ({first}, y {more} más)"),
         }
     }
+    fn nothing_more(&self) -> String {
+        "nada más antes del próximo pedido".into()
+    }
+    fn passed_slowly(&self) -> &'static str {
+        "(lento: el primer intento agotó el tiempo, el segundo pasó)"
+    }
+    fn trickle_stop(&self, count: usize, case: &str) -> String {
+        format!(
+            "el servidor responde de a pocos bytes: {count} casos agotaron el tiempo \
+             mientras todavía llegaban bytes (el último: {case}); verificarlo llevaría horas, \
+             así que los casos restantes no se ejecutan"
+        )
+    }
+    fn bugs_heading(&self, count: usize) -> String {
+        match count {
+            1 => "1 error, detrás de todos los casos fallidos:".into(),
+            _ => format!("{count} errores, primero el que está detrás de más casos fallidos:"),
+        }
+    }
+    fn bug_line(&self, number: usize, title: &str, cases: usize) -> String {
+        let s = if cases == 1 { "" } else { "s" };
+        format!("{number}. {title}: {cases} caso{s}")
+    }
+    fn caused_by(&self, number: usize) -> String {
+        format!("error {number} (vea la lista de arriba)")
+    }
+    fn with_file_present(&self, name: &str) -> String {
+        format!(
+            "con {name} presente el mismo pedido recibe 201 como corresponde: el servidor \
+             busca el archivo antes de revisar los argumentos (§5: forma, nombre y números \
+             van antes que la existencia)"
+        )
+    }
+    fn hang_context(&self, held: usize, abandoned_by: &str) -> String {
+        if abandoned_by.is_empty() {
+            format!("el verificador tuvo hasta {held} conexión(es) abiertas durante el caso")
+        } else {
+            format!(
+                "el verificador tuvo hasta {held} conexión(es) abiertas durante el caso; casos \
+                 anteriores dejaron \
+                 clientes sin quit: {abandoned_by}"
+            )
+        }
+    }
+    fn hang_hint_abandoned(&self) -> String {
+        "causa probable: cada cliente ocupa un worker hasta que manda quit, y los clientes \
+         que se fueron sin mandarlo (cerrando o con reset, como permite §1) siguen ocupando \
+         el suyo, así que los clientes nuevos esperan para siempre"
+            .into()
+    }
+    fn hang_hint(&self) -> String {
+        "causa probable: el servidor dejó de aceptar o de responder después de este caso: \
+         mire lo que imprimió"
+            .into()
+    }
+    fn label_reproduce(&self) -> &'static str {
+        "reproducir:"
+    }
     fn section_counts(
         &self,
         passed: usize,

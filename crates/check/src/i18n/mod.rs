@@ -105,6 +105,30 @@ pub trait Catalogue: Sync {
         not_run: usize,
     ) -> String;
     fn troubled_cases(&self) -> &'static str;
+    /// `nothing more` after a complete answer, before the next request.
+    fn nothing_more(&self) -> String;
+    /// After a case's id: it passed on its second attempt, the first timed out.
+    fn passed_slowly(&self) -> &'static str;
+    /// Why the run stopped: `count` cases in a row got answers a few bytes
+    /// at a time, the last one `case`.
+    fn trickle_stop(&self, count: usize, case: &str) -> String;
+    /// The heading of the list of bugs.
+    fn bugs_heading(&self, count: usize) -> String;
+    /// One bug's line: its number, title and how many cases it fails.
+    fn bug_line(&self, number: usize, title: &str, cases: usize) -> String;
+    /// Under a failed case: the bug that explains it.
+    fn caused_by(&self, number: usize) -> String;
+    /// A failure with `202` where `201` was due, that the same request
+    /// answers `201` with `name` present: the order of checks is wrong.
+    fn with_file_present(&self, name: &str) -> String;
+    /// What the checker held when the server stopped answering.
+    fn hang_context(&self, held: usize, abandoned_by: &str) -> String;
+    /// The likely cause of a hang after clients left without `quit`.
+    fn hang_hint_abandoned(&self) -> String;
+    /// The likely cause of a hang otherwise.
+    fn hang_hint(&self) -> String;
+    /// The label of a bug's smallest reproduction.
+    fn label_reproduce(&self) -> &'static str;
     /// The head of the one line for `count` cases skipped for one reason:
     /// `first` are a few of their ids, `more` how many others.
     fn skipped_cases(&self, count: usize, first: &str, more: usize) -> String;

@@ -1,38 +1,78 @@
 //! The JUnit XML report, the format CI graders read (GitLab, GitHub
 //! Classroom, Jenkins): one `testcase` per case, its `classname` the spec
 //! section and case family (`§2.eol`), a `failure` with what was expected
-//! and what came, `skipped` with the reason (a case not run is skipped, its
-//! message says why), and what became of the server in `system-out`.
+//! and what came (its `type` the rule of the bug behind it, the bugs listed
+//! as suite `properties`), `skipped` with the reason, an `error` for a case
+//! not run because the run stopped (plus a failing `hftp-check.run` case),
+//! and what became of the server in `system-out`. The suite's `time` is the
+//! run's wall time.
 //!
 //! Everything is escaped; characters XML 1.0 cannot carry at all (most
 //! control characters, even as references) are written as `\xNN`.
 
 use std::fmt::Write;
 
+use std::time::Duration;
+
+use super::stop;
+use crate::diagnose::{bug_of, bugs, Bug};
 use crate::i18n::tr;
 use crate::outcome::{CaseResult, Outcome, Summary, Trouble};
 
-/// The whole run as one JUnit XML document.
-pub fn document(results: &[CaseResult]) -> String {
+/// The whole run as one JUnit XML document; `wall` is how long the run
+/// took (the suite's `time`, not the sum of its cases').
+///
+/// A run that stopped early (the server stopped answering) must not read
+/// as a pass to a CI that counts failures: the cases it did not run are
+/// `error`s, not skips, and one more test case, `hftp-check.run`, fails
+/// with the reason.
+pub fn document(results: &[CaseResult], wall: Duration) -> String {
     let summary = Summary::of(results);
-    let seconds: f64 = results.iter().map(|r| r.millis as f64 / 1000.0).sum();
-    let tests = results.len();
-    let skipped = summary.skipped + summary.not_run;
+    let seconds = wall.as_secs_f64();
+    let stopped = stop(results);
+    let tests = results.len() + usize::from(stopped.is_some());
+    let failures = summary.failed + usize::from(stopped.is_some());
+    let bugs = bugs(results);
     let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let counts = format!(
-        "tests=\"{tests}\" failures=\"{}\" errors=\"0\" skipped=\"{skipped}\" time=\"{seconds:.3}\"",
-        summary.failed
+        "tests=\"{tests}\" failures=\"{failures}\" errors=\"{}\" skipped=\"{}\" time=\"{seconds:.3}\"",
+        summary.not_run, summary.skipped
     );
     let _ = writeln!(xml, "<testsuites name=\"hftp check\" {counts}>");
     let _ = writeln!(xml, "  <testsuite name=\"hftp check\" {counts}>");
+    if !bugs.is_empty() {
+        xml.push_str("    <properties>\n");
+        for (i, bug) in bugs.iter().enumerate() {
+            let _ = writeln!(
+                xml,
+                "      <property name=\"bug.{}\" value=\"{}\"/>",
+                i + 1,
+                escape(&format!(
+                    "{}: {} ({} cases)",
+                    bug.rule,
+                    bug.title,
+                    bug.cases.len()
+                ))
+            );
+        }
+        xml.push_str("    </properties>\n");
+    }
+    if let Some(reason) = stopped {
+        let _ = writeln!(
+            xml,
+            "    <testcase name=\"hftp-check.run\" classname=\"run\" time=\"{seconds:.3}\">\n      \
+             <failure message=\"{}\" type=\"run-stopped\"/>\n    </testcase>",
+            escape(reason)
+        );
+    }
     for result in results {
-        testcase(&mut xml, result);
+        testcase(&mut xml, result, &bugs);
     }
     xml.push_str("  </testsuite>\n</testsuites>\n");
     xml
 }
 
-fn testcase(xml: &mut String, result: &CaseResult) {
+fn testcase(xml: &mut String, result: &CaseResult, bugs: &[Bug]) {
     let t = tr();
     let _ = write!(
         xml,
@@ -43,17 +83,27 @@ fn testcase(xml: &mut String, result: &CaseResult) {
     );
     let body = match &result.outcome {
         Outcome::Pass => String::new(),
-        Outcome::Skip { reason } | Outcome::NotRun { reason } => {
+        Outcome::Skip { reason } => {
             format!("      <skipped message=\"{}\"/>\n", escape(reason))
         }
+        Outcome::NotRun { reason } => {
+            format!(
+                "      <error message=\"{}\" type=\"not-run\"/>\n",
+                escape(reason)
+            )
+        }
         Outcome::Fail(failure) => {
-            let message = format!(
+            let bug = bug_of(bugs, result.id).map(|n| (n, &bugs[n - 1]));
+            let mut message = format!(
                 "{} {} {} {}",
                 t.label_expected(),
                 failure.expected,
                 t.label_got().trim_end(),
                 failure.got
             );
+            if let Some((n, bug)) = bug {
+                message = format!("{}: {}; {message}", t.caused_by(n), bug.title);
+            }
             let detail = format!(
                 "{} {}\n{} {}\n{} {}\n{} {}",
                 t.label_requires(),
@@ -68,7 +118,7 @@ fn testcase(xml: &mut String, result: &CaseResult) {
             format!(
                 "      <failure message=\"{}\" type=\"{}\">{}</failure>\n",
                 escape(&message),
-                failure_type(result),
+                escape(&failure_type(result, bug.map(|(_, b)| b.rule.as_str()))),
                 escape_text(&detail)
             )
         }
@@ -102,13 +152,14 @@ fn testcase(xml: &mut String, result: &CaseResult) {
     xml.push_str("    </testcase>\n");
 }
 
-/// `server-crashed`, `server-hung` or `mismatch`: lets a grader tell a
-/// wrong answer from a server that fell over.
-fn failure_type(result: &CaseResult) -> &'static str {
+/// `server-crashed`, `server-hung`, or the rule of the bug behind the
+/// failure (`listing-order`...): lets a grader tell a wrong answer from a
+/// server that fell over, and group failures by bug.
+fn failure_type(result: &CaseResult, rule: Option<&str>) -> String {
     match result.server.as_ref().map(|event| &event.trouble) {
-        Some(Trouble::Crashed { .. }) => "server-crashed",
-        Some(Trouble::Hung { .. }) => "server-hung",
-        None => "mismatch",
+        Some(Trouble::Crashed { .. }) => "server-crashed".into(),
+        Some(Trouble::Hung { .. }) => "server-hung".into(),
+        None => rule.unwrap_or("mismatch").to_owned(),
     }
 }
 

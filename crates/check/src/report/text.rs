@@ -4,6 +4,7 @@
 //! summary per spec section.
 
 use super::{by_section, stop};
+use crate::diagnose::Bug;
 use crate::escape::printable;
 use crate::i18n::tr;
 use crate::outcome::{CaseResult, Outcome, ServerEvent, Trouble};
@@ -15,9 +16,16 @@ const OUTPUT_LINES: usize = 8;
 /// requirement, the step, what was expected and what came when it failed;
 /// then what became of the server, if anything did.
 pub fn case(result: &CaseResult) -> String {
+    case_of_bug(result, None)
+}
+
+/// [`case`], with a failed case's line saying which bug of the list
+/// explains it (see [`bugs`]).
+pub fn case_of_bug(result: &CaseResult, bug: Option<usize>) -> String {
     let head = format!("{} [§{}]", result.id, result.section);
     let t = tr();
     let mut text = match &result.outcome {
+        Outcome::Pass if result.retried => format!("PASS {head} {}", t.passed_slowly()),
         Outcome::Pass => format!("PASS {head}"),
         Outcome::Skip { reason } => format!("SKIP {head}: {reason}"),
         // The reason is the same for every case after the stop, and said
@@ -35,9 +43,55 @@ pub fn case(result: &CaseResult) -> String {
             failure.got
         ),
     };
+    if let Outcome::Fail(failure) = &result.outcome {
+        if let Some(note) = &failure.note {
+            text.push_str(&format!("\n     → {note}"));
+        }
+        if let Some(number) = bug {
+            text.push_str(&format!("\n     → {}", t.caused_by(number)));
+        }
+    }
     if let Some(event) = &result.server {
         text.push_str(&server_lines(event));
     }
+    text
+}
+
+/// Ids shown under a bug.
+const BUG_CASES_SHOWN: usize = 6;
+
+/// The bugs behind the failed cases, most cases first, each with the ids
+/// it explains and its smallest reproduction; empty when nothing failed.
+pub fn bugs(bugs: &[Bug]) -> String {
+    if bugs.is_empty() {
+        return String::new();
+    }
+    let t = tr();
+    let mut text = format!("{}\n", t.bugs_heading(bugs.len()));
+    for (i, bug) in bugs.iter().enumerate() {
+        text.push_str(&t.bug_line(i + 1, &bug.title, bug.cases.len()));
+        text.push('\n');
+        let shown: Vec<&str> = bug.cases.iter().take(BUG_CASES_SHOWN).copied().collect();
+        let more = bug.cases.len() - shown.len();
+        text.push_str(&format!("   {}", shown.join(", ")));
+        if more > 0 {
+            text.push_str(&format!(", … (+{more})"));
+        }
+        text.push('\n');
+        let ex = &bug.example;
+        text.push_str(&format!(
+            "   {} {}\n     {} {}\n     {} {}\n     {} {}\n",
+            t.label_reproduce(),
+            ex.case,
+            t.label_step(),
+            ex.step,
+            t.label_expected(),
+            ex.expected,
+            t.label_got(),
+            ex.got
+        ));
+    }
+    text.push('\n');
     text
 }
 
@@ -48,13 +102,29 @@ fn server_lines(event: &ServerEvent) -> String {
         Some(stop) => stop.clone(),
     };
     let mut text = format!("\n     {} {}; {then}", t.label_server(), event.describe());
-    if let Trouble::Crashed { output, .. } = &event.trouble {
-        let lines: Vec<&str> = output.lines().rev().take(OUTPUT_LINES).collect();
-        if !lines.is_empty() {
-            text.push_str(&format!("\n     {}", t.log_tail()));
-            for line in lines.into_iter().rev() {
-                text.push_str(&format!("\n       | {}", printable(line)));
-            }
+    if let Trouble::Hung {
+        held,
+        abandoned_by,
+        hint,
+        ..
+    } = &event.trouble
+    {
+        if !hint.is_empty() {
+            let by: Vec<String> = abandoned_by
+                .iter()
+                .map(|(id, n)| format!("{id} ({n})"))
+                .collect();
+            text.push_str(&format!("\n     {}", t.hang_context(*held, &by.join(", "))));
+            text.push_str(&format!("\n     {hint}"));
+        }
+    }
+    // What the server printed last, whether it crashed or hung.
+    let (Trouble::Crashed { output, .. } | Trouble::Hung { output, .. }) = &event.trouble;
+    let lines: Vec<&str> = output.lines().rev().take(OUTPUT_LINES).collect();
+    if !lines.is_empty() {
+        text.push_str(&format!("\n     {}", t.log_tail()));
+        for line in lines.into_iter().rev() {
+            text.push_str(&format!("\n       | {}", printable(line)));
         }
     }
     text
@@ -134,6 +204,6 @@ pub fn closing(results: &[CaseResult]) -> String {
 fn detail(event: &ServerEvent) -> &str {
     match &event.trouble {
         Trouble::Crashed { status, .. } => status,
-        Trouble::Hung { probe } => probe,
+        Trouble::Hung { probe, .. } => probe,
     }
 }

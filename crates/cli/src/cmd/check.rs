@@ -2,15 +2,17 @@
 //! server, or against one it starts itself (`--server-cmd`), and reports in
 //! text, JSON or JUnit XML, in English or Spanish.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use hftp_check::supervisor::{ServerCommand, Supervisor};
-use hftp_check::{cases, report, Case, CaseResult, Config, Dialer, Lang, Outcome, Summary};
+use hftp_check::{
+    cases, diagnose, report, Case, CaseResult, Config, Dialer, Lang, Outcome, Summary,
+};
 
 const LONG_ABOUT: &str = "Run the HFTP conformance suite against a server.
 
@@ -237,13 +239,21 @@ fn check(args: Args) -> anyhow::Result<ExitCode> {
         wipe_dir: args.wipe_dir,
     };
     let format = args.format;
-    let mut out = std::io::stdout().lock();
+    // The report opens with the bugs, known only at the end: the cases
+    // are written after them, and meanwhile a terminal shows progress.
+    let total = selection.len();
+    let mut done = 0usize;
+    let progress = std::io::stderr().is_terminal();
+    let started = Instant::now();
     let on_result = |result: &CaseResult| {
-        // Skipped cases are said after the run, one line per reason.
-        if format == Format::Text && !matches!(result.outcome, Outcome::Skip { .. }) {
-            writeln!(out, "{}", report::text(result)).ok();
-            out.flush().ok();
-        } else if let Some(event) = &result.server {
+        done += 1;
+        if progress {
+            eprint!("\r\x1b[K[{done}/{total}] {}", result.id);
+        }
+        if let Some(event) = &result.server {
+            if progress {
+                eprint!("\r\x1b[K");
+            }
             eprintln!("hftp: {}: {}", result.id, event.describe());
         }
     };
@@ -270,17 +280,30 @@ fn check(args: Args) -> anyhow::Result<ExitCode> {
             hftp_check::run(&config, &selection, on_result)?
         }
     };
+    if progress {
+        eprint!("\r\x1b[K");
+    }
+    let wall = started.elapsed();
     let summary = Summary::of(&results);
     let mut out = std::io::stdout().lock();
     match format {
         Format::Text => {
+            let bugs = diagnose::bugs(&results);
+            write!(out, "{}", report::text::bugs(&bugs))?;
+            // Skipped cases are said after the others, one line per reason.
+            for result in &results {
+                if !matches!(result.outcome, Outcome::Skip { .. }) {
+                    let bug = diagnose::bug_of(&bugs, result.id);
+                    writeln!(out, "{}", report::text::case_of_bug(result, bug))?;
+                }
+            }
             write!(out, "{}", report::text::skipped(&results))?;
             write!(out, "{}", report::text::closing(&results))?;
             writeln!(out, "{summary}")?;
         }
         Format::Json => writeln!(out, "{}", report::json(&results))?,
         Format::Junit => {
-            write!(out, "{}", report::junit::document(&results))?;
+            write!(out, "{}", report::junit::document(&results, wall))?;
             if let Some(stop) = report::stop(&results) {
                 eprintln!("hftp: {stop}");
             }
