@@ -18,10 +18,14 @@ const LONG_ABOUT: &str = "Run the HFTP conformance suite against a server.
 
 Each case is a black-box exchange over a real TCP connection, checked against \
 the literal bytes the spec requires; a case fails with \"timeout\" when any \
-one wait for the server exceeds --timeout. Passing cases print one line, \
-failing ones the requirement, the step, what was expected and what came. A \
-summary per spec section follows, and the last line is `N passed, N failed, \
-N skipped` (`, N not run` is added when the run stopped early).
+one wait for the server exceeds --timeout. The report opens with the bugs: \
+failed cases grouped by the rule their answers break (an unsorted listing, \
+existence checked before the shape of the arguments, bytes after an answer, \
+silence...), the one behind most cases first, each with its smallest \
+reproduction. Then passing cases print one line, failing ones the \
+requirement, the step, what was expected, what came and the bug behind it. \
+A summary per spec section follows, and the last line is `N passed, N \
+failed, N skipped` (`, N not run` is added when the run stopped early).
 
 After a failed case the checker opens a fresh connection and sends `quit`: \
 a server that no longer answers ends the run (\"the server stopped answering \
