@@ -380,3 +380,33 @@ fn bad_credentials_are_199_with_no_secret_logged() {
         assert!(!logs.contains(secret), "a credential was logged:\n{logs}");
     }
 }
+
+/// SIGTERM after the store was used: every model exits 0, no panic (the
+/// `async` model used to panic dropping the backend's runtime inside its
+/// own, exit 101).
+mod shuts_down_cleanly_after_using_the_store {
+    fn check(model: &str) {
+        let _load = super::garage::light_load();
+        let cluster = super::garage::shared();
+        let mut server = super::serve(cluster, 0, &format!("shutdown-{model}/"), model);
+        // Two calls to the store: a listing and a size.
+        let listing = super::exchange(server.addr(), "get_file_listing\r\n");
+        assert_eq!(
+            listing.first().map(String::as_str),
+            Some("0 OK"),
+            "{listing:?}"
+        );
+        let answer = super::status(server.addr(), "get_metadata none.txt\r\n");
+        assert_eq!(answer, "202 FILE NOT FOUND");
+        server.signal(libc::SIGTERM);
+        let status = server.wait_exit(super::TIMEOUT);
+        let stderr = server.stderr();
+        assert!(status.success(), "--model {model}: {status}\n{stderr}");
+        assert!(!stderr.contains("panicked"), "--model {model}:\n{stderr}");
+    }
+
+    per_model!(
+        #[ignore = "full tier: needs Garage 2.5.0 (cargo install garage)"]
+        check
+    );
+}

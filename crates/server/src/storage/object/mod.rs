@@ -64,6 +64,7 @@
 
 use std::future::Future;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -182,8 +183,21 @@ struct Inner {
 /// connections belong to it.
 struct Process {
     pid: u32,
-    runtime: tokio::runtime::Runtime,
+    /// Shut down in the background when dropped (see the `Drop` impl).
+    runtime: ManuallyDrop<tokio::runtime::Runtime>,
     store: AmazonS3,
+}
+
+/// The backend may be dropped from inside another runtime (the `async`
+/// driver's, at shutdown), where dropping a runtime would block and tokio
+/// panics. Shutting it down in the background never blocks: requests still
+/// in flight are abandoned, as the server is exiting.
+impl Drop for Process {
+    fn drop(&mut self) {
+        // SAFETY: `runtime` is taken once, here, and never used after.
+        let runtime = unsafe { ManuallyDrop::take(&mut self.runtime) };
+        runtime.shutdown_background();
+    }
 }
 
 /// Variables that set the endpoint, the one `object_store` prefers first.
@@ -364,7 +378,7 @@ impl Inner {
         let store = self.builder.clone().build().map_err(|e| self.failure(&e))?;
         let process = Arc::new(Process {
             pid,
-            runtime,
+            runtime: ManuallyDrop::new(runtime),
             store,
         });
         *slot = Some(Arc::clone(&process));
