@@ -24,6 +24,7 @@ pub mod conn;
 pub mod diagnose;
 mod escape;
 pub mod fixtures;
+pub mod grade;
 pub mod i18n;
 pub mod outcome;
 pub mod report;

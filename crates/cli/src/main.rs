@@ -33,6 +33,8 @@ enum Command {
     Serve(cmd::serve::Args),
     /// Run the conformance suite against any HFTP server.
     Check(cmd::check::Args),
+    /// Grade a whole class: every submission checked in its own sandbox.
+    Grade(cmd::grade::Args),
     /// List the files of a server.
     Ls(cmd::client::LsArgs),
     /// Print the size of remote files.
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Check(args) => cmd::check::run(args),
+        Command::Grade(args) => cmd::grade::run(args),
         Command::Ls(args) => cmd::client::ls(args),
         Command::Stat(args) => cmd::client::stat(args),
         Command::Cat(args) => cmd::client::cat(args),

@@ -43,6 +43,7 @@ mod soak;
 
 // Full tier: each test needs a tool, a service or root.
 mod garage_recipe;
+mod grade;
 mod haproxy;
 mod netns;
 mod object_store;

@@ -4,4 +4,5 @@ pub mod bench;
 pub mod check;
 pub mod client;
 pub mod docs;
+pub mod grade;
 pub mod serve;
