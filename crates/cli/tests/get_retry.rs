@@ -218,10 +218,15 @@ fn ctrl_c_while_waiting_to_retry_stops_at_once() {
     unsafe { libc::kill(pid, libc::SIGINT) };
     let (code, err) = get.finish();
     assert_eq!(code, 130, "{err}");
+    // One line says it, the useful one: what was kept, how to resume.
     assert!(
-        err.contains("f.bin: waiting to retry: interrupted"),
+        err.ends_with(
+            "hftp: interrupted: the finished segments are kept in .f.bin.hftp-part; \
+             run the same command again to resume\n"
+        ),
         "{err}"
     );
+    assert_eq!(err.matches("interrupted").count(), 1, "{err}");
     assert!(!err.contains("; retry 6/"), "{err}");
     assert_eq!(file.slices(), 5, "no attempt after Ctrl-C\n{err}");
     assert!(!work.path().join("f.bin").exists());
