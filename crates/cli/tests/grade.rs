@@ -511,7 +511,9 @@ fn without_root_user_namespaces_contain_the_class() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(
-        stderr.contains("sandbox: espacios de nombres de usuario sin privilegios"),
+        stderr.contains(
+            "4 entregas, 2 a la vez; aislamiento: espacios de nombres de usuario sin privilegios"
+        ),
         "{stderr}"
     );
     let rows = class.rows();

@@ -190,31 +190,63 @@ pub fn probe(choice: Choice, uid_base: u32, slots: usize) -> anyhow::Result<(Mod
             }
         }
         Mode::UserNs => {
-            let status = Command::new(&tools.unshare)
-                .args([
-                    "--user",
-                    "--map-root-user",
-                    "--net",
-                    "--mount",
-                    "--pid",
-                    "--fork",
-                    "--mount-proc",
-                    "true",
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .output()
-                .context("running unshare")?;
-            if !status.status.success() {
-                bail!(
-                    "this machine does not let an unprivileged user make namespaces ({}): run hftp grade as root, or allow user namespaces (sysctl kernel.unprivileged_userns_clone=1; on Ubuntu, kernel.apparmor_restrict_unprivileged_userns=0)",
-                    String::from_utf8_lossy(&status.stderr).trim()
-                );
-            }
+            // The nested namespace of the server needs util-linux 2.38
+            // (--map-user): tried too.
+            let mut args: Vec<OsString> = [
+                "--user",
+                "--map-root-user",
+                "--net",
+                "--mount",
+                "--pid",
+                "--fork",
+                "--mount-proc",
+            ]
+            .map(OsString::from)
+            .to_vec();
+            args.push(tools.unshare.clone().into_os_string());
+            args.extend(
+                ["--user", "--map-user=1000", "--map-group=1000", "true"].map(OsString::from),
+            );
+            try_sandbox(&tools.unshare, &args).map_err(|why| {
+                anyhow::anyhow!(
+                    "this machine does not let an unprivileged user make the sandbox's namespaces ({why}): run hftp grade as root, or allow user namespaces (sysctl kernel.unprivileged_userns_clone=1; on Ubuntu, kernel.apparmor_restrict_unprivileged_userns=0), with util-linux 2.38 or later"
+                )
+            })?;
         }
     }
+    if let Mode::Root { .. } = mode {
+        let args = [
+            "--net",
+            "--mount",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "true",
+        ]
+        .map(OsString::from);
+        try_sandbox(&tools.unshare, &args).map_err(|why| {
+            anyhow::anyhow!(
+                "root here cannot make namespaces ({why}); in a container, give it CAP_SYS_ADMIN, or try --sandbox userns"
+            )
+        })?;
+    }
     Ok((mode, tools))
+}
+
+/// Runs `unshare ARGS`; what it said when it fails.
+fn try_sandbox(unshare: &Path, args: &[OsString]) -> Result<(), String> {
+    let output = Command::new(unshare)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("running {}: {e}", unshare.display()))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
+    }
 }
 
 /// Fails when `uid` belongs to a user of the machine or to a running

@@ -318,6 +318,24 @@ impl Words {
         }
     }
 
+    /// The first line on stderr: how many, how many at once, which sandbox.
+    pub fn started(&self, total: usize, jobs: usize, sandbox: &str) -> String {
+        if self.es() {
+            format!("{total} entregas, {jobs} a la vez; aislamiento: {sandbox}")
+        } else {
+            format!("{total} submissions, {jobs} at a time; sandbox: {sandbox}")
+        }
+    }
+
+    /// The last line on stderr: where the gradebook is.
+    pub fn written(&self, csv: &str, html: &str) -> String {
+        if self.es() {
+            format!("planilla: {csv} y {html}")
+        } else {
+            format!("gradebook: {csv} and {html}")
+        }
+    }
+
     /// The progress line of one finished submission.
     pub fn progress(
         &self,

@@ -238,14 +238,16 @@ fn run_grade(args: Args) -> anyhow::Result<ExitCode> {
             );
         },
         |sandbox, total, jobs| {
-            eprintln!("hftp grade: {total} submissions, {jobs} at a time; sandbox: {sandbox}");
+            eprintln!("hftp grade: {}", words.started(total, jobs, sandbox));
         },
     )?;
     let out = &options.out_dir;
     eprintln!(
-        "hftp grade: gradebook: {} and {}",
-        out.join("gradebook.csv").display(),
-        out.join("index.html").display()
+        "hftp grade: {}",
+        words.written(
+            &out.join("gradebook.csv").display().to_string(),
+            &out.join("index.html").display().to_string()
+        )
     );
     Ok(if rows.iter().any(|r| r.status == Status::Error) {
         ExitCode::from(EXIT_SOME_ERRORS)
