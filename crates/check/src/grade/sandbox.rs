@@ -56,6 +56,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -549,9 +550,18 @@ fn supervise(spec: &Spec, stats: &mut Stats) -> i32 {
             return 125;
         }
     };
+    let checker = reaper(check);
     let mut listening = BTreeSet::new();
     let code = loop {
-        if let Some(code) = reap(check, stats) {
+        let status = checker.lock().ok().and_then(|s| *s);
+        if let Some(status) = status {
+            if libc::WIFSIGNALED(status) {
+                let signal = libc::WTERMSIG(status);
+                stats.check_signal = Some(signal);
+                break 128 + signal;
+            }
+            let code = libc::WEXITSTATUS(status);
+            stats.check_exit = Some(code);
             break code;
         }
         sample(spec.owner, check, stats, &mut listening);
@@ -565,44 +575,45 @@ fn supervise(spec: &Spec, stats: &mut Stats) -> i32 {
     // SAFETY: from pid 1, kill(-1) signals every other process of the
     // namespace, and nothing outside it.
     unsafe { libc::kill(-1, libc::SIGKILL) };
+    // The reaper reaps them; wait until it has (bounded).
     let until = Instant::now() + REAP_GRACE;
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid on our own children, with a valid pointer.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid < 0 || Instant::now() >= until {
-            break;
-        }
-        if pid == 0 {
-            std::thread::sleep(POLL);
-        }
+    while Instant::now() < until && others_alive() {
+        std::thread::sleep(POLL);
     }
     code
 }
 
-/// Reaps every child that has ended; the checker's exit code once it has.
-fn reap(check: libc::pid_t, stats: &mut Stats) -> Option<i32> {
-    let mut done = None;
-    loop {
+/// Reaps every process of the namespace as soon as it ends, on a thread
+/// of its own: a zombie still counts against RLIMIT_NPROC, and a fork
+/// bomb's restarted server must not find its uid's count full of them.
+/// The checker's wait status is kept.
+fn reaper(check: libc::pid_t) -> Arc<Mutex<Option<i32>>> {
+    let checker = Arc::new(Mutex::new(None));
+    let kept = Arc::clone(&checker);
+    std::thread::spawn(move || loop {
         let mut status = 0;
         // SAFETY: waitpid with a valid pointer; as pid 1 every orphan of
         // the namespace is our child.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid <= 0 {
-            return done;
-        }
-        if pid == check {
-            if libc::WIFEXITED(status) {
-                let code = libc::WEXITSTATUS(status);
-                stats.check_exit = Some(code);
-                done = Some(code);
-            } else if libc::WIFSIGNALED(status) {
-                let signal = libc::WTERMSIG(status);
-                stats.check_signal = Some(signal);
-                done = Some(128 + signal);
+        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if pid == check && (libc::WIFEXITED(status) || libc::WIFSIGNALED(status)) {
+            if let Ok(mut kept) = kept.lock() {
+                *kept = Some(status);
             }
+        } else if pid < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
+            std::thread::sleep(POLL);
         }
-    }
+    });
+    checker
+}
+
+/// Whether any process but pid 1 is left in the namespace.
+fn others_alive() -> bool {
+    fs::read_dir("/proc").is_ok_and(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str()?.parse::<libc::pid_t>().ok())
+            .any(|pid| pid != 1)
+    })
 }
 
 /// One look at the server: its tasks and memory (the processes of its uid
