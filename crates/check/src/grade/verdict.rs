@@ -7,6 +7,9 @@
 //! title, cases); a checker without it gets its failed cases grouped by
 //! spec section instead, so the gradebook reads the same either way.
 //!
+//! Cost: one parse of the checker's JSON per submission (its size grows
+//! with the server's output kept per crash, a few kilobytes each).
+//!
 //! Where it breaks: a limit is said "reached" from evidence, not from the
 //! kernel's own count (RLIMIT_* keep none): the peak of tasks sampled every
 //! 20 ms equal to `--procs`, the tmpfs within a little of `--disk`, or the

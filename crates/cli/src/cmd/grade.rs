@@ -1,8 +1,10 @@
 //! `hftp grade`: grades a whole class (one submission per subdirectory)
 //! with `hftp check`, each submission in a sandbox of its own, several at
 //! a time, and writes a gradebook (CSV, HTML, a report per submission).
-//! The work is in `hftp_check::grade`; this is its command line, and the
-//! hidden `--sandbox-init`, the sandbox's pid 1.
+//! The work is in `hftp_check::grade` (whose module docs say what it costs
+//! and where it breaks); this is its command line, and the hidden
+//! `--sandbox-init`, the sandbox's pid 1, which only `hftp grade` itself
+//! starts (it refuses to run unless it is pid 1 of a fresh namespace).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
