@@ -136,6 +136,9 @@ impl ServerEvent {
 pub struct CaseResult {
     pub id: &'static str,
     pub section: &'static str,
+    /// What the spec requires, in a line (`requires` in JSON: a failure's
+    /// own `expected` sits beside it).
+    #[serde(rename = "requires")]
     pub expected: String,
     #[serde(flatten)]
     pub outcome: Outcome,

@@ -209,7 +209,9 @@ fn case_entry(entries: &Ordered) -> CaseEntry {
         match key.as_str() {
             "id" => case.id = text(Some(value)),
             "section" => case.section = text(Some(value)),
-            "expected" => {
+            "requires" => case.requires = text(Some(value)),
+            // Older checkers wrote the requirement as a first `expected`.
+            "expected" if !entries.0.iter().any(|(k, _)| k == "requires") => {
                 if expected_seen == 0 {
                     case.requires = text(Some(value));
                 } else {
@@ -217,6 +219,7 @@ fn case_entry(entries: &Ordered) -> CaseEntry {
                 }
                 expected_seen += 1;
             }
+            "expected" => case.expected = text(Some(value)),
             "status" => case.status = text(Some(value)),
             "step" => case.step = text(Some(value)),
             "got" => case.got = text(Some(value)),
