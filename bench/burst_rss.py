@@ -16,7 +16,13 @@ peak and after. fork is left out by default: its connections live in
 child processes whose memory goes away with them. Loopback only; bounded
 in count and time.
 """
-import os, socket, subprocess, sys, tempfile, threading, time
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
 
 BIN = sys.argv[1] if len(sys.argv) > 1 else "target/release/hftp"
 N = int(sys.argv[2]) if len(sys.argv) > 2 else 1024

@@ -20,19 +20,20 @@ NUMBER = re.compile(r"^-?[\d,]+(?:\.\d+)?")
 def tables(path):
     """{title: (header, {row label: [cells]})} for every '### title' table."""
     out, title, header, rows = {}, None, None, None
-    for line in open(path, encoding="utf-8"):
-        line = line.rstrip("\n")
-        if line.startswith("#"):
-            title, header, rows = line.lstrip("# ").strip(), None, None
-            continue
-        if not line.startswith("|") or title is None:
-            continue
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if header is None:
-            header, rows = cells, {}
-            out[title] = (header, rows)
-        elif not set(line) <= set("|-: "):
-            rows[cells[0]] = cells[1:]
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line.startswith("#"):
+                title, header, rows = line.lstrip("# ").strip(), None, None
+                continue
+            if not line.startswith("|") or title is None:
+                continue
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if header is None:
+                header, rows = cells, {}
+                out[title] = (header, rows)
+            elif not set(line) <= set("|-: "):
+                rows[cells[0]] = cells[1:]
     return out
 
 
@@ -50,7 +51,7 @@ def main():
                 "req/s" in title or "MB/s" in title or "Per server CPU-second" in title):
             continue
         old_header, old_rows = before[title]
-        print("### %s: after (after / before)\n" % title)
+        print(f"### {title}: after (after / before)\n")
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))
         for label, cells in rows.items():
@@ -62,9 +63,9 @@ def main():
                 a = value(cell)
                 b = value(old[j]) if old and j is not None and j < len(old) else None
                 if a is not None and b:
-                    shown.append("%s (%.2f×)" % (NUMBER.match(cell).group(0), a / b))
+                    shown.append(f"{NUMBER.match(cell).group(0)} ({a / b:.2f}×)")
                 elif a is not None:
-                    shown.append("%s (new)" % NUMBER.match(cell).group(0))
+                    shown.append(f"{NUMBER.match(cell).group(0)} (new)")
                 else:
                     shown.append(cell)
             print("| " + " | ".join([label] + shown) + " |")

@@ -9,7 +9,13 @@ count, or for fork its number of children), and reports the resident set (for fo
 the proportional set size of the parent plus every child). Then checks each connection still answers
 `quit` with `0 OK`. Loopback only; bounded in count and time.
 """
-import os, resource, socket, subprocess, sys, tempfile, time
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 
 BIN = sys.argv[1] if len(sys.argv) > 1 else "target/release/hftp"
 N = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
@@ -30,7 +36,8 @@ def children(pid):
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
-                stat = open(f"/proc/{d}/stat").read()
+                with open(f"/proc/{d}/stat") as f:
+                    stat = f.read()
             except OSError:
                 continue
             if int(stat.rsplit(") ", 1)[1].split()[1]) == pid:
@@ -84,14 +91,15 @@ def measure(model, served):
 
 
 def main():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     served = tempfile.mkdtemp()
-    open(os.path.join(served, "a.txt"), "w").write("hello")
-    print(f"| model | idle connections | RSS before | RSS holding them | per connection | answered quit |")
-    print(f"|---|---|---|---|---|---|")
+    with open(os.path.join(served, "a.txt"), "w") as f:
+        f.write("hello")
+    print("| model | idle connections | RSS before | RSS holding them | per connection | answered quit |")
+    print("|---|---|---|---|---|---|")
     for model in (sys.argv[3].split(",") if len(sys.argv) > 3 else MODELS):
-        base, rss, held, ok = measure(model, served)
+        base, rss, _held, ok = measure(model, served)
         per = (rss - base) / N
         print(f"| {model} | {N} | {base/1024:.1f} MiB | {rss/1024:.1f} MiB | {per:.1f} KiB | {ok}/{N} |", flush=True)
 

@@ -22,17 +22,20 @@ def load(out):
     res = {}
     for path in glob.glob(os.path.join(out, "results", "*.json")):
         try:
-            res[os.path.basename(path)[:-5]] = json.load(open(path))
+            with open(path) as f:
+                res[os.path.basename(path)[:-5]] = json.load(f)
         except (OSError, ValueError):
             pass
     try:
         # bench/object_store.sh keeps its own directory (run.sh wipes results/).
-        res["s3"] = json.load(open(os.path.join(out, "results-s3", "s3.json")))
+        with open(os.path.join(out, "results-s3", "s3.json")) as f:
+            res["s3"] = json.load(f)
     except (OSError, ValueError):
         pass
     machine = {}
     try:
-        machine = json.load(open(os.path.join(out, "machine.json")))
+        with open(os.path.join(out, "machine.json")) as f:
+            machine = json.load(f)
     except (OSError, ValueError):
         pass
     return res, machine
@@ -40,7 +43,7 @@ def load(out):
 
 def per_request(delta_ms):
     """What hftp adds to (or saves on) each request, signed."""
-    return "%s%s per request" % ("+" if delta_ms >= 0 else "−", fmt(abs(delta_ms), "ms"))
+    return "{}{} per request".format("+" if delta_ms >= 0 else "−", fmt(abs(delta_ms), "ms"))
 
 
 def conns_of(res):
@@ -56,17 +59,17 @@ def conns_of(res):
 # --- figures from results ----------------------------------------------------
 
 def nginx_rps(res, c):
-    d = res.get("ref-nginx-k1-c%d" % c)
+    d = res.get(f"ref-nginx-k1-c{c}")
     return d["requests"] / (d["duration_us"] / 1e6) if d else None
 
 
 def nginx_mbps(res, c):
-    d = res.get("ref-nginx-range64-c%d" % c)
+    d = res.get(f"ref-nginx-range64-c{c}")
     return d["bytes"] / (d["duration_us"] / 1e6) / 1e6 if d else None
 
 
 def nginx_p99_ms(res, c):
-    d = res.get("ref-nginx-k1-c%d" % c)
+    d = res.get(f"ref-nginx-k1-c{c}")
     return d["latency_us"]["p99"] / 1000 if d else None
 
 
@@ -109,7 +112,7 @@ def fmt(v, unit="", digits=None):
 def ratio(v, ref):
     if v is None or not ref:
         return ""
-    return " (%s×)" % fmt(v / ref, digits=2 if v / ref < 10 else 1)
+    return f" ({fmt(v / ref, digits=2 if v / ref < 10 else 1)}×)"
 
 
 def verdict(ok):
@@ -148,7 +151,7 @@ def svg_chart(path, title, ylabel, series, refs=(), logy=False):
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_locator(FixedLocator(xs))
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: "%d" % v))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{int(v)}"))
     if logy:
         ax.set_yscale("log")
     else:
@@ -171,8 +174,8 @@ def svg_chart(path, title, ylabel, series, refs=(), logy=False):
 def build(res, machine, charts_dir, md_path, notes):
     C = conns_of(res)
     rel_charts = os.path.relpath(charts_dir, os.path.dirname(os.path.abspath(md_path)))
-    H = lambda m, w, c: res.get("hftp-%s-%s-c%d" % (m, w, c))  # noqa: E731
-    py = lambda k: res.get("py-" + k)  # noqa: E731
+    H = lambda m, w, c: res.get(f"hftp-{m}-{w}-c{c}")
+    py = lambda k: res.get("py-" + k)
     lines = []
     w = lines.append
 
@@ -185,12 +188,12 @@ def build(res, machine, charts_dir, md_path, notes):
     w("## Machine and run")
     w("")
     w(table(["", ""], [
-        ["CPU", "%s, %s logical cores (`nproc`)" % (machine.get("cpu", "?"), machine.get("nproc", "?"))],
+        ["CPU", "{}, {} logical cores (`nproc`)".format(machine.get("cpu", "?"), machine.get("nproc", "?"))],
         ["kernel", machine.get("kernel", "?")],
-        ["memory", "%s GiB" % machine.get("mem_gib", "?")],
-        ["load average", "%s at start, %s at end (the cores are shared with other work: see the notes)" % (
+        ["memory", "{} GiB".format(machine.get("mem_gib", "?"))],
+        ["load average", "{} at start, {} at end (the cores are shared with other work: see the notes)".format(
             " ".join(machine.get("loadavg_start", [])), " ".join(machine.get("loadavg_end", [])))],
-        ["suite time", "%s s" % machine.get("suite_seconds", "?")],
+        ["suite time", "{} s".format(machine.get("suite_seconds", "?"))],
         ["tools", "; ".join(machine.get(k, "") for k in ("rustc", "nginx", "wrk", "iperf3", "python"))],
     ]))
     w("")
@@ -212,10 +215,10 @@ def build(res, machine, charts_dir, md_path, notes):
     rows = [["iperf3, 1 TCP stream over loopback (the wire limit)", fmt(iperf_mbps(res), "MB/s")],
             ["base64 encode, base64-simd, one core (`hftp bench --base64-speed`)", fmt(b64_mbps(res), "MB/s of input")]]
     for c in C:
-        rows.append(["nginx, 1 KiB file, `wrk -c %d`" % c, "%s req/s, p99 %s" % (fmt(nginx_rps(res, c)), fmt(nginx_p99_ms(res, c), "ms"))])
+        rows.append([f"nginx, 1 KiB file, `wrk -c {c}`", "{} req/s, p99 {}".format(fmt(nginx_rps(res, c)), fmt(nginx_p99_ms(res, c), "ms"))])
     for c in C:
         if nginx_mbps(res, c) is not None:
-            rows.append(["nginx, 64 MiB `Range: bytes=0-67108863` (206, sendfile), `wrk -c %d`" % c, fmt(nginx_mbps(res, c), "MB/s")])
+            rows.append([f"nginx, 64 MiB `Range: bytes=0-67108863` (206, sendfile), `wrk -c {c}`", fmt(nginx_mbps(res, c), "MB/s")])
     w(table(["reference", "result"], rows))
     w("")
 
@@ -228,10 +231,9 @@ def build(res, machine, charts_dir, md_path, notes):
     ng1, ngr1 = nginx_rps(res, 64), nginx_mbps(res, 1)
     py64 = (py("b64m64-c1") or {}).get("payload_mbps")
     pymeta = (py("metadata-c64") or {}).get("rps")
-    trows = []
 
     def cell(v, ref, ok, unit):
-        return "%s%s %s" % (fmt(v, unit), ratio(v, ref), verdict(ok)) if v is not None else "—"
+        return f"{fmt(v, unit)}{ratio(v, ref)} {verdict(ok)}" if v is not None else "—"
 
     r1 = ["64 MiB base64 slice, 1 conn, ≥ 50% of nginx 64 MiB range"]
     r2 = ["64 MiB base64 slice, 1 conn, ≥ 10× Python"]
@@ -244,32 +246,32 @@ def build(res, machine, charts_dir, md_path, notes):
         b = (H(m, "b64m64", 1) or {}).get("payload_mbps")
         r1.append(cell(b, ngr1, b >= 0.5 * ngr1 if b is not None and ngr1 else None, "MB/s"))
         r2.append(cell(b, py64, b >= 10 * py64 if b is not None and py64 else None, "MB/s"))
-        g = res.get("hftp-%s-b64g1" % m)
+        g = res.get(f"hftp-{m}-b64g1")
         gr = growth_mib(g, pss=(m == "fork"))
-        r3.append("%s%s %s" % (fmt(gr, "MiB"), " (PSS)" if m == "fork" else "", verdict(gr <= 16 if gr is not None else None)) if gr is not None else "—")
+        r3.append("{}{} {}".format(fmt(gr, "MiB"), " (PSS)" if m == "fork" else "", verdict(gr <= 16 if gr is not None else None)) if gr is not None else "—")
         rw = (H(m, "rawm64", 1) or {}).get("payload_mbps")
         r4.append(cell(rw, ngr1, rw >= 0.9 * ngr1 if rw is not None and ngr1 else None, "MB/s"))
         md = H(m, "metadata", 64)
         mr = (md or {}).get("rps")
         p99 = (md or {}).get("latency_us", {}).get("p99")
-        r5.append("%s%s, p99 %s %s" % (fmt(mr, "req/s"), ratio(mr, ng1), fmt(p99 / 1000 if p99 else None, "ms"),
+        r5.append("{}{}, p99 {} {}".format(fmt(mr, "req/s"), ratio(mr, ng1), fmt(p99 / 1000 if p99 else None, "ms"),
                                         verdict(mr >= ng1 if mr is not None and ng1 else None)) if md else "—")
         r6.append(cell(mr, pymeta, mr >= 5 * pymeta if mr is not None and pymeta else None, "req/s"))
-        hd = res.get("hftp-%s-hold" % m)
+        hd = res.get(f"hftp-{m}-hold")
         if hd and hd.get("hold"):
             h = hd["hold"]
             held = rss_mib(hd, "end", pss=(m == "fork"))
             ok = h["answered_quit"] == h["conns"] and held is not None and held <= 64
             need = m in ("async", "poll", "uring")
-            r7.append("%s conns: %s%s, %d/%d quit %s" % (
+            r7.append("{} conns: {}{}, {}/{} quit {}".format(
                 fmt(h["conns"]), fmt(held, "MiB"), " PSS" if m == "fork" else "", h["answered_quit"], h["conns"],
                 verdict(ok) if need else ("(info)" if ok else "(info: over)")))
         else:
             r7.append("—")
     w(table(["target"] + MODELS, [r1, r2, r3, r4, r5, r6, r7]))
     w("")
-    w("References for the ratios: nginx 64 MiB range at 1 conn = %s; Python 64 MiB base64 at 1 conn = %s; "
-      "nginx 1 KiB at 64 conns = %s (p99 %s); Python get_metadata at 64 conns = %s." % (
+    w("References for the ratios: nginx 64 MiB range at 1 conn = {}; Python 64 MiB base64 at 1 conn = {}; "
+      "nginx 1 KiB at 64 conns = {} (p99 {}); Python get_metadata at 64 conns = {}.".format(
           fmt(ngr1, "MB/s"), fmt(py64, "MB/s"), fmt(ng1, "req/s"), fmt(nginx_p99_ms(res, 64), "ms"), fmt(pymeta, "req/s")))
     w("")
 
@@ -291,11 +293,11 @@ def build(res, machine, charts_dir, md_path, notes):
     for label, k, key, unit in (("64 MiB base64, 1 conn", "b64m64-c1", "payload_mbps", "MB"),
                                 ("get_metadata, 64 conns", "metadata-c64", "rps", "req")):
         pv = per_cpu(py(k), key)
-        row = [label + " (%s per CPU-s)" % unit]
+        row = [label + f" ({unit} per CPU-s)"]
         for m in MODELS:
             wl, c = k.rsplit("-c", 1)
             v = per_cpu(H(m, wl, int(c)), key)
-            row.append("%s%s" % (fmt(v), ratio(v, pv)))
+            row.append(f"{fmt(v)}{ratio(v, pv)}")
         row.append(fmt(pv))
         rows.append(row)
     w(table(["load"] + MODELS + ["Python"], rows))
@@ -311,7 +313,7 @@ def build(res, machine, charts_dir, md_path, notes):
 
     def versus(label, v_u, v_p, need, unit):
         ok = v_u >= need * v_p if v_u is not None and v_p else None
-        return [label, fmt(v_p, unit), "%s%s" % (fmt(v_u, unit), ratio(v_u, v_p)), verdict(ok)]
+        return [label, fmt(v_p, unit), f"{fmt(v_u, unit)}{ratio(v_u, v_p)}", verdict(ok)]
 
     rows = [
         versus("get_metadata, 64 conns, req per server CPU-s ≥ 1.2× poll",
@@ -326,7 +328,7 @@ def build(res, machine, charts_dir, md_path, notes):
     held_u = rss_mib(hu, "end") if hu and hu.get("hold") else None
     held_p = rss_mib(hp, "end") if hp and hp.get("hold") else None
     conns_u = hu["hold"]["conns"] if hu and hu.get("hold") else None
-    rows.append(["idle connections (%s) held in ≤ 64 MiB" % fmt(conns_u), fmt(held_p, "MiB"), fmt(held_u, "MiB"),
+    rows.append([f"idle connections ({fmt(conns_u)}) held in ≤ 64 MiB", fmt(held_p, "MiB"), fmt(held_u, "MiB"),
                  verdict(held_u <= 64 if held_u is not None else None)])
     w(table(["target", "poll", "uring", ""], rows))
     w("")
@@ -345,12 +347,12 @@ def build(res, machine, charts_dir, md_path, notes):
                 d = H(m, wl, c)
                 v = d.get(key) if d else None
                 if v is not None and key == "rps" and d.get("conns_served", c) < c:
-                    row.append("%s%s, %d/%d served" % (fmt(v), ratio(v, ref_fn(c)), d["conns_served"], c))
+                    row.append("{}{}, {}/{} served".format(fmt(v), ratio(v, ref_fn(c)), d["conns_served"], c))
                 else:
-                    row.append("%s%s" % (fmt(v), ratio(v, ref_fn(c))))
+                    row.append(f"{fmt(v)}{ratio(v, ref_fn(c))}")
             rows.append(row)
-        rows.append(["*%s*" % ref_name] + [fmt(ref_fn(c)) for c in C])
-        w(table(["model \\ conns (%s)" % unit] + [str(c) for c in C], rows))
+        rows.append([f"*{ref_name}*"] + [fmt(ref_fn(c)) for c in C])
+        w(table([f"model \\ conns ({unit})"] + [str(c) for c in C], rows))
         w("")
 
     w("## Throughput by model and connections")
@@ -373,9 +375,9 @@ def build(res, machine, charts_dir, md_path, notes):
         for c in C:
             d = H(m, "metadata", c)
             lat = (d or {}).get("latency_us") or {}
-            row.append("%s / %s" % (fmt(lat.get("p50", 0) / 1000), fmt(lat.get("p99", 0) / 1000)) if d else "—")
+            row.append("{} / {}".format(fmt(lat.get("p50", 0) / 1000), fmt(lat.get("p99", 0) / 1000)) if d else "—")
         rows.append(row)
-    rows.append(["*nginx 1 KiB*"] + ["%s / %s" % (fmt(((res.get("ref-nginx-k1-c%d" % c) or {}).get("latency_us") or {}).get("p50", 0) / 1000),
+    rows.append(["*nginx 1 KiB*"] + ["{} / {}".format(fmt(((res.get(f"ref-nginx-k1-c{c}") or {}).get("latency_us") or {}).get("p50", 0) / 1000),
                                                    fmt(nginx_p99_ms(res, c))) for c in C])
     w(table(["model \\ conns"] + [str(c) for c in C], rows))
     w("")
@@ -390,7 +392,7 @@ def build(res, machine, charts_dir, md_path, notes):
         rows = []
         for m in MODELS:
             rows.append([m] + [fmt(rss_mib(H(m, wl, c))) for c in C])
-        w("**%s**" % title)
+        w(f"**{title}**")
         w("")
         w(table(["model \\ conns"] + [str(c) for c in C], rows))
         w("")
@@ -398,7 +400,7 @@ def build(res, machine, charts_dir, md_path, notes):
     w("")
     rows = []
     for m in MODELS + ["python"]:
-        d = res.get("hftp-%s-b64g1" % m) if m != "python" else py("b64g1")
+        d = res.get(f"hftp-{m}-b64g1") if m != "python" else py("b64g1")
         if not d:
             continue
         rows.append([m, fmt(rss_mib(d, "start")), fmt(rss_mib(d, "peak")), fmt(growth_mib(d)),
@@ -410,16 +412,16 @@ def build(res, machine, charts_dir, md_path, notes):
     w("")
     rows = []
     for m in MODELS + ["python"]:
-        d = res.get("hftp-%s-hold" % m) if m != "python" else py("hold")
+        d = res.get(f"hftp-{m}-hold") if m != "python" else py("hold")
         if not d or not d.get("hold"):
             continue
         h = d["hold"]
         held, start = rss_mib(d, "end"), rss_mib(d, "start")
         pss_held = rss_mib(d, "end", True)
         per = (held - start) * 1024 / max(h["connected"], 1) if held is not None and start is not None else None
-        rows.append([m, fmt(h["conns"]), "%.3f s" % h["connect_s"], fmt(start), fmt(held),
+        rows.append([m, fmt(h["conns"]), "{:.3f} s".format(h["connect_s"]), fmt(start), fmt(held),
                      fmt(pss_held) if pss_held is not None else "—", fmt(per, "KiB"),
-                     fmt(rss_mib(d, "peak")), "%d/%d" % (h["answered_quit"], h["conns"]), "%.3f s" % h["quit_s"]])
+                     fmt(rss_mib(d, "peak")), "{}/{}".format(h["answered_quit"], h["conns"]), "{:.3f} s".format(h["quit_s"])])
     w(table(["server", "conns", "time to connect all", "RSS before", "RSS held", "PSS held", "per conn",
              "RSS peak (incl. quit)", "answered quit", "quit time"], rows))
     w("")
@@ -470,14 +472,14 @@ def build(res, machine, charts_dir, md_path, notes):
         scpu = (d.get("server") or {}).get("cpu_s")
         rows.append([label, fmt(d["payload_mbps"] if big else d["rps"], "MB/s" if big else "req/s"),
                      fmt(d["latency_us"]["p99"] / 1000, "ms"),
-                     "%.0f%%" % (100 * d["generator_cpu_s"] / el), "%.0f%%" % (100 * scpu / el) if scpu is not None else "—"])
+                     "{:.0f}%".format(100 * d["generator_cpu_s"] / el), f"{100 * scpu / el:.0f}%" if scpu is not None else "—"])
     w(table(["generator", "result", "p99", "generator CPU (of one core)", "server CPU"], rows))
     w("")
     extra = [(k, d) for k, d in sorted(res.items()) if k.startswith("extra-")]
     if extra:
         w("Other workloads (async server): " + "; ".join(
-            "`%s` %d conns: %s req/s, p99 %s, %d errors" % (d["workload"], d["conns"], fmt(d["rps"]),
-                                                          fmt(d["latency_us"]["p99"] / 1000, "ms"), d["errors"])
+            "`{}` {} conns: {} req/s, p99 {}, {} errors".format(d["workload"], d["conns"], fmt(d["rps"]),
+                                                              fmt(d["latency_us"]["p99"] / 1000, "ms"), d["errors"])
             for _, d in extra) + ".")
         w("")
 
@@ -490,13 +492,13 @@ def build(res, machine, charts_dir, md_path, notes):
           "as the direct requests (curl with `--aws-sigv4`): one as deployed (raw slices spliced from the "
           "store's socket), one with `--s3-splice false` (raw slices streamed through `object_store`). "
           "The GET, the same GET through HAProxy, both raw slices and the base64 slice run one of each per "
-          "round, in an order that rotates round by round, %d rounds (a change in the machine's load hits "
-          "them all alike); medians; one connection unless stated." % s3.get("rounds", 3))
+          "round, in an order that rotates round by round, {} rounds (a change in the machine's load hits "
+          "them all alike); medians; one connection unless stated.".format(s3.get("rounds", 3)))
         w("")
         d, r = s3["direct_get_mbps"], s3["hftp_raw_mbps"]
         w(table(["load", "direct to Garage", "through hftp", "hftp / direct", "target"], [
             ["256 MiB, one ranged GET vs a raw slice", fmt(d, "MB/s"), fmt(r, "MB/s"), ratio(r, d).strip(" ()"),
-             "≥ 0.8× %s" % verdict(r >= 0.8 * d if r and d else None)],
+             f"≥ 0.8× {verdict(r >= 0.8 * d if r and d else None)}"],
         ] + ([
             ["the same raw slice streamed through object_store (`--s3-splice false`)", fmt(d, "MB/s"),
              fmt(s3["hftp_streamed_raw_mbps"], "MB/s"), ratio(s3["hftp_streamed_raw_mbps"], d).strip(" ()"),
@@ -517,16 +519,16 @@ def build(res, machine, charts_dir, md_path, notes):
              per_request(s3["hftp_small_slice_latency_ms"] - s3["direct_small_get_latency_ms"]), ""],
         ] if "direct_small_get_latency_ms" in s3 else [])))
         w("")
-        w("Direct GET runs: %s MB/s (first byte after %s: the store's own latency, paid by every "
-          "path). Through HAProxy / direct, round by round: %s. hftp raw runs: %s MB/s. Raw / direct, round by round: %s. "
-          "Streamed raw / direct, round by round: %s. "
-          "hftp server peak RSS during the slices: %s. Failed hftp requests: %d." % (
+        w("Direct GET runs: {} MB/s (first byte after {}: the store's own latency, paid by every "
+          "path). Through HAProxy / direct, round by round: {}. hftp raw runs: {} MB/s. Raw / direct, round by round: {}. "
+          "Streamed raw / direct, round by round: {}. "
+          "hftp server peak RSS during the slices: {}. Failed hftp requests: {}.".format(
             ", ".join(fmt(v) for v in s3["direct_get_runs_mbps"]),
             fmt(s3["direct_get_ttfb_ms"], "ms") if s3.get("direct_get_ttfb_ms") else "—",
-            ", ".join("%.2f×" % v for v in s3.get("relay_ratio_runs", [])) or "—",
+            ", ".join(f"{v:.2f}×" for v in s3.get("relay_ratio_runs", [])) or "—",
             ", ".join(fmt(v) for v in s3.get("hftp_raw_runs_mbps", [])) or "—",
-            ", ".join("%.2f×" % v for v in s3.get("raw_ratio_runs", [])) or "—",
-            ", ".join("%.2f×" % v for v in s3.get("streamed_ratio_runs", [])) or "—",
+            ", ".join(f"{v:.2f}×" for v in s3.get("raw_ratio_runs", [])) or "—",
+            ", ".join(f"{v:.2f}×" for v in s3.get("streamed_ratio_runs", [])) or "—",
             fmt(s3["hftp_server_rss_peak_mib"], "MiB"), s3["hftp_errors"]))
         w("")
         cpu = s3.get("cpu_s")
@@ -539,7 +541,7 @@ def build(res, machine, charts_dir, md_path, notes):
               "uses too).")
             w("")
             w(table(["transfer", "Garage (3 nodes)", "relay", "client", "total"], [
-                [names[k]] + ["%.2f" % cpu[k][part] for part in ("garage", "relay", "client", "total")]
+                [names[k]] + [f"{cpu[k][part]:.2f}" for part in ("garage", "relay", "client", "total")]
                 for k in names if k in cpu]))
             w("")
 
@@ -548,7 +550,7 @@ def build(res, machine, charts_dir, md_path, notes):
     w("")
     if errs:
         for k, d in errs:
-            w("- `%s`: %s" % (k, ", ".join("%s × %d (%s)" % (kind, e["count"], e["example"]) for kind, e in d["error_kinds"].items())))
+            w("- `{}`: {}".format(k, ", ".join("{} × {} ({})".format(kind, e["count"], e["example"]) for kind, e in d["error_kinds"].items())))
     else:
         w("No request failed in any run (every reply was decoded and validated in full).")
     w("")
@@ -564,16 +566,16 @@ def build(res, machine, charts_dir, md_path, notes):
             ("rawm64", "payload_mbps", "64 MiB raw slice throughput", "payload MB/s", lambda c: nginx_mbps(res, c))):
         series = {m: [(c, (H(m, wl, c) or {}).get(key)) for c in C] for m in MODELS}
         refs = [("nginx", [(c, reff(c)) for c in C])]
-        name = "throughput-%s.svg" % wl
+        name = f"throughput-{wl}.svg"
         if svg_chart(os.path.join(charts_dir, name), title + " vs connections", unit, series, refs):
             made.append((title, name))
     for wl, title in (("metadata", "server RSS during get_metadata"), ("b64m64", "server RSS during 64 MiB base64 slices")):
         series = {m: [(c, rss_mib(H(m, wl, c))) for c in C] for m in MODELS}
-        name = "rss-%s.svg" % wl
+        name = f"rss-{wl}.svg"
         if svg_chart(os.path.join(charts_dir, name), title + " (MiB, log scale)", "peak RSS MiB", series, logy=True):
             made.append((title, name))
     for title, name in made:
-        w("![%s](%s/%s)" % (title, rel_charts, name))
+        w(f"![{title}]({rel_charts}/{name})")
         w("")
 
     if notes:
@@ -590,10 +592,14 @@ def main():
     ap.add_argument("--notes", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes.md"))
     a = ap.parse_args()
     res, machine = load(a.out)
-    notes = open(a.notes).read() if os.path.exists(a.notes) else ""
+    notes = ""
+    if os.path.exists(a.notes):
+        with open(a.notes) as f:
+            notes = f.read()
     doc = build(res, machine, a.charts, a.md, notes)
-    open(a.md, "w").write(doc)
-    print("wrote %s (%d results)" % (a.md, len(res)))
+    with open(a.md, "w") as f:
+        f.write(doc)
+    print(f"wrote {a.md} ({len(res)} results)")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,13 @@ Usage: bench/slice_memory.py [HFTP_BINARY] [MODEL]   (default target/release/hft
 
 The served file is sparse (no disk space needed). Loopback only; bounded.
 """
-import os, socket, subprocess, sys, tempfile, threading, time
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
 
 BIN = sys.argv[1] if len(sys.argv) > 1 else "target/release/hftp"
 MODEL = sys.argv[2] if len(sys.argv) > 2 else "async"

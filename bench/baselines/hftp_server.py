@@ -66,7 +66,7 @@ class Connection:
         self.socket.sendall(message)
 
     def status(self, code):
-        self.send("%d %s%s" % (code, MESSAGES[code], EOL))
+        self.send(f"{code} {MESSAGES[code]}{EOL}")
         if fatal_status(code):
             self.connected = False
 
@@ -206,12 +206,13 @@ def main():
     parser.add_argument("-a", "--address", default="0.0.0.0")
     options = parser.parse_args()
     if not os.path.isdir(options.directory):
-        sys.exit("no such directory: %s" % options.directory)
+        sys.exit(f"no such directory: {options.directory}")
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind((options.address, options.port))
     server.listen(1024)
-    print("listening on %s:%d (python baseline)" % server.getsockname(), flush=True)
+    host, port = server.getsockname()
+    print(f"listening on {host}:{port} (python baseline)", flush=True)
     while True:
         sock, _ = server.accept()
         conn = Connection(sock, options.directory)

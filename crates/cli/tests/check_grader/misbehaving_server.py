@@ -5,7 +5,12 @@ MODE: silent | pool-wedge | wedge | crash-long | quit-prefix
 Prints `listening on 127.0.0.1:PORT` once it listens; appends its pid, its
 process group and the pid of a helper child (`sleep`) to PIDFILE.
 """
-import os, signal, socket, subprocess, sys, threading
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 mode, port, directory, pidfile = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -25,7 +30,7 @@ def lines(conn):
     buf = b""
     while True:
         if mode == "crash-long" and len(buf) > 4096:
-            sys.stderr.write("server.py: line of %d bytes \x00\x1b[31m<&>]]> overflows my buffer\n" % len(buf))
+            sys.stderr.write(f"server.py: line of {len(buf)} bytes \x00\x1b[31m<&>]]> overflows my buffer\n")
             sys.stderr.flush()
             os.kill(os.getpid(), signal.SIGSEGV)
         i = buf.find(b"\n")
@@ -65,7 +70,7 @@ listener = socket.socket()
 listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 listener.bind(("127.0.0.1", port))
 listener.listen(64)
-print("listening on 127.0.0.1:%d" % listener.getsockname()[1], flush=True)
+print(f"listening on 127.0.0.1:{listener.getsockname()[1]}", flush=True)
 pool = ThreadPoolExecutor(max_workers=2) if mode == "pool-wedge" else None
 while True:
     conn, _ = listener.accept()
