@@ -27,11 +27,14 @@ fn main() {
         None => "the tests".to_string(),
     };
     if full_ran {
-        println!("tiers: both ran: {tests} of the full tier (root, Garage, HAProxy, tshark, packages) were included.");
+        println!(
+            "tiers: both ran: {tests} of the full tier (root, Garage, HAProxy, tshark, SOCKS \
+             proxies, Tor, packages) were included."
+        );
     } else {
         println!(
             "tiers: quick tier done; {tests} of the full tier (need root, Garage, HAProxy, tshark, \
-             cargo-deb, maturin) were not run: `{FULL_TIER}` installs what is missing and runs both \
+             microsocks, danted, tor, cargo-deb, maturin) were not run: `{FULL_TIER}` installs what is missing and runs both \
              tiers (or `{BOTH_TIERS}` once the tools are installed)."
         );
     }
