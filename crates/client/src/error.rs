@@ -399,7 +399,7 @@ impl std::error::Error for Error {
 }
 
 /// `bytes` in binary units, one decimal: `4.0 EiB`, `512 B`.
-pub(crate) fn iec(bytes: u64) -> String {
+pub fn iec(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     if bytes < 1024 {
         return format!("{bytes} B");

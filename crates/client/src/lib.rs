@@ -38,7 +38,7 @@ pub use download::{
     NoProgress, Progress, PART_SUFFIX, STATE_SUFFIX,
 };
 pub use endpoint::{Deadline, Endpoint, Interrupt, Proxy, DEFAULT_PORT, DEFAULT_TIMEOUT};
-pub use error::{exit, Error, Result};
+pub use error::{exit, iec, Error, Result};
 
 /// Requests of `ls -l`-style batches sent before their replies are read.
 const PIPELINE: usize = 32;

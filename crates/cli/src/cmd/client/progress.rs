@@ -12,17 +12,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// `bytes` in binary units with one decimal (`512.0 MiB`), or exact bytes
 /// with `exact` (`--bytes`).
 pub fn size(bytes: u64, exact: bool) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if exact || bytes < 1024 {
-        return format!("{bytes} B");
+    if exact {
+        format!("{bytes} B")
+    } else {
+        hftp_client::iec(bytes)
     }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// Parses a rate as curl does: bytes per second, with an optional suffix
