@@ -88,7 +88,7 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-fn count_field(row: &Row, pick: fn(&super::verdict::Counts) -> u64) -> String {
+fn count_field(row: &Row, pick: fn(&super::verdict::Counts) -> usize) -> String {
     row.counts
         .as_ref()
         .map_or(String::new(), |c| pick(c).to_string())
@@ -211,7 +211,7 @@ fn index(class: &Class, rows: &[&Row]) -> String {
             }
             bugs.push_str("</ul>");
         }
-        let count = |pick: fn(&super::verdict::Counts) -> u64| count_field(row, pick);
+        let count = |pick: fn(&super::verdict::Counts) -> usize| count_field(row, pick);
         let _ = writeln!(
             out,
             "<tr class=\"{}\"><td><a href=\"{link}/report.html\">{}</a></td><td class=\"s\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{bugs}</td><td>{}</td><td><a href=\"{link}/report.html\">html</a> <a href=\"{link}/report.txt\">txt</a> <a href=\"{link}/report.json\">json</a></td></tr>",

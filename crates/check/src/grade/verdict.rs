@@ -37,29 +37,9 @@ pub struct Report {
     pub stopped: Option<String>,
 }
 
-/// The four counts of a run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub passed: u64,
-    pub failed: u64,
-    pub skipped: u64,
-    pub not_run: u64,
-}
-
-impl fmt::Display for Counts {
-    /// The checker's own last line: the same words in every language.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} passed, {} failed, {} skipped",
-            self.passed, self.failed, self.skipped
-        )?;
-        if self.not_run > 0 {
-            write!(f, ", {} not run", self.not_run)?;
-        }
-        Ok(())
-    }
-}
+/// The four counts of a run, as the checker keeps them (its `Display` is
+/// the checker's own last line).
+pub type Counts = crate::outcome::Summary;
 
 /// One case of the report.
 #[derive(Clone, Debug, Default)]
@@ -169,7 +149,10 @@ fn text(value: Option<&Value>) -> String {
 /// Reads the checker's JSON document; `None` if it is not one.
 pub fn parse_report(json: &[u8]) -> Option<Report> {
     let doc: Document = serde_json::from_slice(json).ok()?;
-    let count = |name: &str| doc.summary.get(name).and_then(Value::as_u64).unwrap_or(0);
+    let count = |name: &str| {
+        let n = doc.summary.get(name).and_then(Value::as_u64).unwrap_or(0);
+        usize::try_from(n).unwrap_or(usize::MAX)
+    };
     let counts = Counts {
         passed: count("passed"),
         failed: count("failed"),

@@ -117,11 +117,7 @@ fn resolve(server: &str) -> anyhow::Result<SocketAddr> {
 /// Connections to `server` through the SOCKS5 proxy `url`, made by the
 /// client library (the same handshake `hftp ls --proxy` makes).
 fn dialer(server: &str, url: &str, timeout: Duration) -> anyhow::Result<Dialer> {
-    let proxy = hftp_client::Proxy::parse(url).map_err(|e| anyhow::anyhow!("--proxy: {e}"))?;
-    let endpoint = hftp_client::Endpoint::parse(server)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .with_proxy(Some(proxy))
-        .with_timeout(timeout);
+    let endpoint = super::proxied(server, url)?.with_timeout(timeout);
     Ok(Dialer::new(move || {
         endpoint
             .open_stream()

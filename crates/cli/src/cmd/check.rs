@@ -332,11 +332,13 @@ fn check(args: Args) -> anyhow::Result<ExitCode> {
 /// Connections to `server` through the SOCKS5 proxy `url`, made by the
 /// client library (the same handshake `hftp ls --proxy` makes).
 fn dialer(server: &str, url: &str) -> anyhow::Result<Dialer> {
-    let proxy = hftp_client::Proxy::parse(url).map_err(|e| anyhow::anyhow!("--proxy: {e}"))?;
-    let endpoint = hftp_client::Endpoint::parse(server)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .with_proxy(Some(proxy.clone()));
-    let label = format!("{endpoint} through {proxy}");
+    let endpoint = super::proxied(server, url)?;
+    let via = endpoint
+        .proxy
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let label = format!("{endpoint} through {via}");
     Ok(Dialer::new(label, move |timeout| {
         endpoint
             .clone()
