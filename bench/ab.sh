@@ -39,32 +39,22 @@ rm -rf "$OUT"; mkdir -p "$OUT" "$DATA"
 cat "$DATA/m64" > /dev/null
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-SPID=""
-stop() { [ -n "$SPID" ] && { kill -TERM "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null || true; SPID=""; }; true; }
-trap stop EXIT
-start() { # binary model log
-  "$1" serve -d "$DATA" -p 0 -a 127.0.0.1 --model "$2" -q > "$3" 2>&1 &
-  SPID=$!
-  for _ in $(seq 200); do
-    ADDR=$(grep -o 'listening on [0-9.]*:[0-9]*' "$3" | head -1 | awk '{print $3}') || true
-    [ -n "$ADDR" ] && return 0
-    sleep 0.05
-  done
-  echo "server did not start:" >&2; cat "$3" >&2; exit 1
-}
+# start_server, stop_server, SPID, ADDR, and the trap that stops the server.
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$ROOT/bench/lib.sh"
 
 for round in $(seq "$ROUNDS"); do
   for model in $MODELS; do
     for side in old new; do
       bin=$OLD; [ $side = new ] && bin=$NEW
-      start "$bin" "$model" "$OUT/serve-$side-$model.log"
+      start_server "$OUT/serve-$side-$model.log" "$bin" serve -d "$DATA" -p 0 -a 127.0.0.1 --model "$model" -q
       for entry in "${LOADS[@]}"; do
         id=${entry%%|*}; args=${entry#*|}
         # shellcheck disable=SC2086
         "$NEW" bench "$ADDR" $args -d "$DUR" --server-pid "$SPID" --json -q \
           > "$OUT/$side-$model-$id-r$round.json" 2>/dev/null || true
       done
-      stop
+      stop_server
     done
     printf 'round %s/%s: %s\n' "$round" "$ROUNDS" "$model" >&2
   done

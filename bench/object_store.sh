@@ -39,6 +39,9 @@ SIZE=$((256 * 1024 * 1024))
 GARAGE_VERSION=2.5.0
 T0=$(date +%s)
 log() { printf '\033[1m== %s\033[0m (%ss)\n' "$*" "$(( $(date +%s) - T0 ))" >&2; }
+# start_server (the hftp nodes), SPID, ADDR; its trap is replaced by cleanup below.
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$ROOT/bench/lib.sh"
 
 # --- tools -----------------------------------------------------------------
 export PATH=$HOME/.cargo/bin:$PATH
@@ -62,7 +65,7 @@ SECRET=5ee0f9c1d2b3a4958677a8b9cadbecfd0e1f2a3b4c5d6e7f8091a2b3c4d5e6f7
 RPC_SECRET=6d0c3f3a2b1e4f5a8b7c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c
 BUCKET=hftp
 PIDS=()
-cleanup() {
+cleanup() { # the hftp nodes are in PIDS too
   for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
@@ -149,24 +152,17 @@ eventually s3curl -I "$RELAY_URL"
 # One as deployed (raw slices spliced from Garage's socket), one with
 # --s3-splice false (raw slices streamed through object_store): the two ways
 # of the same bytes, measured in the same rounds.
-start_node() { # log splice: starts a node; sets NODE_PID and NODE_ADDR
-  AWS_ENDPOINT_URL=$EP AWS_ALLOW_HTTP=true AWS_REGION=garage HFTP_S3_SPLICE=$2 \
-  AWS_ACCESS_KEY_ID=$KEY_ID AWS_SECRET_ACCESS_KEY=$SECRET \
-    "$HFTP" serve --storage "s3://$BUCKET/bench" --model "$MODEL" -a 127.0.0.1 -p 0 -q > "$1" 2>&1 &
-  NODE_PID=$!
-  PIDS+=("$NODE_PID")
-  NODE_ADDR=""
-  for _ in $(seq 200); do
-    NODE_ADDR=$(grep -o 'listening on [0-9.]*:[0-9]*' "$1" | head -1 | awk '{print $3}') || true
-    [ -n "$NODE_ADDR" ] && break
-    sleep 0.05
-  done
-  [ -n "$NODE_ADDR" ] || { echo "hftp serve did not start:" >&2; cat "$1" >&2; exit 1; }
+start_node() { # log splice: starts a node; sets SPID and ADDR
+  start_server "$1" env AWS_ENDPOINT_URL="$EP" AWS_ALLOW_HTTP=true AWS_REGION=garage HFTP_S3_SPLICE="$2" \
+    AWS_ACCESS_KEY_ID="$KEY_ID" AWS_SECRET_ACCESS_KEY="$SECRET" \
+    "$HFTP" serve --storage "s3://$BUCKET/bench" --model "$MODEL" -a 127.0.0.1 -p 0 -q
+  PIDS+=("$SPID")
 }
 start_node "$WORK/serve.log" true
-SPID=$NODE_PID ADDR=$NODE_ADDR
+NODE_PID=$SPID NODE_ADDR=$ADDR
 start_node "$WORK/serve-streamed.log" false
-STREAMED_PID=$NODE_PID STREAMED_ADDR=$NODE_ADDR
+STREAMED_PID=$SPID STREAMED_ADDR=$ADDR
+SPID=$NODE_PID ADDR=$NODE_ADDR
 
 # --- measurements ----------------------------------------------------------
 # Interleaved, one of each per round, in a rotating order: a change in

@@ -99,34 +99,14 @@ json.dump({
 EOF
 
 # --- helpers ---------------------------------------------------------------
-SPID=""; ADDR=""
-wait_listening() { # logfile -> sets ADDR
-  ADDR=""
-  for _ in $(seq 200); do
-    ADDR=$(grep -o 'listening on [0-9.]*:[0-9]*' "$1" 2>/dev/null | head -1 | awk '{print $3}') || true
-    [ -n "$ADDR" ] && return 0
-    kill -0 "$SPID" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "server did not start; log:" >&2; cat "$1" >&2; return 1
-}
+# start_server, stop_server, SPID, ADDR (and a trap, replaced by cleanup below).
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$ROOT/bench/lib.sh"
 start_hftp() { # model
-  "$HFTP" serve -d "$DATA" -p 0 -a 127.0.0.1 --model "$1" -q > "$OUT/logs/serve-$1.log" 2>&1 &
-  SPID=$!
-  wait_listening "$OUT/logs/serve-$1.log"
+  start_server "$OUT/logs/serve-$1.log" "$HFTP" serve -d "$DATA" -p 0 -a 127.0.0.1 --model "$1" -q
 }
 start_python() {
-  python3 "$ROOT/bench/baselines/hftp_server.py" -d "$DATA" -p 0 -a 127.0.0.1 > "$OUT/logs/python.log" 2>&1 &
-  SPID=$!
-  wait_listening "$OUT/logs/python.log"
-}
-stop_server() {
-  [ -n "$SPID" ] || return 0
-  kill -TERM "$SPID" 2>/dev/null || true
-  for _ in $(seq 300); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.05; done
-  kill -KILL "$SPID" 2>/dev/null || true
-  wait "$SPID" 2>/dev/null || true
-  SPID=""
+  start_server "$OUT/logs/python.log" python3 "$ROOT/bench/baselines/hftp_server.py" -d "$DATA" -p 0 -a 127.0.0.1
 }
 cleanup() { stop_server; [ -n "${NGINX_PID:-}" ] && kill "$NGINX_PID" 2>/dev/null; true; }
 trap cleanup EXIT
