@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::conn::Conn;
 use crate::escape::show;
 use crate::fixtures::{Fixture, FixtureDir};
-use crate::i18n::{tr, Catalogue, English};
+use crate::i18n::{tr, Catalogue, Lang};
 use crate::outcome::Failure;
 
 /// The protocol revision a case belongs to.
@@ -66,7 +66,11 @@ impl Case {
         then: Then,
     ) -> Case {
         let (send, answer) = (send.into(), answer.into());
-        let expected = English.exchange_title(&show(&send), &show(&answer), then == Then::Closed);
+        let expected = Catalogue::of(Lang::En).exchange_title(
+            &show(&send),
+            &show(&answer),
+            then == Then::Closed,
+        );
         Case::new(id, section, expected, Body::Exchange { send, answer, then })
     }
 

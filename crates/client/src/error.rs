@@ -1,4 +1,6 @@
 //! The client's one error type, and the exit code each error maps to.
+//! Its messages, English (the `Display`) and Spanish, are rows of one
+//! table in `error/messages.rs`, both languages side by side.
 
 use std::fmt;
 use std::io;
@@ -6,8 +8,9 @@ use std::path::PathBuf;
 
 use hftp_proto::reply::ReplyError;
 
-mod es;
+mod messages;
 use hftp_proto::Status;
+use messages::{message, Lang};
 
 /// Exit codes of the `hftp` client subcommands: the one place they are
 /// defined. [`exit::TABLE`] describes them for `--help` (and
@@ -206,7 +209,7 @@ impl Error {
     /// The message in Spanish (the `Display` is English), for users who
     /// ask for it (`LANG=es...`, `--lang es`).
     pub fn in_spanish(&self) -> String {
-        es::message(self)
+        message(self, Lang::Es)
     }
 
     /// The error under the wrappers that only add what was done about it
@@ -247,140 +250,7 @@ pub(crate) fn is_timeout(e: &io::Error) -> bool {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Usage(msg) => f.write_str(msg),
-            Error::Internal(msg) => write!(f, "internal error (a bug, please report it): {msg}"),
-            Error::Status { request, status } => {
-                let what = match status {
-                    Status::FileNotFound => " (no such file)",
-                    Status::OffsetExceedsFileSize => " (range outside the file)",
-                    _ => "",
-                };
-                write!(f, "{request}: server answered {status}{what}")
-            }
-            Error::Protocol { request, error } => {
-                write!(f, "{request}: protocol error in the reply: {error}")
-            }
-            Error::Closed { request, error } => write!(f, "{request}: {error}"),
-            Error::NotHftp {
-                peer,
-                request,
-                sent,
-            } => write!(
-                f,
-                "{peer} does not speak HFTP: it answered {request} with \"{sent}\""
-            ),
-            Error::Connect { target, source } => write!(f, "cannot connect to {target}: {source}"),
-            Error::Proxy(msg) => write!(f, "proxy: {msg}"),
-            Error::Timeout { what } => write!(f, "{what}: timed out"),
-            Error::Interrupted { what } => write!(f, "{what}: interrupted"),
-            Error::MaxTime { what, limit } => write!(
-                f,
-                "{what}: gave up: the total time limit of {} s passed (--max-time)",
-                limit.as_secs_f64()
-            ),
-            Error::ListingTooLong {
-                request,
-                names,
-                bytes,
-            } => write!(
-                f,
-                "{request}: the listing is longer than this client holds \
-                 (more than {names} names or {bytes} bytes); `hftp ls -U` prints any number"
-            ),
-            Error::Network { what, source } if is_timeout(source) => write!(f, "{what}: timed out"),
-            Error::Network { what, source } => write!(f, "{what}: {source}"),
-            Error::Output(source) => write!(f, "writing the output: {source}"),
-            Error::Exists(path) => {
-                write!(f, "{} already exists (use -f/--force to overwrite)", path.display())
-            }
-            Error::PartMismatch { part, held, wanted } => write!(
-                f,
-                "{} holds {held}, not {wanted}; kept: use --continue to resume it from \
-                 this server anyway (same name and size), or --force to start over",
-                part.display()
-            ),
-            Error::Local { path, what, source } => {
-                write!(f, "cannot {what} {}: {source}", path.display())
-            }
-            Error::TooLarge {
-                name,
-                size,
-                dir,
-                room,
-            } => {
-                write!(f, "{name} is {size} bytes ({}): ", iec(*size))?;
-                match room {
-                    Some(room) => write!(
-                        f,
-                        "more than the {} free in {}",
-                        iec(*room),
-                        dir.display()
-                    )?,
-                    None => write!(
-                        f,
-                        "larger than the file system of {} can hold in one file",
-                        dir.display()
-                    )?,
-                }
-                f.write_str("; nothing was written")
-            }
-            Error::Changed { name, before, after } => write!(
-                f,
-                "{name}: the remote file changed size during the download ({before} -> {after} bytes)"
-            ),
-            Error::Superseded {
-                source,
-                part,
-                removed,
-            } => {
-                write!(f, "{source}")?;
-                if *removed {
-                    write!(
-                        f,
-                        "; removed {}: its bytes are of a version the server no longer has",
-                        part.display()
-                    )?;
-                }
-                Ok(())
-            }
-            Error::Kept { source, part } => match source.as_ref() {
-                Error::Interrupted { .. } => write!(
-                    f,
-                    "interrupted: the finished segments are kept in {}; \
-                     run the same command again to resume",
-                    part.display()
-                ),
-                other => write!(
-                    f,
-                    "{other}; partial download kept in {}: run the same command again to resume",
-                    part.display()
-                ),
-            },
-            Error::NoMatch { pattern, listed } => write!(
-                f,
-                "get {pattern}: no file on the server matches {pattern} \
-                 (its listing has {listed} name{})",
-                if *listed == 1 { "" } else { "s" }
-            ),
-            Error::MirrorsDiffer {
-                name,
-                mirror,
-                size,
-                reference,
-                expected,
-            } => {
-                let has = match size {
-                    Some(size) => format!("has {size} bytes of {name}"),
-                    None => format!("has no file {name}"),
-                };
-                write!(
-                    f,
-                    "mirrors disagree: {mirror} {has}, {reference} has {expected} bytes; \
-                     leave out the mirror that differs"
-                )
-            }
-        }
+        f.write_str(&message(self, Lang::En))
     }
 }
 
