@@ -316,3 +316,67 @@ fn second_signal_forces_an_immediate_exit() {
         read_until_closed(&mut client, "client of a stopped server", model);
     }
 }
+
+/// The same event ends a connection with the same words in every model:
+/// the front end and the stop are the connection's, not the driver's. A
+/// client quiet past `--idle-timeout` is `idle timeout`; at SIGTERM a
+/// client waiting for its next request, and one in the middle of a request
+/// line, are both `server shutdown` (never `client closed`: the server, not
+/// the client, ended them).
+#[test]
+fn every_model_names_the_same_end_for_the_same_event() {
+    let runs: Vec<_> = support::MODELS
+        .into_iter()
+        .map(|model| thread::spawn(move || same_ends(model)))
+        .collect();
+    for (model, run) in support::MODELS.iter().zip(runs) {
+        if let Err(panic) = run.join() {
+            eprintln!("--model {model} failed");
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+fn same_ends(model: &str) {
+    let dir = served_dir();
+    // An idle timeout.
+    let quiet = Server::builder(dir.path())
+        .model(model)
+        .arg("--idle-timeout")
+        .arg("1")
+        .start();
+    let mut idle = connect(quiet.addr()).expect("connect");
+    assert!(support::ask(&mut idle, b"help\r\n").starts_with("0 OK"));
+    read_until_closed(&mut idle, "an idle client", model);
+    quiet.wait_stderr("end=idle timeout", PATIENCE);
+
+    // A shutdown, with one client between requests and one mid-request.
+    let mut server = Server::builder(dir.path())
+        .model(model)
+        .arg("--shutdown-grace")
+        .arg(GRACE)
+        .start();
+    let mut between = connect(server.addr()).expect("connect");
+    assert!(support::ask(&mut between, b"help\r\n").starts_with("0 OK"));
+    let mut midway = connect(server.addr()).expect("connect");
+    assert!(support::ask(&mut midway, b"help\r\n").starts_with("0 OK"));
+    // Whether or not these bytes reach the server before the signal, the
+    // connection is not answering anything: it ends at once either way.
+    midway.write_all(b"get_metad").unwrap();
+    server.signal(libc::SIGTERM);
+    read_until_closed(&mut between, "a client between requests", model);
+    read_until_closed(&mut midway, "a client mid-request", model);
+    let status = server.wait_exit(PATIENCE);
+    assert!(status.success(), "--model {model}: {status:?}");
+    let log = server.stderr();
+    let ends: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("connection closed"))
+        .filter_map(|l| l.split("end=").nth(1))
+        .collect();
+    assert_eq!(
+        ends,
+        ["server shutdown", "server shutdown"],
+        "--model {model}: how the two connections ended; stderr:\n{log}"
+    );
+}

@@ -22,13 +22,16 @@ use std::os::fd::BorrowedFd;
 use hftp_proto::response::{encode_base64, slice_tail, BASE64_CHUNK};
 use hftp_proto::{Range, SliceMode};
 
-use crate::config::WRITE_BATCH;
 use crate::storage::next_block;
 use crate::storage::{
     shrank, ListPage, RangeReader, StorageError, StorageReply, StorageStep, Unlisted,
 };
 
 /// Bytes handed to one `sendfile` call.
+/// Answers are batched up to this size before being written (a listing
+/// page too); see [`crate::connection::ConnectionConfig::write_batch`].
+pub const WRITE_BATCH: usize = 64 * 1024;
+
 const SENDFILE_CHUNK: usize = 1 << 20;
 
 /// What a body needs next.

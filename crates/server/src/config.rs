@@ -4,6 +4,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::connection::ConnectionConfig;
 use crate::session::SessionConfig;
 
 /// The concurrency strategy.
@@ -32,6 +33,27 @@ impl Model {
         Model::Poll,
         Model::Uring,
     ];
+
+    /// One line for `--help`: what the model is, and its catch.
+    pub fn summary(self) -> &'static str {
+        match self {
+            Model::Async => {
+                "Tokio tasks on one thread per core (default; scales to many idle clients)."
+            }
+            Model::Threads => "One OS thread per connection.",
+            Model::Pool => {
+                "A fixed pool of --workers threads behind an epoll loop; workers never wait for \
+                 a client, so idle or slow clients hold no worker. --workers bounds requests \
+                 worked on at once."
+            }
+            Model::Fork => "One process per connection (fork after accept).",
+            Model::Poll => "One thread, an epoll readiness loop over non-blocking sockets.",
+            Model::Uring => {
+                "Completion-based I/O: one io_uring per --workers thread (Linux 5.19+); fails at \
+                 start, never falls back, where io_uring is unavailable."
+            }
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -78,18 +100,23 @@ pub struct Config {
     pub proxy_protocol: Option<Duration>,
 }
 
-/// How long a closing connection's unread input is drained so that the
-/// final answer is not destroyed by a reset.
-pub const DRAIN_TIME: Duration = Duration::from_millis(500);
-
-/// The most input drained on close.
-pub const DRAIN_BYTES: usize = 64 << 20;
+impl Config {
+    /// What each connection needs of these settings; counting goes where
+    /// [`crate::metrics::install`] set it up, if it was called.
+    pub fn connection(&self) -> ConnectionConfig {
+        ConnectionConfig {
+            max_line: self.session.max_line,
+            idle_timeout: self.idle_timeout,
+            write_timeout: self.write_timeout,
+            write_batch: crate::body::WRITE_BATCH,
+            flush_before_storage: self.session.storage.may_block(),
+            metrics: crate::metrics::get(),
+        }
+    }
+}
 
 /// Read buffer per connection.
 pub const READ_BUF: usize = 16 * 1024;
-
-/// Answers are batched up to this size before being written.
-pub const WRITE_BATCH: usize = 64 * 1024;
 
 /// Connections accepted in one go before the loop looks at anything else
 /// (signals, ready clients): a connect flood must not starve them.

@@ -11,10 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hftp_proto::{FileName, Range};
-use hftp_server::connection::{Action, Connection, End};
-use hftp_server::session::{CloseReason, SessionConfig};
+use hftp_server::connection::{Action, Connection, ConnectionConfig, End};
+use hftp_server::session::CloseReason;
 use hftp_server::storage::{ListPage, RangeReader, Storage, StorageError, StorageStep};
-use hftp_server::{Config, Model};
 
 const IDLE: Duration = Duration::from_secs(30);
 const WRITE: Duration = Duration::from_secs(10);
@@ -196,20 +195,10 @@ struct Harness {
 impl Harness {
     fn new(store: Arc<FakeStore>) -> Harness {
         let storage = Arc::new(Shared(Arc::clone(&store)));
-        let config = Config {
-            session: SessionConfig {
-                storage,
-                max_line: hftp_proto::DEFAULT_MAX_LINE,
-            },
-            model: Model::Poll,
-            workers: 1,
-            max_connections: 10,
-            max_per_ip: 0,
-            idle_timeout: IDLE,
-            write_timeout: WRITE,
-            shutdown_grace: Duration::from_secs(1),
-            metrics: None,
-            proxy_protocol: None,
+        let config = ConnectionConfig {
+            // The store's calls may block: answers go out before each step.
+            flush_before_storage: storage.may_block(),
+            ..ConnectionConfig::new(IDLE, WRITE)
         };
         let start = Instant::now();
         Harness {

@@ -14,34 +14,35 @@ use hftp_server::{listen, Config, Model};
 
 use crate::logging::{self, LogFormat};
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ModelArg {
-    /// Tokio tasks on one thread per core (default; scales to many idle clients).
-    Async,
-    /// One OS thread per connection.
-    Threads,
-    /// A fixed pool of --workers threads behind an epoll loop; workers never wait for a client,
-    /// so idle or slow clients hold no worker. --workers bounds requests worked on at once.
-    Pool,
-    /// One process per connection (fork after accept).
-    Fork,
-    /// One thread, an epoll readiness loop over non-blocking sockets.
-    Poll,
-    /// Completion-based I/O: one io_uring per --workers thread (Linux 5.19+); fails at start,
-    /// never falls back, where io_uring is unavailable.
-    Uring,
+/// `--model`: the server's own [`Model`], its names and help included, so
+/// that a new model needs no change here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelArg(pub Model);
+
+/// Every model, in the order `--help` lists them.
+const MODELS: [ModelArg; Model::ALL.len()] = {
+    let mut all = [ModelArg(Model::Async); Model::ALL.len()];
+    let mut i = 0;
+    while i < all.len() {
+        all[i] = ModelArg(Model::ALL[i]);
+        i += 1;
+    }
+    all
+};
+
+impl clap::ValueEnum for ModelArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &MODELS
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.0.name()).help(self.0.summary()))
+    }
 }
 
 impl From<ModelArg> for Model {
     fn from(m: ModelArg) -> Model {
-        match m {
-            ModelArg::Async => Model::Async,
-            ModelArg::Threads => Model::Threads,
-            ModelArg::Pool => Model::Pool,
-            ModelArg::Fork => Model::Fork,
-            ModelArg::Poll => Model::Poll,
-            ModelArg::Uring => Model::Uring,
-        }
+        m.0
     }
 }
 
@@ -152,7 +153,7 @@ pub struct Args {
     )]
     addresses: Vec<String>,
     /// Concurrency strategy.
-    #[arg(short = 'm', long, value_enum, default_value_t = ModelArg::Async, env = "HFTP_MODEL")]
+    #[arg(short = 'm', long, value_enum, default_value_t = ModelArg(Model::Async), env = "HFTP_MODEL")]
     model: ModelArg,
     /// Worker threads: the pool size (pool), runtime threads (async) or rings (uring). Default: 2 x cores for pool, cores for async and uring.
     #[arg(short = 'w', long, env = "HFTP_WORKERS")]

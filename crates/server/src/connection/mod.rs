@@ -44,6 +44,7 @@
 //! this: it hands the kernel a pointer to the bytes and learns only later
 //! how many went out.
 
+mod config;
 mod end;
 
 use std::io;
@@ -51,23 +52,34 @@ use std::net::SocketAddr;
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
+pub use config::ConnectionConfig;
 pub use end::{ConnStats, End};
 
 use hftp_proto::response::base64_len;
 use hftp_proto::SliceMode;
 
 use crate::body::{Body, BodyNext};
-use crate::config::{Config, DRAIN_BYTES, DRAIN_TIME, WRITE_BATCH};
-use crate::metrics;
+use crate::metrics::Metrics;
 use crate::session::{CloseReason, Outcome, Session};
 use crate::storage::{StorageReply, StorageStep};
 
 /// Buffers above this size are released when a connection goes idle.
 const KEEP_CAPACITY: usize = 4096;
 
+/// How long a closing connection's unread input is drained so that the
+/// final answer is not destroyed by a reset.
+pub const DRAIN_TIME: Duration = Duration::from_millis(500);
+
+/// The most input drained on close.
+pub const DRAIN_BYTES: usize = 64 << 20;
+
 /// Actions one connection may take per turn (a chunk written, a
-/// `sendfile`, a read, a storage step), about 2 MiB: a fast client must not
-/// starve the others, hence [`Action::Yield`]. A turn ends when the driver
+/// `sendfile` or `splice`, a read, a storage step): a fast client must not
+/// starve the others, hence [`Action::Yield`]. In bytes that is about
+/// 2 MiB of base64 (written in chunks of [`crate::body::WRITE_BATCH`]) and
+/// up to 32 MiB of a raw slice (a `sendfile` or `splice` moves up to 1 MiB,
+/// and the kernel copies nothing through user space): a few milliseconds
+/// either way. A turn ends when the driver
 /// waits for the socket, and the next begins with [`Connection::new_turn`]:
 /// a client that waits for each answer never yields, only one whose work
 /// is ready without waiting does.
@@ -127,6 +139,8 @@ pub struct Connection {
     session: Session,
     idle_timeout: Duration,
     write_timeout: Duration,
+    write_batch: usize,
+    metrics: Option<&'static Metrics>,
     /// Input read but not yet answered (while output or storage is pending).
     input: Vec<u8>,
     out: Vec<u8>,
@@ -154,18 +168,20 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(config: &Config, peer: Option<SocketAddr>, now: Instant) -> Connection {
+    pub fn new(config: &ConnectionConfig, peer: Option<SocketAddr>, now: Instant) -> Connection {
         Connection {
-            session: Session::new(config.session.max_line),
+            session: Session::new(config.max_line),
             idle_timeout: config.idle_timeout,
             write_timeout: config.write_timeout,
+            write_batch: config.write_batch,
+            metrics: config.metrics,
             input: Vec::new(),
             out: Vec::new(),
             written: 0,
             body: None,
             step: None,
             waiter: None,
-            flush_before_storage: config.session.storage.may_block(),
+            flush_before_storage: config.flush_before_storage,
             closing: None,
             drain: None,
             done: None,
@@ -261,10 +277,7 @@ impl Connection {
                     BodyNext::Waiting => return Next::Park,
                     BodyNext::Done => {
                         self.body = None;
-                        if let Some((mode, bytes, started)) = self.slice.take() {
-                            let took = self.last_progress.saturating_duration_since(started);
-                            metrics::slice_sent(mode, bytes, took);
-                        }
+                        self.count_slice();
                     }
                 }
                 continue;
@@ -307,7 +320,7 @@ impl Connection {
     /// storage consulted first; returns the bytes consumed.
     fn answer(&mut self, input: &[u8]) -> usize {
         let mut used = 0;
-        while used < input.len() && self.out.len() < WRITE_BATCH {
+        while used < input.len() && self.out.len() < self.write_batch {
             let (n, outcome) = self.session.on_input(&input[used..], &mut self.out);
             used += n;
             let now = self.last_progress;
@@ -330,10 +343,7 @@ impl Connection {
             Outcome::NeedInput => true,
             Outcome::Replied => {
                 // A small slice is answered whole, its body with its head.
-                if let Some((mode, bytes, started)) = self.slice.take() {
-                    let took = self.last_progress.saturating_duration_since(started);
-                    metrics::slice_sent(mode, bytes, took);
-                }
+                self.count_slice();
                 true
             }
             Outcome::Storage(step) => {
@@ -426,14 +436,14 @@ impl Connection {
 
     /// Counts the answer the session just made (`now`: when it was made).
     fn record(&mut self, now: Instant) {
-        if metrics::get().is_none() {
+        let Some(metrics) = self.metrics else {
             return;
-        }
+        };
         let Some(answered) = self.session.take_answered() else {
             return;
         };
         let took = now.saturating_duration_since(self.request_at);
-        metrics::request(answered.command, answered.status, took);
+        metrics.request(answered.command, answered.status, took);
         if let Some((mode, size)) = answered.slice {
             let bytes = match mode {
                 SliceMode::Base64 => base64_len(size) + 2,
@@ -441,6 +451,14 @@ impl Connection {
             };
             // Counted when its body is sent (see `settle` and `next`).
             self.slice = Some((mode, bytes, self.request_at));
+        }
+    }
+
+    /// The slice being streamed was sent whole: count it.
+    fn count_slice(&mut self) {
+        if let (Some(metrics), Some((mode, bytes, started))) = (self.metrics, self.slice.take()) {
+            let took = self.last_progress.saturating_duration_since(started);
+            metrics.slice_sent(mode, bytes, took);
         }
     }
 

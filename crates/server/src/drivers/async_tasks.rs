@@ -27,7 +27,7 @@
 //! 48 KiB chunk. Code is harder to read than the blocking drivers'.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -35,12 +35,12 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::admission::{Admission, Ticket};
+use crate::admission::Ticket;
 use crate::config::{Config, READ_BUF};
 use crate::connection::{Action, Connection, End};
+use crate::drivers::OnReady;
+use crate::endpoint::{Accept, Endpoint, Opened, Opening};
 use crate::listen::AcceptFailures;
-use crate::transport::proxy_header::{self, Header, HeaderWaiters, Progress, ProxyHeaderReader};
-use crate::OnReady;
 
 /// Size of a connection's first read buffer; see [`drive`].
 const FIRST_READ: usize = 1024;
@@ -66,23 +66,19 @@ async fn run(
         tokio::spawn(serve_metrics(tokio::net::TcpListener::from_std(l)?));
     }
     on_ready();
-    let admission = Admission::new(config.max_connections, config.max_per_ip);
+    let endpoint = Endpoint::new(&config);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let header_waiters = HeaderWaiters::new(config.max_connections);
     let mut acceptors = Vec::new();
     for listener in listeners {
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let (config, admission, stop) =
-            (Arc::clone(&config), Arc::clone(&admission), stop_rx.clone());
-        let waiters = Arc::clone(&header_waiters);
-        acceptors.push(tokio::spawn(accept(
-            listener, config, admission, waiters, stop,
-        )));
+        let (config, endpoint, stop) =
+            (Arc::clone(&config), Arc::clone(&endpoint), stop_rx.clone());
+        acceptors.push(tokio::spawn(accept(listener, config, endpoint, stop)));
     }
     stop_signal.await;
     tracing::info!(
-        open = admission.active(),
+        open = endpoint.active(),
         "stopping: no new connections; answers in flight finish"
     );
     let _ = stop_tx.send(true);
@@ -90,7 +86,7 @@ async fn run(
         let _ = a.await;
     }
     let grace = config.shutdown_grace;
-    let unfinished = tokio::task::spawn_blocking(move || admission.wait_idle(grace))
+    let unfinished = tokio::task::spawn_blocking(move || endpoint.wait_idle(grace))
         .await
         .unwrap_or(0);
     tracing::info!(unfinished, "shut down");
@@ -119,8 +115,7 @@ fn shutdown_signal() -> io::Result<impl std::future::Future<Output = ()>> {
 async fn accept(
     listener: tokio::net::TcpListener,
     config: Arc<Config>,
-    admission: Arc<Admission>,
-    header_waiters: Arc<HeaderWaiters>,
+    endpoint: Arc<Endpoint>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut accept_failures = AcceptFailures::default();
@@ -138,85 +133,73 @@ async fn accept(
                 continue;
             }
         };
-        let Some(header_timeout) = config.proxy_protocol else {
-            let Some(ticket) = admission.admit(peer) else {
-                continue;
-            };
-            let (config, stop) = (Arc::clone(&config), stop.clone());
-            tokio::spawn(async move {
-                serve_admitted(stream, peer, None, Vec::new(), ticket, &config, stop).await;
-            });
-            continue;
-        };
-        // The PROXY header names the client to admit: read it in the task,
-        // so that a slow proxy never delays the accept loop.
-        let Some(waiting) = header_waiters.enter(peer) else {
-            continue;
-        };
-        let (config, admission, stop) = (Arc::clone(&config), Arc::clone(&admission), stop.clone());
-        tokio::spawn(async move {
-            let read = tokio::time::timeout(header_timeout, read_proxy_header(&stream)).await;
-            drop(waiting);
-            let header = match read {
-                Ok(Ok(header)) => header,
-                Ok(Err(reason)) => return proxy_header::refuse(peer, &reason),
-                Err(_) => return proxy_header::refuse(peer, "no complete PROXY header in time"),
-            };
-            let client = header.origin.client(peer);
-            let Some(ticket) = admission.admit(client) else {
-                return;
-            };
-            serve_admitted(
-                stream,
-                client,
-                Some(peer),
-                header.leftover,
-                ticket,
-                &config,
-                stop,
-            )
-            .await;
-        });
-    }
-}
-
-/// Reads the PROXY header that begins the connection (no timeout: the
-/// caller bounds it), or says why there is none.
-async fn read_proxy_header(stream: &TcpStream) -> Result<Header, String> {
-    let mut reader = ProxyHeaderReader::new();
-    let mut buf = [0u8; FIRST_READ];
-    loop {
-        stream.readable().await.map_err(|e| e.to_string())?;
-        let n = match stream.try_read(&mut buf) {
-            Ok(0) => return Err("connection closed before its PROXY header ended".into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e.to_string()),
-        };
-        match reader.feed(&buf[..n]) {
-            Progress::Incomplete => {}
-            Progress::Done(header) => return Ok(header),
-            Progress::Invalid(reason) => return Err(reason),
+        let (config, endpoint, stop) = (Arc::clone(&config), Arc::clone(&endpoint), stop.clone());
+        match endpoint.accept(peer, Instant::now()) {
+            Accept::Refused => {}
+            Accept::Admitted(admitted) => {
+                let (conn, ticket) = endpoint.start(admitted, Instant::now());
+                tokio::spawn(serve_connection(stream, conn, ticket, config, stop));
+            }
+            // The PROXY header names the client to admit: read it in the
+            // task, so that a slow proxy never delays the accept loop.
+            Accept::Opening(opening) => {
+                tokio::spawn(async move {
+                    let opened = read_proxy_header(&stream, opening, stop.clone()).await;
+                    if let Opened::Admitted(admitted) = opened {
+                        let (conn, ticket) = endpoint.start(admitted, Instant::now());
+                        serve_connection(stream, conn, ticket, config, stop).await;
+                    }
+                });
+            }
         }
     }
 }
 
-/// Serves an admitted connection from `peer` (through the proxy `via`),
-/// whose first input `first` was already read, then frees its place.
-async fn serve_admitted(
+/// Reads the PROXY header that begins the connection, until the opening
+/// admits or refuses it (its deadline or a shutdown included).
+async fn read_proxy_header(
+    stream: &TcpStream,
+    mut opening: Opening,
+    mut stop: watch::Receiver<bool>,
+) -> Opened {
+    let mut buf = [0u8; FIRST_READ];
+    let deadline = tokio::time::Instant::from_std(opening.deadline());
+    loop {
+        let ready = tokio::select! {
+            r = stream.readable() => r,
+            _ = tokio::time::sleep_until(deadline) => {
+                return opening.handle_timeout(Instant::now());
+            }
+            _ = stop.wait_for(|&stop| stop) => return opening.stop(Instant::now()),
+        };
+        let now = Instant::now();
+        if let Err(e) = ready {
+            return opening.io_failed(e, now);
+        }
+        let opened = match stream.try_read(&mut buf) {
+            Ok(0) => opening.handle_eof(now),
+            Ok(n) => opening.handle_input(&buf[..n], now),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => opening.io_failed(e, now),
+        };
+        if !matches!(opened, Opened::Incomplete) {
+            return opened;
+        }
+    }
+}
+
+/// Serves an admitted connection, then frees its place.
+async fn serve_connection(
     stream: TcpStream,
-    peer: SocketAddr,
-    via: Option<SocketAddr>,
-    first: Vec<u8>,
+    mut conn: Connection,
     ticket: Ticket,
-    config: &Config,
+    config: Arc<Config>,
     stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let mut conn = Connection::new(config, Some(peer), Instant::now()).via(via);
-    conn.handle_input(&first, Instant::now());
-    let end = drive(&stream, &mut conn, config, stop).await;
+    let end = drive(&stream, &mut conn, &config, stop).await;
     conn.finish(&end, Instant::now());
+    drop(stream);
     drop(ticket);
 }
 

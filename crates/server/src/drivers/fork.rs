@@ -44,7 +44,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{
@@ -54,18 +54,26 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use rustix::event::{poll, PollFd, PollFlags};
 
-use crate::admission::{Admission, Ticket};
-use crate::blocking::{accept_loop, serve_connection, Accepted};
+use crate::admission::Ticket;
 use crate::config::Config;
+use crate::connection::Connection;
+use crate::drivers::blocking::{accept_loop, serve_connection};
+use crate::drivers::OnReady;
+use crate::endpoint::Endpoint;
 use crate::signals::Signals;
-use crate::OnReady;
 
 /// The child's client socket, for its SIGTERM handler.
 static CHILD_SOCKET: AtomicI32 = AtomicI32::new(-1);
 
-/// In a child, SIGTERM/SIGINT stop reading: the answer in flight finishes,
-/// then the child sees end of input and exits.
+/// Raised in a child by its SIGTERM/SIGINT handler.
+static CHILD_STOP: AtomicBool = AtomicBool::new(false);
+
+/// In a child, SIGTERM/SIGINT raise the stop flag, then shut the reading
+/// side so that a blocked read returns: the connection is told to stop
+/// (see `blocking`), finishes the answer in flight if any, and the child
+/// exits.
 extern "C" fn child_stop(_: libc::c_int) {
+    CHILD_STOP.store(true, Ordering::SeqCst);
     let fd = CHILD_SOCKET.load(Ordering::SeqCst);
     if fd >= 0 {
         // SAFETY: shutdown(2) is async-signal-safe.
@@ -77,7 +85,7 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> 
     let signals = Signals::install()?;
     on_ready();
     let mut inherited: Vec<RawFd> = listeners.iter().map(AsRawFd::as_raw_fd).collect();
-    let admission = Admission::new(config.max_connections, config.max_per_ip);
+    let endpoint = Endpoint::new(&config);
     // The parent's only per-client state: which child holds which place.
     let children = std::cell::RefCell::new(HashMap::<Pid, Ticket>::new());
     let metrics = match &config.metrics {
@@ -95,16 +103,15 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> 
     accept_loop(
         &listeners,
         &signals,
-        &admission,
-        &config,
+        &endpoint,
         side,
-        |stream, accepted, ticket| {
+        |stream, conn, ticket| {
             let parent = nix::unistd::getpid();
             let unblock = block_stop_signals();
             // SAFETY: this process has a single thread (see the module docs).
             match unsafe { fork() } {
                 Ok(ForkResult::Child) => {
-                    run_child(stream, accepted, &config, &inherited, parent, &unblock)
+                    run_child(stream, conn, &config, &inherited, parent, &unblock)
                 }
                 Ok(ForkResult::Parent { child }) => {
                     restore_mask(&unblock);
@@ -165,7 +172,7 @@ fn restore_mask(previous: &SigSet) {
 
 fn run_child(
     stream: TcpStream,
-    accepted: Accepted,
+    conn: Connection,
     config: &Config,
     inherited: &[RawFd],
     parent: Pid,
@@ -199,7 +206,7 @@ fn run_child(
     // handler above.
     restore_mask(mask);
     let mut stream = stream;
-    serve_connection(&mut stream, accepted, config);
+    serve_connection(&mut stream, conn, config, &CHILD_STOP);
     drop(stream);
     // SAFETY: leave without running the parent's exit handlers.
     unsafe { libc::_exit(0) }

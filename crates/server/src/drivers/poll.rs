@@ -29,7 +29,7 @@ use std::net::TcpListener;
 
 use crate::config::Config;
 use crate::drivers::reactor::{self, Inline};
-use crate::OnReady;
+use crate::drivers::OnReady;
 
 pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> io::Result<()> {
     reactor::run(&config, listeners, on_ready, |_, mode| {

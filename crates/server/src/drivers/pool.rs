@@ -26,7 +26,7 @@ use std::net::TcpListener;
 
 use crate::config::Config;
 use crate::drivers::reactor::{self, Workers};
-use crate::OnReady;
+use crate::drivers::OnReady;
 
 pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> io::Result<()> {
     let workers = config.workers;

@@ -15,14 +15,18 @@
 //! [`TICK`].
 //!
 //! Under `--proxy-protocol` a new connection first occupies a slot that
-//! only reads its PROXY header ([`PendingHeader`]); when the header is
-//! complete, admission is asked for the client it names, and the slot gets
-//! its [`Conn`], fed the bytes that came after the header. The sweep closes
-//! slots whose header is late (so the header timeout is enforced to within
-//! a [`TICK`]).
+//! only reads its PROXY header (an [`Opening`] of the endpoint); once it
+//! admits the client, the slot gets its [`Conn`]. The sweep hands late
+//! openings their deadline (so the header timeout is enforced to within a
+//! [`TICK`]).
+//!
+//! **Time is passed in.** [`Reactor::handle`] takes `now`; the loop reads no
+//! clock of its own, so a test drives many connections through one loop
+//! in virtual time (sweeps, grace periods) over real sockets (the tests
+//! below).
 
 use std::io::{self, Read};
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -32,16 +36,15 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::admission::Admission;
 use crate::config::{Config, ACCEPT_BURST, READ_BUF};
 use crate::connection::End;
+use crate::drivers::readiness::{Conn, Step, StorageMode};
+use crate::drivers::OnReady;
+use crate::endpoint::{Accept, Endpoint, Opened, Opening};
 use crate::listen::AcceptFailures;
-use crate::readiness::{Conn, Step, StorageMode};
 use crate::signals::Signals;
 use crate::storage::offload::{self, Offload};
 use crate::storage::StorageReply;
-use crate::transport::proxy_header::{self, Progress, ProxyHeaderReader};
-use crate::OnReady;
 
 const SIGNALS: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
@@ -53,10 +56,10 @@ const TICK: Duration = Duration::from_millis(500);
 
 /// Where connections are advanced.
 pub trait Executor {
-    /// Advances `conn`. An inline executor returns the result at once; a
-    /// threaded one returns `None` and delivers it later through
+    /// Advances `conn` at `now`. An inline executor returns the result at
+    /// once; a threaded one returns `None` and delivers it later through
     /// [`Executor::finished`] after waking the loop.
-    fn dispatch(&mut self, key: usize, conn: Box<Conn>) -> Option<(Box<Conn>, Step)>;
+    fn dispatch(&mut self, key: usize, conn: Box<Conn>, now: Instant) -> Option<(Box<Conn>, Step)>;
     /// Results delivered since the last call.
     fn finished(&mut self) -> Vec<(usize, Box<Conn>, Step)>;
 }
@@ -76,10 +79,7 @@ struct Slot {
 /// A connection whose PROXY header is not complete yet; not admitted yet.
 struct PendingHeader {
     stream: mio::net::TcpStream,
-    /// The proxy's address (the socket's peer).
-    proxy: SocketAddr,
-    reader: ProxyHeaderReader,
-    deadline: Instant,
+    opening: Opening,
 }
 
 pub fn run<E: Executor>(
@@ -93,146 +93,43 @@ pub fn run<E: Executor>(
         // Scrapes are rare and short: a thread of their own, not the loop.
         crate::metrics::endpoint::spawn_thread(l.try_clone()?)?;
     }
-    let poll = Poll::new()?;
-    // One waker per epoll instance: workers and the offload pool share it.
-    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    let mode = StorageMode::new(config);
-    let mut executor = make_executor(Arc::clone(&waker), mode.clone())?;
-    let (replies_tx, replies) = mpsc::channel::<(usize, StorageReply)>();
-    let offload = if mode.offload {
-        let waker = Arc::clone(&waker);
-        Some(Offload::start(
-            offload::THREADS,
-            Arc::clone(&mode.storage),
-            move |key, reply| {
-                if replies_tx.send((key, reply)).is_ok() {
-                    let _ = waker.wake();
-                }
-            },
-        )?)
-    } else {
-        None
-    };
-    let mut listeners: Vec<mio::net::TcpListener> = listeners
-        .into_iter()
-        .map(|l| {
-            l.set_nonblocking(true)?;
-            Ok(mio::net::TcpListener::from_std(l))
-        })
-        .collect::<io::Result<_>>()?;
-    for (i, l) in listeners.iter_mut().enumerate() {
-        poll.registry()
-            .register(l, Token(LISTENER_BASE - i), Interest::READABLE)?;
-    }
+    let mut reactor = Reactor::new(config, listeners, make_executor)?;
     let signal_fd = signals.fd().as_raw_fd();
-    poll.registry()
+    reactor
+        .poll
+        .registry()
         .register(&mut SourceFd(&signal_fd), SIGNALS, Interest::READABLE)?;
-
-    let admission = Admission::new(config.max_connections, config.max_per_ip);
-    let mut loop_ = Loop {
-        poll,
-        admission: Arc::clone(&admission),
-        config: config.clone(),
-        waiting_headers: 0,
-        slots: Slab::new(),
-        stopping: false,
-        again: Vec::new(),
-        retry_accept: false,
-        accept_again: false,
-        accept_failures: AcceptFailures::default(),
-        offload,
-    };
-    let mut events = Events::with_capacity(1024);
     // Everything is set up (signals, epoll, listeners, workers).
     on_ready();
-    let mut stop_deadline: Option<Instant> = None;
-    let mut last_sweep = Instant::now();
-
-    loop {
-        if let Some(deadline) = stop_deadline {
-            if loop_.slots.is_empty() || Instant::now() >= deadline {
-                break;
-            }
-        }
-        let timeout = if !loop_.again.is_empty() || loop_.accept_again {
-            Some(Duration::ZERO)
-        } else if loop_.slots.is_empty() && stop_deadline.is_none() && !loop_.retry_accept {
-            None
-        } else {
-            Some(TICK)
-        };
-        match loop_.poll.poll(&mut events, timeout) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-        for event in events.iter() {
-            match event.token() {
-                SIGNALS => {
-                    signals.drain();
-                    if signals.stop_requested() && stop_deadline.is_none() {
-                        stop_deadline = Some(Instant::now() + config.shutdown_grace);
-                        for l in &mut listeners {
-                            let _ = loop_.poll.registry().deregister(l);
-                        }
-                        // Closed, so that new clients are refused at once.
-                        listeners.clear();
-                        loop_.stop();
-                    }
-                }
-                WAKER => {}
-                Token(t) if t > LISTENER_BASE - listeners.len() => {
-                    loop_.accept_all(&listeners[LISTENER_BASE - t], config, &admission);
-                }
-                Token(key) => loop_.ready(key, &mut executor),
-            }
-        }
-        for (key, conn, step) in executor.finished() {
-            loop_.settle(key, conn, step, &mut executor);
-        }
-        for (key, reply) in replies.try_iter() {
-            loop_.resume(key, reply, &mut executor);
-        }
-        // Their turn came after everyone who was ready meanwhile.
-        for key in std::mem::take(&mut loop_.again) {
-            loop_.ready(key, &mut executor);
-        }
-        if std::mem::take(&mut loop_.accept_again) {
-            for l in &listeners {
-                loop_.accept_all(l, config, &admission);
-            }
-        }
-        if last_sweep.elapsed() >= TICK {
-            last_sweep = Instant::now();
-            loop_.sweep();
-            // Accepting failed (out of descriptors): the listeners are
-            // edge-triggered, so nothing would wake us for the clients still
-            // queued. Try again now that descriptors may have been freed.
-            if std::mem::take(&mut loop_.retry_accept) {
-                for l in &listeners {
-                    loop_.accept_all(l, config, &admission);
-                }
+    while !reactor.finished(Instant::now()) {
+        reactor.wait(None)?;
+        reactor.handle(Instant::now());
+        if std::mem::take(&mut reactor.signalled) {
+            signals.drain();
+            if signals.stop_requested() {
+                reactor.stop(Instant::now());
             }
         }
     }
-    for (_, slot) in &loop_.slots {
-        match &slot.conn {
-            Some(conn) => tracing::info!(conn = %conn.describe(), "unfinished at shutdown"),
-            None => tracing::info!("unfinished at shutdown: a connection held by a worker"),
-        }
-    }
-    tracing::info!(unfinished = loop_.slots.len(), "shut down");
+    reactor.report_unfinished();
     Ok(())
 }
 
-struct Loop {
+/// The loop's state: what one turn reads and changes.
+pub struct Reactor<E: Executor> {
     poll: Poll,
-    admission: Arc<Admission>,
-    config: Config,
-    /// Slots still reading their PROXY header.
-    waiting_headers: usize,
+    events: Events,
+    listeners: Vec<mio::net::TcpListener>,
+    endpoint: Arc<Endpoint>,
+    executor: E,
+    replies: Receiver<(usize, StorageReply)>,
     slots: Slab<Slot>,
-    stopping: bool,
+    /// Set at shutdown: when the answers in flight must be done.
+    stop_deadline: Option<Instant>,
+    shutdown_grace: Duration,
+    last_sweep: Instant,
+    /// The signal descriptor was readable in the last turn.
+    signalled: bool,
     /// Connections that used up their turn and have more to do now.
     again: Vec<usize>,
     /// An accept failed (EMFILE...): retry at the next tick.
@@ -245,18 +142,145 @@ struct Loop {
     offload: Option<Offload>,
 }
 
-impl Loop {
-    fn accept_all(
-        &mut self,
-        listener: &mio::net::TcpListener,
+impl<E: Executor> Reactor<E> {
+    /// The loop over `listeners`, not yet turning.
+    pub fn new(
         config: &Config,
-        admission: &Arc<Admission>,
-    ) {
+        listeners: Vec<TcpListener>,
+        make_executor: impl FnOnce(Arc<Waker>, StorageMode) -> io::Result<E>,
+    ) -> io::Result<Reactor<E>> {
+        let poll = Poll::new()?;
+        // One waker per epoll instance: workers and the offload pool share it.
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let mode = StorageMode::new(config);
+        let executor = make_executor(Arc::clone(&waker), mode.clone())?;
+        let (replies_tx, replies) = mpsc::channel::<(usize, StorageReply)>();
+        let offload = if mode.offload {
+            let waker = Arc::clone(&waker);
+            Some(Offload::start(
+                offload::THREADS,
+                Arc::clone(&mode.storage),
+                move |key, reply| {
+                    if replies_tx.send((key, reply)).is_ok() {
+                        let _ = waker.wake();
+                    }
+                },
+            )?)
+        } else {
+            None
+        };
+        let mut listeners: Vec<mio::net::TcpListener> = listeners
+            .into_iter()
+            .map(|l| {
+                l.set_nonblocking(true)?;
+                Ok(mio::net::TcpListener::from_std(l))
+            })
+            .collect::<io::Result<_>>()?;
+        for (i, l) in listeners.iter_mut().enumerate() {
+            poll.registry()
+                .register(l, Token(LISTENER_BASE - i), Interest::READABLE)?;
+        }
+        Ok(Reactor {
+            poll,
+            events: Events::with_capacity(1024),
+            listeners,
+            endpoint: Endpoint::new(config),
+            executor,
+            replies,
+            slots: Slab::new(),
+            stop_deadline: None,
+            shutdown_grace: config.shutdown_grace,
+            last_sweep: Instant::now(),
+            signalled: false,
+            again: Vec::new(),
+            retry_accept: false,
+            accept_again: false,
+            accept_failures: AcceptFailures::default(),
+            offload,
+        })
+    }
+
+    /// Stopped, and every connection done or the grace period over.
+    pub fn finished(&self, now: Instant) -> bool {
+        self.stop_deadline
+            .is_some_and(|deadline| self.slots.is_empty() || now >= deadline)
+    }
+
+    /// Waits for events: at most `max_wait`, or a [`TICK`] when something
+    /// has a deadline. Then read the clock and [`Reactor::handle`] them.
+    pub fn wait(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
+        let own = if !self.again.is_empty() || self.accept_again {
+            Some(Duration::ZERO)
+        } else if self.slots.is_empty() && self.stop_deadline.is_none() && !self.retry_accept {
+            None
+        } else {
+            Some(TICK)
+        };
+        let timeout = match (own, max_wait) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Handles at `now` what the last wait brought, the connections whose
+    /// turn came again, and the sweep when a tick has passed.
+    pub fn handle(&mut self, now: Instant) {
+        let tokens: Vec<Token> = self.events.iter().map(|e| e.token()).collect();
+        for token in tokens {
+            match token {
+                SIGNALS => self.signalled = true,
+                WAKER => {}
+                Token(t) if t > LISTENER_BASE - self.listeners.len() => {
+                    self.accept_all(LISTENER_BASE - t, now);
+                }
+                Token(key) => self.ready(key, now),
+            }
+        }
+        for (key, conn, step) in self.executor.finished() {
+            self.settle(key, conn, step, now);
+        }
+        let replies: Vec<_> = self.replies.try_iter().collect();
+        for (key, reply) in replies {
+            self.resume(key, reply, now);
+        }
+        // Their turn came after everyone who was ready meanwhile.
+        for key in std::mem::take(&mut self.again) {
+            self.ready(key, now);
+        }
+        if std::mem::take(&mut self.accept_again) {
+            for i in 0..self.listeners.len() {
+                self.accept_all(i, now);
+            }
+        }
+        if now.saturating_duration_since(self.last_sweep) >= TICK {
+            self.last_sweep = now;
+            self.sweep(now);
+            // Accepting failed (out of descriptors): the listeners are
+            // edge-triggered, so nothing would wake us for the clients still
+            // queued. Try again now that descriptors may have been freed.
+            if std::mem::take(&mut self.retry_accept) {
+                for i in 0..self.listeners.len() {
+                    self.accept_all(i, now);
+                }
+            }
+        }
+    }
+
+    fn accept_all(&mut self, listener: usize, now: Instant) {
         // Bounded, so that signals and ready clients get their turn under a
         // connect flood; the listener is edge-triggered, so what is left is
         // retried on the next round.
         for _ in 0..ACCEPT_BURST {
-            let (mut stream, peer) = match listener.accept() {
+            let Some(l) = self.listeners.get(listener) else {
+                return;
+            };
+            let (stream, peer) = match l.accept() {
                 Ok(a) => a,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -266,143 +290,98 @@ impl Loop {
                     return;
                 }
             };
-            if let Some(timeout) = config.proxy_protocol {
-                self.wait_for_header(stream, peer, timeout);
-                continue;
+            match self.endpoint.accept(peer, now) {
+                Accept::Refused => {}
+                Accept::Admitted(admitted) => {
+                    let (conn, ticket) = self.endpoint.start(admitted, now);
+                    let conn = Box::new(Conn::new(stream, conn, ticket));
+                    // Registering a socket that is already readable reports it.
+                    self.insert(Slot::serving(conn));
+                }
+                Accept::Opening(opening) => {
+                    let pending = Box::new(PendingHeader { stream, opening });
+                    self.insert(Slot::opening(pending));
+                }
             }
-            let Some(ticket) = admission.admit(peer) else {
-                continue;
-            };
-            let entry = self.slots.vacant_entry();
-            if let Err(e) =
-                self.poll
-                    .registry()
-                    .register(&mut stream, Token(entry.key()), Interest::READABLE)
-            {
-                tracing::warn!(error = %e, "cannot register a connection");
-                continue;
-            }
-            entry.insert(Slot {
-                conn: Some(Box::new(Conn::new(stream, peer, None, config, ticket))),
-                missed: false,
-                parked: false,
-                header: None,
-            });
         }
         self.accept_again = true;
     }
 
-    /// Gives a new connection a slot that reads its PROXY header; its
-    /// readiness events then go to [`Loop::read_header`].
-    fn wait_for_header(
-        &mut self,
-        mut stream: mio::net::TcpStream,
-        proxy: SocketAddr,
-        timeout: Duration,
-    ) {
-        if self.waiting_headers >= self.config.max_connections {
-            proxy_header::refuse(proxy, "too many connections waiting for their PROXY header");
-            return;
-        }
+    /// Gives a new connection a slot, registered for readiness.
+    fn insert(&mut self, mut slot: Slot) -> Option<usize> {
         let entry = self.slots.vacant_entry();
+        let stream = match (&mut slot.conn, &mut slot.header) {
+            (Some(conn), _) => conn.stream_mut(),
+            (None, Some(pending)) => &mut pending.stream,
+            (None, None) => return None,
+        };
         if let Err(e) =
             self.poll
                 .registry()
-                .register(&mut stream, Token(entry.key()), Interest::READABLE)
+                .register(stream, Token(entry.key()), Interest::READABLE)
         {
             tracing::warn!(error = %e, "cannot register a connection");
-            return;
+            return None;
         }
-        self.waiting_headers += 1;
-        entry.insert(Slot {
-            conn: None,
-            missed: false,
-            parked: false,
-            header: Some(Box::new(PendingHeader {
-                stream,
-                proxy,
-                reader: ProxyHeaderReader::new(),
-                deadline: Instant::now() + timeout,
-            })),
-        });
+        let key = entry.key();
+        entry.insert(slot);
+        Some(key)
     }
 
-    /// Reads what arrived of a connection's PROXY header; once complete,
-    /// admits the client it names and serves it.
-    fn read_header<E: Executor>(&mut self, key: usize, executor: &mut E) {
+    /// Reads what arrived of a connection's PROXY header; once the endpoint
+    /// admits the client, serves it in the same slot.
+    fn read_header(&mut self, key: usize, now: Instant) {
         let Some(pending) = self.slots.get_mut(key).and_then(|s| s.header.as_mut()) else {
             return;
         };
         let mut buf = [0u8; 1024];
-        let outcome = loop {
+        let opened = loop {
             match pending.stream.read(&mut buf) {
-                Ok(0) => break Err("connection closed before its PROXY header ended".to_string()),
-                Ok(n) => match pending.reader.feed(&buf[..n]) {
-                    Progress::Incomplete => {}
-                    Progress::Done(header) => break Ok(header),
-                    Progress::Invalid(reason) => break Err(reason),
+                Ok(0) => break pending.opening.handle_eof(now),
+                Ok(n) => match pending.opening.handle_input(&buf[..n], now) {
+                    Opened::Incomplete => {}
+                    opened => break opened,
                 },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e.to_string()),
+                Err(e) => break pending.opening.io_failed(e, now),
             }
         };
-        let Some(pending) = self.drop_pending(key) else {
+        self.opened(key, opened, now);
+    }
+
+    /// The opening of slot `key` admitted or refused its client.
+    fn opened(&mut self, key: usize, opened: Opened, now: Instant) {
+        if let Opened::Incomplete = opened {
+            return;
+        }
+        let Some(pending) = self.slots.get_mut(key).and_then(|s| s.header.take()) else {
             return;
         };
-        let pending_proxy = pending.proxy;
-        let header = match outcome {
-            Ok(header) => header,
-            Err(reason) => {
-                self.close_pending(key, pending.stream);
-                return proxy_header::refuse(pending_proxy, &reason);
-            }
+        let PendingHeader { mut stream, .. } = *pending;
+        let Opened::Admitted(admitted) = opened else {
+            let _ = self.poll.registry().deregister(&mut stream);
+            self.slots.remove(key);
+            return;
         };
-        let client = header.origin.client(pending.proxy);
-        let Some(ticket) = self.admission.admit(client) else {
-            return self.close_pending(key, pending.stream);
-        };
-        let mut conn = Box::new(Conn::new(
-            pending.stream,
-            client,
-            Some(pending.proxy),
-            &self.config,
-            ticket,
-        ));
-        conn.connection()
-            .handle_input(&header.leftover, Instant::now());
-        // The same slot and token: the registration stays as it is.
+        let (conn, ticket) = self.endpoint.start(admitted, now);
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        slot.conn = Some(conn);
+        // The same slot and token: the registration stays as it is.
+        slot.conn = Some(Box::new(Conn::new(stream, conn, ticket)));
         // Edge-triggered: what is already readable, or already read past
         // the header, must be handled now.
-        self.ready(key, executor);
-    }
-
-    /// Closes a connection refused before it had a `Conn`.
-    fn close_pending(&mut self, key: usize, mut stream: mio::net::TcpStream) {
-        let _ = self.poll.registry().deregister(&mut stream);
-        if self.slots.contains(key) {
-            self.slots.remove(key);
-        }
-    }
-
-    /// Takes a slot's pending header out (the slot stays, empty).
-    fn drop_pending(&mut self, key: usize) -> Option<Box<PendingHeader>> {
-        let pending = self.slots.get_mut(key)?.header.take()?;
-        self.waiting_headers -= 1;
-        Some(pending)
+        self.ready(key, now);
     }
 
     /// A connection's socket is ready: advance it, unless an executor has it.
-    fn ready<E: Executor>(&mut self, key: usize, executor: &mut E) {
+    fn ready(&mut self, key: usize, now: Instant) {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
         if slot.header.is_some() {
-            return self.read_header(key, executor);
+            return self.read_header(key, now);
         }
         if slot.parked {
             slot.missed = true;
@@ -410,8 +389,8 @@ impl Loop {
         }
         match slot.conn.take() {
             Some(conn) => {
-                if let Some((conn, step)) = executor.dispatch(key, conn) {
-                    self.settle(key, conn, step, executor);
+                if let Some((conn, step)) = self.executor.dispatch(key, conn, now) {
+                    self.settle(key, conn, step, now);
                 }
             }
             None => slot.missed = true,
@@ -419,18 +398,19 @@ impl Loop {
     }
 
     /// Puts an advanced connection back, or ends it.
-    fn settle<E: Executor>(
-        &mut self,
-        key: usize,
-        mut conn: Box<Conn>,
-        step: Step,
-        executor: &mut E,
-    ) {
-        if self.stopping {
-            conn.connection().stop();
-        }
+    fn settle(&mut self, key: usize, mut conn: Box<Conn>, step: Step, now: Instant) {
+        // Stopped while a worker had it: the connection decides what that
+        // means, the next time it is advanced.
+        let told_now = self.stop_deadline.is_some() && conn.tell_stop();
         let writable = match step {
-            Step::Done(end) => return self.end(key, conn, end),
+            Step::Done(end) => return self.end(key, conn, end, now),
+            Step::Wait { .. } if told_now => {
+                if let Some(slot) = self.slots.get_mut(key) {
+                    slot.conn = Some(conn);
+                    self.again.push(key);
+                }
+                return;
+            }
             Step::Wait { writable } => writable,
             Step::Again => {
                 if let Some(slot) = self.slots.get_mut(key) {
@@ -441,10 +421,10 @@ impl Loop {
             }
             Step::Storage(step) => {
                 let Some(offload) = &self.offload else {
-                    return self.end(key, conn, End::Error("no storage pool".into()));
+                    return self.end(key, conn, End::Error("no storage pool".into()), now);
                 };
                 if offload.submit(key, step).is_err() {
-                    return self.end(key, conn, End::Error("storage pool stopped".into()));
+                    return self.end(key, conn, End::Error("storage pool stopped".into()), now);
                 }
                 if let Some(slot) = self.slots.get_mut(key) {
                     slot.conn = Some(conn);
@@ -453,9 +433,6 @@ impl Loop {
                 return;
             }
         };
-        if self.stopping && conn.connection().is_idle() {
-            return self.end(key, conn, End::Shutdown);
-        }
         let interest = if writable {
             Interest::READABLE | Interest::WRITABLE
         } else {
@@ -467,72 +444,75 @@ impl Loop {
             .registry()
             .reregister(conn.stream_mut(), Token(key), interest)
         {
-            return self.end(key, conn, End::Error(e.to_string()));
+            return self.end(key, conn, End::Error(e.to_string()), now);
         }
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
         slot.conn = Some(conn);
         if std::mem::take(&mut slot.missed) {
-            self.ready(key, executor);
+            self.ready(key, now);
         }
     }
 
     /// A storage step finished: resume its connection.
-    fn resume<E: Executor>(&mut self, key: usize, reply: StorageReply, executor: &mut E) {
+    fn resume(&mut self, key: usize, reply: StorageReply, now: Instant) {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
         if let Some(conn) = &mut slot.conn {
-            conn.storage_done(reply);
+            conn.storage_done(reply, now);
         }
         slot.parked = false;
         slot.missed = false;
-        self.ready(key, executor);
+        self.ready(key, now);
     }
 
-    fn end(&mut self, key: usize, mut conn: Box<Conn>, end: End) {
+    fn end(&mut self, key: usize, mut conn: Box<Conn>, end: End, now: Instant) {
         let _ = self.poll.registry().deregister(conn.stream_mut());
         if self.slots.contains(key) {
             self.slots.remove(key);
         }
-        (*conn).finish(&end);
+        (*conn).finish(&end, now);
     }
 
-    /// Shutdown: idle connections end now; answers in flight finish.
-    fn stop(&mut self) {
-        self.stopping = true;
-        // Not admitted yet: nothing in flight to finish.
-        let waiting: Vec<usize> = self
-            .slots
-            .iter()
-            .filter(|(_, s)| s.header.is_some())
-            .map(|(key, _)| key)
-            .collect();
-        for key in waiting {
-            if let Some(pending) = self.drop_pending(key) {
-                self.close_pending(key, pending.stream);
-            }
+    /// Shutdown at `now`: no new connections; every connection is told to
+    /// stop and advanced, so that idle ones end at once and answers in
+    /// flight finish within the grace period.
+    pub fn stop(&mut self, now: Instant) {
+        if self.stop_deadline.is_some() {
+            return;
         }
-        let mut idle = Vec::new();
-        for (key, slot) in &mut self.slots {
-            if let Some(conn) = &mut slot.conn {
-                conn.connection().stop();
-                if conn.connection().is_idle() {
-                    idle.push(key);
-                }
+        self.stop_deadline = Some(now + self.shutdown_grace);
+        for l in &mut self.listeners {
+            let _ = self.poll.registry().deregister(l);
+        }
+        // Closed, so that new clients are refused at once.
+        self.listeners.clear();
+        let open = self.slots.len();
+        let keys: Vec<usize> = self.slots.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            let Some(slot) = self.slots.get_mut(key) else {
+                continue;
+            };
+            if let Some(pending) = &mut slot.header {
+                let opened = pending.opening.stop(now);
+                self.opened(key, opened, now);
+                continue;
+            }
+            let parked = slot.parked;
+            // With a worker: told when it comes back; parked: told now,
+            // advanced when its storage step is done.
+            let told = slot.conn.as_mut().is_some_and(|conn| conn.tell_stop());
+            if told && !parked {
+                self.ready(key, now);
             }
         }
         tracing::info!(
-            open = self.slots.len(),
-            closed_now = idle.len(),
+            open,
+            closed_now = open - self.slots.len(),
             "stopping: no new connections; answers in flight finish"
         );
-        for key in idle {
-            if let Some(conn) = self.slots.get_mut(key).and_then(|s| s.conn.take()) {
-                self.end(key, conn, End::Shutdown);
-            }
-        }
         for (_, slot) in &self.slots {
             match &slot.conn {
                 Some(conn) => tracing::debug!(conn = %conn.describe(), "finishing"),
@@ -541,25 +521,19 @@ impl Loop {
         }
     }
 
-    /// Ends connections whose idle, write or drain time is up.
-    fn sweep(&mut self) {
-        let now = Instant::now();
-        let late: Vec<usize> = self
-            .slots
-            .iter()
-            .filter(|(_, s)| s.header.as_ref().is_some_and(|h| now >= h.deadline))
-            .map(|(key, _)| key)
-            .collect();
-        for key in late {
-            if let Some(pending) = self.drop_pending(key) {
-                let proxy = pending.proxy;
-                self.close_pending(key, pending.stream);
-                proxy_header::refuse(proxy, "no complete PROXY header in time");
-            }
-        }
+    /// Ends connections whose idle, write or drain time is up, and refuses
+    /// openings whose header is late.
+    fn sweep(&mut self, now: Instant) {
+        let keys: Vec<usize> = self.slots.iter().map(|(key, _)| key).collect();
         let mut expired = Vec::new();
-        for (key, slot) in &mut self.slots {
-            if let Some(conn) = &mut slot.conn {
+        for key in keys {
+            let Some(slot) = self.slots.get_mut(key) else {
+                continue;
+            };
+            if let Some(pending) = &mut slot.header {
+                let opened = pending.opening.handle_timeout(now);
+                self.opened(key, opened, now);
+            } else if let Some(conn) = &mut slot.conn {
                 conn.connection().handle_timeout(now);
                 if let Some(end) = conn.connection().ended() {
                     expired.push((key, end.clone()));
@@ -568,8 +542,39 @@ impl Loop {
         }
         for (key, end) in expired {
             if let Some(conn) = self.slots.get_mut(key).and_then(|s| s.conn.take()) {
-                self.end(key, conn, end);
+                self.end(key, conn, end, now);
             }
+        }
+    }
+
+    /// Logs what the grace period left unfinished.
+    fn report_unfinished(&self) {
+        for (_, slot) in &self.slots {
+            match &slot.conn {
+                Some(conn) => tracing::info!(conn = %conn.describe(), "unfinished at shutdown"),
+                None => tracing::info!("unfinished at shutdown: a connection held by a worker"),
+            }
+        }
+        tracing::info!(unfinished = self.slots.len(), "shut down");
+    }
+}
+
+impl Slot {
+    fn serving(conn: Box<Conn>) -> Slot {
+        Slot {
+            conn: Some(conn),
+            missed: false,
+            parked: false,
+            header: None,
+        }
+    }
+
+    fn opening(pending: Box<PendingHeader>) -> Slot {
+        Slot {
+            conn: None,
+            missed: false,
+            parked: false,
+            header: Some(pending),
         }
     }
 }
@@ -590,8 +595,13 @@ impl Inline {
 }
 
 impl Executor for Inline {
-    fn dispatch(&mut self, _key: usize, mut conn: Box<Conn>) -> Option<(Box<Conn>, Step)> {
-        let step = conn.advance(&mut self.buf, &self.mode);
+    fn dispatch(
+        &mut self,
+        _key: usize,
+        mut conn: Box<Conn>,
+        now: Instant,
+    ) -> Option<(Box<Conn>, Step)> {
+        let step = conn.advance(&mut self.buf, &self.mode, now);
         Some((conn, step))
     }
     fn finished(&mut self) -> Vec<(usize, Box<Conn>, Step)> {
@@ -599,7 +609,7 @@ impl Executor for Inline {
     }
 }
 
-type Job = (usize, Box<Conn>);
+type Job = (usize, Box<Conn>, Instant);
 
 /// Advances connections on a fixed set of worker threads (`--model pool`).
 pub struct Workers {
@@ -631,8 +641,10 @@ impl Workers {
                                 Ok(q) => q.recv(),
                                 Err(_) => return,
                             };
-                            let Ok((key, mut conn)) = job else { return };
-                            let step = conn.advance(&mut buf, &mode);
+                            let Ok((key, mut conn, now)) = job else {
+                                return;
+                            };
+                            let step = conn.advance(&mut buf, &mode, now);
                             if done_tx.send((key, conn, step)).is_err() {
                                 return;
                             }
@@ -650,10 +662,10 @@ impl Workers {
 }
 
 impl Executor for Workers {
-    fn dispatch(&mut self, key: usize, conn: Box<Conn>) -> Option<(Box<Conn>, Step)> {
-        match self.jobs.as_ref().map(|j| j.send((key, conn))) {
+    fn dispatch(&mut self, key: usize, conn: Box<Conn>, now: Instant) -> Option<(Box<Conn>, Step)> {
+        match self.jobs.as_ref().map(|j| j.send((key, conn, now))) {
             Some(Ok(())) => None,
-            Some(Err(mpsc::SendError((_, conn)))) => {
+            Some(Err(mpsc::SendError((_, conn, _)))) => {
                 Some((conn, Step::Done(End::Error("no worker left".into()))))
             }
             None => None,
@@ -670,5 +682,186 @@ impl Drop for Workers {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+    }
+}
+
+/// One loop, many real loopback connections, and a virtual clock: what
+/// needs time (sweeps, the grace period) takes none.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drivers::virtual_time::{self, received, GRACE, IDLE, MAX_ROUNDS};
+    use std::io::Write;
+    use std::net::{SocketAddr, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    struct Rig {
+        reactor: Reactor<Inline>,
+        addr: SocketAddr,
+        now: Instant,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Rig {
+        fn new(files: &[(&str, usize)]) -> Rig {
+            let (dir, config) = virtual_time::served(crate::Model::Poll, files);
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let reactor =
+                Reactor::new(&config, vec![listener], |_, mode| Ok(Inline::new(mode))).unwrap();
+            Rig {
+                reactor,
+                addr,
+                now: Instant::now(),
+                _dir: dir,
+            }
+        }
+
+        /// One round at the virtual `now`, waiting at most 10 ms of real
+        /// time for events.
+        fn round(&mut self) {
+            self.reactor.wait(Some(Duration::from_millis(10))).unwrap();
+            self.reactor.handle(self.now);
+        }
+
+        /// Lets `d` of virtual time pass, then runs a round.
+        fn after(&mut self, d: Duration) {
+            self.now += d;
+            self.round();
+        }
+
+        fn client(&self) -> TcpStream {
+            virtual_time::client(self.addr)
+        }
+    }
+
+    #[test]
+    fn a_fast_reader_cannot_starve_a_hundred_others() {
+        const BIG: usize = 16 << 20;
+        let mut rig = Rig::new(&[("big.bin", BIG), ("a.txt", 5)]);
+        let mut fast = TcpStream::connect(rig.addr).unwrap();
+        fast.write_all(format!("get_slice big.bin 0 {BIG}\r\n").as_bytes())
+            .unwrap();
+        // The fast reader reads as fast as it can, on its own thread.
+        let done = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let done = Arc::clone(&done);
+            std::thread::spawn(move || {
+                let mut total = 0usize;
+                let mut buf = vec![0u8; 1 << 20];
+                while let Ok(n) = fast.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    total += n;
+                    // `0 OK\r\n`, the base64 body, `\r\n`.
+                    if total >= 6 + BIG.div_ceil(3) * 4 + 2 {
+                        break;
+                    }
+                }
+                done.store(true, Ordering::SeqCst);
+                total
+            })
+        };
+        // Its answer is streaming.
+        for _ in 0..3 {
+            rig.round();
+        }
+        let mut others: Vec<(TcpStream, Vec<u8>)> = (0..100)
+            .map(|_| {
+                let mut s = rig.client();
+                s.write_all(b"get_metadata a.txt\r\n").unwrap();
+                (s, Vec::new())
+            })
+            .collect();
+        let mut rounds = 0;
+        while others
+            .iter()
+            .any(|(_, got)| got.len() < b"0 OK\r\n5\r\n".len())
+        {
+            assert!(rounds < MAX_ROUNDS, "the others were not all answered");
+            rig.round();
+            for (s, got) in &mut others {
+                received(s, got).expect("closed before its answer");
+            }
+            rounds += 1;
+        }
+        assert!(
+            !done.load(Ordering::SeqCst),
+            "the fast reader was served whole before the 100 others were answered"
+        );
+        for (_, got) in &others {
+            assert_eq!(got, b"0 OK\r\n5\r\n");
+        }
+        while !done.load(Ordering::SeqCst) {
+            assert!(
+                rounds < MAX_ROUNDS,
+                "the fast reader was never served whole"
+            );
+            rig.round();
+            rounds += 1;
+        }
+        assert_eq!(reader.join().unwrap(), 6 + BIG.div_ceil(3) * 4 + 2);
+    }
+
+    #[test]
+    fn idle_clients_are_swept_in_virtual_time() {
+        let mut rig = Rig::new(&[]);
+        let mut quiet = rig.client();
+        let mut busy = rig.client();
+        quiet.write_all(b"help\r\n").unwrap();
+        let mut got = Vec::new();
+        while !got.ends_with(b"\r\n\r\n") {
+            rig.round();
+            received(&mut quiet, &mut got).expect("closed before its answer");
+        }
+        // Just short of the idle timeout: both stay.
+        rig.after(IDLE - TICK);
+        rig.round();
+        assert!(received(&mut quiet, &mut got).is_some(), "closed early");
+        // The other one speaks: its idle time starts again.
+        busy.write_all(b"help\r\n").unwrap();
+        rig.round();
+        rig.after(2 * TICK);
+        assert!(received(&mut quiet, &mut got).is_none(), "not swept");
+        let mut busy_got = Vec::new();
+        assert!(
+            received(&mut busy, &mut busy_got).is_some(),
+            "a client that spoke was swept"
+        );
+    }
+
+    #[test]
+    fn shutdown_ends_idle_clients_at_once_and_waits_out_answers_in_flight() {
+        const BIG: usize = 32 << 20;
+        let mut rig = Rig::new(&[("big.bin", BIG)]);
+        let mut idle = rig.client();
+        let mut stuck = rig.client();
+        // Far more than the socket buffers hold, and never read.
+        stuck
+            .write_all(format!("get_slice big.bin 0 {BIG} raw\r\n").as_bytes())
+            .unwrap();
+        for _ in 0..3 {
+            rig.round();
+        }
+        rig.reactor.stop(rig.now);
+        rig.round();
+        let mut got = Vec::new();
+        let mut rounds = 0;
+        while received(&mut idle, &mut got).is_some() {
+            assert!(rounds < MAX_ROUNDS, "the idle client was never closed");
+            rig.round();
+            rounds += 1;
+        }
+        assert!(got.is_empty());
+        assert!(!rig.reactor.finished(rig.now), "an answer is in flight");
+        rig.after(GRACE - TICK);
+        assert!(
+            !rig.reactor.finished(rig.now),
+            "finished before the grace period"
+        );
+        rig.now += TICK;
+        assert!(rig.reactor.finished(rig.now), "the grace period is over");
+        assert_eq!(rig.reactor.slots.len(), 1, "the stuck answer is unfinished");
     }
 }

@@ -22,12 +22,12 @@ use std::io;
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use crate::admission::Admission;
-use crate::blocking::{accept_loop, serve_connection};
 use crate::config::Config;
+use crate::drivers::blocking::{accept_loop, serve_connection};
 use crate::drivers::tracker::Tracker;
+use crate::drivers::OnReady;
+use crate::endpoint::Endpoint;
 use crate::signals::Signals;
-use crate::OnReady;
 
 /// Stack size of connection threads: the session needs little.
 pub const STACK_SIZE: usize = 256 * 1024;
@@ -36,7 +36,7 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> 
     let signals = Signals::install()?;
     on_ready();
     let tracker = Arc::new(Tracker::default());
-    let admission = Admission::new(config.max_connections, config.max_per_ip);
+    let endpoint = Endpoint::new(&config);
     let config = Arc::new(config);
     if let Some(l) = &config.metrics {
         crate::metrics::endpoint::spawn_thread(l.try_clone()?)?;
@@ -44,18 +44,17 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> 
     accept_loop(
         &listeners,
         &signals,
-        &admission,
-        &config,
+        &endpoint,
         None,
-        |stream, accepted, ticket| {
+        |stream, conn, ticket| {
             let registration = tracker.register(&stream);
-            let config = Arc::clone(&config);
+            let (config, tracker) = (Arc::clone(&config), Arc::clone(&tracker));
             let spawned = std::thread::Builder::new()
                 .name("hftp-conn".into())
                 .stack_size(STACK_SIZE)
                 .spawn(move || {
                     let mut stream = stream;
-                    serve_connection(&mut stream, accepted, &config);
+                    serve_connection(&mut stream, conn, &config, tracker.stop_flag());
                     // Unregister before closing: shutdown must never touch
                     // a descriptor number that was reused.
                     drop(registration);
@@ -74,7 +73,7 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> 
         open = tracker.live(),
         "stopping: no new connections; answers in flight finish"
     );
-    tracker.stop_reading();
+    tracker.stop();
     let left = tracker.wait_idle(config.shutdown_grace);
     tracing::info!(unfinished = left, "shut down");
     Ok(())

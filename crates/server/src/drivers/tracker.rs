@@ -1,16 +1,21 @@
-//! Live connections of the thread-based drivers, so that shutdown can wake
-//! threads blocked in `read` and wait for them to finish.
+//! Live connections of the thread-based drivers, so that shutdown can tell
+//! threads blocked in `read` to stop and wait for them to finish.
 
 use std::collections::HashMap;
 use std::net::TcpStream;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::drivers::blocking::StopFlag;
 
 #[derive(Default)]
 pub struct Tracker {
     live: Mutex<Live>,
     changed: Condvar,
+    /// Raised at shutdown, before any reading side is shut.
+    stop: StopFlag,
 }
 
 #[derive(Default)]
@@ -48,10 +53,17 @@ impl Tracker {
             .len()
     }
 
-    /// Shuts down the reading side of every live connection: a thread
-    /// waiting for a request sees end of input and ends; one sending an
-    /// answer finishes it first.
-    pub fn stop_reading(&self) {
+    /// What connection threads check when a read returns nothing.
+    pub fn stop_flag(&self) -> &StopFlag {
+        &self.stop
+    }
+
+    /// Raises the stop flag, then shuts down the reading side of every live
+    /// connection: a thread waiting for a request wakes, sees the flag and
+    /// stops its connection (see `blocking`); one sending an answer finishes
+    /// it first.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         for &fd in live.fds.values() {
             // SAFETY: the fd stays open while registered (see Registration).

@@ -16,7 +16,7 @@
 //!
 //! **How it works here.** `--workers` threads (one per core by default),
 //! each with its own ring and its own share of the clients; they share only
-//! the admission counters and the listening sockets. Each ring keeps:
+//! the endpoint (admission, the bound on PROXY headers) and the listening sockets. Each ring keeps:
 //!
 //! - a *multishot accept* per listener: one submission, one completion per
 //!   new client, for as long as the listener lives;
@@ -80,7 +80,7 @@
 //! ring's thread, as in `poll`.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
@@ -89,15 +89,16 @@ use std::time::{Duration, Instant};
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 use slab::Slab;
 
-use crate::admission::{Admission, Ticket};
+use crate::admission::Ticket;
 use crate::config::{Config, READ_BUF};
 use crate::connection::{Action, Connection, End};
+use crate::drivers::OnReady;
+use crate::endpoint::{Accept, Admitted, Endpoint, Opened, Opening};
 use crate::listen::AcceptFailures;
+use crate::pipe::Pipe;
 use crate::signals::Signals;
 use crate::storage::offload::{self, Offload};
 use crate::storage::{FileRead, Prepared, Storage, StorageReply};
-use crate::transport::proxy_header::{self, Header, Progress, ProxyHeaderReader};
-use crate::OnReady;
 
 /// Submission queue entries per ring.
 pub const SQ_ENTRIES: u32 = 4096;
@@ -157,7 +158,7 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> 
         // Scrapes are rare and short: a thread of their own, not a ring.
         crate::metrics::endpoint::spawn_thread(l.try_clone()?)?;
     }
-    let admission = Admission::new(config.max_connections, config.max_per_ip);
+    let endpoint = Endpoint::new(&config);
     let storage = Arc::clone(&config.session.storage);
     let mailboxes = (0..threads)
         .map(|_| Mailbox::new().map(Arc::new))
@@ -203,8 +204,8 @@ pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> 
                     listeners,
                     Shared {
                         config: &config,
-                        admission: &admission,
-                        signals: &signals,
+                        endpoint: &endpoint,
+                        signals: Some(&signals),
                         mailbox,
                         mailboxes: &mailboxes,
                         offload: offload.as_ref(),
@@ -407,29 +408,6 @@ impl Drop for BufferRing {
     }
 }
 
-/// A pipe between a file and a socket, for splicing raw slices.
-struct Pipe {
-    read: OwnedFd,
-    write: OwnedFd,
-    capacity: usize,
-}
-
-impl Pipe {
-    fn new() -> io::Result<Pipe> {
-        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-        // A larger pipe moves a 1 MiB chunk in one pair of splices; the
-        // pipe holds references to page-cache pages, not copies. Refused
-        // beyond the user's pipe quota: then the default size does.
-        let _ = rustix::pipe::fcntl_setpipe_size(&write, SPLICE_CHUNK);
-        let capacity = rustix::pipe::fcntl_getpipe_size(&write).unwrap_or(64 * 1024);
-        Ok(Pipe {
-            read,
-            write,
-            capacity: capacity.max(4096),
-        })
-    }
-}
-
 /// One client of a ring.
 struct Slot {
     socket: OwnedFd,
@@ -446,6 +424,9 @@ struct Slot {
     file_ended: bool,
     /// Ending: freed once nothing is in flight.
     closing: Option<End>,
+    /// The receive was cancelled to tell the connection of a shutdown: its
+    /// `ECANCELED` is no error.
+    stop_cancel: bool,
 }
 
 /// A connection reading its PROXY header (`--proxy-protocol`): not yet
@@ -453,20 +434,18 @@ struct Slot {
 /// ring like any other.
 struct PendingHeader {
     socket: OwnedFd,
-    /// The socket's peer: the proxy.
-    proxy: SocketAddr,
-    reader: ProxyHeaderReader,
-    deadline: Instant,
-    /// Why it is being dropped, once its receive was cancelled; the record
-    /// goes when the kernel reports the cancellation.
-    refused: Option<&'static str>,
+    opening: Opening,
+    /// Refused (late, or a shutdown) while its receive was in flight: the
+    /// record goes when the kernel reports the cancellation.
+    cancelling: bool,
 }
 
 /// What every ring shares.
 struct Shared<'a> {
     config: &'a Config,
-    admission: &'a Arc<Admission>,
-    signals: &'a Signals,
+    endpoint: &'a Arc<Endpoint>,
+    /// Absent in tests, which call [`Worker::stop`] themselves.
+    signals: Option<&'a Signals>,
     mailbox: &'a Mailbox,
     /// Every ring's mailbox: the ring that sees the stop signal rings them
     /// all (the others' polls on the signal pipe may find it drained).
@@ -491,6 +470,14 @@ struct Worker<'a> {
     /// Connections that used up their turn, or found no receive buffer.
     again: Vec<usize>,
     stopping: bool,
+    /// The worker's clock: read once per round, after the wait, and handed
+    /// to [`Worker::handle`] (a test hands it a virtual one).
+    now: Instant,
+    /// Set at shutdown: when the answers in flight must be done.
+    stop_deadline: Option<Instant>,
+    last_sweep: Instant,
+    /// Completions reaped by the last wait, not yet handled.
+    completions: Vec<(u64, i32, u32)>,
     /// A multishot accept ended in an error (out of descriptors): arm it
     /// again at the next tick.
     retry_accept: bool,
@@ -516,6 +503,10 @@ impl<'a> Worker<'a> {
             headers_again: Vec::new(),
             again: Vec::new(),
             stopping: false,
+            now: Instant::now(),
+            stop_deadline: None,
+            last_sweep: Instant::now(),
+            completions: Vec::with_capacity(1024),
             retry_accept: false,
             accept_failures: AcceptFailures::default(),
         })
@@ -523,16 +514,29 @@ impl<'a> Worker<'a> {
 
     /// Serves until shutdown; returns the connections left unfinished.
     fn run(mut self) -> io::Result<usize> {
+        self.start();
+        while !self.finished(self.now) {
+            self.wait(TICK)?;
+            // The one clock reading of the round: everything below sees it.
+            self.handle(Instant::now());
+        }
+        Ok(self.unfinished())
+    }
+
+    /// Arms the accepts and the polls on the signal pipe and the mailbox.
+    fn start(&mut self) {
         for i in 0..self.listeners.len() {
             self.arm_accept(i);
         }
-        let signal_fd = self.shared.signals.fd().as_raw_fd();
-        self.push(
-            &opcode::PollAdd::new(types::Fd(signal_fd), libc::POLLIN as u32)
-                .multi(true)
-                .build()
-                .user_data(SIGNALS),
-        );
+        if let Some(signals) = self.shared.signals {
+            let signal_fd = signals.fd().as_raw_fd();
+            self.push(
+                &opcode::PollAdd::new(types::Fd(signal_fd), libc::POLLIN as u32)
+                    .multi(true)
+                    .build()
+                    .user_data(SIGNALS),
+            );
+        }
         let bell = self.shared.mailbox.bell.as_raw_fd();
         self.push(
             &opcode::PollAdd::new(types::Fd(bell), libc::POLLIN as u32)
@@ -540,58 +544,68 @@ impl<'a> Worker<'a> {
                 .build()
                 .user_data(MAILBOX),
         );
-        let mut stop_deadline: Option<Instant> = None;
-        let mut last_sweep = Instant::now();
-        let mut completions = Vec::with_capacity(1024);
-        let tick = types::Timespec::from(TICK);
-        let zero = types::Timespec::new();
-        loop {
-            if self.stopping && stop_deadline.is_none() {
-                stop_deadline = Some(Instant::now() + self.shared.config.shutdown_grace);
-            }
-            if let Some(deadline) = stop_deadline {
-                let empty = self.slots.is_empty() && self.headers.is_empty();
-                if empty || Instant::now() >= deadline {
-                    break;
-                }
-            }
-            for key in std::mem::take(&mut self.again) {
-                self.advance(key);
-            }
-            for key in std::mem::take(&mut self.headers_again) {
-                self.receive_header(key);
-            }
-            let busy = !self.again.is_empty() || !self.headers_again.is_empty();
-            let wait = if busy { &zero } else { &tick };
-            let args = types::SubmitArgs::new().timespec(wait);
-            match self.ring.submitter().submit_with_args(1, &args) {
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                    ) => {}
-                Err(e) => return Err(e),
-            }
-            completions.clear();
-            completions.extend(
-                self.ring
-                    .completion()
-                    .map(|c| (c.user_data(), c.result(), c.flags())),
-            );
-            for &(user_data, result, flags) in &completions {
-                self.complete(user_data, result, flags);
-            }
-            if last_sweep.elapsed() >= TICK {
-                last_sweep = Instant::now();
-                self.sweep();
-                if std::mem::take(&mut self.retry_accept) && !self.stopping {
-                    for i in 0..self.listeners.len() {
-                        self.arm_accept(i);
-                    }
+    }
+
+    /// Stopped, and every connection done or the grace period over.
+    fn finished(&self, now: Instant) -> bool {
+        self.stop_deadline.is_some_and(|deadline| {
+            (self.slots.is_empty() && self.headers.is_empty()) || now >= deadline
+        })
+    }
+
+    /// Advances the connections whose turn came again, submits, and waits
+    /// for completions (at most `tick`, none when work is ready).
+    fn wait(&mut self, tick: Duration) -> io::Result<()> {
+        for key in std::mem::take(&mut self.again) {
+            self.advance(key);
+        }
+        for key in std::mem::take(&mut self.headers_again) {
+            self.receive_header(key);
+        }
+        let busy = !self.again.is_empty() || !self.headers_again.is_empty();
+        let wait = types::Timespec::from(if busy { Duration::ZERO } else { tick });
+        let args = types::SubmitArgs::new().timespec(&wait);
+        match self.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        let completions: Vec<_> = self
+            .ring
+            .completion()
+            .map(|c| (c.user_data(), c.result(), c.flags()))
+            .collect();
+        self.completions.extend(completions);
+        Ok(())
+    }
+
+    /// Handles at `now` the completions the last wait reaped, and the sweep
+    /// when a tick has passed.
+    fn handle(&mut self, now: Instant) {
+        self.now = now;
+        for (user_data, result, flags) in std::mem::take(&mut self.completions) {
+            self.complete(user_data, result, flags);
+        }
+        if self.stopping && self.stop_deadline.is_none() {
+            self.stop_deadline = Some(now + self.shared.config.shutdown_grace);
+        }
+        if now.saturating_duration_since(self.last_sweep) >= TICK {
+            self.last_sweep = now;
+            self.sweep();
+            if std::mem::take(&mut self.retry_accept) && !self.stopping {
+                for i in 0..self.listeners.len() {
+                    self.arm_accept(i);
                 }
             }
         }
+    }
+
+    /// Logs and counts what the grace period left unfinished.
+    fn unfinished(mut self) -> usize {
         for (_, slot) in &self.slots {
             tracing::info!(conn = %slot.conn.describe(), "unfinished at shutdown");
         }
@@ -604,7 +618,7 @@ impl<'a> Worker<'a> {
             std::mem::forget(std::mem::take(&mut self.headers));
             std::mem::forget(self.bufs);
         }
-        Ok(unfinished)
+        unfinished
     }
 
     /// Queues `entry`, submitting what is queued first if the queue is full.
@@ -653,14 +667,17 @@ impl<'a> Worker<'a> {
         }
         match user_data {
             SIGNALS => {
-                self.shared.signals.drain();
-                if self.shared.signals.stop_requested() && !self.stopping {
+                let Some(signals) = self.shared.signals else {
+                    return;
+                };
+                signals.drain();
+                if signals.stop_requested() && !self.stopping {
                     for mailbox in self.shared.mailboxes {
                         mailbox.ring();
                     }
                     self.stop();
                 } else if !cqueue::more(flags) && !self.stopping {
-                    let fd = self.shared.signals.fd().as_raw_fd();
+                    let fd = signals.fd().as_raw_fd();
                     self.push(
                         &opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
                             .multi(true)
@@ -670,7 +687,7 @@ impl<'a> Worker<'a> {
                 }
             }
             MAILBOX => {
-                if self.shared.signals.stop_requested() && !self.stopping {
+                if self.shared.signals.is_some_and(Signals::stop_requested) && !self.stopping {
                     self.stop();
                 }
                 for (key, reply) in self.shared.mailbox.take() {
@@ -679,7 +696,7 @@ impl<'a> Worker<'a> {
                     };
                     slot.inflight &= !OFFLOAD;
                     if slot.closing.is_none() {
-                        slot.conn.storage_done(reply, Instant::now());
+                        slot.conn.storage_done(reply, self.now);
                     }
                     self.advance(key);
                 }
@@ -728,23 +745,23 @@ impl<'a> Worker<'a> {
             return;
         };
         let _ = sock.set_nodelay(true);
-        match self.shared.config.proxy_protocol {
-            Some(timeout) => self.wait_for_header(socket, peer, timeout),
-            None => self.admit(socket, peer, None, &[]),
+        match self.shared.endpoint.accept(peer, self.now) {
+            Accept::Refused => {}
+            Accept::Admitted(admitted) => self.admit(socket, admitted),
+            Accept::Opening(opening) => {
+                let key = self.headers.insert(PendingHeader {
+                    socket,
+                    opening,
+                    cancelling: false,
+                });
+                self.receive_header(key);
+            }
         }
     }
 
-    /// Admits the client `peer` (through the proxy `via`) and serves it,
-    /// `first` being what it already sent.
-    fn admit(&mut self, socket: OwnedFd, peer: SocketAddr, via: Option<SocketAddr>, first: &[u8]) {
-        let Some(ticket) = self.shared.admission.admit(peer) else {
-            return;
-        };
-        let now = Instant::now();
-        let mut conn = Connection::new(self.shared.config, Some(peer), now).via(via);
-        if !first.is_empty() {
-            conn.handle_input(first, now);
-        }
+    /// Serves an admitted client.
+    fn admit(&mut self, socket: OwnedFd, admitted: Admitted) {
+        let (conn, ticket) = self.shared.endpoint.start(admitted, self.now);
         let key = self.slots.insert(Slot {
             socket,
             conn,
@@ -755,38 +772,20 @@ impl<'a> Worker<'a> {
             in_pipe: 0,
             file_ended: false,
             closing: None,
+            stop_cancel: false,
         });
         self.advance(key);
     }
 
-    /// `--proxy-protocol`: a new connection first receives its PROXY
-    /// header, within the timeout, before it is admitted.
-    fn wait_for_header(&mut self, socket: OwnedFd, proxy: SocketAddr, timeout: Duration) {
-        // Bounded as the connections themselves, on each ring.
-        if self.headers.len() >= self.shared.config.max_connections {
-            return proxy_header::refuse(
-                proxy,
-                "too many connections waiting for their PROXY header",
-            );
-        }
-        let key = self.headers.insert(PendingHeader {
-            socket,
-            proxy,
-            reader: ProxyHeaderReader::new(),
-            deadline: Instant::now() + timeout,
-            refused: None,
-        });
-        self.receive_header(key);
-    }
-
+    /// `--proxy-protocol`: receives (more of) a connection's PROXY header.
     fn receive_header(&mut self, key: usize) {
         let Some(pending) = self.headers.get(key) else {
             return;
         };
-        if let Some(reason) = pending.refused {
-            // Dropped while it waited for a buffer: no receive to cancel.
-            let pending = self.headers.remove(key);
-            return proxy_header::refuse(pending.proxy, reason);
+        if pending.cancelling {
+            // Refused while it waited for a buffer: no receive to cancel.
+            self.headers.remove(key);
+            return;
         }
         let fd = types::Fd(pending.socket.as_raw_fd());
         let entry = opcode::Recv::new(fd, std::ptr::null_mut(), READ_BUF as u32)
@@ -799,56 +798,63 @@ impl<'a> Worker<'a> {
 
     fn header_received(&mut self, key: usize, result: i32, flags: u32) {
         let buffer = cqueue::buffer_select(flags);
+        let now = self.now;
         let Some(pending) = self.headers.get_mut(key) else {
             if let Some(id) = buffer {
                 self.bufs.give_back(id);
             }
             return;
         };
-        let progress = match (result, buffer) {
-            _ if pending.refused.is_some() => {
-                Progress::Invalid(pending.refused.unwrap_or_default().to_string())
-            }
-            (n, Some(id)) if n > 0 => pending.reader.feed(self.bufs.bytes(id, n as usize)),
-            (0, _) => Progress::Invalid("connection closed before its PROXY header ended".into()),
+        let opened = match (result, buffer) {
+            // Refused already (and logged): the cancelled receive is back.
+            _ if pending.cancelling => Opened::Refused,
+            (n, Some(id)) if n > 0 => pending
+                .opening
+                .handle_input(self.bufs.bytes(id, n as usize), now),
+            (0, _) => pending.opening.handle_eof(now),
             (e, None) if e == -libc::ENOBUFS || e == -libc::EINTR => {
                 return self.headers_again.push(key);
             }
-            (e, _) if e < 0 => Progress::Invalid(io::Error::from_raw_os_error(-e).to_string()),
-            _ => Progress::Invalid("receive completed without a buffer".into()),
+            (e, _) if e < 0 => pending
+                .opening
+                .io_failed(io::Error::from_raw_os_error(-e), now),
+            _ => pending
+                .opening
+                .io_failed(io::Error::other("receive completed without a buffer"), now),
         };
         if let Some(id) = buffer {
             self.bufs.give_back(id);
         }
-        match progress {
-            Progress::Incomplete => self.receive_header(key),
-            Progress::Invalid(reason) => {
-                let pending = self.headers.remove(key);
-                proxy_header::refuse(pending.proxy, &reason);
+        match opened {
+            Opened::Incomplete => self.receive_header(key),
+            Opened::Refused => {
+                self.headers.remove(key);
             }
-            Progress::Done(Header { origin, leftover }) => {
+            Opened::Admitted(admitted) => {
                 let pending = self.headers.remove(key);
-                let client = origin.client(pending.proxy);
                 if !self.stopping {
-                    self.admit(pending.socket, client, Some(pending.proxy), &leftover);
+                    self.admit(pending.socket, admitted);
                 }
             }
         }
     }
 
-    /// Cancels the receive of a pending header; it is dropped, and the
-    /// refusal logged, when the cancellation completes.
-    fn drop_header(&mut self, key: usize, reason: &'static str) {
+    /// Hands a pending header's opening a deadline check or a stop; if it
+    /// refuses, cancels the receive in flight (the record goes when the
+    /// cancellation completes).
+    fn check_header(&mut self, key: usize, how: fn(&mut Opening, Instant) -> Opened) {
+        let now = self.now;
         let Some(pending) = self.headers.get_mut(key) else {
             return;
         };
-        if pending.refused.is_none() {
-            pending.refused = Some(reason);
-            let entry = opcode::AsyncCancel::new(HEADER | key as u64)
-                .build()
-                .user_data(CANCELLED);
-            self.push(&entry);
+        if pending.cancelling || matches!(how(&mut pending.opening, now), Opened::Incomplete) {
+            return;
         }
+        pending.cancelling = true;
+        let entry = opcode::AsyncCancel::new(HEADER | key as u64)
+            .build()
+            .user_data(CANCELLED);
+        self.push(&entry);
     }
 
     /// Does what the connection asks until it waits for a completion.
@@ -867,7 +873,7 @@ impl<'a> Worker<'a> {
             if slot.inflight != 0 {
                 return;
             }
-            let now = Instant::now();
+            let now = self.now;
             let fd = types::Fd(slot.socket.as_raw_fd());
             match slot.conn.poll() {
                 Action::Send(bytes) => {
@@ -928,9 +934,6 @@ impl<'a> Worker<'a> {
                     slot.conn.write_shut(ok, now);
                 }
                 Action::Receive => {
-                    if self.stopping && slot.conn.is_idle() {
-                        return self.close(key, End::Shutdown);
-                    }
                     if slot.in_pipe == 0 {
                         // The slice is done: the pipe's descriptors go back.
                         slot.pipe = None;
@@ -963,7 +966,7 @@ impl<'a> Worker<'a> {
             return;
         };
         if slot.pipe.is_none() {
-            match Pipe::new() {
+            match Pipe::new(SPLICE_CHUNK, false) {
                 Ok(pipe) => slot.pipe = Some(pipe),
                 Err(e) => {
                     slot.conn.io_failed(e);
@@ -1046,7 +1049,7 @@ impl<'a> Worker<'a> {
             return;
         };
         slot.inflight &= !op;
-        let now = Instant::now();
+        let now = self.now;
         if slot.closing.is_some() {
             if let Some(id) = buffer {
                 self.bufs.give_back(id);
@@ -1064,6 +1067,9 @@ impl<'a> Worker<'a> {
                         slot.conn.handle_input(self.bufs.bytes(id, n as usize), now)
                     }
                     (0, _) => slot.conn.handle_eof(now),
+                    // Cancelled to tell the connection of a shutdown: it
+                    // decides now what that means (see `stop`).
+                    (e, _) if e == -libc::ECANCELED && slot.stop_cancel => {}
                     // Every buffer was taken: try again on the next round,
                     // once the completions reaped meanwhile gave some back.
                     (e, None) if e == -libc::ENOBUFS || e == -libc::EINTR => {
@@ -1175,7 +1181,7 @@ impl<'a> Worker<'a> {
         }
         let slot = self.slots.remove(key);
         let end = slot.closing.clone().unwrap_or(End::Shutdown);
-        slot.conn.finish(&end, Instant::now());
+        slot.conn.finish(&end, self.now);
     }
 
     /// Shutdown: no more accepts; idle connections end now; answers in
@@ -1192,39 +1198,50 @@ impl<'a> Worker<'a> {
         // listening sockets close and new clients are refused at once.
         let _ = self.ring.submit();
         self.listeners.clear();
-        let mut idle = Vec::new();
+        // Every connection is told; one waiting for a request is woken by
+        // cancelling its receive, and then ends (its own decision).
+        let mut wake = Vec::new();
+        let mut advance = Vec::new();
         for (key, slot) in &mut self.slots {
+            if slot.closing.is_some() {
+                continue;
+            }
             slot.conn.stop();
-            if slot.closing.is_none() && slot.conn.is_idle() {
-                idle.push(key);
+            match slot.inflight {
+                RECV => {
+                    slot.stop_cancel = true;
+                    wake.push(key);
+                }
+                0 => advance.push(key),
+                _ => {}
             }
         }
         tracing::info!(
             ring = self.index,
             open = self.slots.len(),
-            closed_now = idle.len(),
             "stopping: no new connections; answers in flight finish"
         );
-        for key in idle {
-            self.close(key, End::Shutdown);
+        for key in wake {
+            let entry = opcode::AsyncCancel::new(token(key, RECV))
+                .build()
+                .user_data(CANCELLED);
+            self.push(&entry);
+        }
+        for key in advance {
+            self.advance(key);
         }
         let pending: Vec<usize> = self.headers.iter().map(|(key, _)| key).collect();
         for key in pending {
-            self.drop_header(key, "shutting down before its PROXY header ended");
+            self.check_header(key, Opening::stop);
         }
     }
 
     /// Ends connections whose idle, write or drain time is up.
     fn sweep(&mut self) {
-        let now = Instant::now();
-        let late: Vec<usize> = self
-            .headers
-            .iter()
-            .filter(|(_, h)| h.refused.is_none() && now >= h.deadline)
-            .map(|(key, _)| key)
-            .collect();
-        for key in late {
-            self.drop_header(key, "no complete PROXY header in time");
+        let now = self.now;
+        let pending: Vec<usize> = self.headers.iter().map(|(key, _)| key).collect();
+        for key in pending {
+            self.check_header(key, Opening::handle_timeout);
         }
         let mut expired = Vec::new();
         for (key, slot) in &mut self.slots {
@@ -1239,5 +1256,106 @@ impl<'a> Worker<'a> {
         for (key, end) in expired {
             self.close(key, end);
         }
+    }
+}
+
+/// One ring over real loopback connections, handed a virtual clock: the
+/// sweep and the grace period take no time.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drivers::virtual_time::{self, received, GRACE, IDLE, MAX_ROUNDS};
+    use std::io::Write;
+    use std::net::SocketAddr;
+
+    /// Runs `test` with a started worker over `files`, and its address.
+    fn with_worker(files: &[(&str, usize)], test: impl FnOnce(&mut Worker<'_>, SocketAddr)) {
+        let (_dir, config) = virtual_time::served(crate::Model::Uring, files);
+        let endpoint = Endpoint::new(&config);
+        let storage = Arc::clone(&config.session.storage);
+        let mailboxes = vec![Arc::new(Mailbox::new().unwrap())];
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Shared {
+            config: &config,
+            endpoint: &endpoint,
+            signals: None,
+            mailbox: &mailboxes[0],
+            mailboxes: &mailboxes,
+            offload: None,
+            storage: &*storage,
+        };
+        let mut worker =
+            Worker::new(0, new_ring().unwrap(), vec![listener.into()], shared).unwrap();
+        worker.start();
+        test(&mut worker, addr);
+        worker.unfinished();
+    }
+
+    /// One round at the virtual `now`, waiting at most 10 ms of real time.
+    fn round(worker: &mut Worker<'_>, now: Instant) {
+        worker.wait(Duration::from_millis(10)).unwrap();
+        worker.handle(now);
+    }
+
+    #[test]
+    fn idle_clients_are_swept_in_virtual_time() {
+        with_worker(&[], |worker, addr| {
+            let t0 = Instant::now();
+            let mut quiet = virtual_time::client(addr);
+            quiet.write_all(b"help\r\n").unwrap();
+            let mut got = Vec::new();
+            let mut rounds = 0;
+            while !got.ends_with(b"\r\n\r\n") {
+                assert!(rounds < MAX_ROUNDS, "never answered");
+                round(worker, t0);
+                received(&mut quiet, &mut got).expect("closed before its answer");
+                rounds += 1;
+            }
+            round(worker, t0 + IDLE - TICK);
+            round(worker, t0 + IDLE - TICK);
+            assert!(received(&mut quiet, &mut got).is_some(), "closed early");
+            round(worker, t0 + IDLE + TICK);
+            // Its receive is cancelled; the record goes when that completes.
+            let mut rounds = 0;
+            while received(&mut quiet, &mut got).is_some() {
+                assert!(rounds < MAX_ROUNDS, "not swept");
+                round(worker, t0 + IDLE + TICK);
+                rounds += 1;
+            }
+            assert!(worker.slots.is_empty());
+        });
+    }
+
+    #[test]
+    fn shutdown_ends_idle_clients_at_once_and_waits_out_answers_in_flight() {
+        const BIG: usize = 32 << 20;
+        with_worker(&[("big.bin", BIG)], |worker, addr| {
+            let t0 = Instant::now();
+            let mut idle = virtual_time::client(addr);
+            let mut stuck = virtual_time::client(addr);
+            // Far more than the socket buffers hold, and never read.
+            stuck
+                .write_all(format!("get_slice big.bin 0 {BIG} raw\r\n").as_bytes())
+                .unwrap();
+            for _ in 0..3 {
+                round(worker, t0);
+            }
+            worker.stop();
+            round(worker, t0);
+            let mut got = Vec::new();
+            let mut rounds = 0;
+            while received(&mut idle, &mut got).is_some() {
+                assert!(rounds < MAX_ROUNDS, "the idle client was never closed");
+                round(worker, t0);
+                rounds += 1;
+            }
+            assert!(got.is_empty());
+            assert!(!worker.finished(t0), "an answer is in flight");
+            round(worker, t0 + GRACE - TICK);
+            assert!(!worker.finished(t0 + GRACE - TICK), "finished early");
+            assert!(worker.finished(t0 + GRACE), "the grace period is over");
+            assert_eq!(worker.slots.len(), 1, "the stuck answer is unfinished");
+        });
     }
 }

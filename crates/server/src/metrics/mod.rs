@@ -142,22 +142,20 @@ pub fn connection_refused(why: Refusal) {
     }
 }
 
-/// A request was answered with `status` (for a slice: its head), `took`
-/// after its last byte was read.
-pub fn request(command: &str, status: Status, took: Duration) {
-    if let Some(m) = get() {
+impl Metrics {
+    /// A request was answered with `status` (for a slice: its head),
+    /// `took` after its last byte was read.
+    pub fn request(&self, command: &str, status: Status, took: Duration) {
         let status = Status::ALL.iter().position(|s| *s == status).unwrap_or(0);
-        m.counters.requests[command_index(command)][status].add(1);
-        m.counters.request_seconds.observe(took);
+        self.counters.requests[command_index(command)][status].add(1);
+        self.counters.request_seconds.observe(took);
     }
-}
 
-/// A slice body was sent whole: `bytes` on the wire after its head.
-pub fn slice_sent(mode: SliceMode, bytes: u64, took: Duration) {
-    if let Some(m) = get() {
+    /// A slice body was sent whole: `bytes` on the wire after its head.
+    pub fn slice_sent(&self, mode: SliceMode, bytes: u64, took: Duration) {
         let i = mode_index(mode);
-        m.counters.slice_bytes[i].add(bytes);
-        m.counters.slice_seconds[i].observe(took);
+        self.counters.slice_bytes[i].add(bytes);
+        self.counters.slice_seconds[i].observe(took);
     }
 }
 

@@ -3,10 +3,11 @@
 //!
 //! A connection never calls storage itself: it asks its driver to run a
 //! [`StorageStep`] and is resumed with the [`StorageReply`]. Drivers whose
-//! threads may block (`threads`, `fork`) run the step inline; readiness
-//! loops (`poll`, `pool`) hand it to a small blocking pool
-//! ([`offload`]) when the backend says its calls may block
-//! ([`Storage::may_block`]), so a slow backend never stalls the loop.
+//! threads may block (`threads`, `fork`) run the step inline; the async
+//! model awaits it in `spawn_blocking`; the loops (`poll`, `pool`, and each
+//! ring of `uring`) hand it to a small blocking pool ([`offload`]) when the
+//! backend says its calls may block ([`Storage::may_block`]), so a slow
+//! backend never stalls a loop.
 //!
 //! The seam is shaped for remote stores: a ranged read is one sequential
 //! body read ahead in large blocks ([`RangeReader::block_size`]), opening
@@ -23,7 +24,7 @@
 mod cache;
 mod local;
 mod object;
-pub mod offload;
+pub(crate) mod offload;
 mod step;
 mod unlisted;
 

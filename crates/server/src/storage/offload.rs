@@ -1,13 +1,14 @@
 //! Running storage steps off a readiness loop: a small pool of blocking
 //! threads, as nginx's `aio threads`.
 //!
-//! **How it works.** A readiness loop (`poll`, `pool`) must never wait: when
-//! a connection needs a storage step from a backend whose calls may block
-//! (a remote store answers in milliseconds), the loop parks the
+//! **How it works.** A loop (`poll`, `pool`, a ring of `uring`) must never
+//! wait: when a connection needs a storage step from a backend whose calls
+//! may block (a remote store answers in milliseconds), the loop parks the
 //! connection, queues the step here with the connection's key, and goes on
 //! serving the others. A pool thread runs the step, queues the reply and
-//! calls the loop's wake-up (an `eventfd` behind `mio::Waker`); the loop
-//! resumes the connection with the reply on its next round.
+//! calls the loop's wake-up (an `eventfd`: behind `mio::Waker` for the
+//! readiness loops, a ring's mailbox for `uring`); the loop resumes the
+//! connection with the reply on its next round.
 //!
 //! **What it costs.** Two queue operations and a wake-up per step, and a
 //! fixed set of threads (their stacks are small). Steps of the local

@@ -15,15 +15,11 @@
 //!   authority, unique id, SSL information) and refuses the 64 KiB the
 //!   length field allows.
 //!
-//! How long a header may take to arrive is the driver's business (the
-//! `--proxy-header-timeout`): this reader has no clock.
+//! How long a header may take to arrive, and what a refusal costs, is the
+//! [`Endpoint`](crate::endpoint::Endpoint)'s business: this reader has no
+//! clock.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-use crate::metrics::{self, Refusal};
 
 /// The longest v1 header, `\r\n` included (the protocol's limit).
 pub const MAX_V1_HEADER: usize = 107;
@@ -99,11 +95,6 @@ impl ProxyHeaderReader {
         }
     }
 
-    /// Bytes fed so far.
-    pub fn buffered(&self) -> usize {
-        self.buf.len()
-    }
-
     fn v1(&mut self) -> Progress {
         let seen = self.buf.len().min(V1_PREFIX.len());
         if self.buf[..seen] != V1_PREFIX[..seen] {
@@ -174,72 +165,6 @@ impl ProxyHeaderReader {
         let leftover = self.buf.split_off(end);
         self.buf = Vec::new();
         Progress::Done(Header { origin, leftover })
-    }
-}
-
-/// Bounds the connections waiting for their header, which admission does
-/// not count yet (it needs the header to know the client): a flood of
-/// connections that never send one must not hold unbounded descriptors.
-/// The limit is `--max-connections`; past it, new connections are refused
-/// as if their header were bad.
-pub struct HeaderWaiters {
-    waiting: AtomicUsize,
-    limit: usize,
-}
-
-/// A place among the connections waiting for their header; freed on drop.
-pub struct Waiting {
-    waiters: Arc<HeaderWaiters>,
-}
-
-impl HeaderWaiters {
-    pub fn new(limit: usize) -> Arc<HeaderWaiters> {
-        Arc::new(HeaderWaiters {
-            waiting: AtomicUsize::new(0),
-            limit,
-        })
-    }
-
-    /// A place for one more connection, or None (refused and logged).
-    pub fn enter(self: &Arc<Self>, proxy: SocketAddr) -> Option<Waiting> {
-        let entered = self
-            .waiting
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.limit).then_some(n + 1)
-            })
-            .is_ok();
-        if !entered {
-            refuse(proxy, "too many connections waiting for their PROXY header");
-            return None;
-        }
-        Some(Waiting {
-            waiters: Arc::clone(self),
-        })
-    }
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        self.waiters.waiting.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// When the last refusal was logged, and how many came since.
-static REFUSALS: Mutex<(Option<Instant>, u64)> = Mutex::new((None, 0));
-
-/// Counts a connection closed for a missing, bad or late header and logs
-/// it, at most once a second (a client that connects directly, or a flood,
-/// must not flood the log).
-pub fn refuse(proxy: SocketAddr, reason: &str) {
-    metrics::connection_refused(Refusal::ProxyHeader);
-    let mut state = REFUSALS.lock().unwrap_or_else(|e| e.into_inner());
-    state.1 += 1;
-    if state
-        .0
-        .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
-    {
-        tracing::warn!(peer = %proxy, refused = state.1, "{reason}: closing the connection (--proxy-protocol)");
-        *state = (Some(Instant::now()), 0);
     }
 }
 

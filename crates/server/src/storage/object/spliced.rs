@@ -34,18 +34,19 @@
 //! the `GET`).
 
 use std::io::{self, Read};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use hftp_proto::{FileName, Range};
 use object_store::path::Path;
 use object_store::signer::Signer;
-use rustix::pipe::{PipeFlags, SpliceFlags};
+use rustix::pipe::SpliceFlags;
 
 use super::http::{self, Answer};
 use super::{
     redact, version, ObjectStorage, Version, BODY_RESUMES, CALL_TIMEOUT, VERSION_CHECK_BYTES,
 };
+use crate::pipe::Pipe;
 use crate::storage::RangeReader;
 
 /// What a pipe is asked to hold (the most an unprivileged process may set
@@ -70,27 +71,6 @@ pub enum Opened {
     /// Not for this path (https, or an answer best handled by
     /// `object_store`): the reason, for the debug log.
     Elsewhere(String),
-}
-
-/// A pipe the body is spliced into; its read end goes to the driver.
-struct Pipe {
-    read: OwnedFd,
-    write: OwnedFd,
-    capacity: usize,
-}
-
-impl Pipe {
-    fn new() -> io::Result<Pipe> {
-        let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
-        // A smaller pipe (a tight per-user limit) only means more steps.
-        let _ = rustix::pipe::fcntl_setpipe_size(&write, PIPE_BYTES);
-        let capacity = rustix::pipe::fcntl_getpipe_size(&write)?;
-        Ok(Pipe {
-            read,
-            write,
-            capacity,
-        })
-    }
 }
 
 /// One raw slice of one version of an object, spliced from the store.
@@ -136,7 +116,7 @@ pub fn open(storage: &ObjectStorage, name: &FileName, path: &Path, range: Range)
             ))
         }
     }
-    let pipe = match Pipe::new() {
+    let pipe = match Pipe::new(PIPE_BYTES, true) {
         Ok(pipe) => pipe,
         Err(e) => return Opened::Elsewhere(format!("no pipe: {e}")),
     };

@@ -8,7 +8,7 @@
 //! thread may advance it.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 use std::time::Instant;
 
 use mio::net::TcpStream;
@@ -22,6 +22,8 @@ use crate::storage::{Storage, StorageReply, StorageStep};
 pub struct Conn {
     stream: TcpStream,
     conn: Connection,
+    /// [`Connection::stop`] was called.
+    stop_told: bool,
     _ticket: Ticket,
 }
 
@@ -58,21 +60,26 @@ impl StorageMode {
 }
 
 impl Conn {
-    /// A connection from `peer`, through the proxy `via` when
-    /// `--proxy-protocol` is on.
-    pub fn new(
-        stream: TcpStream,
-        peer: SocketAddr,
-        via: Option<SocketAddr>,
-        config: &Config,
-        ticket: Ticket,
-    ) -> Conn {
+    /// The endpoint's connection over `stream`; `ticket` holds its place.
+    pub fn new(stream: TcpStream, conn: Connection, ticket: Ticket) -> Conn {
         let _ = stream.set_nodelay(true);
         Conn {
             stream,
-            conn: Connection::new(config, Some(peer), Instant::now()).via(via),
+            conn,
+            stop_told: false,
             _ticket: ticket,
         }
+    }
+
+    /// Tells the connection the server is stopping; true the first time
+    /// (the caller then advances it, and the connection decides).
+    pub fn tell_stop(&mut self) -> bool {
+        if self.stop_told {
+            return false;
+        }
+        self.stop_told = true;
+        self.conn.stop();
+        true
     }
 
     pub fn connection(&mut self) -> &mut Connection {
@@ -88,21 +95,22 @@ impl Conn {
     }
 
     /// Logs the connection's summary line.
-    pub fn finish(self, end: &End) {
-        self.conn.finish(end, Instant::now());
+    pub fn finish(self, end: &End, now: Instant) {
+        self.conn.finish(end, now);
     }
 
-    pub fn storage_done(&mut self, reply: StorageReply) {
-        self.conn.storage_done(reply, Instant::now());
+    pub fn storage_done(&mut self, reply: StorageReply, now: Instant) {
+        self.conn.storage_done(reply, now);
     }
 
-    pub fn advance(&mut self, buf: &mut [u8], mode: &StorageMode) -> Step {
+    /// Does what the socket allows at `now` without waiting.
+    pub fn advance(&mut self, buf: &mut [u8], mode: &StorageMode, now: Instant) -> Step {
         // Each call is a turn: the last one ended waiting (or yielding).
         self.conn.new_turn();
         loop {
             match self.conn.poll() {
                 Action::Send(bytes) => match self.stream.write(bytes) {
-                    Ok(n) => self.conn.sent(n, Instant::now()),
+                    Ok(n) => self.conn.sent(n, now),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         return Step::Wait { writable: true }
                     }
@@ -112,7 +120,7 @@ impl Conn {
                 Action::SendFile { fd, offset, len } => {
                     let mut offset = offset;
                     match rustix::fs::sendfile(&self.stream, fd, Some(&mut offset), len) {
-                        Ok(n) => self.conn.sent(n, Instant::now()),
+                        Ok(n) => self.conn.sent(n, now),
                         Err(rustix::io::Errno::AGAIN) => return Step::Wait { writable: true },
                         Err(rustix::io::Errno::INTR) => {}
                         Err(e) => self.conn.io_failed(e.into()),
@@ -127,7 +135,7 @@ impl Conn {
                         len,
                         rustix::pipe::SpliceFlags::MOVE | rustix::pipe::SpliceFlags::NONBLOCK,
                     ) {
-                        Ok(n) => self.conn.sent(n, Instant::now()),
+                        Ok(n) => self.conn.sent(n, now),
                         Err(rustix::io::Errno::AGAIN) => return Step::Wait { writable: true },
                         Err(rustix::io::Errno::INTR) => {}
                         Err(e) => self.conn.io_failed(e.into()),
@@ -136,15 +144,15 @@ impl Conn {
                 Action::Storage(step) if mode.offload => return Step::Storage(step),
                 Action::Storage(step) => {
                     let reply = step.run(&*mode.storage);
-                    self.conn.storage_done(reply, Instant::now());
+                    self.conn.storage_done(reply, now);
                 }
                 Action::ShutdownWrite => {
                     let ok = self.stream.shutdown(Shutdown::Write).is_ok();
-                    self.conn.write_shut(ok, Instant::now());
+                    self.conn.write_shut(ok, now);
                 }
                 Action::Receive => match self.stream.read(buf) {
-                    Ok(0) => self.conn.handle_eof(Instant::now()),
-                    Ok(n) => self.conn.handle_input(&buf[..n], Instant::now()),
+                    Ok(0) => self.conn.handle_eof(now),
+                    Ok(n) => self.conn.handle_input(&buf[..n], now),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         return Step::Wait { writable: false }
                     }

@@ -6,39 +6,42 @@
 //! one client). Timeouts use the socket's own `SO_RCVTIMEO` (the
 //! connection's idle or drain deadline) and `SO_SNDTIMEO` (write timeout),
 //! so a blocked thread or process always gets its time back.
+//!
+//! **Shutdown.** A thread blocked in `read` cannot be told anything, so
+//! the driver raises a [`StopFlag`] and then shuts the socket's reading
+//! side: the read returns, the loop sees the flag and calls
+//! [`Connection::stop`], and the connection decides, as in every model,
+//! whether it ends now (`server shutdown`) or after the answer in flight.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags};
 
-use crate::admission::{Admission, Ticket};
+use crate::admission::Ticket;
 use crate::config::{Config, ACCEPT_BURST, READ_BUF};
 use crate::connection::{Action, Connection, End};
+use crate::endpoint::{Accept, Endpoint, Opened, Opening};
 use crate::listen::AcceptFailures;
 use crate::signals::Signals;
-use crate::transport::proxy_header::{self, Header, Progress, ProxyHeaderReader};
 
-/// Who an admitted connection is from, and what was read of it already.
-pub struct Accepted {
-    /// The client: the socket's peer, or the one its PROXY header named.
-    pub peer: SocketAddr,
-    /// The proxy it came through (`--proxy-protocol`).
-    pub via: Option<SocketAddr>,
-    /// Bytes read past the PROXY header: the first HFTP input.
-    pub first: Vec<u8>,
-}
+/// Raised, before the reading side is shut, when the server stops.
+pub type StopFlag = AtomicBool;
 
 /// Serves one connection until it ends; logs its summary line. The caller
 /// closes the socket (after forgetting it wherever it was registered).
-pub fn serve_connection(stream: &mut TcpStream, accepted: Accepted, config: &Config) -> End {
-    let mut conn = Connection::new(config, Some(accepted.peer), Instant::now()).via(accepted.via);
-    conn.handle_input(&accepted.first, Instant::now());
+pub fn serve_connection(
+    stream: &mut TcpStream,
+    mut conn: Connection,
+    config: &Config,
+    stop: &StopFlag,
+) -> End {
     let end = match setup(stream, config) {
-        Ok(()) => run(stream, &mut conn, config),
+        Ok(()) => run(stream, &mut conn, config, stop),
         Err(e) => End::Error(e.to_string()),
     };
     conn.finish(&end, Instant::now());
@@ -54,10 +57,11 @@ fn setup(stream: &TcpStream, config: &Config) -> io::Result<()> {
 }
 
 /// Does what the connection asks, with blocking calls, until it ends.
-fn run(stream: &mut TcpStream, conn: &mut Connection, config: &Config) -> End {
+fn run(stream: &mut TcpStream, conn: &mut Connection, config: &Config, stop: &StopFlag) -> End {
     let storage = &*config.session.storage;
     let mut buf = vec![0u8; READ_BUF];
     let mut read_timer = ReadTimer::default();
+    let mut stop_told = false;
     loop {
         match conn.poll() {
             Action::Send(bytes) => match stream.write(bytes) {
@@ -98,11 +102,22 @@ fn run(stream: &mut TcpStream, conn: &mut Connection, config: &Config) -> End {
                 conn.write_shut(ok, Instant::now());
             }
             Action::Receive => {
+                if !stop_told && stop.load(Ordering::SeqCst) {
+                    stop_told = true;
+                    conn.stop();
+                    continue;
+                }
                 if let Err(e) = read_timer.arm(stream, conn.poll_timeout(), Instant::now()) {
                     conn.io_failed(e);
                     continue;
                 }
                 match stream.read(&mut buf) {
+                    // The reading side was shut to wake this read: the
+                    // connection decides what a stop means now.
+                    Ok(0) if !stop_told && stop.load(Ordering::SeqCst) => {
+                        stop_told = true;
+                        conn.stop();
+                    }
                     Ok(0) => conn.handle_eof(Instant::now()),
                     Ok(n) => conn.handle_input(&buf[..n], Instant::now()),
                     Err(e) if is_timeout(&e) => conn.handle_timeout(Instant::now()),
@@ -168,15 +183,13 @@ pub type SideListener<'a> = (&'a TcpListener, &'a mut dyn FnMut(TcpStream));
 /// A connection whose PROXY header is not complete yet (not admitted yet).
 struct PendingHeader {
     stream: TcpStream,
-    proxy: SocketAddr,
-    reader: ProxyHeaderReader,
-    deadline: Instant,
+    opening: Opening,
 }
 
 /// Accepts connections on every listener until SIGINT/SIGTERM, handing each
-/// admitted one to `on_accept` (the others are closed at once, see
-/// [`Admission`]). `on_wake` runs after every wake-up (the fork driver reaps
-/// children there).
+/// admitted one, with its connection, to `on_accept` (the others are closed
+/// at once, see [`Endpoint`]). `on_wake` runs after every wake-up (the fork
+/// driver reaps children there).
 ///
 /// Under `--proxy-protocol` admission needs the client the PROXY header
 /// names, and the fork parent must admit before forking (its admission
@@ -187,10 +200,9 @@ struct PendingHeader {
 pub fn accept_loop(
     listeners: &[TcpListener],
     signals: &Signals,
-    admission: &Arc<Admission>,
-    config: &Config,
+    endpoint: &Arc<Endpoint>,
     mut side: Option<SideListener<'_>>,
-    mut on_accept: impl FnMut(TcpStream, Accepted, Ticket),
+    mut on_accept: impl FnMut(TcpStream, Connection, Ticket),
     mut on_wake: impl FnMut(),
 ) -> io::Result<()> {
     for l in listeners {
@@ -201,6 +213,12 @@ pub fn accept_loop(
     }
     let mut accept_failures = AcceptFailures::default();
     let mut pending: Vec<PendingHeader> = Vec::new();
+    let mut start = |stream: TcpStream, opened: Opened| {
+        if let Opened::Admitted(admitted) = opened {
+            let (conn, ticket) = endpoint.start(admitted, Instant::now());
+            on_accept(stream, conn, ticket);
+        }
+    };
     while !signals.stop_requested() {
         let mut fds: Vec<PollFd<'_>> = listeners
             .iter()
@@ -218,7 +236,7 @@ pub fn accept_loop(
         );
         let timeout = pending
             .iter()
-            .map(|p| p.deadline)
+            .map(|p| p.opening.deadline())
             .min()
             .map(|d| d.saturating_duration_since(Instant::now()))
             .and_then(|left| rustix::time::Timespec::try_from(left).ok());
@@ -240,27 +258,19 @@ pub fn accept_loop(
             }
         }
         // Headers first: their sockets are the ones `poll` reported.
-        let now = Instant::now();
         let mut still = Vec::with_capacity(pending.len());
         for (mut p, readable) in pending.into_iter().zip(readable) {
-            let outcome = if readable { read_header(&mut p) } else { None };
-            match outcome {
-                None if now >= p.deadline => {
-                    proxy_header::refuse(p.proxy, "no complete PROXY header in time");
-                }
-                None => still.push(p),
-                Some(Err(reason)) => proxy_header::refuse(p.proxy, &reason),
-                Some(Ok(header)) => {
-                    let peer = header.origin.client(p.proxy);
-                    if let Some(ticket) = admission.admit(peer) {
-                        let accepted = Accepted {
-                            peer,
-                            via: Some(p.proxy),
-                            first: header.leftover,
-                        };
-                        on_accept(p.stream, accepted, ticket);
-                    }
-                }
+            let mut opened = if readable {
+                read_header(&mut p)
+            } else {
+                Opened::Incomplete
+            };
+            if let Opened::Incomplete = opened {
+                opened = p.opening.handle_timeout(Instant::now());
+            }
+            match opened {
+                Opened::Incomplete => still.push(p),
+                opened => start(p.stream, opened),
             }
         }
         pending = still;
@@ -273,34 +283,15 @@ pub fn accept_loop(
                     break;
                 }
                 match l.accept() {
-                    Ok((stream, peer)) => match config.proxy_protocol {
-                        None => {
-                            if let Some(ticket) = admission.admit(peer) {
-                                let accepted = Accepted {
-                                    peer,
-                                    via: None,
-                                    first: Vec::new(),
-                                };
-                                on_accept(stream, accepted, ticket);
+                    Ok((stream, peer)) => match endpoint.accept(peer, Instant::now()) {
+                        Accept::Admitted(admitted) => start(stream, Opened::Admitted(admitted)),
+                        Accept::Refused => {}
+                        Accept::Opening(mut opening) => match stream.set_nonblocking(true) {
+                            Ok(()) => pending.push(PendingHeader { stream, opening }),
+                            Err(e) => {
+                                opening.io_failed(e, Instant::now());
                             }
-                        }
-                        Some(timeout) => {
-                            if pending.len() >= config.max_connections {
-                                proxy_header::refuse(
-                                    peer,
-                                    "too many connections waiting for their PROXY header",
-                                );
-                            } else if let Err(e) = stream.set_nonblocking(true) {
-                                tracing::warn!(error = %e, "cannot set up a connection");
-                            } else {
-                                pending.push(PendingHeader {
-                                    stream,
-                                    proxy: peer,
-                                    reader: ProxyHeaderReader::new(),
-                                    deadline: Instant::now() + timeout,
-                                });
-                            }
-                        }
+                        },
                     },
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -315,24 +306,27 @@ pub fn accept_loop(
             }
         }
     }
+    // Not admitted yet: nothing in flight to finish.
+    for mut p in pending {
+        p.opening.stop(Instant::now());
+    }
     Ok(())
 }
 
-/// Reads what arrived of a PROXY header without blocking: None while it is
-/// incomplete, else the header or why the connection is refused.
-fn read_header(p: &mut PendingHeader) -> Option<Result<Header, String>> {
+/// Reads what arrived of a PROXY header without blocking.
+fn read_header(p: &mut PendingHeader) -> Opened {
     let mut buf = [0u8; 1024];
     loop {
+        let now = Instant::now();
         match p.stream.read(&mut buf) {
-            Ok(0) => return Some(Err("connection closed before its PROXY header ended".into())),
-            Ok(n) => match p.reader.feed(&buf[..n]) {
-                Progress::Incomplete => {}
-                Progress::Done(header) => return Some(Ok(header)),
-                Progress::Invalid(reason) => return Some(Err(reason)),
+            Ok(0) => return p.opening.handle_eof(now),
+            Ok(n) => match p.opening.handle_input(&buf[..n], now) {
+                Opened::Incomplete => {}
+                opened => return opened,
             },
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Opened::Incomplete,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Some(Err(e.to_string())),
+            Err(e) => return p.opening.io_failed(e, now),
         }
     }
 }
