@@ -11,6 +11,7 @@ pub mod background;
 pub mod bucket;
 pub mod garage;
 pub mod haproxy;
+pub mod pki;
 pub mod tied;
 pub mod tools;
 
