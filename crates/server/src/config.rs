@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::connection::ConnectionConfig;
 use crate::session::SessionConfig;
+use crate::transport::address::AddressRules;
 
 /// The concurrency strategy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +99,20 @@ pub struct Config {
     /// header, which must be complete within this time; the client it names
     /// is the one admitted and logged (see [`crate::transport`]).
     pub proxy_protocol: Option<Duration>,
+    /// `--tls-cert`: every connection is TLS (see [`crate::transport::tls`]).
+    pub tls: Option<TlsSettings>,
+    /// `--allow`/`--deny`.
+    pub address_rules: AddressRules,
+}
+
+/// TLS as `--tls-cert`, `--tls-key`, `--tls-client-ca` and
+/// `--tls-handshake-timeout` set it.
+#[derive(Clone)]
+pub struct TlsSettings {
+    pub config: Arc<rustls::ServerConfig>,
+    /// A connection whose handshake is not complete by then is closed
+    /// (and counted as refused).
+    pub handshake_timeout: Duration,
 }
 
 impl Config {

@@ -31,10 +31,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::admission::{Admission, Ticket};
-use crate::config::Config;
+use crate::config::{Config, TlsSettings};
 use crate::connection::{Connection, ConnectionConfig};
 use crate::metrics::{self, Refusal};
+use crate::transport::address::AddressRules;
 use crate::transport::proxy_header::{Progress, ProxyHeaderReader};
+use crate::transport::tls::TlsLayer;
 
 /// The front end shared by every connection of a server.
 pub struct Endpoint {
@@ -47,6 +49,10 @@ pub struct Endpoint {
     max_waiting: usize,
     /// `--proxy-protocol` and its header deadline.
     proxy_header: Option<Duration>,
+    /// `--allow`/`--deny`.
+    rules: Arc<AddressRules>,
+    /// `--tls-cert`.
+    tls: Option<TlsSettings>,
     connection: ConnectionConfig,
 }
 
@@ -87,6 +93,7 @@ pub struct Opening {
     reader: ProxyHeaderReader,
     deadline: Instant,
     admission: Arc<Admission>,
+    rules: Arc<AddressRules>,
     waiting: Arc<AtomicUsize>,
     /// Admitted or refused already: later calls refuse silently.
     spent: bool,
@@ -99,6 +106,8 @@ impl Endpoint {
             waiting: Arc::new(AtomicUsize::new(0)),
             max_waiting: config.max_connections,
             proxy_header: config.proxy_protocol,
+            rules: Arc::new(config.address_rules.clone()),
+            tls: config.tls.clone(),
             connection: config.connection(),
         })
     }
@@ -106,6 +115,9 @@ impl Endpoint {
     /// A socket from `peer` was accepted at `now`.
     pub fn accept(&self, peer: SocketAddr, now: Instant) -> Accept {
         let Some(timeout) = self.proxy_header else {
+            if !admits_address(&self.rules, peer, now) {
+                return Accept::Refused;
+            }
             return match self.admission.admit(peer) {
                 Some(ticket) => Accept::Admitted(Admitted {
                     peer,
@@ -135,6 +147,7 @@ impl Endpoint {
             reader: ProxyHeaderReader::new(),
             deadline: now + timeout,
             admission: Arc::clone(&self.admission),
+            rules: Arc::clone(&self.rules),
             waiting: Arc::clone(&self.waiting),
             spent: false,
         })
@@ -145,6 +158,10 @@ impl Endpoint {
     pub fn start(&self, admitted: Admitted, now: Instant) -> (Connection, Ticket) {
         let mut conn =
             Connection::new(&self.connection, Some(admitted.peer), now).via(admitted.via);
+        if let Some(tls) = &self.tls {
+            conn = conn.tls(TlsLayer::new(&tls.config), tls.handshake_timeout, now);
+        }
+        // Under TLS these are the first records of the handshake.
         conn.handle_input(&admitted.first, now);
         (conn, admitted.ticket)
     }
@@ -185,6 +202,9 @@ impl Opening {
             Progress::Done(header) => {
                 self.spent = true;
                 let client = header.origin.client(self.proxy);
+                if !admits_address(&self.rules, client, now) {
+                    return Opened::Refused;
+                }
                 match self.admission.admit(client) {
                     Some(ticket) => Opened::Admitted(Admitted {
                         peer: client,
@@ -235,21 +255,39 @@ impl Drop for Opening {
     }
 }
 
-/// When the last header refusal was logged, and how many came since.
+/// Whether `--allow`/`--deny` let `client` in; a refusal is counted and
+/// logged.
+fn admits_address(rules: &AddressRules, client: SocketAddr, now: Instant) -> bool {
+    if rules.is_empty() || rules.permits(client.ip()) {
+        return true;
+    }
+    metrics::connection_refused(Refusal::Address);
+    log_refusal(client, "address not allowed", "--allow/--deny", now);
+    false
+}
+
+/// When the last refusal was logged, and how many came since.
 static REFUSALS: Mutex<(Option<Instant>, u64)> = Mutex::new((None, 0));
 
 /// Counts a connection closed for a missing, bad or late header and logs
-/// it, at most once a second (a client that connects directly, or a flood,
-/// must not flood the log).
+/// it.
 fn refuse(proxy: SocketAddr, reason: &str, now: Instant) {
     metrics::connection_refused(Refusal::ProxyHeader);
+    log_refusal(proxy, reason, "--proxy-protocol", now);
+}
+
+/// Logs a refused connection (a bad header, an address not let in, a
+/// failed TLS handshake), at most once a second: a client that connects
+/// the wrong way, or a flood, must not flood the log. `option` names the
+/// setting that refused it.
+pub(crate) fn log_refusal(peer: SocketAddr, reason: &str, option: &str, now: Instant) {
     let mut state = REFUSALS.lock().unwrap_or_else(|e| e.into_inner());
     state.1 += 1;
     if state
         .0
         .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
     {
-        tracing::warn!(peer = %proxy, refused = state.1, "{reason}: closing the connection (--proxy-protocol)");
+        tracing::warn!(%peer, refused = state.1, "{reason}: closing the connection ({option})");
         *state = (Some(now), 0);
     }
 }
@@ -277,6 +315,8 @@ mod tests {
             shutdown_grace: Duration::from_secs(1),
             metrics: None,
             proxy_protocol: proxy,
+            tls: None,
+            address_rules: Default::default(),
         })
     }
 

@@ -36,8 +36,10 @@ pub(crate) mod signals;
 pub mod storage;
 pub(crate) mod transport;
 
-pub use config::{Config, Model};
+pub use config::{Config, Model, TlsSettings};
 pub use drivers::OnReady;
+pub use transport::address::{parse_cidr, AddressRules};
+pub use transport::tls::{ktls_available, server_config as tls_server_config};
 
 use std::io;
 use std::net::TcpListener;

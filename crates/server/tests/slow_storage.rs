@@ -103,6 +103,8 @@ fn start(model: Model, store: Arc<HeldStore>) -> u16 {
         shutdown_grace: Duration::from_secs(1),
         metrics: None,
         proxy_protocol: None,
+        tls: None,
+        address_rules: Default::default(),
     };
     let (ready_tx, ready) = mpsc::channel();
     std::thread::spawn(move || {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use hftp_server::session::SessionConfig;
 use hftp_server::storage::{LocalDir, ObjectStorage, ObjectUrl, StatCache, Storage};
-use hftp_server::{listen, Config, Model};
+use hftp_server::{listen, AddressRules, Config, Model, TlsSettings};
 
 use crate::logging::{self, LogFormat};
 
@@ -233,6 +233,60 @@ pub struct Args {
         env = "HFTP_PROXY_HEADER_TIMEOUT"
     )]
     proxy_header_timeout: u64,
+    /// Serve HFTP over TLS: the certificate chain (PEM, the server's
+    /// certificate first, then its intermediates). Needs --tls-key. Every
+    /// connection must then begin with a TLS handshake (TLS 1.3 or 1.2,
+    /// ALPN "hftp"); clients connect with hftps://HOST:PORT or --tls. Read
+    /// once at start, before --user drops privileges: a renewed
+    /// certificate needs a restart. See docs/tls.md.
+    #[arg(long, value_name = "FILE", env = "HFTP_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1). Never
+    /// logged.
+    #[arg(long, value_name = "FILE", env = "HFTP_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// With --tls-cert: admit only clients whose certificate chains to a CA
+    /// in this PEM file (mutual TLS); the log names each client's
+    /// certificate subject (tls=... client=CN=...).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "HFTP_TLS_CLIENT_CA",
+        requires = "tls_cert"
+    )]
+    tls_client_ca: Option<PathBuf>,
+    /// With --tls-cert: seconds a new connection may take to complete its
+    /// TLS handshake before it is closed (counted as refused, as a late
+    /// PROXY header is).
+    #[arg(
+        long,
+        default_value_t = 10,
+        value_name = "SECS",
+        env = "HFTP_TLS_HANDSHAKE_TIMEOUT"
+    )]
+    tls_handshake_timeout: u64,
+    /// Let in only clients from these address ranges (ADDR/LEN or one
+    /// address; repeat, or separate with commas). Checked before any byte
+    /// is read; under --proxy-protocol, on the client the header names.
+    #[arg(
+        long,
+        value_name = "CIDR",
+        env = "HFTP_ALLOW",
+        value_delimiter = ',',
+        value_parser = hftp_server::parse_cidr
+    )]
+    allow: Vec<ipnet::IpNet>,
+    /// Refuse clients from these address ranges, even inside an --allow
+    /// range (deny wins). Refusals are counted in the metrics
+    /// (hftp_connections_refused{limit="address"}).
+    #[arg(
+        long,
+        value_name = "CIDR",
+        env = "HFTP_DENY",
+        value_delimiter = ',',
+        value_parser = hftp_server::parse_cidr
+    )]
+    deny: Vec<ipnet::IpNet>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -254,6 +308,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let proxy_protocol = args
         .proxy_protocol
         .then(|| seconds(args.proxy_header_timeout.max(1)));
+    // Read before privileges are dropped: the key may be readable by root
+    // only (as systemd's LoadCredential= hands it over).
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsSettings {
+            config: hftp_server::tls_server_config(cert, key, args.tls_client_ca.as_deref())
+                .map_err(|e| anyhow::anyhow!("--tls-cert/--tls-key: {e}"))?,
+            handshake_timeout: seconds(args.tls_handshake_timeout.max(1)),
+        }),
+        _ => None,
+    };
     let fd_limit = listen::raise_fd_limit();
     let listeners = bind_all(&args.addresses, args.port)?;
     let metrics = match &args.metrics {
@@ -293,6 +357,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if proxy_protocol.is_some() {
         banner += ", PROXY protocol header required";
     }
+    if tls.is_some() {
+        banner += if args.tls_client_ca.is_some() {
+            ", TLS with client certificates"
+        } else {
+            ", TLS"
+        };
+    }
+    if !args.allow.is_empty() || !args.deny.is_empty() {
+        banner += &format!(
+            ", {} allowed and {} denied address ranges",
+            args.allow.len(),
+            args.deny.len()
+        );
+    }
     banner += &format!(
         ", max {} connections, {fd_limit} descriptors{user})\n",
         args.max_connections
@@ -322,7 +400,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         shutdown_grace: seconds(args.shutdown_grace),
         metrics: metrics.map(Arc::new),
         proxy_protocol,
+        tls,
+        address_rules: AddressRules::new(args.allow, args.deny),
     };
+    if config.tls.is_some() {
+        // Why raw slices lose sendfile/splice under TLS, once.
+        tracing::info!(
+            kernel_tls = hftp_server::ktls_available(),
+            "TLS by rustls in user space: raw slices are read and encrypted, not sent with sendfile or splice"
+        );
+    }
     // The banner goes out once signals are handled: whoever waits for it may
     // stop the server at once.
     let announce = Box::new(move || {

@@ -35,25 +35,58 @@ impl Pki {
         };
         let ca = |name: &str, subject: &str| {
             run(&[
-                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                "-nodes", "-days", "30", "-subj", subject,
-                "-keyout", &format!("{name}.key"), "-out", &format!("{name}.pem"),
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "30",
+                "-subj",
+                subject,
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.pem"),
             ]);
         };
         ca("ca", "/CN=hftp test CA");
         ca("other-ca", "/CN=another CA");
         let leaf = |name: &str, subject: &str, issuer: &str, ext: &str| {
             run(&[
-                "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-subj", subject, "-keyout", &format!("{name}.key"),
-                "-out", &format!("{name}.csr"),
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                subject,
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
             ]);
             std::fs::write(dir.path().join(format!("{name}.ext")), ext).unwrap();
             run(&[
-                "x509", "-req", "-in", &format!("{name}.csr"), "-days", "30",
-                "-CA", &format!("{issuer}.pem"), "-CAkey", &format!("{issuer}.key"),
-                "-set_serial", "2", "-extfile", &format!("{name}.ext"),
-                "-out", &format!("{name}.pem"),
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-days",
+                "30",
+                "-CA",
+                &format!("{issuer}.pem"),
+                "-CAkey",
+                &format!("{issuer}.key"),
+                "-set_serial",
+                "2",
+                "-extfile",
+                &format!("{name}.ext"),
+                "-out",
+                &format!("{name}.pem"),
             ]);
         };
         leaf(
@@ -68,8 +101,18 @@ impl Pki {
         // Expired: valid in 2000 only, signed by the test CA (`openssl ca`
         // is the tool that takes explicit dates).
         run(&[
-            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-subj", "/CN=expired", "-keyout", "expired.key", "-out", "expired.csr",
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=expired",
+            "-keyout",
+            "expired.key",
+            "-out",
+            "expired.csr",
         ]);
         std::fs::write(dir.path().join("index.txt"), "").unwrap();
         std::fs::write(
@@ -82,9 +125,23 @@ impl Pki {
         .unwrap();
         std::fs::write(dir.path().join("serial"), "03\n").unwrap();
         run(&[
-            "ca", "-batch", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key",
-            "-startdate", "20000101000000Z", "-enddate", "20010101000000Z",
-            "-in", "expired.csr", "-out", "expired.pem", "-notext",
+            "ca",
+            "-batch",
+            "-config",
+            "ca.cnf",
+            "-cert",
+            "ca.pem",
+            "-keyfile",
+            "ca.key",
+            "-startdate",
+            "20000101000000Z",
+            "-enddate",
+            "20010101000000Z",
+            "-in",
+            "expired.csr",
+            "-out",
+            "expired.pem",
+            "-notext",
         ]);
         Pki { dir }
     }

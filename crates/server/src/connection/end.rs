@@ -43,6 +43,9 @@ pub struct ConnStats {
     /// The proxy the connection came through (`--proxy-protocol`); `peer`
     /// is then the client the proxy named.
     pub via: Option<SocketAddr>,
+    /// TLS version, cipher suite and client certificate, once the
+    /// handshake is done (`--tls-cert`).
+    pub tls: Option<String>,
     pub started: Instant,
     pub bytes_sent: u64,
 }
@@ -53,6 +56,7 @@ impl ConnStats {
         ConnStats {
             peer,
             via: None,
+            tls: None,
             started: now,
             bytes_sent: 0,
         }
@@ -67,13 +71,14 @@ impl ConnStats {
             .unwrap_or_else(|| "?".into());
         // Absent from the line when there is no proxy.
         let via = self.via.map(|v| v.to_string());
+        let tls = self.tls.as_deref();
         match end {
             End::Error(_) => tracing::warn!(
-                peer, via, requests, bytes_sent = self.bytes_sent, duration_ms, end = %end,
+                peer, via, tls, requests, bytes_sent = self.bytes_sent, duration_ms, end = %end,
                 "connection closed"
             ),
             _ => tracing::info!(
-                peer, via, requests, bytes_sent = self.bytes_sent, duration_ms, end = %end,
+                peer, via, tls, requests, bytes_sent = self.bytes_sent, duration_ms, end = %end,
                 "connection closed"
             ),
         }

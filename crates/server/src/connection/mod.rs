@@ -62,6 +62,7 @@ use crate::body::{Body, BodyNext};
 use crate::metrics::Metrics;
 use crate::session::{CloseReason, Outcome, Session};
 use crate::storage::{StorageReply, StorageStep};
+use crate::transport::tls::{Received, TlsLayer};
 
 /// Buffers above this size are released when a connection goes idle.
 const KEEP_CAPACITY: usize = 4096;
@@ -165,6 +166,21 @@ pub struct Connection {
     slice: Option<(SliceMode, u64, Instant)>,
     budget: u32,
     stats: ConnStats,
+    /// `--tls-cert`: the bytes on the socket are TLS records (see
+    /// [`TlsLayer`]); boxed, so that a plain connection stays small.
+    tls: Option<Box<Tls>>,
+}
+
+/// A connection's TLS layer and what the connection needs around it.
+struct Tls {
+    layer: TlsLayer,
+    /// The handshake must be complete by then.
+    handshake_until: Instant,
+    /// A fatal TLS error: its alert goes out, then the connection ends so.
+    failed: Option<End>,
+    /// The client sent close_notify: its end of input, once what came
+    /// before it is answered.
+    peer_closed: bool,
 }
 
 impl Connection {
@@ -191,7 +207,30 @@ impl Connection {
             slice: None,
             budget: TURN_BUDGET,
             stats: ConnStats::new(peer, now),
+            tls: None,
         }
+    }
+
+    /// Puts TLS between the socket and this connection (`--tls-cert`): the
+    /// handshake must be complete within `handshake_timeout` of `now`.
+    pub fn tls(
+        mut self,
+        layer: Result<TlsLayer, String>,
+        handshake_timeout: Duration,
+        now: Instant,
+    ) -> Connection {
+        match layer {
+            Ok(layer) => {
+                self.tls = Some(Box::new(Tls {
+                    layer,
+                    handshake_until: now + handshake_timeout,
+                    failed: None,
+                    peer_closed: false,
+                }))
+            }
+            Err(e) => self.done = Some(End::Error(format!("cannot start TLS: {e}"))),
+        }
+        self
     }
 
     /// Notes that the connection came through `proxy` (`--proxy-protocol`):
@@ -210,6 +249,9 @@ impl Connection {
 
     /// The next thing the driver must do.
     pub fn poll(&mut self) -> Action<'_> {
+        if self.tls.is_some() {
+            return self.poll_tls();
+        }
         match self.next() {
             Next::SendOut => Action::Send(&self.out[self.written..]),
             Next::SendBlock => match &self.body {
@@ -230,6 +272,91 @@ impl Connection {
             Next::Yield => Action::Yield,
             Next::Park => Action::Park,
             Next::Close(end) => Action::Close(end),
+        }
+    }
+
+    /// [`Connection::poll`] under TLS: what would be written is encrypted
+    /// first, and the driver sends the records; `sendfile` and `splice`
+    /// become reads and encryption (the kernel would send clear text).
+    fn poll_tls(&mut self) -> Action<'_> {
+        let Some(mut tls) = self.tls.take() else {
+            return Action::Close(End::Error("TLS state lost".into()));
+        };
+        let action = loop {
+            if tls.layer.has_pending() {
+                break None;
+            }
+            if let Some(end) = tls.failed.take() {
+                self.done = Some(end);
+            }
+            match self.next() {
+                Next::SendOut => {
+                    let n = tls.layer.encrypt(&self.out[self.written..]);
+                    self.written += n;
+                }
+                Next::SendBlock => match &self.body {
+                    Some(body) => {
+                        let n = tls.layer.encrypt(body.block());
+                        self.body_sent(n);
+                    }
+                    None => break Some(Action::Park),
+                },
+                Next::SendFile => {
+                    let read = match self.body.as_ref().and_then(|b| b.file_range()) {
+                        Some((fd, offset, len)) => tls.layer.encrypt_from(fd, Some(offset), len),
+                        None => break Some(Action::Park),
+                    };
+                    match read {
+                        Ok(n) => self.body_sent(n),
+                        Err(e) => self.fail_body(e),
+                    }
+                }
+                Next::SplicePipe => {
+                    let read = match self.body.as_ref().and_then(|b| b.pipe_range()) {
+                        Some((pipe, len)) => tls.layer.encrypt_from(pipe, None, len),
+                        None => break Some(Action::Park),
+                    };
+                    match read {
+                        Ok(n) => self.body_sent(n),
+                        Err(e) => self.fail_body(e),
+                    }
+                }
+                Next::ShutdownWrite => {
+                    if !tls.layer.notify_close() {
+                        break Some(Action::ShutdownWrite);
+                    }
+                }
+                // The client's close_notify came with its last requests:
+                // now that they are answered, it is the end of input.
+                Next::Receive if tls.peer_closed => {
+                    self.done = Some(if self.drain.is_some() {
+                        self.closed()
+                    } else {
+                        End::ClientClosed
+                    });
+                }
+                Next::Receive => break Some(Action::Receive),
+                Next::Storage(step) => break Some(Action::Storage(step)),
+                Next::Yield => break Some(Action::Yield),
+                Next::Park => break Some(Action::Park),
+                Next::Close(end) => break Some(Action::Close(end)),
+            }
+        };
+        self.tls = Some(tls);
+        match (action, &self.tls) {
+            (Some(action), _) => action,
+            (None, Some(tls)) => Action::Send(tls.layer.pending()),
+            (None, None) => Action::Park,
+        }
+    }
+
+    /// `n` bytes of the body were taken (encrypted): as [`Connection::sent`]
+    /// reports them for the plain path.
+    fn body_sent(&mut self, n: usize) {
+        if let Some(body) = &mut self.body {
+            if let Err(e) = body.sent(n) {
+                self.fail_body(e);
+            }
         }
     }
 
@@ -367,6 +494,66 @@ impl Connection {
         if self.done.is_some() || bytes.is_empty() {
             return;
         }
+        let Some(mut tls) = self.tls.take() else {
+            return self.handle_plain(bytes, now);
+        };
+        if tls.failed.is_some() || tls.peer_closed {
+            // Nothing after a fatal error or a close_notify is read.
+            self.tls = Some(tls);
+            return;
+        }
+        if self.drain.is_some() {
+            // Closing: what comes now is only counted (and dropped).
+            self.tls = Some(tls);
+            return self.handle_plain(bytes, now);
+        }
+        let was_handshaking = tls.layer.is_handshaking();
+        self.last_progress = now;
+        let received = tls
+            .layer
+            .receive(bytes, |plain| self.handle_plain(plain, now));
+        match received {
+            Received::Open => {}
+            Received::Closed => tls.peer_closed = true,
+            Received::Failed(e) => {
+                let end = if was_handshaking {
+                    self.refused_handshake(&e, now)
+                } else {
+                    End::Error(format!("TLS: {e}"))
+                };
+                tls.failed = Some(end);
+            }
+        }
+        if was_handshaking && !tls.layer.is_handshaking() {
+            self.stats.tls = Some(tls.layer.describe());
+        }
+        self.tls = Some(tls);
+    }
+
+    /// A handshake that failed or did not end in time: counted and logged
+    /// as a refusal (the connection's own line says why too).
+    fn refused_handshake(&mut self, why: &str, now: Instant) -> End {
+        crate::metrics::connection_refused(crate::metrics::Refusal::TlsHandshake);
+        crate::endpoint::log_refusal(
+            self.peer_addr(),
+            &format!("TLS handshake: {why}"),
+            "--tls-cert",
+            now,
+        );
+        End::Error(format!("TLS handshake: {why}"))
+    }
+
+    fn peer_addr(&self) -> std::net::SocketAddr {
+        self.stats
+            .peer
+            .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Plaintext from the client (its bytes, or what TLS decrypted).
+    fn handle_plain(&mut self, bytes: &[u8], now: Instant) {
+        if self.done.is_some() || bytes.is_empty() {
+            return;
+        }
         if let Some(drain) = &mut self.drain {
             drain.drained += bytes.len();
             if drain.drained >= DRAIN_BYTES {
@@ -398,6 +585,14 @@ impl Connection {
     pub fn sent(&mut self, n: usize, now: Instant) {
         self.last_progress = now;
         self.stats.bytes_sent += n as u64;
+        if let Some(tls) = &mut self.tls {
+            if tls.layer.has_pending() {
+                if n == 0 {
+                    return self.io_failed(io::ErrorKind::WriteZero.into());
+                }
+                return tls.layer.sent(n);
+            }
+        }
         if self.written < self.out.len() {
             if n == 0 {
                 return self.io_failed(io::ErrorKind::WriteZero.into());
@@ -507,7 +702,19 @@ impl Connection {
         } else {
             self.idle_timeout
         };
-        self.last_progress.checked_add(limit)
+        let deadline = self.last_progress.checked_add(limit);
+        match self.handshake_deadline() {
+            Some(handshake) => Some(deadline.map_or(handshake, |d| d.min(handshake))),
+            None => deadline,
+        }
+    }
+
+    /// While a TLS handshake is under way: when it must be complete.
+    fn handshake_deadline(&self) -> Option<Instant> {
+        self.tls
+            .as_ref()
+            .filter(|tls| tls.layer.is_handshaking() && tls.failed.is_none())
+            .map(|tls| tls.handshake_until)
     }
 
     /// Ends the connection if its deadline has passed by `now`.
@@ -516,6 +723,10 @@ impl Connection {
             return;
         };
         if now < deadline {
+            return;
+        }
+        if self.handshake_deadline().is_some_and(|d| now >= d) {
+            self.done = Some(self.refused_handshake("not complete in time", now));
             return;
         }
         self.done = Some(if self.drain.is_some() {
@@ -549,7 +760,10 @@ impl Connection {
     }
 
     fn has_output(&self) -> bool {
-        self.written < self.out.len() || self.body.is_some() || self.closing.is_some()
+        self.written < self.out.len()
+            || self.body.is_some()
+            || self.closing.is_some()
+            || self.tls.as_ref().is_some_and(|t| t.layer.has_pending())
     }
 
     /// How the connection ends after quit or a fatal error.

@@ -38,6 +38,8 @@ pub fn served(model: Model, files: &[(&str, usize)]) -> (tempfile::TempDir, Conf
         shutdown_grace: GRACE,
         metrics: None,
         proxy_protocol: None,
+        tls: None,
+        address_rules: Default::default(),
     };
     (dir, config)
 }

@@ -78,6 +78,11 @@ pub enum Refusal {
     MaxPerIp,
     /// `--proxy-protocol`: no valid PROXY header in time.
     ProxyHeader,
+    /// `--allow`/`--deny`: the client's address is not let in.
+    Address,
+    /// `--tls-cert`: no TLS handshake completed in time, or a failed one
+    /// (a plain client, a refused client certificate, no common version).
+    TlsHandshake,
 }
 
 /// The process's counters, once `--metrics` asked for them.
@@ -138,6 +143,8 @@ pub fn connection_refused(why: Refusal) {
             Refusal::MaxConnections => m.counters.refused_max_connections.add(1),
             Refusal::MaxPerIp => m.counters.refused_max_per_ip.add(1),
             Refusal::ProxyHeader => m.counters.refused_proxy_header.add(1),
+            Refusal::Address => m.counters.refused_address.add(1),
+            Refusal::TlsHandshake => m.counters.refused_tls_handshake.add(1),
         }
     }
 }

@@ -83,6 +83,8 @@ impl Collector for Snapshot {
             ("max_connections", c.refused_max_connections.get()),
             ("max_per_ip", c.refused_max_per_ip.get()),
             ("proxy_header", c.refused_proxy_header.get()),
+            ("address", c.refused_address.get()),
+            ("tls_handshake", c.refused_tls_handshake.get()),
         ] {
             ConstCounter::new(n).encode(refused.encode_family(&[("limit", limit)])?)?;
         }

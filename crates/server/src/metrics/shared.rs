@@ -84,6 +84,8 @@ pub struct Counters {
     pub refused_max_connections: Counter,
     pub refused_max_per_ip: Counter,
     pub refused_proxy_header: Counter,
+    pub refused_address: Counter,
+    pub refused_tls_handshake: Counter,
     pub open: Gauge,
     pub requests: [[Counter; 8]; COMMANDS.len()],
     pub request_seconds: Histogram,
