@@ -103,6 +103,8 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// `--allow`/`--deny`.
     pub address_rules: AddressRules,
+    /// `--limit-rate`: answer body bytes a second, per connection.
+    pub limit_rate: Option<u64>,
 }
 
 /// TLS as `--tls-cert`, `--tls-key`, `--tls-client-ca` and
@@ -126,6 +128,7 @@ impl Config {
             write_batch: crate::body::WRITE_BATCH,
             flush_before_storage: self.session.storage.may_block(),
             metrics: crate::metrics::get(),
+            limit_rate: self.limit_rate,
         }
     }
 }

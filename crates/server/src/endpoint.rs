@@ -317,6 +317,7 @@ mod tests {
             proxy_protocol: proxy,
             tls: None,
             address_rules: Default::default(),
+            limit_rate: None,
         })
     }
 

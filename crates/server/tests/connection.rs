@@ -194,10 +194,16 @@ struct Harness {
 
 impl Harness {
     fn new(store: Arc<FakeStore>) -> Harness {
+        Harness::limited(store, None)
+    }
+
+    /// With `--limit-rate` at `rate` bytes a second.
+    fn limited(store: Arc<FakeStore>, rate: Option<u64>) -> Harness {
         let storage = Arc::new(Shared(Arc::clone(&store)));
         let config = ConnectionConfig {
             // The store's calls may block: answers go out before each step.
             flush_before_storage: storage.may_block(),
+            limit_rate: rate,
             ..ConnectionConfig::new(IDLE, WRITE)
         };
         let start = Instant::now();
@@ -267,6 +273,8 @@ impl Harness {
                     None => return,
                 },
                 Action::Yield => self.yields += 1,
+                // Until `poll_timeout`: `advance` lets the time pass.
+                Action::Sleep => return,
                 Action::Park => return,
                 Action::Close(end) => {
                     self.ended = Some(end);
@@ -322,6 +330,46 @@ fn hola() -> Arc<FakeStore> {
         ("hola.txt", file(b"Que calor que hace hoy, pinocho!")),
         ("down", Entry::Unavailable),
     ])
+}
+
+/// `--limit-rate`: a 2 MB slice at 100 KB/s takes 20 s of virtual time,
+/// whatever the mode; what was sent by any moment is at most a burst ahead
+/// of the rate; requests that need no body are not held.
+#[test]
+fn a_limited_rate_holds_body_bytes_to_it_in_every_mode() {
+    const SIZE: usize = 2_000_000;
+    const RATE: u64 = 100_000;
+    for raw in [false, true] {
+        let data: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+        let store = FakeStore::with(&[("big", file(&data))]);
+        let mut h = Harness::limited(store, Some(RATE));
+        let mode = if raw { " raw" } else { "" };
+        h.send(format!("help\r\nget_slice big 0 {SIZE}{mode}\r\n").as_bytes());
+        h.run();
+        assert!(h.received_str().starts_with("0 OK\r\nget_file_listing"));
+        let wire = if raw { SIZE } else { SIZE.div_ceil(3) * 4 };
+        let mut last = 0;
+        for second in 1..=60u64 {
+            h.advance(Duration::from_secs(1));
+            let got = h.received.len();
+            let allowed = RATE * second + 16 * 1024 + 200;
+            assert!(
+                got as u64 <= allowed,
+                "raw={raw}: {got} bytes after {second} s"
+            );
+            if got == last && got >= wire {
+                break;
+            }
+            last = got;
+        }
+        assert!(h.received.len() >= wire, "raw={raw}: the slice never ended");
+        let took = h.elapsed().as_secs_f64();
+        let expected = wire as f64 / RATE as f64;
+        assert!(
+            took >= expected - 1.0 && took <= expected + 2.0,
+            "raw={raw}: {took} s of virtual time for {expected} s at the rate"
+        );
+    }
 }
 
 #[test]
@@ -607,6 +655,7 @@ fn action_name(action: &Action<'_>) -> &'static str {
         Action::ShutdownWrite => "shutdown",
         Action::Receive => "receive",
         Action::Yield => "yield",
+        Action::Sleep => "sleep",
         Action::Park => "park",
         Action::Close(_) => "close",
     }

@@ -105,6 +105,7 @@ fn start(model: Model, store: Arc<HeldStore>) -> u16 {
         proxy_protocol: None,
         tls: None,
         address_rules: Default::default(),
+        limit_rate: None,
     };
     let (ready_tx, ready) = mpsc::channel();
     std::thread::spawn(move || {

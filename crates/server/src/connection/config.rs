@@ -24,6 +24,8 @@ pub struct ConnectionConfig {
     pub flush_before_storage: bool,
     /// Where requests and slices are counted (`--metrics`), if anywhere.
     pub metrics: Option<&'static Metrics>,
+    /// `--limit-rate`: body bytes a second, per connection.
+    pub limit_rate: Option<u64>,
 }
 
 impl ConnectionConfig {
@@ -36,6 +38,7 @@ impl ConnectionConfig {
             write_batch: crate::body::WRITE_BATCH,
             flush_before_storage: false,
             metrics: None,
+            limit_rate: None,
         }
     }
 }

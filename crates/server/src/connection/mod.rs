@@ -21,6 +21,7 @@
 //! | `ShutdownWrite` | `shutdown(SHUT_WR)` | [`Connection::write_shut`] |
 //! | `Receive` | reads | [`Connection::handle_input`] / [`Connection::handle_eof`] |
 //! | `Yield` | lets other clients run, then polls again | |
+//! | `Sleep` | waits until [`Connection::poll_timeout`] (`--limit-rate`) | [`Connection::handle_timeout`] |
 //! | `Park` | waits for the storage reply | |
 //! | `Close(end)` | closes the socket, [`Connection::finish`] | |
 //!
@@ -46,6 +47,7 @@
 
 mod config;
 mod end;
+mod throttle;
 
 use std::io;
 use std::net::SocketAddr;
@@ -63,6 +65,7 @@ use crate::metrics::Metrics;
 use crate::session::{CloseReason, Outcome, Session};
 use crate::storage::{StorageReply, StorageStep};
 use crate::transport::tls::{Received, TlsLayer};
+use throttle::Throttle;
 
 /// Buffers above this size are released when a connection goes idle.
 const KEEP_CAPACITY: usize = 4096;
@@ -104,6 +107,9 @@ pub enum Action<'a> {
     ShutdownWrite,
     Receive,
     Yield,
+    /// Nothing to do before [`Connection::poll_timeout`]: the body's rate
+    /// limit (`--limit-rate`) is spent for now.
+    Sleep,
     Park,
     Close(End),
 }
@@ -118,6 +124,7 @@ enum Next {
     ShutdownWrite,
     Receive,
     Yield,
+    Sleep,
     Park,
     Close(End),
 }
@@ -169,6 +176,11 @@ pub struct Connection {
     /// `--tls-cert`: the bytes on the socket are TLS records (see
     /// [`TlsLayer`]); boxed, so that a plain connection stays small.
     tls: Option<Box<Tls>>,
+    /// `--limit-rate`, and when the connection sleeps until.
+    throttle: Option<Throttle>,
+    sleeping: Option<Instant>,
+    /// The latest time a driver gave (the throttle's clock).
+    now: Instant,
 }
 
 /// A connection's TLS layer and what the connection needs around it.
@@ -208,6 +220,9 @@ impl Connection {
             budget: TURN_BUDGET,
             stats: ConnStats::new(peer, now),
             tls: None,
+            throttle: config.limit_rate.map(|rate| Throttle::new(rate, now)),
+            sleeping: None,
+            now,
         }
     }
 
@@ -253,25 +268,67 @@ impl Connection {
             return self.poll_tls();
         }
         match self.next() {
-            Next::SendOut => Action::Send(&self.out[self.written..]),
-            Next::SendBlock => match &self.body {
-                Some(body) => Action::Send(body.block()),
-                None => Action::Park,
-            },
-            Next::SendFile => match self.body.as_ref().and_then(|b| b.file_range()) {
-                Some((fd, offset, len)) => Action::SendFile { fd, offset, len },
-                None => Action::Park,
-            },
-            Next::SplicePipe => match self.body.as_ref().and_then(|b| b.pipe_range()) {
-                Some((pipe, len)) => Action::SplicePipe { pipe, len },
-                None => Action::Park,
-            },
+            Next::SendOut => {
+                let cap = self.out_allowance();
+                let pending = &self.out[self.written..];
+                Action::Send(&pending[..pending.len().min(cap)])
+            }
+            Next::SendBlock => {
+                let cap = self.body_allowance();
+                match &self.body {
+                    Some(body) => {
+                        let block = body.block();
+                        Action::Send(&block[..block.len().min(cap)])
+                    }
+                    None => Action::Park,
+                }
+            }
+            Next::SendFile => {
+                let cap = self.body_allowance();
+                match self.body.as_ref().and_then(|b| b.file_range()) {
+                    Some((fd, offset, len)) => Action::SendFile {
+                        fd,
+                        offset,
+                        len: len.min(cap),
+                    },
+                    None => Action::Park,
+                }
+            }
+            Next::SplicePipe => {
+                let cap = self.body_allowance();
+                match self.body.as_ref().and_then(|b| b.pipe_range()) {
+                    Some((pipe, len)) => Action::SplicePipe {
+                        pipe,
+                        len: len.min(cap),
+                    },
+                    None => Action::Park,
+                }
+            }
             Next::Storage(step) => Action::Storage(step),
             Next::ShutdownWrite => Action::ShutdownWrite,
             Next::Receive => Action::Receive,
             Next::Yield => Action::Yield,
+            Next::Sleep => Action::Sleep,
             Next::Park => Action::Park,
             Next::Close(end) => Action::Close(end),
+        }
+    }
+
+    /// Bytes of `out` that may go now: a body's bytes (its head and the
+    /// base64 it fills `out` with) count against the rate limit.
+    fn out_allowance(&mut self) -> usize {
+        if self.body.is_some() {
+            self.body_allowance()
+        } else {
+            usize::MAX
+        }
+    }
+
+    /// Body bytes that may go now (`--limit-rate`; unlimited without it).
+    fn body_allowance(&mut self) -> usize {
+        match &mut self.throttle {
+            Some(t) => usize::try_from(t.allowance(self.now)).unwrap_or(usize::MAX),
+            None => usize::MAX,
         }
     }
 
@@ -291,19 +348,33 @@ impl Connection {
             }
             match self.next() {
                 Next::SendOut => {
-                    let n = tls.layer.encrypt(&self.out[self.written..]);
+                    let cap = self.out_allowance();
+                    let pending = &self.out[self.written..];
+                    let n = tls.layer.encrypt(&pending[..pending.len().min(cap)]);
                     self.written += n;
-                }
-                Next::SendBlock => match &self.body {
-                    Some(body) => {
-                        let n = tls.layer.encrypt(body.block());
-                        self.body_sent(n);
+                    if self.body.is_some() {
+                        if let Some(t) = &mut self.throttle {
+                            t.spend(n);
+                        }
                     }
-                    None => break Some(Action::Park),
-                },
+                }
+                Next::SendBlock => {
+                    let cap = self.body_allowance();
+                    match &self.body {
+                        Some(body) => {
+                            let block = body.block();
+                            let n = tls.layer.encrypt(&block[..block.len().min(cap)]);
+                            self.body_sent(n);
+                        }
+                        None => break Some(Action::Park),
+                    }
+                }
                 Next::SendFile => {
+                    let cap = self.body_allowance();
                     let read = match self.body.as_ref().and_then(|b| b.file_range()) {
-                        Some((fd, offset, len)) => tls.layer.encrypt_from(fd, Some(offset), len),
+                        Some((fd, offset, len)) => {
+                            tls.layer.encrypt_from(fd, Some(offset), len.min(cap))
+                        }
                         None => break Some(Action::Park),
                     };
                     match read {
@@ -312,8 +383,9 @@ impl Connection {
                     }
                 }
                 Next::SplicePipe => {
+                    let cap = self.body_allowance();
                     let read = match self.body.as_ref().and_then(|b| b.pipe_range()) {
-                        Some((pipe, len)) => tls.layer.encrypt_from(pipe, None, len),
+                        Some((pipe, len)) => tls.layer.encrypt_from(pipe, None, len.min(cap)),
                         None => break Some(Action::Park),
                     };
                     match read {
@@ -338,6 +410,7 @@ impl Connection {
                 Next::Receive => break Some(Action::Receive),
                 Next::Storage(step) => break Some(Action::Storage(step)),
                 Next::Yield => break Some(Action::Yield),
+                Next::Sleep => break Some(Action::Sleep),
                 Next::Park => break Some(Action::Park),
                 Next::Close(end) => break Some(Action::Close(end)),
             }
@@ -353,6 +426,9 @@ impl Connection {
     /// `n` bytes of the body were taken (encrypted): as [`Connection::sent`]
     /// reports them for the plain path.
     fn body_sent(&mut self, n: usize) {
+        if let Some(t) = &mut self.throttle {
+            t.spend(n);
+        }
         if let Some(body) = &mut self.body {
             if let Err(e) = body.sent(n) {
                 self.fail_body(e);
@@ -383,6 +459,13 @@ impl Connection {
             }
             if self.drain.is_some() {
                 return Next::Receive;
+            }
+            // A body streams only as fast as the rate limit allows.
+            if self.body.is_some() && self.throttle.is_some() && self.body_allowance() == 0 {
+                if let Some(t) = &self.throttle {
+                    self.sleeping = Some(t.wake_at());
+                    return Next::Sleep;
+                }
             }
             // 1. Send what is pending.
             if self.written < self.out.len() {
@@ -491,6 +574,7 @@ impl Connection {
 
     /// Bytes read from the client.
     pub fn handle_input(&mut self, bytes: &[u8], now: Instant) {
+        self.now = now;
         if self.done.is_some() || bytes.is_empty() {
             return;
         }
@@ -583,6 +667,7 @@ impl Connection {
 
     /// `n` bytes of the last `Send`, `SendFile` or `SplicePipe` went out.
     pub fn sent(&mut self, n: usize, now: Instant) {
+        self.now = now;
         self.last_progress = now;
         self.stats.bytes_sent += n as u64;
         if let Some(tls) = &mut self.tls {
@@ -598,15 +683,19 @@ impl Connection {
                 return self.io_failed(io::ErrorKind::WriteZero.into());
             }
             self.written += n.min(self.out.len() - self.written);
-        } else if let Some(body) = &mut self.body {
-            if let Err(e) = body.sent(n) {
-                self.fail_body(e);
+            if self.body.is_some() {
+                if let Some(t) = &mut self.throttle {
+                    t.spend(n);
+                }
             }
+        } else if self.body.is_some() {
+            self.body_sent(n);
         }
     }
 
     /// The reply to the last `Storage` step.
     pub fn storage_done(&mut self, reply: StorageReply, now: Instant) {
+        self.now = now;
         self.last_progress = now;
         match self.waiter.take() {
             Some(Waiter::Session) => {
@@ -667,6 +756,7 @@ impl Connection {
 
     /// The write side was shut down (`ok`), or could not be.
     pub fn write_shut(&mut self, ok: bool, now: Instant) {
+        self.now = now;
         if ok {
             self.drain = Some(Drain {
                 until: now + DRAIN_TIME,
@@ -703,6 +793,10 @@ impl Connection {
             self.idle_timeout
         };
         let deadline = self.last_progress.checked_add(limit);
+        let deadline = match self.sleeping {
+            Some(wake) => Some(deadline.map_or(wake, |d| d.min(wake))),
+            None => deadline,
+        };
         match self.handshake_deadline() {
             Some(handshake) => Some(deadline.map_or(handshake, |d| d.min(handshake))),
             None => deadline,
@@ -719,6 +813,12 @@ impl Connection {
 
     /// Ends the connection if its deadline has passed by `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        if self.sleeping.is_some_and(|wake| now >= wake) {
+            // Slept on the rate limit, not for want of progress.
+            self.sleeping = None;
+            self.last_progress = now;
+        }
         let Some(deadline) = self.poll_timeout() else {
             return;
         };

@@ -320,6 +320,12 @@ async fn drive(
                 }
             }
             Action::Yield => tokio::task::yield_now().await,
+            Action::Sleep => {
+                if let Some(wake) = conn.poll_timeout() {
+                    tokio::time::sleep_until(tokio::time::Instant::from_std(wake)).await;
+                }
+                conn.handle_timeout(Instant::now());
+            }
             Action::Park => return End::Error("waiting for a storage step never run".into()),
             Action::Close(end) => return end,
         }

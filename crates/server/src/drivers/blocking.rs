@@ -126,6 +126,13 @@ fn run(stream: &mut TcpStream, conn: &mut Connection, config: &Config, stop: &St
                 }
             }
             Action::Yield => {}
+            // `--limit-rate`: this thread serves one client; it may sleep.
+            Action::Sleep => {
+                if let Some(wake) = conn.poll_timeout() {
+                    std::thread::sleep(wake.saturating_duration_since(Instant::now()));
+                }
+                conn.handle_timeout(Instant::now());
+            }
             Action::Park => return End::Error("waiting for a storage step never run".into()),
             Action::Close(end) => return end,
         }

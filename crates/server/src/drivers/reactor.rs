@@ -130,6 +130,11 @@ pub struct Reactor<E: Executor> {
     last_sweep: Instant,
     /// The signal descriptor was readable in the last turn.
     signalled: bool,
+    /// Connections sleeping on their rate limit, and until when.
+    sleepers: Vec<(Instant, usize)>,
+    /// The `now` of the last [`Reactor::handle`]: what `wait` measures the
+    /// sleepers' time from.
+    last_now: Instant,
     /// Connections that used up their turn and have more to do now.
     again: Vec<usize>,
     /// An accept failed (EMFILE...): retry at the next tick.
@@ -192,6 +197,8 @@ impl<E: Executor> Reactor<E> {
             shutdown_grace: config.shutdown_grace,
             last_sweep: Instant::now(),
             signalled: false,
+            sleepers: Vec::new(),
+            last_now: Instant::now(),
             again: Vec::new(),
             retry_accept: false,
             accept_again: false,
@@ -216,6 +223,13 @@ impl<E: Executor> Reactor<E> {
         } else {
             Some(TICK)
         };
+        let own = match self.sleepers.iter().map(|(at, _)| *at).min() {
+            Some(wake) => {
+                let left = wake.saturating_duration_since(self.last_now);
+                Some(own.map_or(left, |t| t.min(left)))
+            }
+            None => own,
+        };
         let timeout = match (own, max_wait) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -231,6 +245,7 @@ impl<E: Executor> Reactor<E> {
     /// Handles at `now` what the last wait brought, the connections whose
     /// turn came again, and the sweep when a tick has passed.
     pub fn handle(&mut self, now: Instant) {
+        self.last_now = now;
         let tokens: Vec<Token> = self.events.iter().map(|e| e.token()).collect();
         for token in tokens {
             match token {
@@ -252,6 +267,17 @@ impl<E: Executor> Reactor<E> {
         // Their turn came after everyone who was ready meanwhile.
         for key in std::mem::take(&mut self.again) {
             self.ready(key, now);
+        }
+        if !self.sleepers.is_empty() {
+            let (due, still): (Vec<_>, Vec<_>) =
+                self.sleepers.drain(..).partition(|(at, _)| *at <= now);
+            self.sleepers = still;
+            for (_, key) in due {
+                if let Some(conn) = self.slots.get_mut(key).and_then(|s| s.conn.as_mut()) {
+                    conn.connection().handle_timeout(now);
+                    self.ready(key, now);
+                }
+            }
         }
         if std::mem::take(&mut self.accept_again) {
             for i in 0..self.listeners.len() {
@@ -416,6 +442,13 @@ impl<E: Executor> Reactor<E> {
                 if let Some(slot) = self.slots.get_mut(key) {
                     slot.conn = Some(conn);
                     self.again.push(key);
+                }
+                return;
+            }
+            Step::Sleep(until) => {
+                if let Some(slot) = self.slots.get_mut(key) {
+                    slot.conn = Some(conn);
+                    self.sleepers.push((until, key));
                 }
                 return;
             }

@@ -38,6 +38,9 @@ pub enum Step {
     Again,
     /// Run this step off the loop, then [`Conn::storage_done`].
     Storage(StorageStep),
+    /// Nothing to do before this time (`--limit-rate`): then tell the
+    /// connection (`handle_timeout`) and advance it again.
+    Sleep(Instant),
     Done(End),
 }
 
@@ -160,6 +163,7 @@ impl Conn {
                     Err(e) => self.conn.io_failed(e),
                 },
                 Action::Yield => return Step::Again,
+                Action::Sleep => return Step::Sleep(self.conn.poll_timeout().unwrap_or(now)),
                 Action::Park => {
                     return Step::Done(End::Error("waiting for a storage step never run".into()))
                 }

@@ -125,6 +125,8 @@ const SPLICE_OUT: u8 = 16;
 const OFFLOAD: u8 = 32;
 /// A splice from a reader's own pipe (a remote store's body) to the socket.
 const PIPE_OUT: u8 = 64;
+/// A timeout: the connection sleeps on its rate limit (`--limit-rate`).
+const TIMER: u8 = 128;
 
 /// Completions that belong to no connection carry this bit.
 const SPECIAL: u64 = 1 << 63;
@@ -427,6 +429,9 @@ struct Slot {
     /// The receive was cancelled to tell the connection of a shutdown: its
     /// `ECANCELED` is no error.
     stop_cancel: bool,
+    /// The time a `TIMER` operation in flight points to (boxed: the slab
+    /// may move the slot, the kernel reads this address).
+    timer: Option<Box<types::Timespec>>,
 }
 
 /// A connection reading its PROXY header (`--proxy-protocol`): not yet
@@ -773,6 +778,7 @@ impl<'a> Worker<'a> {
             file_ended: false,
             closing: None,
             stop_cancel: false,
+            timer: None,
         });
         self.advance(key);
     }
@@ -947,6 +953,17 @@ impl<'a> Worker<'a> {
                     return self.push(&entry);
                 }
                 Action::Yield => return self.again.push(key),
+                Action::Sleep => {
+                    let wake = slot.conn.poll_timeout().unwrap_or(now);
+                    let timer =
+                        Box::new(types::Timespec::from(wake.saturating_duration_since(now)));
+                    let entry = opcode::Timeout::new(&*timer)
+                        .build()
+                        .user_data(token(key, TIMER));
+                    slot.timer = Some(timer);
+                    slot.inflight |= TIMER;
+                    return self.push(&entry);
+                }
                 Action::Park => {
                     return self.close(
                         key,
@@ -1123,6 +1140,10 @@ impl<'a> Worker<'a> {
                 n if n > 0 => slot.in_pipe += n as usize,
                 _ => slot.conn.io_failed(error()),
             },
+            TIMER => {
+                slot.timer = None;
+                slot.conn.handle_timeout(now);
+            }
             PIPE_OUT => match result {
                 n if n > 0 => slot.conn.sent(n as usize, now),
                 e if e == -libc::EINTR || e == -libc::EAGAIN => {}
@@ -1163,7 +1184,7 @@ impl<'a> Worker<'a> {
             slot.closing = Some(end);
         }
         let inflight = slot.inflight;
-        for op in [RECV, SEND, READ, SPLICE_IN, SPLICE_OUT, PIPE_OUT] {
+        for op in [RECV, SEND, READ, SPLICE_IN, SPLICE_OUT, PIPE_OUT, TIMER] {
             if inflight & op != 0 {
                 let entry = opcode::AsyncCancel::new(token(key, op))
                     .build()

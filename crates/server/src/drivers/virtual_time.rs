@@ -40,6 +40,7 @@ pub fn served(model: Model, files: &[(&str, usize)]) -> (tempfile::TempDir, Conf
         proxy_protocol: None,
         tls: None,
         address_rules: Default::default(),
+        limit_rate: None,
     };
     (dir, config)
 }
