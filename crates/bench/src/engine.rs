@@ -10,10 +10,13 @@
 //! bottleneck (see BENCHMARKS.md for how that was checked). Small replies
 //! go through its byte-at-a-time line path, which is a few dozen
 //! nanoseconds for a metadata reply.
+//!
+//! With TLS (`--tls`), each connection runs its handshake in the loop
+//! after its TCP connect, and its bytes go through [`Wire`] (rustls).
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -27,6 +30,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::stats::{Live, Stats};
+use crate::wire::Wire;
 use crate::workload::{Mix, Rng, Workload};
 
 /// When a run ends.
@@ -110,6 +114,33 @@ pub struct Target {
     /// How the server was named, for messages.
     pub label: String,
     pub dial: Option<Dialer>,
+    /// Speak TLS on every connection, as this endpoint says (its name for
+    /// SNI and the certificate, whom to trust, our certificate).
+    pub tls: Option<hftp_client::Endpoint>,
+}
+
+impl Target {
+    /// A new TLS session for one connection, if TLS is on.
+    fn tls_session(&self) -> Result<Option<rustls::ClientConnection>, String> {
+        match &self.tls {
+            None => Ok(None),
+            Some(endpoint) => endpoint.tls_session().map_err(|e| e.to_string()),
+        }
+    }
+
+    /// A TLS failure of a connection, in a line.
+    fn tls_error(&self, err: io::Error, handshaking: bool) -> String {
+        let identity = self
+            .tls
+            .as_ref()
+            .and_then(|e| e.tls.as_ref())
+            .is_some_and(|t| t.identity().is_some());
+        let peer = self
+            .tls
+            .as_ref()
+            .map_or_else(|| self.label.clone(), ToString::to_string);
+        hftp_client::tls::error_of(&peer, err, handshaking, identity).to_string()
+    }
 }
 
 /// Everything the threads share.
@@ -183,6 +214,8 @@ enum State {
     /// No socket; connect again at the given instant (if load is still wanted).
     Idle(Instant),
     Connecting,
+    /// TLS: connected, the handshake under way.
+    Handshaking,
     Open,
     /// Churn: `0 OK` to `quit` received, waiting for the server's close.
     AwaitEof,
@@ -199,7 +232,7 @@ struct Inflight {
 }
 
 struct Conn {
-    stream: Option<TcpStream>,
+    stream: Option<Wire>,
     state: State,
     started: Instant,
     out: Vec<u8>,
@@ -417,6 +450,10 @@ impl Worker {
                 self.on_connecting(i);
                 continue;
             }
+            if self.conns[i].state == State::Handshaking {
+                self.on_handshake(i);
+                continue;
+            }
             if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                 self.on_readable(i);
             }
@@ -440,12 +477,13 @@ impl Worker {
                         self.reconnect(i, now);
                     }
                 }
-                State::Connecting | State::Open | State::AwaitEof
+                State::Connecting | State::Handshaking | State::Open | State::AwaitEof
                     if (!c.inflight.is_empty() || c.state != State::Open)
                         && now.duration_since(c.last_progress) > self.shared.timeout =>
                 {
                     let what = match c.state {
                         State::Connecting => "connecting",
+                        State::Handshaking => "in the TLS handshake",
                         State::AwaitEof => "waiting for the close after quit",
                         _ => "waiting for a reply",
                     };
@@ -466,14 +504,19 @@ impl Worker {
         c.last_progress = now;
         c.out.clear();
         c.out_pos = 0;
+        let session = match self.shared.target.tls_session() {
+            Ok(session) => session,
+            Err(e) => return self.fail(i, Failure::new("tls", e), now),
+        };
         let stream = match &self.shared.target.dial {
             None => TcpStream::connect(self.shared.target.addr),
             Some(dial) => dial.open(),
         };
         match stream {
-            Ok(mut stream) => {
+            Ok(stream) => {
+                let mut stream = Wire::new(stream, session);
                 match self.poll.registry().register(
-                    &mut stream,
+                    stream.tcp_mut(),
                     Token(i),
                     Interest::READABLE | Interest::WRITABLE,
                 ) {
@@ -513,9 +556,10 @@ impl Worker {
         let Some(stream) = self.conns[i].stream.as_ref() else {
             return;
         };
-        let result = match stream.take_error() {
+        let tcp = stream.tcp();
+        let result = match tcp.take_error() {
             Ok(Some(e)) | Err(e) => Err(e),
-            Ok(None) => match stream.peer_addr() {
+            Ok(None) => match tcp.peer_addr() {
                 Ok(_) => Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
                 Err(e) => Err(e),
@@ -524,27 +568,58 @@ impl Worker {
         match result {
             Ok(false) => {}
             Ok(true) => {
-                let _ = stream.set_nodelay(true);
-                let c = &mut self.conns[i];
-                c.state = State::Open;
-                c.last_progress = now;
-                if self.shared.churn {
-                    c.out.extend_from_slice(b"quit\r\n");
-                    self.flush(i);
-                } else if self.loaded {
-                    self.fill(i, now);
-                }
-            }
-            Err(e) => {
-                if self.shared.churn || !self.loaded {
-                    self.fail(i, Failure::new("connect", e.to_string()), now);
+                let _ = tcp.set_nodelay(true);
+                if stream.handshaking() {
+                    let c = &mut self.conns[i];
+                    c.state = State::Handshaking;
+                    c.last_progress = now;
+                    self.on_handshake(i);
                 } else {
-                    // A failed reconnect counts as a failed request, so that
-                    // a run of N requests ends even when the server is gone.
-                    let kind = if self.shared.claim() { "connect" } else { "" };
-                    self.fail(i, Failure::new(kind, e.to_string()), now);
+                    self.opened(i, now);
                 }
             }
+            Err(e) => self.connect_failed(i, "connect", e.to_string(), now),
+        }
+    }
+
+    /// TLS: drives the handshake; the connection opens once it is done.
+    fn on_handshake(&mut self, i: usize) {
+        let now = Instant::now();
+        let Some(stream) = self.conns[i].stream.as_mut() else {
+            return;
+        };
+        match stream.handshake() {
+            Ok(false) => self.conns[i].last_progress = now,
+            Ok(true) => self.opened(i, now),
+            Err(e) => {
+                let message = self.shared.target.tls_error(e, true);
+                self.connect_failed(i, "tls", message, now);
+            }
+        }
+    }
+
+    /// The connection is ready for requests.
+    fn opened(&mut self, i: usize, now: Instant) {
+        let c = &mut self.conns[i];
+        c.state = State::Open;
+        c.last_progress = now;
+        if self.shared.churn {
+            c.out.extend_from_slice(b"quit\r\n");
+            self.flush(i);
+        } else if self.loaded {
+            self.fill(i, now);
+        }
+    }
+
+    /// A connect (or its TLS handshake) failed.
+    fn connect_failed(&mut self, i: usize, kind: &str, message: String, now: Instant) {
+        if self.shared.churn || !self.loaded {
+            self.fail(i, Failure::new(kind, message), now);
+        } else {
+            // A failed reconnect counts as a failed request, so that
+            // a run of N requests ends even when the server is gone.
+            let kind = if self.shared.claim() { kind } else { "" };
+            self.fail(i, Failure::new(kind, message), now);
         }
     }
 
@@ -577,8 +652,12 @@ impl Worker {
         let Some(stream) = c.stream.as_mut() else {
             return;
         };
-        if c.state == State::Connecting {
+        if matches!(c.state, State::Connecting | State::Handshaking) {
             return;
+        }
+        if let Err(e) = stream.push() {
+            let now = Instant::now();
+            return self.fail(i, Failure::new("io", format!("write: {e}")), now);
         }
         while c.out_pos < c.out.len() {
             match stream.write(&c.out[c.out_pos..]) {
@@ -608,6 +687,11 @@ impl Worker {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if hftp_client::tls::is_tls_error(&e) => {
+                    let now = Instant::now();
+                    let message = self.shared.target.tls_error(e, false);
+                    return self.fail(i, Failure::new("tls", message), now);
+                }
                 Err(e) => {
                     let now = Instant::now();
                     return self.fail(i, Failure::new("io", format!("read: {e}")), now);
@@ -715,7 +799,7 @@ impl Worker {
         if c.state == State::AwaitEof {
             // Churn: one connect-quit-close cycle done.
             if let Some(stream) = c.stream.as_mut() {
-                let _ = self.poll.registry().deregister(stream);
+                let _ = self.poll.registry().deregister(stream.tcp_mut());
             }
             c.stream = None;
             c.state = State::Idle(now);
@@ -747,11 +831,11 @@ impl Worker {
         }
         c.inflight.clear();
         if let Some(mut stream) = c.stream.take() {
-            let _ = self.poll.registry().deregister(&mut stream);
+            let _ = self.poll.registry().deregister(stream.tcp_mut());
         }
         c.out.clear();
         c.out_pos = 0;
-        let delay = if f.kind == "connect" {
+        let delay = if f.kind == "connect" || f.kind == "tls" {
             RETRY_DELAY * 5
         } else {
             RETRY_DELAY

@@ -1,7 +1,8 @@
 //! `--hold N`: open N connections, send nothing for a while, then check
 //! that every one of them still answers `quit` with `0 OK` and a close.
+//! With TLS, each connection's handshake is done before it is held.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use serde::Serialize;
 
 use crate::engine::MAX_CONNECTING;
 use crate::stats::Stats;
+use crate::wire::Wire;
 
 /// What `--hold` found.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -36,6 +38,8 @@ pub struct HoldReport {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum St {
     Connecting,
+    /// TLS: connected, the handshake under way.
+    Handshaking,
     Open,
     /// `quit` sent.
     Quitting,
@@ -46,7 +50,7 @@ enum St {
 }
 
 struct Held {
-    stream: Option<TcpStream>,
+    stream: Option<Wire>,
     st: St,
     decoder: ReplyDecoder,
     out_pos: usize,
@@ -56,9 +60,12 @@ const QUIT: &[u8] = b"quit\r\n";
 
 /// Runs the hold test on one thread. `between` is called once the
 /// connections are open and idle, just before the `quit`s are sent (the
-/// caller samples the server's memory there).
+/// caller samples the server's memory there). With `tls`, every
+/// connection speaks TLS as that endpoint says.
+#[allow(clippy::too_many_arguments)]
 pub fn hold(
     addr: SocketAddr,
+    tls: Option<&hftp_client::Endpoint>,
     n: usize,
     hold_for: Duration,
     timeout: Duration,
@@ -88,10 +95,19 @@ pub fn hold(
                 decoder: ReplyDecoder::new(Expect::Quit),
                 out_pos: 0,
             };
+            let session = match tls.map(hftp_client::Endpoint::tls_session).transpose() {
+                Ok(session) => session.flatten(),
+                Err(e) => {
+                    stats.error("tls", || e.to_string());
+                    conns.push(held);
+                    continue;
+                }
+            };
             match TcpStream::connect(addr) {
-                Ok(mut s) => {
+                Ok(s) => {
+                    let mut s = Wire::new(s, session);
                     poll.registry().register(
-                        &mut s,
+                        s.tcp_mut(),
                         Token(i),
                         Interest::READABLE | Interest::WRITABLE,
                     )?;
@@ -115,26 +131,38 @@ pub fn hold(
         poll_retry(&mut poll, &mut events, Some(Duration::from_millis(50)))?;
         for ev in events.iter() {
             let c = &mut conns[ev.token().0];
-            if c.st != St::Connecting {
+            if !matches!(c.st, St::Connecting | St::Handshaking) {
                 continue;
             }
-            let Some(s) = c.stream.as_ref() else { continue };
-            let result = match s.take_error() {
-                Ok(Some(e)) | Err(e) => Err(e),
-                Ok(None) => match s.peer_addr() {
-                    Ok(_) => Ok(true),
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-                    Err(e) => Err(e),
-                },
+            let Some(s) = c.stream.as_mut() else { continue };
+            let result = if c.st == St::Handshaking {
+                s.handshake().map_err(|e| ("tls", tls_error(tls, e)))
+            } else {
+                let tcp = s.tcp();
+                match tcp.take_error() {
+                    Ok(Some(e)) | Err(e) => Err(("connect", e.to_string())),
+                    Ok(None) => match tcp.peer_addr() {
+                        Ok(_) if s.handshaking() => {
+                            c.st = St::Handshaking;
+                            s.handshake().map_err(|e| ("tls", tls_error(tls, e)))
+                        }
+                        Ok(_) => Ok(true),
+                        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+                        Err(e) => Err(("connect", e.to_string())),
+                    },
+                }
             };
             match result {
-                Ok(false) => continue,
+                Ok(false) => {
+                    last_progress = Instant::now();
+                    continue;
+                }
                 Ok(true) => {
                     c.st = St::Open;
                     report.connected += 1;
                 }
-                Err(e) => {
-                    stats.error("connect", || e.to_string());
+                Err((kind, e)) => {
+                    stats.error(kind, || e);
                     c.st = St::Dead;
                     c.stream = None;
                 }
@@ -213,7 +241,7 @@ pub fn hold(
                     report.answered_quit += 1;
                 }
                 if let Some(mut s) = c.stream.take() {
-                    let _ = poll.registry().deregister(&mut s);
+                    let _ = poll.registry().deregister(s.tcp_mut());
                 }
                 pending -= 1;
                 last_progress = Instant::now();
@@ -235,8 +263,22 @@ fn poll_retry(poll: &mut Poll, events: &mut Events, timeout: Option<Duration>) -
     }
 }
 
+/// A TLS failure, in a line.
+fn tls_error(tls: Option<&hftp_client::Endpoint>, err: io::Error) -> String {
+    let identity = tls
+        .and_then(|e| e.tls.as_ref())
+        .is_some_and(|t| t.identity().is_some());
+    let peer = tls.map(ToString::to_string).unwrap_or_default();
+    hftp_client::tls::error_of(&peer, err, true, identity).to_string()
+}
+
 fn write_quit(c: &mut Held, stats: &mut Stats) {
     let Some(s) = c.stream.as_mut() else { return };
+    if let Err(e) = s.push() {
+        stats.error("io", || format!("write quit: {e}"));
+        c.st = St::Dead;
+        return;
+    }
     while c.out_pos < QUIT.len() {
         match s.write(&QUIT[c.out_pos..]) {
             Ok(k) => c.out_pos += k,

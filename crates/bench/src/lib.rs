@@ -7,6 +7,8 @@
 //! percentiles from an HDR histogram, errors by kind, and — given the
 //! server's pid — the server's memory and CPU read from `/proc`
 //! ([`procstat`]). `--hold N` ([`hold`]) measures idle connections instead.
+//! With [`Config::tls`] every connection speaks TLS, its handshake run in
+//! the loop, its records encrypted and decrypted on the generator's threads.
 //!
 //! ```no_run
 //! use hftp_bench::{run, Config, Stop};
@@ -24,6 +26,7 @@ pub mod engine;
 pub mod hold;
 pub mod procstat;
 pub mod stats;
+mod wire;
 pub mod workload;
 
 use std::collections::BTreeMap;
@@ -52,6 +55,10 @@ pub struct Config {
     /// Open connections with this instead of connecting to `addr` (a
     /// SOCKS5 proxy, as Tor's).
     pub dial: Option<Dialer>,
+    /// Speak TLS on every connection as this endpoint says (the client
+    /// library's: the name the certificate must carry, whom to trust, our
+    /// certificate). Through `dial`, TLS runs inside the dialed stream.
+    pub tls: Option<hftp_client::Endpoint>,
     pub workload: Workload,
     pub conns: usize,
     /// Generator threads, each with its own epoll loop.
@@ -78,6 +85,7 @@ impl Config {
             addr,
             target: addr.to_string(),
             dial: None,
+            tls: None,
             workload: Workload::Requests(vec![]),
             conns: 1,
             threads: 1,
@@ -157,6 +165,7 @@ pub fn run(cfg: &Config, live: Arc<Live>) -> Result<Report, String> {
             addr: cfg.addr,
             label: cfg.target.clone(),
             dial: cfg.dial.clone(),
+            tls: cfg.tls.clone(),
         },
         &cfg.workload,
         cfg.pipeline,
@@ -277,11 +286,19 @@ fn run_hold(cfg: &Config, n: usize) -> Result<Report, String> {
         .and_then(|pid| procstat::Sampler::start(pid, cfg.pss));
     let mut held_mem = None;
     let start = Instant::now();
-    let hold = hold::hold(cfg.addr, n, hold_for, cfg.timeout, &mut stats, || {
-        held_mem = cfg
-            .server_pid
-            .map(|pid| procstat::tree_memory(pid, cfg.pss));
-    })
+    let hold = hold::hold(
+        cfg.addr,
+        cfg.tls.as_ref(),
+        n,
+        hold_for,
+        cfg.timeout,
+        &mut stats,
+        || {
+            held_mem = cfg
+                .server_pid
+                .map(|pid| procstat::tree_memory(pid, cfg.pss));
+        },
+    )
     .map_err(|e| format!("poll: {e}"))?;
     let elapsed = start.elapsed().as_secs_f64();
     let generator_cpu_s = procstat::self_cpu() - cpu0;

@@ -27,7 +27,8 @@ use crate::supervisor::Supervisor;
 pub struct Config {
     pub addr: SocketAddr,
     /// Reach the server through this instead of connecting to `addr` (a
-    /// SOCKS5 proxy, as Tor's).
+    /// SOCKS5 proxy, as Tor's), or through this layer on each connection
+    /// to `addr` (TLS: [`Dialer::layered`]).
     pub via: Option<Dialer>,
     /// The directory the server serves, if this process can write it.
     pub dir: Option<PathBuf>,
@@ -77,10 +78,21 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
 impl Config {
     /// Where the suite's connections go.
     pub fn route(&self) -> Route {
+        self.route_to(self.addr)
+    }
+
+    /// Where the suite's connections go once the server listens on `addr`
+    /// (a restarted server): a layer stays on them.
+    fn route_to(&self, addr: SocketAddr) -> Route {
         match &self.via {
-            Some(dialer) => Route::Dialed(dialer.clone()),
-            None => Route::Direct(self.addr),
+            Some(dialer) => Route::Dialed(dialer.at(addr)),
+            None => Route::Direct(addr),
         }
+    }
+
+    /// Whether connections go through a proxy.
+    fn proxied(&self) -> bool {
+        self.via.as_ref().is_some_and(Dialer::is_proxied)
     }
 }
 
@@ -265,7 +277,7 @@ fn run_against(
         {
             if let Some((supervisor, _)) = supervised.as_mut() {
                 if let Ok(addr) = supervisor.start() {
-                    ctx.route = Route::Direct(addr);
+                    ctx.route = config.route_to(addr);
                 }
             }
             retried = true;
@@ -334,7 +346,7 @@ fn run_against(
                     restarts += 1;
                     match supervisor.start() {
                         Ok(addr) => {
-                            ctx.route = Route::Direct(addr);
+                            ctx.route = config.route_to(addr);
                             event.restarted = true;
                         }
                         Err(err) => {
@@ -422,7 +434,7 @@ fn skip_reason(
     if case.needs_unprivileged && !config.unprivileged_server {
         return Some(tr().skip_needs_unprivileged());
     }
-    if case.needs_direct && config.via.is_some() {
+    if case.needs_direct && config.proxied() {
         return Some(tr().skip_needs_direct());
     }
     if case.revision == Revision::Rev2026 && revision == Revision::Classic {

@@ -1,5 +1,5 @@
 //! Where to connect: `HOST`, `HOST:PORT`, `[IPv6]:PORT`, optionally through
-//! a SOCKS5 proxy, with timeouts.
+//! a SOCKS5 proxy, optionally over TLS, with timeouts.
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -7,6 +7,8 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::stream::Stream;
+use crate::tls::Tls;
 use crate::Client;
 
 /// The HFTP port when a target names none.
@@ -154,6 +156,9 @@ pub struct Endpoint {
     pub deadline: Option<Deadline>,
     /// Stop when this flag is set (Ctrl-C).
     pub interrupt: Option<Interrupt>,
+    /// Wrap every connection in TLS (`hftps://`, `--tls`): through a
+    /// proxy, TLS runs inside the proxied connection, end to end.
+    pub tls: Option<Tls>,
 }
 
 impl Endpoint {
@@ -178,7 +183,9 @@ impl Endpoint {
 
     /// Parses a target as [`parse`](Endpoint::parse) does, or a URL
     /// `hftp://HOST[:PORT][/NAME]` (curl's habit), returning the file name
-    /// of the URL if it has one.
+    /// of the URL if it has one. `hftps://` is the same over TLS (trusting
+    /// the system's CAs; see [`Endpoint::with_tls`]); its default port is
+    /// HFTP's too, 19500.
     ///
     /// ```
     /// use hftp_client::Endpoint;
@@ -186,13 +193,22 @@ impl Endpoint {
     /// assert_eq!((e.host.as_str(), e.port, name.as_deref()), ("::1", 2000, Some("hola.txt")));
     /// let (e, name) = Endpoint::parse_url("hftp://example.org/").unwrap();
     /// assert_eq!((e.port, name), (19500, None));
+    /// assert!(e.tls.is_none());
+    /// let (e, _) = Endpoint::parse_url("hftps://example.org/hola.txt").unwrap();
+    /// assert_eq!((e.port, e.tls.is_some()), (19500, true));
     /// assert!(Endpoint::parse_url("http://example.org/x").is_err());
     /// ```
     pub fn parse_url(target: &str) -> Result<(Endpoint, Option<String>)> {
         let bad = |why: &str| Error::Usage(format!("target {target:?}: {why}"));
+        let mut tls = None;
         let (authority, name) = match target.split_once("://") {
             None => (target, None),
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("hftp") => {
+            Some((scheme, rest))
+                if scheme.eq_ignore_ascii_case("hftp") || scheme.eq_ignore_ascii_case("hftps") =>
+            {
+                if scheme.eq_ignore_ascii_case("hftps") {
+                    tls = Some(Tls::new());
+                }
                 match rest.split_once('/') {
                     None | Some((_, "")) => (rest.strip_suffix('/').unwrap_or(rest), None),
                     Some((_, name)) if name.contains('/') => {
@@ -203,7 +219,7 @@ impl Endpoint {
             }
             Some((scheme, _)) => {
                 return Err(bad(&format!(
-                    "{scheme}:// is not HFTP (use hftp://HOST[:PORT]/NAME)"
+                    "{scheme}:// is not HFTP (use hftp://HOST[:PORT]/NAME, or hftps:// for TLS)"
                 )))
             }
         };
@@ -216,6 +232,7 @@ impl Endpoint {
             raw: true,
             deadline: None,
             interrupt: None,
+            tls,
         };
         Ok((endpoint, name))
     }
@@ -242,6 +259,12 @@ impl Endpoint {
         self
     }
 
+    /// Speak TLS on every connection (or not: `None`), as `hftps://` does.
+    pub fn with_tls(mut self, tls: Option<Tls>) -> Endpoint {
+        self.tls = tls;
+        self
+    }
+
     /// Whether to use `raw` slices where the server has them (default true).
     pub fn with_raw(mut self, raw: bool) -> Endpoint {
         self.raw = raw;
@@ -254,16 +277,60 @@ impl Endpoint {
             .map_err(|e| blame_deadline(self.deadline.as_ref(), e, &self.connecting()))
     }
 
-    /// Opens a bare TCP connection to the server, through the proxy if
-    /// there is one (its handshake done), without a word of HFTP: for
-    /// tools that speak the protocol themselves (`hftp check`, `hftp
-    /// bench`).
-    pub fn open_stream(&self) -> Result<TcpStream> {
+    /// Opens a connection to the server, through the proxy if there is
+    /// one (its handshake done), then TLS if the endpoint has it (its
+    /// handshake done too), without a word of HFTP: for tools that speak
+    /// the protocol themselves (`hftp check`, `hftp bench`).
+    pub fn open_stream(&self) -> Result<Stream> {
         self.stream()
             .map_err(|e| blame_deadline(self.deadline.as_ref(), e, &self.connecting()))
     }
 
-    fn stream(&self) -> Result<TcpStream> {
+    /// Opens the TCP connection only (through the proxy, if any), even
+    /// when the endpoint has TLS: for a caller that runs the handshake
+    /// itself, on a session from [`Endpoint::tls_session`] (the load
+    /// generator's non-blocking loop).
+    pub fn open_tcp(&self) -> Result<TcpStream> {
+        self.tcp()
+            .map_err(|e| blame_deadline(self.deadline.as_ref(), e, &self.connecting()))
+    }
+
+    /// Runs this endpoint's TLS handshake (if it has TLS) on a connection
+    /// the caller opened to it.
+    pub fn start_tls(&self, tcp: TcpStream) -> Result<Stream> {
+        self.secure(tcp)
+            .map_err(|e| blame_deadline(self.deadline.as_ref(), e, &self.connecting()))
+    }
+
+    /// A new TLS session for one connection to this endpoint (its SNI the
+    /// host's name), not yet started; `None` without TLS. Sessions share
+    /// the configuration, read once.
+    pub fn tls_session(&self) -> Result<Option<rustls::ClientConnection>> {
+        let Some(tls) = &self.tls else {
+            return Ok(None);
+        };
+        let name = crate::tls::server_name(&self.host)?;
+        rustls::ClientConnection::new(tls.client_config()?, name)
+            .map(Some)
+            .map_err(|e| Error::Internal(format!("TLS session: {e}")))
+    }
+
+    fn stream(&self) -> Result<Stream> {
+        let tcp = self.tcp()?;
+        self.secure(tcp)
+    }
+
+    fn secure(&self, tcp: TcpStream) -> Result<Stream> {
+        let Some(tls) = &self.tls else {
+            return Ok(Stream::plain(tcp));
+        };
+        let peer = self.to_string();
+        let wait = wait_limit(self.timeout, self.deadline.as_ref(), &self.connecting())?;
+        set_timeouts(&tcp, wait, &peer)?;
+        crate::tls::handshake(tls, &self.host, &peer, tcp, wait).map(Stream::tls)
+    }
+
+    fn tcp(&self) -> Result<TcpStream> {
         match &self.proxy {
             None => connect_direct(
                 &self.host,
@@ -277,6 +344,11 @@ impl Endpoint {
 
     fn open(&self) -> Result<Client> {
         Client::from_stream(self.stream()?, self)
+    }
+
+    /// Whether the server's certificate goes unchecked (`--insecure`).
+    pub fn is_insecure(&self) -> bool {
+        self.tls.as_ref().is_some_and(Tls::is_insecure)
     }
 
     fn connect_via(&self, proxy: &Proxy) -> Result<TcpStream> {
@@ -571,5 +643,18 @@ mod tests {
         );
         assert!(Proxy::parse("http://x:1").is_err());
         assert!(Proxy::parse("socks5h://").is_err());
+    }
+
+    #[test]
+    fn tls_urls() {
+        let (e, name) = Endpoint::parse_url("HFTPS://127.0.0.1:2000/a.txt").unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.port, name.as_deref(), e.tls.is_some()),
+            ("127.0.0.1", 2000, Some("a.txt"), true)
+        );
+        assert!(Endpoint::parse("hftps://h").unwrap().tls.is_some());
+        assert!(Endpoint::parse("h").unwrap().tls.is_none());
+        let err = Endpoint::parse_url("https://h/x").unwrap_err().to_string();
+        assert!(err.contains("hftps://"), "{err}");
     }
 }

@@ -20,7 +20,8 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// An internal error of the client (a bug): please report it.
     pub const OTHER: u8 = 1;
-    /// Bad command line: target, file name, range, options.
+    /// Bad command line: target, file name, range, options (a missing or
+    /// bad PEM file of the TLS options among them).
     pub const USAGE: u8 = 2;
     /// The server has no such file (`202`), or the range lies outside it (`203`).
     pub const NOT_FOUND: u8 = 3;
@@ -29,7 +30,9 @@ pub mod exit {
     /// the client holds, the file changed while it was downloaded, or
     /// mirrors disagree on its size.
     pub const PROTOCOL: u8 = 4;
-    /// Could not connect: refused, unreachable, name not resolved, proxy failure.
+    /// Could not connect: refused, unreachable, name not resolved, proxy
+    /// failure, TLS failure (certificate not trusted, for another name,
+    /// expired; client certificate missing or refused; not a TLS server).
     pub const CONNECT: u8 = 5;
     /// A connect, read or write timed out, or the total time limit
     /// (`--max-time`) passed.
@@ -48,7 +51,10 @@ pub mod exit {
             OTHER,
             "internal error of the client (a bug: please report it)",
         ),
-        (USAGE, "usage: bad target, option, file name or range"),
+        (
+            USAGE,
+            "usage: bad target, option (or its PEM file), file name or range",
+        ),
         (
             NOT_FOUND,
             "no such file on the server (202), or range outside the file (203)",
@@ -61,7 +67,9 @@ pub mod exit {
         ),
         (
             CONNECT,
-            "cannot connect: refused, unreachable, unknown host, proxy failure",
+            "cannot connect: refused, unreachable, unknown host, proxy failure, \
+             TLS failure (certificate not trusted, wrong name, expired, client \
+             certificate missing or refused, not a TLS server)",
         ),
         (
             TIMEOUT,
@@ -100,6 +108,22 @@ pub enum Error {
     Connect { target: String, source: io::Error },
     /// The SOCKS5 proxy refused or failed.
     Proxy(String),
+    /// TLS with `peer` failed: its handshake, or an alert after it.
+    Tls {
+        peer: String,
+        problem: crate::tls::TlsProblem,
+    },
+    /// A plain connection's first answer was TLS: the server speaks HFTP
+    /// over TLS only.
+    SpeaksTls { peer: String, request: String },
+    /// A PEM file of the TLS options cannot be used.
+    TlsFile {
+        role: crate::tls::PemRole,
+        path: PathBuf,
+        problem: crate::tls::PemProblem,
+    },
+    /// The system's store of trusted CAs is empty or unreadable (why).
+    TlsSystemStore(String),
     /// No progress for the configured timeout while doing `what`.
     Timeout { what: String },
     /// The total time limit ([`Deadline`](crate::Deadline)) passed while doing `what`.
@@ -196,6 +220,12 @@ impl Error {
             Error::Network { .. } => exit::PROTOCOL,
             Error::Connect { source, .. } if is_timeout(source) => exit::TIMEOUT,
             Error::Connect { .. } | Error::Proxy(_) => exit::CONNECT,
+            Error::Tls {
+                problem: crate::tls::TlsProblem::NotTls(crate::tls::NotTls::Silent(_)),
+                ..
+            } => exit::TIMEOUT,
+            Error::Tls { .. } | Error::SpeaksTls { .. } | Error::TlsSystemStore(_) => exit::CONNECT,
+            Error::TlsFile { .. } => exit::USAGE,
             Error::Timeout { .. } | Error::MaxTime { .. } => exit::TIMEOUT,
             Error::Interrupted { .. } => exit::INTERRUPTED,
             Error::Output(_)
@@ -225,6 +255,8 @@ impl Error {
     pub fn breaks_connection(&self) -> bool {
         match self {
             Error::Usage(_)
+            | Error::TlsFile { .. }
+            | Error::TlsSystemStore(_)
             | Error::Exists(_)
             | Error::Local { .. }
             | Error::TooLarge { .. }
@@ -257,7 +289,11 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Connect { source, .. }
+            Error::TlsFile {
+                problem: crate::tls::PemProblem::Io(source),
+                ..
+            }
+            | Error::Connect { source, .. }
             | Error::Network { source, .. }
             | Error::Output(source)
             | Error::Local { source, .. } => Some(source),
@@ -266,6 +302,13 @@ impl std::error::Error for Error {
             _ => None,
         }
     }
+}
+
+/// The line `--insecure` prints on standard error, every run: in
+/// Spanish when `spanish`.
+pub fn insecure_warning(spanish: bool) -> &'static str {
+    let lang = if spanish { Lang::Es } else { Lang::En };
+    messages::insecure_warning(lang)
 }
 
 /// `bytes` in binary units, one decimal: `4.0 EiB`, `512 B`.

@@ -1,6 +1,7 @@
 //! # hftp-client — a blocking HFTP client
 //!
-//! [`Endpoint`] says where a server is (and through which SOCKS5 proxy);
+//! [`Endpoint`] says where a server is (through which SOCKS5 proxy, and
+//! whether over TLS: [`Tls`]);
 //! [`Client`] is one connection to it, with one method per request;
 //! [`download`] fetches a whole file into place, in parallel segments over
 //! several connections, resumably. Every reply is checked byte for byte by
@@ -32,13 +33,17 @@ use hftp_proto::{FileName, NameError, Range, Request, SliceMode, Status};
 mod download;
 mod endpoint;
 mod error;
+mod stream;
+pub mod tls;
 
 pub use download::{
     download, download_from, part_paths, Backoff, Download, DownloadEvent, DownloadOptions,
     NoProgress, Progress, PART_SUFFIX, STATE_SUFFIX,
 };
 pub use endpoint::{Deadline, Endpoint, Interrupt, Proxy, DEFAULT_PORT, DEFAULT_TIMEOUT};
-pub use error::{exit, iec, Error, Result};
+pub use error::{exit, iec, insecure_warning, Error, Result};
+pub use stream::Stream;
+pub use tls::{Identity, Tls, TlsProblem, Trust};
 
 /// Requests of `ls -l`-style batches sent before their replies are read.
 const PIPELINE: usize = 32;
@@ -74,7 +79,7 @@ impl Default for ListingLimit {
 
 /// One connection to an HFTP server.
 pub struct Client {
-    stream: TcpStream,
+    stream: Stream,
     peer: String,
     buf: Box<[u8]>,
     start: usize,
@@ -91,6 +96,20 @@ pub struct Client {
     deadline: Option<Deadline>,
     interrupt: Option<Interrupt>,
     listing_limit: ListingLimit,
+    /// Over TLS with a client certificate: an alert about certificates is
+    /// then the server refusing ours.
+    tls_identity: bool,
+    /// What the first bytes from the server looked like.
+    greeting: Greeting,
+}
+
+/// The first bytes a server sent on a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Greeting {
+    Nothing,
+    /// A TLS record, on a plain connection: a TLS server.
+    Tls,
+    Other,
 }
 
 impl std::fmt::Debug for Client {
@@ -173,10 +192,10 @@ impl Client {
         Endpoint::parse(target)?.connect()
     }
 
-    pub(crate) fn from_stream(stream: TcpStream, endpoint: &Endpoint) -> Result<Client> {
+    pub(crate) fn from_stream(stream: Stream, endpoint: &Endpoint) -> Result<Client> {
         let peer = endpoint.to_string();
         endpoint::set_timeouts(
-            &stream,
+            stream.tcp(),
             endpoint::wait_limit(endpoint.timeout, endpoint.deadline.as_ref(), &peer)?,
             &peer,
         )?;
@@ -196,6 +215,11 @@ impl Client {
             deadline: endpoint.deadline,
             interrupt: endpoint.interrupt,
             listing_limit: ListingLimit::DEFAULT,
+            tls_identity: endpoint
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.identity().is_some()),
+            greeting: Greeting::Nothing,
         })
     }
 
@@ -229,7 +253,25 @@ impl Client {
     /// A second handle on the socket, to shut it down from another thread
     /// (which ends a read blocked on it).
     pub(crate) fn socket(&self) -> Option<TcpStream> {
-        self.stream.try_clone().ok()
+        self.stream.try_clone_socket().ok()
+    }
+
+    /// Whether this connection is TLS.
+    pub fn is_tls(&self) -> bool {
+        self.stream.is_tls()
+    }
+
+    /// An I/O error of the stream as the client's error: TLS's own
+    /// (an alert, in TLS 1.3 the refusal of our certificate, which comes
+    /// after the handshake) as [`Error::Tls`], others as `other` says.
+    fn io_error(&self, source: io::Error, other: impl FnOnce(io::Error) -> Error) -> Error {
+        match tls::rustls_error(&source) {
+            Some(err) => Error::Tls {
+                peer: self.peer.clone(),
+                problem: tls::classify(err, self.tls_identity),
+            },
+            None => other(source),
+        }
     }
 
     /// Sets how much of a listing [`list`](Client::list) and
@@ -413,13 +455,11 @@ impl Client {
         let sent = self.stream.write_all(&line);
         sent.map_err(|source| {
             self.broken = true;
-            self.blame_deadline(
-                Error::Network {
-                    what: what.clone(),
-                    source,
-                },
-                &what,
-            )
+            let err = self.io_error(source, |source| Error::Network {
+                what: what.clone(),
+                source,
+            });
+            self.blame_deadline(err, &what)
         })
     }
 
@@ -442,7 +482,7 @@ impl Client {
         }
         let wait = endpoint::wait_limit(self.timeout, self.deadline.as_ref(), what)
             .inspect_err(|_| self.broken = true)?;
-        endpoint::set_timeouts(&self.stream, wait, what)
+        endpoint::set_timeouts(self.stream.tcp(), wait, what)
     }
 
     /// A reply error; a first reply whose status line is not HFTP's at
@@ -461,6 +501,9 @@ impl Client {
                 }
         );
         if in_status_line && !self.answered {
+            if self.greeting == Greeting::Tls {
+                return self.speaks_tls(req);
+            }
             let shown = &self.buf[..self.end.min(60)];
             return Error::NotHftp {
                 peer: self.peer.clone(),
@@ -471,6 +514,14 @@ impl Client {
         Error::Protocol {
             request: req.to_string(),
             error,
+        }
+    }
+
+    /// A plain connection to a TLS server: its answer was a TLS record.
+    fn speaks_tls(&self, req: &Request) -> Error {
+        Error::SpeaksTls {
+            peer: self.peer.clone(),
+            request: req.to_string(),
         }
     }
 
@@ -537,6 +588,10 @@ impl Client {
             self.check_interrupt(&waiting)?;
             self.apply_deadline(&waiting)?;
             match self.stream.read(&mut self.buf) {
+                Ok(0) if self.greeting == Greeting::Tls && !self.answered => {
+                    self.broken = true;
+                    return Err(self.speaks_tls(req));
+                }
                 Ok(0) => {
                     self.broken = true;
                     return Err(Error::Closed {
@@ -544,9 +599,22 @@ impl Client {
                         error: self.decoder.eof(),
                     });
                 }
-                Ok(n) => self.end = n,
+                Ok(n) => {
+                    self.end = n;
+                    if self.greeting == Greeting::Nothing {
+                        self.greeting = if !self.stream.is_tls() && looks_like_tls(&self.buf[..n]) {
+                            Greeting::Tls
+                        } else {
+                            Greeting::Other
+                        };
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                     self.check_interrupt(&waiting)?;
+                }
+                Err(source) if tls::rustls_error(&source).is_some() => {
+                    self.broken = true;
+                    return Err(self.io_error(source, Error::Output));
                 }
                 Err(source) => {
                     self.broken = true;
@@ -567,6 +635,12 @@ impl Client {
             }
         }
     }
+}
+
+/// Whether `bytes` start like a TLS record (an alert or a handshake, TLS
+/// 1.0 to 1.3): what a TLS server answers a client that speaks plain HFTP.
+fn looks_like_tls(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x15 | 0x16, 0x03, 0x00..=0x04, ..])
 }
 
 /// The decoder only yields the reply kind that was asked for.

@@ -41,12 +41,14 @@ EXAMPLES:
   hftp bench 127.0.0.1:19500 'mixed:metadata:a.txt=8,slice:a.txt:0:1024=2' -c 256 -k 4
   hftp bench 127.0.0.1:19500 churn -c 16 -d 5
   hftp bench 127.0.0.1:19500 --hold 10000 -d 30 --server-pid $(pidof hftp)
+  hftp bench localhost:19500 metadata:a.txt -c 64 --tls --cacert ca.pem
   hftp bench --base64-speed";
 
 #[derive(clap::Args)]
 #[command(long_about = LONG_ABOUT, after_long_help = EXAMPLES)]
 pub struct Args {
-    /// Server to measure, HOST:PORT (the port defaults to 19500).
+    /// Server to measure, HOST:PORT (the port defaults to 19500);
+    /// hftps://HOST:PORT measures it over TLS, as --tls does.
     #[arg(value_name = "HOST:PORT", required_unless_present = "base64_speed")]
     server: Option<String>,
     /// What to ask for (see WORKLOADS in --help).
@@ -96,9 +98,19 @@ pub struct Args {
     /// No progress line on the terminal.
     #[arg(short = 'q', long)]
     quiet: bool,
+    /// Every connection over TLS: its handshake in the load loop (counted
+    /// in the connect time, and per connection with churn), then every
+    /// request encrypted. Byte counts are HFTP's, before encryption.
+    #[command(flatten)]
+    tls: super::TlsArgs,
 }
 
 fn resolve(server: &str) -> anyhow::Result<SocketAddr> {
+    // hftps://HOST:PORT, hftp://HOST:PORT: the address is the same.
+    let server = match server.split_once("://") {
+        Some((_, rest)) => rest.trim_end_matches('/'),
+        None => server,
+    };
     let with_port = if server
         .rsplit_once(':')
         .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
@@ -115,12 +127,13 @@ fn resolve(server: &str) -> anyhow::Result<SocketAddr> {
 }
 
 /// Connections to `server` through the SOCKS5 proxy `url`, made by the
-/// client library (the same handshake `hftp ls --proxy` makes).
+/// client library (the same handshake `hftp ls --proxy` makes). TLS, if
+/// any, is the loop's to run inside it.
 fn dialer(server: &str, url: &str, timeout: Duration) -> anyhow::Result<Dialer> {
     let endpoint = super::proxied(server, url)?.with_timeout(timeout);
     Ok(Dialer::new(move || {
         endpoint
-            .open_stream()
+            .open_tcp()
             .map_err(|e| std::io::Error::other(e.to_string()))
     }))
 }
@@ -144,6 +157,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!("HOST:PORT is required")
     };
     let timeout = seconds(args.timeout, "--timeout")?.max(Duration::from_millis(100));
+    args.tls.warn();
+    let endpoint = hftp_client::Endpoint::parse(server).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let endpoint = args
+        .tls
+        .apply(endpoint.with_timeout(timeout), &mut None)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tls = endpoint.tls.is_some().then_some(endpoint);
     let (addr, dial) = match &args.proxy {
         // The name may mean something to the proxy alone (.onion).
         Some(url) => (
@@ -172,6 +192,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             None => server.to_string(),
         },
         dial,
+        tls,
         workload,
         conns: args.conns,
         threads: args.threads.unwrap_or(cores).max(1),

@@ -13,6 +13,7 @@ use hftp_check::supervisor::{ServerCommand, Supervisor};
 use hftp_check::{
     cases, diagnose, report, Case, CaseResult, Config, Dialer, Lang, Outcome, Summary,
 };
+use hftp_client::Endpoint;
 
 const LONG_ABOUT: &str = "Run the HFTP conformance suite against a server.
 
@@ -64,6 +65,9 @@ const EXAMPLES: &str = "Examples:
   # An onion service, through Tor's SOCKS port, as a classmate reaches it:
   hftp check --proxy socks5h://127.0.0.1:9050 abcdef...xyz.onion:19500
 
+  # A server over TLS (hftp serve --tls-cert ...), trusting the course's CA:
+  hftp check --tls --cacert ca.pem localhost:19500 --dir /tmp/served
+
   # Only the line-end and slice cases, but not the 32 MiB one, as JSON:
   hftp check localhost:19500 --dir /tmp/served --only 'eol.*,slice.*' \\
       --skip slice.all-bytes-32mib --format json
@@ -105,7 +109,8 @@ pub enum Format {
 #[derive(clap::Args)]
 #[command(long_about = LONG_ABOUT, after_long_help = EXAMPLES)]
 pub struct Args {
-    /// Server to check, HOST:PORT (the port defaults to 19500).
+    /// Server to check, HOST:PORT (the port defaults to 19500); hftps://HOST:PORT
+    /// checks it over TLS, as --tls does.
     #[arg(
         value_name = "HOST:PORT",
         required_unless_present_any = ["list", "server_cmd"],
@@ -183,6 +188,11 @@ pub struct Args {
     /// LC_ALL, LC_MESSAGES or LANG).
     #[arg(long, value_name = "LANG", value_parser = parse_lang)]
     pub lang: Option<Lang>,
+
+    /// Every connection of the suite over TLS (with --server-cmd, the
+    /// server's certificate must name `localhost`).
+    #[command(flatten)]
+    pub tls: super::TlsArgs,
 }
 
 /// Parses `--lang` (shared by the client subcommands).
@@ -212,6 +222,7 @@ fn closed_output(err: &anyhow::Error) -> bool {
 
 fn check(args: Args) -> anyhow::Result<ExitCode> {
     hftp_check::i18n::set(args.lang.unwrap_or_else(Lang::from_env));
+    args.tls.warn();
     let all = cases::all();
     let selection: Vec<&Case> = all
         .iter()
@@ -264,6 +275,10 @@ fn check(args: Args) -> anyhow::Result<ExitCode> {
     let results = match &args.server_cmd {
         Some(command) => {
             let command = ServerCommand::parse(command)?;
+            // The supervisor's server listens on loopback.
+            let local = Endpoint::parse("localhost").map_err(client_error)?;
+            let local = args.tls.apply(local, &mut None).map_err(client_error)?;
+            config.via = local.tls.is_some().then(|| layer(local));
             let start_timeout = seconds("--start-timeout", args.start_timeout)?;
             let mut supervisor = Supervisor::new(command, start_timeout)?;
             hftp_check::run_supervised(
@@ -276,10 +291,30 @@ fn check(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => {
             let server = args.server.as_deref().context("HOST:PORT is required")?;
+            let endpoint = Endpoint::parse(server).map_err(client_error)?;
+            let endpoint = args.tls.apply(endpoint, &mut None).map_err(client_error)?;
             match &args.proxy {
                 // The name may mean something to the proxy alone (.onion).
-                Some(proxy) => config.via = Some(dialer(server, proxy)?),
+                Some(proxy) => config.via = Some(dialer(&endpoint, proxy)?),
+                None if endpoint.tls.is_some() => {
+                    config.addr = resolve(&format!("{endpoint}"))?;
+                    config.via = Some(layer(endpoint.clone()));
+                }
                 None => config.addr = resolve(server)?,
+            }
+            if endpoint.tls.is_some() {
+                // A TLS failure (an untrusted certificate...) is said once,
+                // as the client says it, before any case.
+                let through = match &args.proxy {
+                    Some(proxy) => super::proxied(server, proxy)?.proxy,
+                    None => None,
+                };
+                endpoint
+                    .clone()
+                    .with_proxy(through)
+                    .with_timeout(timeout)
+                    .open_stream()
+                    .map_err(client_error)?;
             }
             hftp_check::run(&config, &selection, on_result)?
         }
@@ -330,22 +365,48 @@ fn check(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Connections to `server` through the SOCKS5 proxy `url`, made by the
-/// client library (the same handshake `hftp ls --proxy` makes).
-fn dialer(server: &str, url: &str) -> anyhow::Result<Dialer> {
-    let endpoint = super::proxied(server, url)?;
-    let via = endpoint
-        .proxy
-        .as_ref()
-        .map(ToString::to_string)
-        .unwrap_or_default();
-    let label = format!("{endpoint} through {via}");
+/// client library (the same handshake `hftp ls --proxy` makes), then TLS
+/// inside the proxied connection if `server` has it.
+fn dialer(server: &Endpoint, url: &str) -> anyhow::Result<Dialer> {
+    let proxy = hftp_client::Proxy::parse(url).map_err(|e| anyhow::anyhow!("--proxy: {e}"))?;
+    let endpoint = server.clone().with_proxy(Some(proxy.clone()));
+    let over = if endpoint.tls.is_some() {
+        " over TLS"
+    } else {
+        ""
+    };
+    let label = format!("{endpoint} through {proxy}{over}");
     Ok(Dialer::new(label, move |timeout| {
         endpoint
             .clone()
             .with_timeout(timeout)
             .open_stream()
-            .map_err(|e| std::io::Error::other(e.to_string()))
+            .map_err(|e| std::io::Error::other(super::client::message(&e)))?
+            .into_tcp()
     }))
+}
+
+/// TLS on each direct connection, as the client library makes it: the
+/// suite reads and writes a loopback socket a thread relays to the TLS
+/// session, so every case runs unchanged.
+fn layer(server: Endpoint) -> Dialer {
+    Dialer::layered("over TLS", move |tcp, timeout| {
+        let port = tcp.peer_addr()?.port();
+        let endpoint = Endpoint {
+            port,
+            ..server.clone()
+        };
+        endpoint
+            .with_timeout(timeout)
+            .start_tls(tcp)
+            .map_err(|e| std::io::Error::other(super::client::message(&e)))?
+            .into_tcp()
+    })
+}
+
+/// A client error as the checker's error, in the language in force.
+fn client_error(err: hftp_client::Error) -> anyhow::Error {
+    anyhow::anyhow!(super::client::message(&err))
 }
 
 /// A positive, finite number of seconds.

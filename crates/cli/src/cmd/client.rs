@@ -27,8 +27,9 @@ fn exit_codes() -> String {
 #[derive(clap::Args, Clone, Debug)]
 pub struct Conn {
     /// Server: HOST, HOST:PORT or [IPv6]:PORT (default port 19500), or a
-    /// URL hftp://HOST[:PORT]/NAME, which also names a file. `get` also
-    /// takes mirrors of the same files: HOST1,HOST2,...
+    /// URL hftp://HOST[:PORT]/NAME, which also names a file (hftps://: the
+    /// same over TLS, default port 19500 too). `get` also takes mirrors of
+    /// the same files: HOST1,HOST2,...
     #[arg(value_name = "HOST")]
     pub target: String,
     /// Connect through a SOCKS5 proxy: socks5h://HOST:PORT (the proxy
@@ -51,6 +52,8 @@ pub struct Conn {
     /// LC_MESSAGES or LANG).
     #[arg(long, value_name = "LANG", value_parser = super::check::parse_lang)]
     pub lang: Option<hftp_check::Lang>,
+    #[command(flatten)]
+    pub tls: super::TlsArgs,
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -144,17 +147,18 @@ impl Conn {
             Some(url) => Some(Proxy::parse(url)?),
         };
         let interrupt = ctrl_c::install();
-        Ok(self
-            .targets()?
+        let mut tls = None;
+        self.targets()?
             .into_iter()
             .map(|(endpoint, _)| {
-                endpoint
+                let endpoint = endpoint
                     .with_interrupt(interrupt)
                     .with_proxy(proxy.clone())
                     .with_timeout(self.timeout)
-                    .with_raw(!self.no_raw)
+                    .with_raw(!self.no_raw);
+                self.tls.apply(endpoint, &mut tls)
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -317,7 +321,7 @@ fn fail(err: &Error) -> ExitCode {
 }
 
 /// `err` in the language in force (the checker's setting is the process's).
-fn message(err: &Error) -> String {
+pub(super) fn message(err: &Error) -> String {
     match hftp_check::i18n::current() {
         hftp_check::Lang::Es => err.in_spanish(),
         hftp_check::Lang::En => err.to_string(),
@@ -328,6 +332,7 @@ fn message(err: &Error) -> String {
 /// exit code.
 fn run(conn: &Conn, f: impl FnOnce() -> Result<u8, Error>) -> anyhow::Result<ExitCode> {
     hftp_check::i18n::set(conn.lang.unwrap_or_else(hftp_check::Lang::from_env));
+    conn.tls.warn();
     Ok(match f() {
         Ok(code) => ExitCode::from(code),
         Err(err) => fail(&err),
@@ -559,7 +564,11 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
                     note(&mut code, &e);
                     if matches!(
                         e.cause(),
-                        Error::Connect { .. } | Error::Proxy(_) | Error::Interrupted { .. }
+                        Error::Connect { .. }
+                            | Error::Proxy(_)
+                            | Error::Tls { .. }
+                            | Error::SpeaksTls { .. }
+                            | Error::Interrupted { .. }
                     ) {
                         break;
                     }

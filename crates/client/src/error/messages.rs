@@ -16,6 +16,7 @@ use hftp_proto::reply::ReplyError;
 use hftp_proto::Status;
 
 use super::{iec, is_timeout, Error};
+use crate::tls::{NotTls, PemProblem, PemRole, TlsProblem};
 
 /// A language of the messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,6 +168,143 @@ messages! {
         en: "{listed} names",
         es: "{listed} nombres",
     }
+    fn tls_untrusted(peer: &str) -> String {
+        en: "{peer}: the server's certificate is not trusted: no CA this client trusts signed it; \
+             give the server's CA with --cacert FILE, or install that CA in the system's store",
+        es: "{peer}: el certificado del servidor no es de confianza: no lo firmó ninguna CA en la \
+             que este cliente confíe; indique la CA del servidor con --cacert ARCHIVO, o instale \
+             esa CA en el almacén del sistema",
+    }
+    /// `names` from [`Lang::tls_names`] or [`Lang::tls_no_names`].
+    fn tls_wrong_name(peer: &str, host: &str, names: &str) -> String {
+        en: "{peer}: the server's certificate is for another name ({names}), not {host}: \
+             connect with a name the certificate lists",
+        es: "{peer}: el certificado del servidor es para otro nombre ({names}), no para {host}: \
+             conéctese con un nombre que figure en el certificado",
+    }
+    fn tls_names(names: &str) -> String {
+        en: "it lists {names}",
+        es: "lista {names}",
+    }
+    fn tls_no_names() -> String {
+        en: "no name it lists matches",
+        es: "ningún nombre que lista coincide",
+    }
+    /// `on` from [`Lang::tls_on`], or empty.
+    fn tls_expired(peer: &str, on: &str) -> String {
+        en: "{peer}: the server's certificate expired{on}: the server must renew it \
+             (or this machine's clock is wrong)",
+        es: "{peer}: el certificado del servidor venció{on}: el servidor debe renovarlo \
+             (o el reloj de esta máquina está mal)",
+    }
+    fn tls_on(date: &str) -> String {
+        en: " on {date}",
+        es: " el {date}",
+    }
+    fn tls_not_yet_valid(peer: &str) -> String {
+        en: "{peer}: the server's certificate is not valid yet: check this machine's clock",
+        es: "{peer}: el certificado del servidor todavía no es válido: revise el reloj de esta máquina",
+    }
+    fn tls_cert_required(peer: &str) -> String {
+        en: "{peer}: the server asks for a client certificate (mutual TLS) and none was given: \
+             give yours with --cert FILE --key FILE",
+        es: "{peer}: el servidor pide un certificado de cliente (TLS mutuo) y no se dio ninguno: \
+             indique el suyo con --cert ARCHIVO --key ARCHIVO",
+    }
+    fn tls_cert_refused(peer: &str, alert: &str) -> String {
+        en: "{peer}: the server refused our client certificate ({alert}): it must be signed by \
+             a CA the server trusts, and be valid now",
+        es: "{peer}: el servidor rechazó nuestro certificado de cliente ({alert}): debe estar \
+             firmado por una CA en la que el servidor confíe, y ser válido ahora",
+    }
+    fn tls_refused(peer: &str, alert: &str) -> String {
+        en: "{peer}: the server refused the TLS handshake ({alert}); if it requires a client \
+             certificate, give one with --cert FILE --key FILE",
+        es: "{peer}: el servidor rechazó el saludo TLS ({alert}); si exige un certificado de \
+             cliente, indique uno con --cert ARCHIVO --key ARCHIVO",
+    }
+    /// `how` from [`Lang::tls_sent`], [`Lang::tls_closed`], ...
+    fn tls_not_tls(peer: &str, how: &str) -> String {
+        en: "the server at {peer} did not answer the TLS handshake ({how}): is it serving TLS? \
+             try without --tls / with hftp://",
+        es: "el servidor en {peer} no respondió al saludo TLS ({how}): ¿sirve TLS? \
+             pruebe sin --tls / con hftp://",
+    }
+    fn tls_sent(sent: &str) -> String {
+        en: "it sent \"{sent}\"",
+        es: "envió \"{sent}\"",
+    }
+    fn tls_garbled() -> String {
+        en: "it answered bytes that are not TLS",
+        es: "respondió bytes que no son TLS",
+    }
+    fn tls_closed() -> String {
+        en: "it closed the connection",
+        es: "cerró la conexión",
+    }
+    fn tls_reset() -> String {
+        en: "it reset the connection",
+        es: "reinició la conexión",
+    }
+    fn tls_silent(secs: f64) -> String {
+        en: "no answer within {secs} s",
+        es: "sin respuesta en {secs} s",
+    }
+    fn tls_other(peer: &str, error: &str) -> String {
+        en: "{peer}: TLS failed: {error}",
+        es: "{peer}: falló TLS: {error}",
+    }
+    fn speaks_tls(peer: &str, request: &str) -> String {
+        en: "{peer} answered {request} in TLS: it serves HFTP over TLS; use hftps://{peer}/ or --tls",
+        es: "{peer} respondió a {request} en TLS: sirve HFTP sobre TLS; use hftps://{peer}/ o --tls",
+    }
+    /// `role` from [`Lang::pem_role`], `why` from [`Lang::pem_problem`].
+    fn tls_file(role: &str, path: Display<'_>, why: &str) -> String {
+        en: "cannot use {path} as {role}: {why}",
+        es: "no se puede usar {path} como {role}: {why}",
+    }
+    fn role_ca() -> &'static str {
+        en: "the CA certificates (--cacert)",
+        es: "los certificados de CA (--cacert)",
+    }
+    fn role_cert() -> &'static str {
+        en: "the client certificate (--cert)",
+        es: "el certificado de cliente (--cert)",
+    }
+    fn role_key() -> &'static str {
+        en: "the client key (--key)",
+        es: "la clave de cliente (--key)",
+    }
+    fn pem_no_cert() -> &'static str {
+        en: "it holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+        es: "no contiene ningún certificado PEM (-----BEGIN CERTIFICATE-----)",
+    }
+    fn pem_no_key() -> &'static str {
+        en: "it holds no PEM private key (-----BEGIN PRIVATE KEY-----, or EC or RSA); \
+             is it the certificate?",
+        es: "no contiene ninguna clave privada PEM (-----BEGIN PRIVATE KEY-----, o EC o RSA); \
+             ¿es el certificado?",
+    }
+    fn pem_malformed() -> &'static str {
+        en: "it is not a valid PEM file",
+        es: "no es un archivo PEM válido",
+    }
+    fn pem_key_mismatch() -> &'static str {
+        en: "the key is not the one of the certificate (--cert)",
+        es: "la clave no es la del certificado (--cert)",
+    }
+    fn tls_system_store(why: &str) -> String {
+        en: "no trusted CA in the system's store ({why}): install the package ca-certificates, \
+             or give the server's CA with --cacert FILE",
+        es: "no hay ninguna CA de confianza en el almacén del sistema ({why}): instale el paquete \
+             ca-certificates, o indique la CA del servidor con --cacert ARCHIVO",
+    }
+    fn insecure() -> &'static str {
+        en: "WARNING: --insecure: the server's certificate is not checked; anyone on the path \
+             can read and change this transfer",
+        es: "AVISO: --insecure: no se verifica el certificado del servidor; cualquiera en el \
+             camino puede leer y cambiar esta transferencia",
+    }
     fn mirror_has(size: u64, name: &str) -> String {
         en: "has {size} bytes of {name}",
         es: "tiene {size} bytes de {name}",
@@ -212,6 +350,60 @@ fn verb(what: &'static str, lang: Lang) -> &'static str {
     }
 }
 
+/// The `--insecure` warning in `lang`.
+pub(super) fn insecure_warning(lang: Lang) -> &'static str {
+    lang.insecure()
+}
+
+fn tls_problem(peer: &str, problem: &TlsProblem, lang: Lang) -> String {
+    match problem {
+        TlsProblem::Untrusted => lang.tls_untrusted(peer),
+        TlsProblem::WrongName { host, presented } => {
+            let names = if presented.is_empty() {
+                lang.tls_no_names()
+            } else {
+                lang.tls_names(&presented.join(", "))
+            };
+            let host = match host.as_str() {
+                "" => peer.rsplit_once(':').map_or(peer, |(h, _)| h),
+                host => host,
+            };
+            lang.tls_wrong_name(peer, host, &names)
+        }
+        TlsProblem::Expired { on } => {
+            let on = on.as_deref().map(|d| lang.tls_on(d)).unwrap_or_default();
+            lang.tls_expired(peer, &on)
+        }
+        TlsProblem::NotYetValid => lang.tls_not_yet_valid(peer),
+        TlsProblem::ClientCertRequired => lang.tls_cert_required(peer),
+        TlsProblem::ClientCertRefused { alert } => lang.tls_cert_refused(peer, alert),
+        TlsProblem::Refused { alert } => lang.tls_refused(peer, alert),
+        TlsProblem::NotTls(how) => {
+            let how = match how {
+                NotTls::Sent(sent) => lang.tls_sent(sent),
+                NotTls::Garbled => lang.tls_garbled(),
+                NotTls::Closed => lang.tls_closed(),
+                NotTls::Reset => lang.tls_reset(),
+                NotTls::Silent(wait) => lang.tls_silent(wait.as_secs_f64()),
+            };
+            lang.tls_not_tls(peer, &how)
+        }
+        TlsProblem::Other(error) => lang.tls_other(peer, error),
+    }
+}
+
+fn pem_problem(problem: &PemProblem, lang: Lang) -> String {
+    match problem {
+        PemProblem::Io(source) => source.to_string(),
+        PemProblem::NoCertificate => lang.pem_no_cert().to_owned(),
+        PemProblem::NoKey => lang.pem_no_key().to_owned(),
+        PemProblem::Malformed(None) => lang.pem_malformed().to_owned(),
+        PemProblem::Malformed(Some(why)) => format!("{} ({why})", lang.pem_malformed()),
+        PemProblem::KeyMismatch => lang.pem_key_mismatch().to_owned(),
+        PemProblem::Unusable(why) => why.clone(),
+    }
+}
+
 /// `err` in `lang`, one line.
 pub(super) fn message(err: &Error, lang: Lang) -> String {
     match err {
@@ -235,6 +427,21 @@ pub(super) fn message(err: &Error, lang: Lang) -> String {
         } => lang.not_hftp(peer, request, sent),
         Error::Connect { target, source } => lang.connect(target, source),
         Error::Proxy(msg) => format!("proxy: {msg}"),
+        Error::Tls { peer, problem } => tls_problem(peer, problem, lang),
+        Error::SpeaksTls { peer, request } => lang.speaks_tls(peer, request),
+        Error::TlsFile {
+            role,
+            path,
+            problem,
+        } => {
+            let role = match role {
+                PemRole::CaCert => lang.role_ca(),
+                PemRole::ClientCert => lang.role_cert(),
+                PemRole::ClientKey => lang.role_key(),
+            };
+            lang.tls_file(role, path.display(), &pem_problem(problem, lang))
+        }
+        Error::TlsSystemStore(why) => lang.tls_system_store(why),
         Error::Timeout { what } => lang.timed_out(what),
         Error::Interrupted { what } => lang.interrupted(what),
         Error::MaxTime { what, limit } => lang.max_time(what, limit.as_secs_f64()),
@@ -410,7 +617,60 @@ mod tests {
                 reference: "R".into(),
                 expected: 6,
             },
+            Error::SpeaksTls {
+                peer: "P:1".into(),
+                request: "REQ".into(),
+            },
+            Error::TlsSystemStore("none found".into()),
         ];
+        for problem in [
+            TlsProblem::Untrusted,
+            TlsProblem::WrongName {
+                host: "h".into(),
+                presented: vec!["a".into(), "b".into()],
+            },
+            TlsProblem::WrongName {
+                host: String::new(),
+                presented: vec![],
+            },
+            TlsProblem::Expired {
+                on: Some("2001-01-01".into()),
+            },
+            TlsProblem::Expired { on: None },
+            TlsProblem::NotYetValid,
+            TlsProblem::ClientCertRequired,
+            TlsProblem::ClientCertRefused {
+                alert: "unknown_ca".into(),
+            },
+            TlsProblem::Refused {
+                alert: "handshake_failure".into(),
+            },
+            TlsProblem::NotTls(NotTls::Sent("200 NO".into())),
+            TlsProblem::NotTls(NotTls::Closed),
+            TlsProblem::NotTls(NotTls::Garbled),
+            TlsProblem::NotTls(NotTls::Reset),
+            TlsProblem::NotTls(NotTls::Silent(Duration::from_secs(3))),
+            TlsProblem::Other("E".into()),
+        ] {
+            errors.push(Error::Tls {
+                peer: "P:1".into(),
+                problem,
+            });
+        }
+        for role in [PemRole::CaCert, PemRole::ClientCert, PemRole::ClientKey] {
+            for problem in [
+                PemProblem::NoCertificate,
+                PemProblem::NoKey,
+                PemProblem::Malformed(None),
+                PemProblem::KeyMismatch,
+            ] {
+                errors.push(Error::TlsFile {
+                    role,
+                    path: "/f.pem".into(),
+                    problem,
+                });
+            }
+        }
         for status in [Status::FileNotFound, Status::OffsetExceedsFileSize] {
             errors.push(Error::Status {
                 request: "REQ".into(),
@@ -437,6 +697,16 @@ mod tests {
     /// and no Spanish that is a copy of the English; `Display` is the
     /// English. (Usage, proxy and closed-connection messages, and OS
     /// errors, are the same in every language and are not here.)
+    #[test]
+    fn the_insecure_warning_reads_as_documented() {
+        assert_eq!(
+            insecure_warning(Lang::En),
+            "WARNING: --insecure: the server's certificate is not checked; anyone on the path \
+             can read and change this transfer"
+        );
+        assert_ne!(insecure_warning(Lang::Es), insecure_warning(Lang::En));
+    }
+
     #[test]
     fn every_message_has_both_languages() {
         for err in samples() {
