@@ -287,6 +287,43 @@ pub struct Args {
         value_parser = hftp_server::parse_cidr
     )]
     deny: Vec<ipnet::IpNet>,
+    /// Limit each connection's answer bodies to RATE bytes a second, as
+    /// curl's --limit-rate: a number, or with K, M or G (KiB, MiB, GiB);
+    /// at least 1K. Bursts stay within a tenth of a second's worth. Every
+    /// model; off by default.
+    #[arg(long, value_name = "RATE", env = "HFTP_LIMIT_RATE", value_parser = parse_rate)]
+    limit_rate: Option<u64>,
+}
+
+/// `--limit-rate`: `100000`, `100K`, `1.5M`, `1G` (binary units, as curl).
+pub fn parse_rate(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (number, unit) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let scale: u64 = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "{text:?}: the unit must be K, M or G (bytes a second)"
+            ))
+        }
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a rate: write 500K, 2M or a number of bytes"))?;
+    let bytes = value * scale as f64;
+    if !bytes.is_finite() || bytes < 1024.0 {
+        return Err(format!(
+            "{text:?}: the rate must be at least 1K (1024 bytes a second)"
+        ));
+    }
+    Ok(bytes.min(u64::MAX as f64) as u64)
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -364,6 +401,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ", TLS"
         };
     }
+    if let Some(rate) = args.limit_rate {
+        banner += &format!(
+            ", bodies limited to {}/s a connection",
+            hftp_client::iec(rate)
+        );
+    }
     if !args.allow.is_empty() || !args.deny.is_empty() {
         banner += &format!(
             ", {} allowed and {} denied address ranges",
@@ -402,6 +445,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         proxy_protocol,
         tls,
         address_rules: AddressRules::new(args.allow, args.deny),
+        limit_rate: args.limit_rate,
     };
     if config.tls.is_some() {
         // Why raw slices lose sendfile/splice under TLS, once.
