@@ -36,6 +36,7 @@ mod metrics;
 mod product;
 mod protocol_doc;
 mod proxy_protocol;
+mod rate_limit;
 mod s3_probe;
 mod serve_cli;
 mod shutdown;
