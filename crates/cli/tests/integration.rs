@@ -22,6 +22,7 @@ mod support;
 mod hostile;
 
 // Quick tier (a few full-tier tests among them carry their own mark).
+mod address_rules;
 mod bench;
 mod check_grader;
 mod client;
@@ -51,5 +52,6 @@ mod object_store;
 mod packages;
 mod scale_out;
 mod socks;
+mod tls_server;
 mod tor;
 mod wireshark;
