@@ -655,7 +655,15 @@ impl Connection {
     }
 
     /// The client closed its side.
-    pub fn handle_eof(&mut self, _now: Instant) {
+    pub fn handle_eof(&mut self, now: Instant) {
+        self.now = now;
+        if self.done.is_none() && self.handshake_deadline().is_some() {
+            // A client that gives up on the handshake (one that rejects
+            // the certificate closes without an alert) is a failed one.
+            let end = self.refused_handshake("closed by the client before it ended", now);
+            self.done = Some(end);
+            return;
+        }
         if self.done.is_none() {
             self.done = Some(if self.drain.is_some() {
                 self.closed()
