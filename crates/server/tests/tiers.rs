@@ -34,7 +34,7 @@ fn main() {
     } else {
         println!(
             "tiers: quick tier done; {tests} of the full tier (need root, Garage, HAProxy, tshark, \
-             microsocks, danted, tor, cargo-deb, maturin) were not run: `{FULL_TIER}` installs what is missing and runs both \
+             microsocks, danted, tor, openssl, cargo-deb, maturin) were not run: `{FULL_TIER}` installs what is missing and runs both \
              tiers (or `{BOTH_TIERS}` once the tools are installed)."
         );
     }
