@@ -3,7 +3,12 @@
 -- with `help` and raw slices).
 --
 -- It is registered on TCP port 19500; any other port works with
--- "Decode As" (tshark: -d tcp.port==PORT,hftp). It shows each request
+-- "Decode As" (tshark: -d tcp.port==PORT,hftp). Over TLS (hftp serve
+-- --tls-cert) it is registered for the ALPN protocol "hftp" and on TLS port
+-- 19500: given the session keys (a key log: SSLKEYLOGFILE, or openssl
+-- s_client -keylogfile), Wireshark decrypts the records and hands the
+-- plain text to this dissector, which reassembles PDUs across TLS records
+-- as it does across TCP segments. It shows each request
 -- (command, arguments, the raw flag) and each response (status, listing
 -- names, metadata size, base64 slice, raw Content-Length and body), matches
 -- responses to requests across pipelining, reassembles lines and bodies
@@ -124,13 +129,31 @@ hftp.prefs.max_body = Pref.uint("Reassemble slices up to (bytes)", 64 * 1024 * 1
 -- other protocols cannot be read on a first pass that builds no tree
 -- (tshark -2), and every pass must agree.
 local conversations = {}
--- "frame:buffer-offset:offset" -> what the first pass decided for that PDU
--- (its request, or that it is ignored data).
+-- "frame:buffer-offset:offset#n" -> what the first pass decided for that
+-- PDU (its request, or that it is ignored data); see pdu_key.
 local decided = {}
 
 function hftp.init()
     conversations = {}
     decided = {}
+end
+
+-- The key of the PDU at `offset` of `tvb` in `decided`, and the name of its
+-- counter in pinfo.private. Over TCP the frame, the buffer's position in
+-- the frame's data and the offset in the buffer tell PDUs apart. Over TLS
+-- each record of a frame is decrypted into a buffer of its own, and they
+-- all start at position 0: so the key also counts the PDUs already shown at
+-- that same position in this dissection of this frame (pinfo.private lives
+-- for one dissection of one frame, in every pass alike).
+local function pdu_key(tvb, pinfo, offset)
+    local position = pinfo.number .. ":" .. tvb:offset() .. ":" .. offset
+    local counter = "hftp " .. position
+    return position .. "#" .. (pinfo.private[counter] or "0"), counter
+end
+
+-- Counts a PDU shown at the key's position (see pdu_key).
+local function count_pdu(pinfo, counter)
+    pinfo.private[counter] = tostring(tonumber(pinfo.private[counter] or "0") + 1)
 end
 
 local function conversation(pinfo)
@@ -288,8 +311,7 @@ end
 
 -- Dissects one request PDU at `offset`; returns its length, or nil and the
 -- number of bytes still needed.
-local function dissect_request(tvb, text, pinfo, tree, conv, offset, info)
-    local key = pinfo.number .. ":" .. tvb:offset() .. ":" .. offset
+local function dissect_request(tvb, text, pinfo, tree, conv, offset, info, key)
     local pdu = decided[key]
 
     if (pdu and pdu.ignored) or (not pdu and not pinfo.visited and conv.client_done) then
@@ -545,8 +567,7 @@ local function dissect_continuation(tvb, offset, tree, pdu, info)
     return length
 end
 
-local function dissect_response(tvb, text, pinfo, tree, conv, offset, info)
-    local key = pinfo.number .. ":" .. tvb:offset() .. ":" .. offset
+local function dissect_response(tvb, text, pinfo, tree, conv, offset, info, key)
     local pdu = decided[key]
 
     if not pdu and not pinfo.visited and conv.continued then
@@ -748,37 +769,65 @@ end
 -- The dissector
 ------------------------------------------------------------------------
 
+-- Whether the buffer starts with a TLS record holding a ClientHello
+-- (content type 22, version 3.x, handshake type 1).
+local function is_client_hello(tvb)
+    if tvb:len() < 6 then
+        return false
+    end
+    return tvb(0, 1):uint() == 22 and tvb(1, 1):uint() == 3 and tvb(2, 1):uint() <= 4
+        and tvb(5, 1):uint() == 1
+end
+
 function hftp.dissector(tvb, pinfo, tree)
     local length = tvb:len()
     if length == 0 then
         return 0
     end
-    pinfo.cols.protocol = "HFTP"
     local conv = conversation(pinfo)
+    -- HFTP over TLS on the HFTP port: a connection whose first bytes are a
+    -- ClientHello is not ours (a plain server would answer it 101 BAD
+    -- REQUEST). Returning 0 makes TCP offer the segment to its heuristic
+    -- dissectors, and TLS's takes the whole connection; the decrypted
+    -- records come back here by ALPN or by TLS port. Decided on the first
+    -- pass, so that a body that happens to start with those bytes later in
+    -- a plain connection is never taken for TLS.
+    local hello_key = "tls " .. pdu_key(tvb, pinfo, 0)
+    if decided[hello_key] or (not pinfo.visited and #conv.requests == 0 and conv.answered == 0
+            and not conv.client and is_client_hello(tvb)) then
+        decided[hello_key] = true
+        return 0
+    end
+    pinfo.cols.protocol = "HFTP"
     local client = from_client(pinfo, conv)
     local dissect = client and dissect_request or dissect_response
 
-    -- Several PDUs in one buffer are listed in the Info column, in order.
-    -- TCP puts a fence before each new call, so set() keeps what earlier
-    -- calls on this frame wrote.
+    -- Several PDUs in one frame are listed in the Info column, in order,
+    -- whether they come in one buffer or in several calls (TCP: a PDU
+    -- reassembled, then the rest of the segment; TLS: one call per record).
+    -- The first replaces what the layers below wrote after their fence.
     local first = true
     local function info(text)
-        if first then
-            pinfo.cols.info:set(text)
-            first = false
-        else
+        if pinfo.private["hftp info"] then
             pinfo.cols.info:append(", " .. text)
+        else
+            pinfo.cols.info:set(text)
+            pinfo.private["hftp info"] = "1"
         end
+        first = false
     end
 
     local text = tvb:raw()
     local offset = 0
     while offset < length do
-        local consumed, needed = dissect(tvb, text, pinfo, tree, conv, offset, info)
-        if not consumed then
+        local key, counter = pdu_key(tvb, pinfo, offset)
+        local consumed, needed = dissect(tvb, text, pinfo, tree, conv, offset, info, key)
+        if consumed then
+            count_pdu(pinfo, counter)
+        else
             pinfo.desegment_offset = offset
             pinfo.desegment_len = needed
-            if first then
+            if first and not pinfo.private["hftp info"] then
                 pinfo.cols.info:set(client and "Request (continues in a later segment)"
                     or "Response (continues in a later segment)")
             end
@@ -790,3 +839,15 @@ function hftp.dissector(tvb, pinfo, tree)
 end
 
 DissectorTable.get("tcp.port"):add(DEFAULT_PORT, hftp)
+
+-- Over TLS: by ALPN "hftp" (what hftp serve --tls-cert negotiates), and on
+-- TLS port 19500 for a client that offers no ALPN. Wireshark 3.0 and later
+-- have both tables; an older one loads the script without them (no TLS).
+local function register_over_tls(name, pattern)
+    local ok, dissector_table = pcall(DissectorTable.get, name)
+    if ok and dissector_table then
+        dissector_table:add(pattern, hftp)
+    end
+end
+register_over_tls("tls.alpn", "hftp")
+register_over_tls("tls.port", DEFAULT_PORT)

@@ -10,24 +10,33 @@
 //!   requests, responses cut at arbitrary points, a raw slice over more than 50
 //!   segments).
 //!
+//! - over TLS: `hftp serve --tls-cert` and `openssl s_client -keylogfile`,
+//!   captured live and read with the key log (`-o tls.keylog_file:`): the
+//!   same PDUs and fields as the same session in clear; nothing without it;
+//!   the same TLS bytes laid out again on port 19500, several records to
+//!   a frame.
+//!
 //! Every PDU's fields are compared with what the session sent, with a
 //! one-pass and a two-pass (`-2`) dissection, and tshark must print no Lua
-//! error. The tools come with the `tshark` package (`.ci/run` installs it).
+//! error. The tools come with the `tshark` package (`.ci/run` installs it);
+//! the TLS test also needs `openssl`.
 //!
-//! Tier: full (every test marked `#[ignore = "full tier: ..."]`): needs tshark.
+//! Tier: full (every test marked `#[ignore = "full tier: ..."]`): needs
+//! tshark (and openssl).
 
 use crate::support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::support::Server;
+use crate::support::pki::Pki;
+use crate::support::{tools, Server};
 use serde_json::Value;
 
 /// How long a tool may take to get going or to finish.
@@ -127,6 +136,9 @@ struct Pdu {
     experts: Vec<(String, String)>,
     /// The frame's `tcp.segment.count` (reassembled PDUs only).
     segments: Option<u64>,
+    /// The frame's `tls.segment.count`: the TLS records a PDU decrypted
+    /// from a key log was reassembled from (HFTP over TLS only).
+    records: Option<u64>,
 }
 
 impl Pdu {
@@ -225,6 +237,9 @@ fn dissect(pcap: &Path, decode_as: Option<u16>, two_pass: bool, extra: &[&str]) 
         let segments = layers["tcp.segments"]["tcp.segment.count"]
             .as_str()
             .and_then(|n| n.parse().ok());
+        let records = layers["tls.segments"]["tls.segment.count"]
+            .as_str()
+            .and_then(|n| n.parse().ok());
         let hftp = match &layers["hftp"] {
             Value::Array(items) => items.clone(),
             Value::Null => Vec::new(),
@@ -236,6 +251,7 @@ fn dissect(pcap: &Path, decode_as: Option<u16>, two_pass: bool, extra: &[&str]) 
                 fields: Vec::new(),
                 experts: Vec::new(),
                 segments,
+                records,
             };
             flatten(&item, "hftp", &mut pdu);
             pdus.push(pdu);
@@ -1251,4 +1267,580 @@ get_slice big.bin 0 100000\r\nget_slice big.bin 0 3000 raw\r\nquit\r\n";
     assert_eq!(heads[3].get("hftp.content_length"), "3000");
     assert_eq!(heads[4].get("hftp.response_to"), "quit");
     assert_eq!(heads[4].get("hftp.response_number"), "5");
+}
+
+// ---------------------------------------------------------------------------
+// HFTP over TLS, decrypted with a key log
+// ---------------------------------------------------------------------------
+
+/// One write of a session and the exact answer it gets.
+type Step = (Vec<u8>, Vec<u8>);
+
+/// The session of the TLS test, run in clear and over TLS 1.3: a listing,
+/// a size, a base64 slice and a raw one each larger than a TLS record
+/// (16 KiB), three requests pipelined in one write, and quit, after which
+/// the server closes.
+fn tls_script(big: &[u8]) -> Vec<Step> {
+    let base64 = base64_simd::STANDARD.encode_to_string(&big[..20_000]);
+    vec![
+        (b"get_file_listing\r\n".to_vec(), LISTING.to_vec()),
+        (
+            b"get_metadata hola.txt\r\n".to_vec(),
+            b"0 OK\r\n32\r\n".to_vec(),
+        ),
+        (
+            b"get_slice big.bin 0 20000\r\n".to_vec(),
+            [b"0 OK\r\n", base64.as_bytes(), b"\r\n"].concat(),
+        ),
+        (
+            b"get_slice big.bin 1000 50000 raw\r\n".to_vec(),
+            raw_slice_answer(&big[1000..51_000]),
+        ),
+        (
+            b"get_metadata hola.txt\r\nget_slice hola.txt 0 5 raw\r\nget_metadata nada.txt\r\n"
+                .to_vec(),
+            b"0 OK\r\n32\r\n0 OK\r\nContent-Length: 5\r\n\r\nQue c202 FILE NOT FOUND\r\n".to_vec(),
+        ),
+        (b"quit\r\n".to_vec(), b"0 OK\r\n".to_vec()),
+    ]
+}
+
+/// The short session of TLS 1.2 (without ALPN).
+fn tls12_script() -> Vec<Step> {
+    vec![
+        (
+            b"get_metadata hola.txt\r\n".to_vec(),
+            b"0 OK\r\n32\r\n".to_vec(),
+        ),
+        (b"quit\r\n".to_vec(), b"0 OK\r\n".to_vec()),
+    ]
+}
+
+/// Runs `script` in clear over one connection, checking every answer; the
+/// last one ends with the server closing.
+fn run_in_clear(server: SocketAddr, script: &[Step]) {
+    let mut stream = support::connect(server, TOOL_TIMEOUT);
+    let ((last, last_answer), steps) = script.split_last().expect("a script");
+    for (request, answer) in steps {
+        exchange(&mut stream, request, answer);
+    }
+    stream.write_all(last).expect("send the last request");
+    read_to_close(&mut stream, last_answer);
+}
+
+/// `openssl s_client` as an HFTP client over TLS: it trusts the test CA
+/// and checks that the server's certificate names 127.0.0.1, writes the
+/// session's keys to a key log (`-keylogfile`: the NSS format the hftp
+/// client writes to `SSLKEYLOGFILE`), and is fed a script one step at a
+/// time, each answer read before the next request is written (so that
+/// each step travels in TLS records of its own, as in the plain session).
+struct SClient {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: mpsc::Receiver<Vec<u8>>,
+    received: Vec<u8>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl SClient {
+    fn start(server: SocketAddr, pki: &Pki, keylog: &Path, args: &[&str]) -> SClient {
+        let openssl = tools::require("openssl", "apt-get install openssl");
+        let mut command = Command::new(openssl);
+        command
+            .arg("s_client")
+            .arg("-connect")
+            .arg(server.to_string())
+            .arg("-CAfile")
+            .arg(pki.file("ca.pem"))
+            .args(["-verify_return_error", "-verify_ip", "127.0.0.1"])
+            .arg("-keylogfile")
+            .arg(keylog)
+            // The server's bytes alone on stdout, the end of stdin does not
+            // end the connection, and no line is taken for a command.
+            .args(["-quiet", "-nocommands"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = support::tied::spawn(command)
+            .unwrap_or_else(|e| panic!("cannot run openssl s_client: {e}"));
+        let mut pipe = child.stdout.take().expect("piped");
+        let (chunks, stdout) = mpsc::channel();
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let readers = vec![
+            thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 || chunks.send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            }),
+            collect(child.stderr.take().expect("piped"), Arc::clone(&stderr)),
+        ];
+        SClient {
+            stdin: child.stdin.take(),
+            child,
+            stdout,
+            received: Vec::new(),
+            stderr,
+            readers,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    /// The next `len` bytes from the server (fewer if the connection ends
+    /// first).
+    fn read(&mut self, len: usize) -> Vec<u8> {
+        let deadline = Instant::now() + TOOL_TIMEOUT;
+        while self.received.len() < len {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(wait) {
+                Ok(chunk) => self.received.extend_from_slice(&chunk),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                    "s_client got {} of {len} bytes within {TOOL_TIMEOUT:?}; its stderr:\n{}",
+                    self.received.len(),
+                    self.stderr()
+                ),
+            }
+        }
+        let n = len.min(self.received.len());
+        self.received.drain(..n).collect()
+    }
+
+    fn write(&mut self, request: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin
+            .write_all(request)
+            .and_then(|()| stdin.flush())
+            .expect("write to s_client's stdin");
+    }
+
+    fn exchange(&mut self, request: &[u8], expected: &[u8]) {
+        self.write(request);
+        let answer = self.read(expected.len());
+        assert!(
+            answer == expected,
+            "over TLS the server answered {:?} to {:?}; s_client's stderr:\n{}",
+            String::from_utf8_lossy(&answer),
+            String::from_utf8_lossy(request),
+            self.stderr()
+        );
+    }
+
+    /// Sends the last request and reads until the server closes: the rest
+    /// must be `expected`, and s_client must then exit cleanly.
+    fn finish(mut self, request: &[u8], expected: &[u8]) {
+        self.write(request);
+        self.stdin = None;
+        let rest = self.read(usize::MAX);
+        assert_eq!(
+            String::from_utf8_lossy(&rest),
+            String::from_utf8_lossy(expected),
+            "the end of the TLS session; s_client's stderr:\n{}",
+            self.stderr()
+        );
+        let deadline = Instant::now() + TOOL_TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for s_client") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "s_client did not exit after the server closed"
+            );
+            thread::sleep(Duration::from_millis(10));
+        };
+        for reader in self.readers.drain(..) {
+            reader.join().expect("reader thread");
+        }
+        assert!(
+            status.success(),
+            "s_client failed ({status}):\n{}",
+            self.stderr()
+        );
+    }
+}
+
+impl Drop for SClient {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.child.kill().ok();
+            self.child.wait().ok();
+        }
+    }
+}
+
+/// Runs `script` over TLS with `openssl s_client ARGS`, its keys logged to
+/// `keylog`, checking every answer.
+fn run_over_tls(server: SocketAddr, pki: &Pki, keylog: &Path, args: &[&str], script: &[Step]) {
+    let mut client = SClient::start(server, pki, keylog, args);
+    let ((last, last_answer), steps) = script.split_last().expect("a script");
+    for (request, answer) in steps {
+        client.exchange(request, answer);
+    }
+    client.finish(last, last_answer);
+}
+
+/// What one connection carried: each TCP payload with its sender.
+type Packets = Vec<(Side, Vec<u8>)>;
+
+/// The TCP payloads of every connection of `pcap` whose client sent
+/// data, in capture order, each with its sender (the server is the side
+/// on `server_port`); a retransmitted segment is kept once, and a gap in
+/// either direction fails the test.
+fn tcp_streams(pcap: &Path, server_port: u16) -> Vec<Packets> {
+    let pcap = pcap.to_str().expect("UTF-8 path");
+    let fields = tshark(&[
+        "-r",
+        pcap,
+        "-Y",
+        "tcp.len > 0",
+        "-T",
+        "fields",
+        "-e",
+        "tcp.stream",
+        "-e",
+        "tcp.srcport",
+        "-e",
+        "tcp.seq",
+        "-e",
+        "tcp.payload",
+    ]);
+    // Per stream: its packets, and the next sequence number of each side.
+    let mut streams: BTreeMap<u64, (Packets, [u64; 2])> = BTreeMap::new();
+    for line in fields.lines() {
+        let columns: Vec<&str> = line.split('\t').collect();
+        let [stream, source, seq, payload] = columns[..] else {
+            panic!("tshark printed {line:?}, not four columns");
+        };
+        let stream: u64 = stream.parse().expect("tcp.stream");
+        let side = if source.parse::<u16>().expect("tcp.srcport") == server_port {
+            Side::Server
+        } else {
+            Side::Client
+        };
+        let seq: u64 = seq.parse().expect("tcp.seq");
+        let hex: String = payload.chars().filter(|c| *c != ':').collect();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("tcp.payload in hex"))
+            .collect();
+        // Relative sequence numbers: each side's first byte is 1.
+        let (packets, next) = streams
+            .entry(stream)
+            .or_insert_with(|| (Vec::new(), [1, 1]));
+        let next = &mut next[side as usize];
+        if seq + bytes.len() as u64 <= *next {
+            continue;
+        }
+        assert_eq!(
+            seq, *next,
+            "stream {stream}: {side:?} bytes missing from the capture"
+        );
+        *next += bytes.len() as u64;
+        packets.push((side, bytes));
+    }
+    streams
+        .into_values()
+        .map(|(packets, _)| packets)
+        .filter(|packets| packets.iter().any(|(side, _)| *side == Side::Client))
+        .collect()
+}
+
+/// `packets` laid out again: what each side sent in a row, in segments of
+/// up to 60000 bytes, so that TLS records that travelled apart share a
+/// segment (several whole answers in one frame).
+fn coalesced(packets: &[(Side, Vec<u8>)]) -> Segments {
+    let mut runs: Packets = Vec::new();
+    for (side, bytes) in packets {
+        match runs.last_mut() {
+            Some((last, run)) if last == side => run.extend_from_slice(bytes),
+            _ => runs.push((*side, bytes.clone())),
+        }
+    }
+    let mut segments = Segments::default();
+    for (side, run) in &runs {
+        segments.send_in_pieces(*side, run, 60_000);
+    }
+    segments
+}
+
+/// Names and values: of fields, or of expert infos.
+type Pairs = Vec<(String, String)>;
+
+/// A PDU's fields without the frame numbers (`hftp.request_in`,
+/// `hftp.response_in`), and its expert infos: what must not depend on how
+/// the session travelled.
+fn unframed(pdu: &Pdu) -> (Pairs, Pairs) {
+    let fields = pdu
+        .fields
+        .iter()
+        .filter(|(key, _)| key != "hftp.request_in" && key != "hftp.response_in")
+        .cloned()
+        .collect();
+    (fields, pdu.experts.clone())
+}
+
+/// `pdus` show the session `plain` shows in clear: the same PDUs in the
+/// same order, with the same fields and expert infos; and in `pdus` each
+/// request and its answer name each other's frames.
+fn assert_same_session(pdus: &[Pdu], plain: &[Pdu], what: &str) {
+    let shown = |text: &str| {
+        if text.len() > 120 {
+            format!("{}... ({} characters)", &text[..120], text.len())
+        } else {
+            text.to_string()
+        }
+    };
+    assert_eq!(
+        pdus.len(),
+        plain.len(),
+        "{what}: {} PDUs, {} in clear: {pdus:#?}",
+        pdus.len(),
+        plain.len()
+    );
+    for (i, (pdu, clear)) in pdus.iter().zip(plain).enumerate() {
+        let (fields, experts) = unframed(pdu);
+        let (clear_fields, clear_experts) = unframed(clear);
+        let lines = |fields: &[(String, String)]| -> Vec<String> {
+            fields
+                .iter()
+                .map(|(key, value)| format!("{key} = {}", shown(value)))
+                .collect()
+        };
+        assert!(
+            fields == clear_fields,
+            "{what}: PDU {i} (frame {}) differs from the session in clear (frame {}):\n{:#?}\nin clear:\n{:#?}",
+            pdu.frame,
+            clear.frame,
+            lines(&fields),
+            lines(&clear_fields)
+        );
+        assert_eq!(experts, clear_experts, "{what}: expert infos of PDU {i}");
+    }
+    let requests: Vec<&Pdu> = pdus.iter().filter(|p| p.is_request()).collect();
+    let responses: Vec<&Pdu> = pdus.iter().filter(|p| p.is_response()).collect();
+    assert_eq!(requests.len(), responses.len(), "{what}: {pdus:#?}");
+    for (request, response) in requests.iter().zip(&responses) {
+        assert_eq!(
+            response.get("hftp.request_in"),
+            request.frame.to_string(),
+            "{what}"
+        );
+        assert_eq!(
+            request.get("hftp.response_in"),
+            response.frame.to_string(),
+            "{what}"
+        );
+    }
+}
+
+/// The PDUs of `tls12_script`: a size and quit, their answers.
+fn assert_tls12_session(pdus: &[Pdu], what: &str) {
+    let shown: Vec<(&str, &str)> = pdus
+        .iter()
+        .map(|p| {
+            p.field("hftp.request")
+                .map(|line| ("request", line))
+                .unwrap_or_else(|| ("status", p.get("hftp.status")))
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("request", "get_metadata hola.txt"),
+            ("status", "0"),
+            ("request", "quit"),
+            ("status", "0")
+        ],
+        "{what}: {pdus:#?}"
+    );
+    assert_eq!(pdus[1].get("hftp.file_size"), "32", "{what}");
+    assert_eq!(pdus[1].get("hftp.request_in"), pdus[0].frame.to_string());
+    assert_eq!(pdus[3].get("hftp.response_to"), "quit", "{what}");
+    for pdu in pdus {
+        assert!(pdu.experts.is_empty(), "{what}: expert info in {pdu:#?}");
+    }
+}
+
+/// A session with `hftp serve --tls-cert --tls-key`, captured live with
+/// dumpcap while `openssl s_client` runs a script (TLS 1.3 with ALPN
+/// `hftp`; then a short one in TLS 1.2 without ALPN), each writing a key
+/// log:
+///
+/// - without the key log tshark sees TLS (ALPN `hftp`, application data)
+///   and no HFTP, and no request or answer is in the capture in clear;
+/// - with it (`-o tls.keylog_file:`), and no Decode As (TLS is found by its
+///   handshake, HFTP by ALPN), every PDU and field is what the dissector
+///   shows of the same script run in clear, captured the same way; the
+///   slices larger than a TLS record are reassembled across records;
+/// - the same TLS bytes laid out again on port 19500, several records to a
+///   frame: the dissector found on the port hands the ClientHello to TLS,
+///   and shows the same PDUs again (TLS 1.3 by ALPN, TLS 1.2 by TLS port
+///   19500);
+/// - live, the TLS 1.2 session is HFTP with Decode As on its TLS port.
+#[test]
+#[ignore = "full tier: needs tshark and openssl (apt-get install tshark openssl)"]
+fn tls_session_is_decrypted_with_a_key_log() {
+    let dir = served_dir();
+    let big = big_file();
+    let script = tls_script(&big);
+    let work = tempfile::tempdir().expect("tempdir");
+
+    // The script in clear: the reference.
+    let plain = Server::builder(dir.path()).start();
+    let plain_pcap = work.path().join("plain.pcapng");
+    let mut capture = Capture::start(plain.addr().port());
+    capture.sync(plain.addr());
+    run_in_clear(plain.addr(), &script);
+    capture.sync(plain.addr());
+    capture.finish(&plain_pcap);
+    let plain_pdus = dissect_both_ways(&plain_pcap, Some(plain.addr().port()));
+
+    // The script over TLS.
+    let pki = Pki::new();
+    let server = Server::builder(dir.path())
+        .arg("--tls-cert")
+        .arg(pki.file("server.pem"))
+        .arg("--tls-key")
+        .arg(pki.file("server.key"))
+        .start();
+    let port = server.addr().port();
+    let pcap = work.path().join("tls.pcapng");
+    let keys13 = work.path().join("tls13.keys");
+    let keys12 = work.path().join("tls12.keys");
+    let mut capture = Capture::start(port);
+    capture.sync(server.addr());
+    let tls13 = ["-tls1_3", "-alpn", "hftp"];
+    run_over_tls(server.addr(), &pki, &keys13, &tls13, &script);
+    run_over_tls(server.addr(), &pki, &keys12, &["-tls1_2"], &tls12_script());
+    capture.sync(server.addr());
+    capture.finish(&pcap);
+
+    // The two key log formats: TLS 1.3 traffic secrets, the TLS 1.2 master
+    // secret; tshark reads them from one file.
+    let keys13 = std::fs::read_to_string(&keys13).expect("the TLS 1.3 key log");
+    let keys12 = std::fs::read_to_string(&keys12).expect("the TLS 1.2 key log");
+    assert!(keys13.contains("CLIENT_TRAFFIC_SECRET_0 "), "{keys13}");
+    assert!(keys12.contains("CLIENT_RANDOM "), "{keys12}");
+    let keys = work.path().join("session.keys");
+    std::fs::write(&keys, keys13 + &keys12).expect("write the key log");
+    let keylog = format!("tls.keylog_file:{}", keys.display());
+
+    // Without the key log: TLS, encrypted, no HFTP.
+    let captured = std::fs::read(&pcap).expect("read the capture");
+    for clear in [
+        b"get_metadata hola.txt".as_slice(),
+        b"Content-Length: 50000",
+        &big[1000..1100],
+    ] {
+        assert!(
+            !captured.windows(clear.len()).any(|w| w == clear),
+            "the TLS capture holds {:?} in clear",
+            String::from_utf8_lossy(clear)
+        );
+    }
+    let undecrypted = dissect(&pcap, None, false, &[]);
+    assert!(
+        undecrypted.is_empty(),
+        "HFTP without the keys: {undecrypted:#?}"
+    );
+    let pcap_path = pcap.to_str().expect("UTF-8 path");
+    let tls = tshark(&[
+        "-r",
+        pcap_path,
+        "-T",
+        "fields",
+        "-e",
+        "tls.handshake.extensions_alpn_str",
+        "-e",
+        "tls.record.content_type",
+    ]);
+    let values: BTreeSet<&str> = tls.split(['\t', ',', '\n']).collect();
+    assert!(
+        values.contains("hftp") && values.contains("23"),
+        "ALPN hftp and application data (23) expected: {values:?}"
+    );
+
+    // With the key log: the script as in clear.
+    let pdus = dissect_both_ways_with(&pcap, None, &["-o", &keylog]);
+    assert_same_session(&pdus, &plain_pdus, "TLS 1.3, live");
+    let requests: Vec<&Pdu> = pdus.iter().filter(|p| p.is_request()).collect();
+    let responses: Vec<&Pdu> = pdus.iter().filter(|p| p.is_response()).collect();
+    let commands: Vec<&str> = requests.iter().map(|p| p.get("hftp.request")).collect();
+    assert_eq!(
+        commands,
+        [
+            "get_file_listing",
+            "get_metadata hola.txt",
+            "get_slice big.bin 0 20000",
+            "get_slice big.bin 1000 50000 raw",
+            "get_metadata hola.txt",
+            "get_slice hola.txt 0 5 raw",
+            "get_metadata nada.txt",
+            "quit"
+        ]
+    );
+    let statuses: Vec<&str> = responses.iter().map(|p| p.get("hftp.status")).collect();
+    assert_eq!(statuses, ["0", "0", "0", "0", "0", "0", "202", "0"]);
+    assert_eq!(
+        responses[0].all("hftp.listing.name"),
+        ["big.bin", "hola.txt"]
+    );
+    assert_eq!(responses[1].get("hftp.file_size"), "32");
+    let base64 = responses[2];
+    assert_eq!(base64.get("hftp.decoded_length"), "20000");
+    assert!(
+        base64.get("hftp.decoded") == hex(&big[..20_000]),
+        "the decoded base64 slice differs"
+    );
+    let raw = responses[3];
+    assert_eq!(raw.get("hftp.content_length"), "50000");
+    assert!(
+        raw.get("hftp.body") == hex(&big[1000..51_000]),
+        "the raw body differs"
+    );
+    assert_eq!(responses[5].get("hftp.body"), hex(b"Que c"));
+    // Reassembled across TLS records of 16 KiB at most.
+    assert!(
+        base64.records.is_some_and(|n| n >= 2),
+        "26670 bytes of base64 come in 2 TLS records or more: {:?}",
+        base64.records
+    );
+    assert!(
+        raw.records.is_some_and(|n| n >= 4),
+        "50000 bytes come in 4 TLS records or more: {:?}",
+        raw.records
+    );
+
+    // The same bytes on port 19500, several TLS records to a frame.
+    let streams = tcp_streams(&pcap, port);
+    assert_eq!(streams.len(), 2, "the two TLS sessions carried data");
+    let relaid = coalesced(&streams[0]).write_pcap(work.path(), "relaid13", 40010, 19500);
+    let pdus = dissect_both_ways_with(&relaid, None, &["-o", &keylog]);
+    assert_same_session(&pdus, &plain_pdus, "TLS 1.3 laid out again on 19500");
+    let pipelined: Vec<&Pdu> = pdus.iter().filter(|p| p.is_response()).skip(4).collect();
+    assert!(
+        pipelined[..3].iter().all(|p| p.frame == pipelined[0].frame),
+        "the three pipelined answers in one frame: {pipelined:#?}"
+    );
+    let relaid = coalesced(&streams[1]).write_pcap(work.path(), "relaid12", 40011, 19500);
+    let pdus = dissect_both_ways_with(&relaid, None, &["-o", &keylog]);
+    assert_tls12_session(&pdus, "TLS 1.2 laid out again on 19500");
+
+    // Live, the TLS 1.2 session (no ALPN, not on 19500) is HFTP by Decode
+    // As on its TLS port, as docs/wireshark.md says.
+    let decode = format!("tls.port=={port},hftp");
+    let pdus = dissect_both_ways_with(&pcap, None, &["-o", &keylog, "-d", &decode]);
+    assert_eq!(pdus.len(), plain_pdus.len() + 4, "{pdus:#?}");
+    assert_tls12_session(
+        &pdus[plain_pdus.len()..],
+        "TLS 1.2, live, -d tls.port==PORT,hftp",
+    );
 }
