@@ -52,6 +52,7 @@ mod object_store;
 mod packages;
 mod scale_out;
 mod socks;
+mod tls_client;
 mod tls_server;
 mod tor;
 mod wireshark;

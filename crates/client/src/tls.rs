@@ -391,7 +391,7 @@ pub fn classify(err: &rustls::Error, identity: bool) -> TlsProblem {
                 presented,
             } => TlsProblem::WrongName {
                 host: expected.to_str().into_owned(),
-                presented: presented.clone(),
+                presented: presented.iter().map(|n| bare_name(n)).collect(),
             },
             CertificateError::Expired => TlsProblem::Expired { on: None },
             CertificateError::ExpiredContext { not_after, .. } => TlsProblem::Expired {
@@ -415,6 +415,16 @@ pub fn classify(err: &rustls::Error, identity: bool) -> TlsProblem {
         }
         _ => TlsProblem::Other(err.to_string()),
     }
+}
+
+/// A name of a certificate as rustls presents it (`DnsName("localhost")`,
+/// `IpAddress(127.0.0.1)`), bare.
+fn bare_name(presented: &str) -> String {
+    let inner = ["DnsName(", "IpAddress(", "URI("]
+        .iter()
+        .find_map(|kind| presented.strip_prefix(kind)?.strip_suffix(')'))
+        .unwrap_or(presented);
+    inner.trim_matches('"').to_owned()
 }
 
 /// Alerts a server sends about a client certificate it does not accept.
@@ -595,6 +605,13 @@ mod tests {
         assert_eq!(date(978_307_200), "2001-01-01");
         assert_eq!(date(951_782_400), "2000-02-29");
         assert_eq!(date(4_102_444_799), "2099-12-31");
+    }
+
+    #[test]
+    fn names_are_bare() {
+        assert_eq!(bare_name("DnsName(\"localhost\")"), "localhost");
+        assert_eq!(bare_name("IpAddress(127.0.0.1)"), "127.0.0.1");
+        assert_eq!(bare_name("other"), "other");
     }
 
     #[test]
