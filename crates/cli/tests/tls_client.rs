@@ -16,7 +16,9 @@
 //! --tls-cert`: `ls`, `cat` and a 4-connection `get` byte-exact, a plain
 //! client told to use `hftps://`, `hftp check --tls` passing (directly and
 //! with `--server-cmd`), `hftp bench --tls` with requests, churn and
-//! `--hold`.
+//! `--hold`; and TLS inside a SOCKS5 proxy (written here): `ls`, `check`
+//! and `bench` through it, the certificate checked for the name the proxy
+//! resolves.
 //!
 //! Tier: full (needs `openssl`: `apt-get install openssl`).
 
@@ -504,8 +506,19 @@ fn ls_cat_and_get_through_hftp_serve_over_tls_are_byte_exact() {
         let got = std::fs::read(dest.path().join("big.bin")).expect("downloaded");
         assert!(got == big, "big.bin differs ({extra:?})");
     }
-    // A TLS client at a plain server's port is told what came instead
-    // (the plain server's answer to a ClientHello).
+    // A plain client at the TLS port is told to use TLS (the server's
+    // alert is TLS); a TLS client at a plain server's port is told what
+    // came instead (the plain server's answer to a ClientHello).
+    let out = hftp(&["ls", &server.target()], pki.dir());
+    assert_fails(
+        &out,
+        5,
+        &format!(
+            "hftp: {0} answered get_file_listing in TLS: it serves HFTP over TLS; use \
+             hftps://{0}/ or --tls",
+            server.target()
+        ),
+    );
     let plain = Server::builder(served.path()).start();
     let out = hftp(&["ls", "--tls", &plain.target(), "--cacert", ca], pki.dir());
     assert_fails(
@@ -568,7 +581,7 @@ fn check_tls_with_server_cmd_speaks_tls_to_the_started_server() {
             "--server-cmd",
             &command,
             "--only",
-            "session.*,eol.*,clients.ten-interleaved",
+            "quit.*,eol.*,fatal.*,clients.ten-interleaved",
         ],
         pki.dir(),
     );
@@ -643,4 +656,167 @@ fn bench_tls_runs_requests_churn_and_hold() {
         pki.dir(),
     );
     assert_fails(&out, 1, "the server's certificate is not trusted");
+}
+
+/// A SOCKS5 proxy (no authentication, CONNECT) on loopback, written here:
+/// the name of a `socks5h` request is resolved by the proxy. Counts the
+/// connections it carried.
+struct Socks {
+    addr: String,
+    carried: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Socks {
+    fn start() -> Socks {
+        use std::net::{TcpStream, ToSocketAddrs};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let carried = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = carried.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { continue };
+                count.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    client.set_read_timeout(Some(TIMEOUT)).ok();
+                    let mut head = [0u8; 2];
+                    client.read_exact(&mut head).ok()?;
+                    let mut methods = vec![0u8; usize::from(head[1])];
+                    client.read_exact(&mut methods).ok()?;
+                    client.write_all(&[5, 0]).ok()?;
+                    let mut req = [0u8; 4];
+                    client.read_exact(&mut req).ok()?;
+                    let host = match req[3] {
+                        1 => {
+                            let mut ip = [0u8; 4];
+                            client.read_exact(&mut ip).ok()?;
+                            std::net::Ipv4Addr::from(ip).to_string()
+                        }
+                        3 => {
+                            let mut len = [0u8; 1];
+                            client.read_exact(&mut len).ok()?;
+                            let mut name = vec![0u8; usize::from(len[0])];
+                            client.read_exact(&mut name).ok()?;
+                            String::from_utf8(name).ok()?
+                        }
+                        _ => return None,
+                    };
+                    let mut port = [0u8; 2];
+                    client.read_exact(&mut port).ok()?;
+                    let target = (host.as_str(), u16::from_be_bytes(port))
+                        .to_socket_addrs()
+                        .ok()?
+                        .find(std::net::SocketAddr::is_ipv4)?;
+                    let server = TcpStream::connect(target).ok()?;
+                    client.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).ok()?;
+                    client.set_read_timeout(None).ok();
+                    let (mut up_from, mut up_to) =
+                        (client.try_clone().ok()?, server.try_clone().ok()?);
+                    let up = std::thread::spawn(move || {
+                        std::io::copy(&mut up_from, &mut up_to).ok();
+                        up_to.shutdown(std::net::Shutdown::Write).ok();
+                    });
+                    let (mut down_from, mut down_to) = (server, client);
+                    std::io::copy(&mut down_from, &mut down_to).ok();
+                    down_to.shutdown(std::net::Shutdown::Write).ok();
+                    up.join().ok()
+                });
+            }
+        });
+        Socks { addr, carried }
+    }
+
+    fn carried(&self) -> usize {
+        self.carried.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+#[ignore = "full tier: needs openssl (apt-get install openssl)"]
+fn tls_runs_inside_a_socks_proxy() {
+    let pki = Pki::new();
+    let served = tempfile::tempdir().expect("served dir");
+    std::fs::write(served.path().join("hola.txt"), b"hola\n").expect("write");
+    let server = tls_server(&pki, served.path(), "async", &[]);
+    let socks = Socks::start();
+    let proxy = format!("socks5h://{}", socks.addr);
+    // The proxy resolves `localhost`; the certificate is checked for it.
+    let target = format!("hftps://localhost:{}", server.addr().port());
+    let ca = pki.file("ca.pem");
+    let out = hftp(
+        &[
+            "ls",
+            &format!("{target}/"),
+            "--proxy",
+            &proxy,
+            "--cacert",
+            path(&ca),
+        ],
+        pki.dir(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"hola.txt\n");
+    assert_eq!(socks.carried(), 1);
+
+    let out = hftp(
+        &[
+            "check",
+            &target,
+            "--proxy",
+            &proxy,
+            "--cacert",
+            path(&ca),
+            "--only",
+            "quit.*,eol.*",
+        ],
+        pki.dir(),
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{report}\n{}", stderr(&out));
+    assert!(report.lines().any(|l| l.starts_with("PASS")), "{report}");
+    let after_check = socks.carried();
+    assert!(
+        after_check > 2,
+        "the checker's connections went around the proxy"
+    );
+
+    let out = hftp(
+        &[
+            "bench",
+            &target,
+            "metadata:hola.txt",
+            "-n",
+            "50",
+            "-c",
+            "2",
+            "--proxy",
+            &proxy,
+        ],
+        pki.dir(),
+    );
+    // Without --cacert: the system's CAs do not know the test CA.
+    assert_fails(&out, 1, "the server's certificate is not trusted");
+    let out = hftp(
+        &[
+            "bench",
+            &target,
+            "metadata:hola.txt",
+            "-n",
+            "50",
+            "-c",
+            "2",
+            "--proxy",
+            &proxy,
+        ]
+        .into_iter()
+        .chain(["--cacert", path(&ca), "--json", "-q"])
+        .collect::<Vec<_>>(),
+        pki.dir(),
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{report}\n{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&report).expect("JSON report");
+    assert_eq!(json["requests"], 50, "{report}");
+    assert!(socks.carried() >= after_check + 2);
 }

@@ -296,11 +296,12 @@ fn check(args: Args) -> anyhow::Result<ExitCode> {
             match &args.proxy {
                 // The name may mean something to the proxy alone (.onion).
                 Some(proxy) => config.via = Some(dialer(&endpoint, proxy)?),
-                None if endpoint.tls.is_some() => {
-                    config.addr = resolve(&format!("{endpoint}"))?;
-                    config.via = Some(layer(endpoint.clone()));
+                None => {
+                    config.addr = resolve(&endpoint.to_string())?;
+                    if endpoint.tls.is_some() {
+                        config.via = Some(layer(endpoint.clone()));
+                    }
                 }
-                None => config.addr = resolve(server)?,
             }
             if endpoint.tls.is_some() {
                 // A TLS failure (an untrusted certificate...) is said once,
@@ -309,12 +310,14 @@ fn check(args: Args) -> anyhow::Result<ExitCode> {
                     Some(proxy) => super::proxied(server, proxy)?.proxy,
                     None => None,
                 };
-                endpoint
+                let mut stream = endpoint
                     .clone()
                     .with_proxy(through)
                     .with_timeout(timeout)
                     .open_stream()
                     .map_err(client_error)?;
+                // close_notify: a polite end before any word of HFTP.
+                let _ = stream.shutdown_write();
             }
             hftp_check::run(&config, &selection, on_result)?
         }
