@@ -147,8 +147,12 @@ impl Conn {
             Some(url) => Some(Proxy::parse(url)?),
         };
         let interrupt = ctrl_c::install();
+        let targets = self.targets()?;
+        // Mirrors may mix hftps:// and hftp://: TLS options are for the
+        // former (and an error only when no server uses TLS).
+        let some_tls = targets.iter().any(|(e, _)| e.tls.is_some());
         let mut tls = None;
-        self.targets()?
+        targets
             .into_iter()
             .map(|(endpoint, _)| {
                 let endpoint = endpoint
@@ -156,6 +160,9 @@ impl Conn {
                     .with_proxy(proxy.clone())
                     .with_timeout(self.timeout)
                     .with_raw(!self.no_raw);
+                if some_tls && endpoint.tls.is_none() && !self.tls.tls {
+                    return Ok(endpoint);
+                }
                 self.tls.apply(endpoint, &mut tls)
             })
             .collect()
