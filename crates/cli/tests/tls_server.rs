@@ -616,3 +616,74 @@ fn the_key_never_reaches_the_log() {
         );
     }
 }
+
+// The conformance suite over TLS, against every model: `hftp check --tls`
+// runs every case of the spec through a TLS connection of its own.
+mod conformance_over_tls {
+    per_model!(
+        #[ignore = "full tier: needs openssl (apt-get install openssl)"]
+        super::the_conformance_suite_passes_over_tls
+    );
+}
+
+fn the_conformance_suite_passes_over_tls(model: &str) {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let server = tls_server(&pki, dir.path(), model, &[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_hftp"))
+        .args(["check", "--tls", "--cacert"])
+        .arg(pki.file("ca.pem"))
+        .arg(format!("localhost:{}", server.addr().port()))
+        .arg("--dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "--model {model}: hftp check --tls\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = report.lines().last().unwrap_or_default();
+    assert!(last.contains(" 0 failed"), "--model {model}:\n{report}");
+}
+
+// A TLS client that leaves in the middle of a long answer: the server must
+// close the connection (not keep trying to send the records it had
+// encrypted), log it, and go on serving, in every model.
+mod vanishing_client {
+    per_model!(
+        #[ignore = "full tier: needs openssl (apt-get install openssl)"]
+        super::a_client_leaving_mid_answer_is_closed_and_others_are_served
+    );
+}
+
+fn a_client_leaving_mid_answer_is_closed_and_others_are_served(model: &str) {
+    use hftp_client::{Endpoint, Tls, Trust};
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let big = std::fs::File::create(dir.path().join("big.bin")).unwrap();
+    big.set_len(32 << 20).unwrap();
+    let server = tls_server(&pki, dir.path(), model, &[]);
+    let endpoint = Endpoint::parse(&format!("localhost:{}", server.addr().port()))
+        .unwrap()
+        .with_tls(Some(
+            Tls::new().with_trust(Trust::CaFile(pki.file("ca.pem"))),
+        ));
+    for round in 0..3 {
+        let mut s = endpoint.open_stream().unwrap();
+        s.write_all(b"get_slice big.bin 0 33554432\r\n").unwrap();
+        let mut head = [0u8; 6];
+        s.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"0 OK\r\n", "--model {model}, round {round}");
+        drop(s);
+    }
+    server.wait_stderr("end=client closed", TIMEOUT);
+    // Still serving: a new client gets its answer.
+    let mut s = endpoint.open_stream().unwrap();
+    s.write_all(b"get_metadata big.bin\r\n").unwrap();
+    let mut answer = [0u8; 16];
+    s.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"0 OK\r\n33554432\r\n", "--model {model}");
+}

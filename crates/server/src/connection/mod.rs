@@ -340,6 +340,11 @@ impl Connection {
             return Action::Close(End::Error("TLS state lost".into()));
         };
         let action = loop {
+            // Ended (a socket error, a deadline): what is still encrypted
+            // can never go out.
+            if let Some(end) = &self.done {
+                break Some(Action::Close(end.clone()));
+            }
             if tls.layer.has_pending() {
                 break None;
             }
