@@ -13,7 +13,12 @@
 #   git worktree add /tmp/old COMMIT && (cd /tmp/old && CARGO_TARGET_DIR=/tmp/old-target cargo build --release -p hftp-cli)
 #
 # Environment: MODELS (default: async threads pool fork poll), ROUNDS (3),
-# DUR (seconds per load, 2).
+# DUR (seconds per load, 2); NEW_SERVE and NEW_BENCH, extra arguments of
+# the new side's `serve` and of the `bench` loading it. The same binary on
+# both sides with TLS on the new one measures what TLS costs:
+#   NEW_SERVE="--tls-cert cert.pem --tls-key key.pem" NEW_BENCH="--cacert cert.pem" \
+#     bash bench/ab.sh target/release/hftp target/release/hftp
+# (with a certificate for 127.0.0.1; the bench side then adds --tls).
 set -euo pipefail
 
 [ $# -eq 2 ] || { sed -n 2,14p "$0" >&2; exit 2; }
@@ -25,6 +30,9 @@ DATA=$ROOT/bench/out/data
 MODELS=${MODELS:-"async threads pool fork poll"}
 ROUNDS=${ROUNDS:-3}
 DUR=${DUR:-2}
+NEW_SERVE=${NEW_SERVE:-}
+NEW_BENCH=${NEW_BENCH:-}
+[ -z "$NEW_BENCH" ] || NEW_BENCH="--tls $NEW_BENCH"
 M64=67108864
 LOADS=(
   "metadata-c1|metadata:k1 -c 1"
@@ -46,12 +54,14 @@ source "$ROOT/bench/lib.sh"
 for round in $(seq "$ROUNDS"); do
   for model in $MODELS; do
     for side in old new; do
-      bin=$OLD; [ $side = new ] && bin=$NEW
-      start_server "$OUT/serve-$side-$model.log" "$bin" serve -d "$DATA" -p 0 -a 127.0.0.1 --model "$model" -q
+      bin=$OLD; serve_extra=""; bench_extra=""
+      [ $side = new ] && { bin=$NEW; serve_extra=$NEW_SERVE; bench_extra=$NEW_BENCH; }
+      # shellcheck disable=SC2086
+      start_server "$OUT/serve-$side-$model.log" "$bin" serve -d "$DATA" -p 0 -a 127.0.0.1 --model "$model" -q $serve_extra
       for entry in "${LOADS[@]}"; do
         id=${entry%%|*}; args=${entry#*|}
         # shellcheck disable=SC2086
-        "$NEW" bench "$ADDR" $args -d "$DUR" --server-pid "$SPID" --json -q \
+        "$NEW" bench "$ADDR" $args $bench_extra -d "$DUR" --server-pid "$SPID" --json -q \
           > "$OUT/$side-$model-$id-r$round.json" 2>/dev/null || true
       done
       stop_server
