@@ -458,13 +458,20 @@ impl Server {
         &self.model
     }
 
-    /// Waits for the server to exit; panics after `timeout`, naming the
-    /// model and showing what the server logged (its shutdown lines say
-    /// how many connections were open and, with `-v`, each one's state).
+    /// Waits for the server to exit, and for everything it wrote to be
+    /// read (the output is copied by threads, which may lag behind the
+    /// exit); panics after `timeout`, naming the model and showing what
+    /// the server logged (its shutdown lines say how many connections were
+    /// open and, with `-v`, each one's state).
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // The pipes end when every process holding them has gone
+                // (fork's children die with their parent).
+                while !self.threads.iter().all(|t| t.is_finished()) && Instant::now() < deadline {
+                    thread::sleep(Duration::from_millis(10));
+                }
                 return status;
             }
             assert!(
