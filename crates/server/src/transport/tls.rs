@@ -127,7 +127,12 @@ pub struct TlsLayer {
 
 impl TlsLayer {
     pub fn new(config: &Arc<ServerConfig>) -> Result<TlsLayer, String> {
-        let conn = ServerConnection::new(Arc::clone(config)).map_err(|e| e.to_string())?;
+        let mut conn = ServerConnection::new(Arc::clone(config)).map_err(|e| e.to_string())?;
+        // rustls would take only part of a write past its 64 KiB buffer;
+        // bytes read from a pipe cannot be read again, so every write must
+        // be taken whole. The layer bounds what it hands over instead: at
+        // most one chunk, and the records are drained after each.
+        conn.set_buffer_limit(None);
         Ok(TlsLayer {
             conn,
             out: Vec::new(),
