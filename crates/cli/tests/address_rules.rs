@@ -14,10 +14,9 @@
 //! Tier: quick.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::{self, Server, HELP_ANSWER};
 
@@ -102,47 +101,11 @@ fn assert_refused(server: &Server, from: &str) {
     );
 }
 
-/// The metrics address from the banner.
-fn metrics_addr(server: &Server) -> SocketAddr {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let found = server.stdout().iter().find_map(|line| {
-            let rest = line.strip_prefix("metrics on http://")?;
-            rest.split('/').next()?.parse::<SocketAddr>().ok()
-        });
-        if let Some(addr) = found {
-            return addr;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no `metrics on` line in the banner"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// `hftp_connections_refused_total{limit="LIMIT"}` now.
-fn refused(server: &Server, limit: &str) -> u64 {
-    let mut s = TcpStream::connect(metrics_addr(server)).expect("connect to /metrics");
-    s.set_read_timeout(Some(TIMEOUT)).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut page = String::new();
-    s.read_to_string(&mut page).expect("read /metrics");
-    let wanted = format!("hftp_connections_refused_total{{limit=\"{limit}\"}} ");
-    page.lines()
-        .find_map(|l| l.strip_prefix(&wanted))
-        .unwrap_or_else(|| panic!("--model {}: no {wanted:?} in\n{page}", server.model()))
-        .trim()
-        .parse()
-        .expect("a count")
-}
-
 /// A refusal is counted before its connection is closed, so once the
 /// client saw the close the count must be exact at once.
 fn assert_refused_count(server: &Server, limit: &str, n: u64) {
     assert_eq!(
-        refused(server, limit),
+        server.refused(limit),
         n,
         "--model {}: refusals counted as limit={limit}; stderr:\n{}",
         server.model(),

@@ -10,31 +10,13 @@ use crate::support;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::Server;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 per_model!(counts_are_exact);
-
-/// The metrics address from the banner.
-fn metrics_addr(server: &Server) -> SocketAddr {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        for line in server.stdout() {
-            if let Some(rest) = line.strip_prefix("metrics on http://") {
-                let addr = rest.split('/').next().unwrap_or_default();
-                return addr.parse().expect("metrics address");
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no `metrics on` line in the banner"
-        );
-        std::thread::yield_now();
-    }
-}
 
 /// One HTTP exchange; returns the status line and the body.
 fn http(addr: SocketAddr, request: &str) -> (String, String) {
@@ -102,7 +84,7 @@ fn counts_are_exact(model: &str) {
         .arg("--max-per-ip")
         .arg("2")
         .start();
-    let metrics = metrics_addr(&server);
+    let metrics = server.metrics_addr();
 
     let session: &[u8] = b"get_file_listing\r\n\
         get_metadata hola.txt\r\nget_metadata hola.txt\r\nget_metadata nope\r\n\

@@ -17,7 +17,6 @@
 //! Tier: full (needs `openssl`: `apt-get install openssl`).
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
@@ -179,49 +178,13 @@ fn assert_answer(out: &Output, expected: &[u8], server: &Server, what: &str) {
     );
 }
 
-/// The metrics address from the banner.
-fn metrics_addr(server: &Server) -> SocketAddr {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let found = server.stdout().iter().find_map(|line| {
-            let rest = line.strip_prefix("metrics on http://")?;
-            rest.split('/').next()?.parse::<SocketAddr>().ok()
-        });
-        if let Some(addr) = found {
-            return addr;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no `metrics on` line in the banner"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// `hftp_connections_refused_total{limit="LIMIT"}` now.
-fn refused(server: &Server, limit: &str) -> u64 {
-    let mut s = TcpStream::connect(metrics_addr(server)).expect("connect to /metrics");
-    s.set_read_timeout(Some(TIMEOUT)).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut page = String::new();
-    s.read_to_string(&mut page).expect("read /metrics");
-    let wanted = format!("hftp_connections_refused_total{{limit=\"{limit}\"}} ");
-    page.lines()
-        .find_map(|l| l.strip_prefix(&wanted))
-        .unwrap_or_else(|| panic!("--model {}: no {wanted:?} in\n{page}", server.model()))
-        .trim()
-        .parse()
-        .expect("a count")
-}
-
 /// Waits until `limit` has counted exactly `n` refusals (a refusal is
 /// counted when the server gives up on the connection, which may come a
 /// moment after the client saw the close); more is a failure at once.
 fn wait_refused(server: &Server, limit: &str, n: u64) {
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        let now = refused(server, limit);
+        let now = server.refused(limit);
         assert!(
             now <= n,
             "--model {}: {now} refusals counted as limit={limit}, expected {n}; stderr:\n{}",
@@ -305,7 +268,7 @@ fn tls13_serves_byte_exact_answers(model: &str) {
             shown(&out, &server)
         );
     }
-    assert_eq!(refused(&server, "tls_handshake"), 0, "--model {model}");
+    assert_eq!(server.refused("tls_handshake"), 0, "--model {model}");
 }
 
 #[test]
@@ -325,7 +288,7 @@ fn tls12_is_served() {
     assert_answer(&out, &expected, &server, "TLS 1.2");
     assert!(out.status.success(), "{}", shown(&out, &server));
     wait_closed_line(&server, &["tls=\"TLSv1_2 TLS_ECDHE_", "end=quit"]);
-    assert_eq!(refused(&server, "tls_handshake"), 0);
+    assert_eq!(server.refused("tls_handshake"), 0);
 }
 
 /// OpenSSL 3 will not offer TLS 1.1 at its default security level: at

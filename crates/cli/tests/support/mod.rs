@@ -484,6 +484,45 @@ impl Server {
         }
     }
 
+    /// The `--metrics` address its banner printed (waits for the line).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            let found = self.stdout().iter().find_map(|line| {
+                let rest = line.strip_prefix("metrics on http://")?;
+                rest.split('/').next()?.parse::<SocketAddr>().ok()
+            });
+            if let Some(addr) = found {
+                return addr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "--model {}: no `metrics on` line in the banner",
+                self.model
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `hftp_connections_refused_total{limit="LIMIT"}` in a scrape now.
+    pub fn refused(&self, limit: &str) -> u64 {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(self.metrics_addr()).expect("connect to /metrics");
+        s.set_read_timeout(Some(STARTUP_TIMEOUT))
+            .expect("read timeout");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("ask /metrics");
+        let mut page = String::new();
+        s.read_to_string(&mut page).expect("read /metrics");
+        let wanted = format!("hftp_connections_refused_total{{limit=\"{limit}\"}} ");
+        page.lines()
+            .find_map(|l| l.strip_prefix(&wanted))
+            .unwrap_or_else(|| panic!("--model {}: no {wanted:?} in\n{page}", self.model))
+            .trim()
+            .parse()
+            .expect("a count")
+    }
+
     /// Waits until the server's stderr contains `needle`; panics (naming
     /// the model, with the stderr) if it does not within `timeout`.
     pub fn wait_stderr(&self, needle: &str, timeout: Duration) {
