@@ -18,9 +18,11 @@
 //! only moves bytes for its [`Connection`]: local slices are read with
 //! plain `pread` on the worker thread (the page cache answers in
 //! microseconds; a cold disk read briefly holds one worker), raw slices go
-//! out with `sendfile` when the socket is writable, and a storage call of a
-//! backend that may block runs in `spawn_blocking`, so a remote store never
-//! holds a runtime thread.
+//! out with `sendfile` when the socket is writable, and a storage call of
+//! the object store is a task of the store's own runtime, awaited through a
+//! oneshot channel (another backend that may block runs in
+//! `spawn_blocking`), so a remote store never holds a runtime thread, and a
+//! thousand calls stalled on the store cost a thousand tasks, not threads.
 //!
 //! **Where it breaks.** A task that computes for a long time without
 //! yielding holds its worker thread; here the longest step is encoding one
@@ -212,6 +214,7 @@ async fn drive(
 ) -> End {
     let storage = &config.session.storage;
     let offload = storage.may_block();
+    let spawns = storage.spawns_steps();
     // The read buffer is allocated while a request is handled and released
     // while the client is idle, so idle connections cost little memory.
     let mut buf = Vec::new();
@@ -253,7 +256,20 @@ async fn drive(
                 after_write(sent, stream, conn).await;
             }
             Action::Storage(step) => {
-                let reply = if offload {
+                let reply = if spawns {
+                    // The backend's own task runs the step: no thread waits.
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    step.spawn(
+                        &**storage,
+                        Box::new(move |reply| {
+                            let _ = tx.send(reply);
+                        }),
+                    );
+                    match rx.await {
+                        Ok(reply) => reply,
+                        Err(_) => return End::Error("storage task ended without a reply".into()),
+                    }
+                } else if offload {
                     let storage = Arc::clone(storage);
                     match tokio::task::spawn_blocking(move || step.run(&*storage)).await {
                         Ok(reply) => reply,

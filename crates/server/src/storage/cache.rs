@@ -14,12 +14,12 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use hftp_proto::{FileName, Range};
 
-use super::{ListPage, RangeReader, Storage, StorageError};
+use super::{ListPage, RangeReader, StepDone, Storage, StorageError, StorageReply, StorageStep};
 
 /// Sizes kept at most.
 pub const MAX_SIZES: usize = 65_536;
@@ -30,8 +30,8 @@ pub const MAX_PAGES: usize = 64;
 pub struct StatCache {
     inner: Box<dyn Storage>,
     ttl: Duration,
-    sizes: Mutex<Entries<FileName, u64>>,
-    pages: Mutex<Entries<Option<String>, ListPage>>,
+    sizes: Arc<Mutex<Entries<FileName, u64>>>,
+    pages: Arc<Mutex<Entries<Option<String>, ListPage>>>,
 }
 
 struct Entries<K, V> {
@@ -71,8 +71,8 @@ impl StatCache {
         StatCache {
             inner,
             ttl,
-            sizes: Mutex::new(Entries::new(MAX_SIZES)),
-            pages: Mutex::new(Entries::new(MAX_PAGES)),
+            sizes: Arc::new(Mutex::new(Entries::new(MAX_SIZES))),
+            pages: Arc::new(Mutex::new(Entries::new(MAX_PAGES))),
         }
     }
 }
@@ -138,6 +138,56 @@ impl Storage for StatCache {
     fn may_block(&self) -> bool {
         self.inner.may_block()
     }
+
+    fn spawns_steps(&self) -> bool {
+        self.inner.spawns_steps()
+    }
+
+    /// Answers from the cache at once, else passes the step on and keeps
+    /// its answer on the way back.
+    fn spawn_step(&self, step: StorageStep, done: StepDone) {
+        let now = Instant::now();
+        let expires = now + self.ttl;
+        match step {
+            StorageStep::Size(name) => {
+                let sizes = Arc::clone(&self.sizes);
+                if let Some(size) = lock(&sizes).get(&name, now) {
+                    return done(StorageReply::Size(Ok(size)));
+                }
+                let key = name.clone();
+                self.inner.spawn_step(
+                    StorageStep::Size(name),
+                    Box::new(move |reply| {
+                        if let StorageReply::Size(Ok(size)) = &reply {
+                            lock(&sizes).insert(key, *size, expires, now);
+                        }
+                        done(reply);
+                    }),
+                );
+            }
+            StorageStep::ListPage { cursor } => {
+                let pages = Arc::clone(&self.pages);
+                if let Some(page) = lock(&pages).get(&cursor, now) {
+                    return done(StorageReply::Listing(Ok(page)));
+                }
+                let key = cursor.clone();
+                self.inner.spawn_step(
+                    StorageStep::ListPage { cursor },
+                    Box::new(move |reply| {
+                        if let StorageReply::Listing(Ok(page)) = &reply {
+                            lock(&pages).insert(key, page.clone(), expires, now);
+                        }
+                        done(reply);
+                    }),
+                );
+            }
+            other => self.inner.spawn_step(other, done),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -3,11 +3,14 @@
 //!
 //! A connection never calls storage itself: it asks its driver to run a
 //! [`StorageStep`] and is resumed with the [`StorageReply`]. Drivers whose
-//! threads may block (`threads`, `fork`) run the step inline; the async
-//! model awaits it in `spawn_blocking`; the loops (`poll`, `pool`, and each
-//! ring of `uring`) hand it to a small blocking pool ([`offload`]) when the
-//! backend says its calls may block ([`Storage::may_block`]), so a slow
-//! backend never stalls a loop.
+//! threads may block (`threads`, `fork`) run the step inline. When the
+//! backend says its calls may block ([`Storage::may_block`]), the others
+//! never wait for it: a backend with a runtime of its own (the object
+//! store) runs the step as a task ([`Storage::spawn_step`]) and wakes the
+//! driver (the `async` model's task, a loop's waker, a ring's mailbox);
+//! any other runs on a small blocking pool ([`offload`]) or in
+//! `spawn_blocking`. A slow backend never stalls a loop, and a step stalled
+//! on the store costs a task, not a thread.
 //!
 //! The seam is shaped for remote stores: a ranged read is one sequential
 //! body read ahead in large blocks ([`RangeReader::block_size`]), opening
@@ -106,7 +109,15 @@ pub trait RangeReader: Send {
             "this reader has no pipe",
         ))
     }
+    /// The reader as its backend's own type, for a backend that reads it
+    /// without blocking in [`Storage::spawn_step`].
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        None
+    }
 }
+
+/// Hands a step's reply back to the driver that asked for it.
+pub type StepDone = Box<dyn FnOnce(StorageReply) + Send>;
 
 /// One page of the listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -154,6 +165,19 @@ pub trait Storage: Send + Sync {
     /// files without `aio threads` by default.
     fn may_block(&self) -> bool {
         false
+    }
+    /// Whether the backend runs steps itself, without a thread each
+    /// ([`Storage::spawn_step`]): an async client on a runtime of its own,
+    /// where a step waiting for the store costs a task, not a thread.
+    fn spawns_steps(&self) -> bool {
+        false
+    }
+    /// Runs `step` and hands its reply to `done`. A backend that
+    /// [`Storage::spawns_steps`] starts a task and returns at once (`done`
+    /// is then called from one of its threads); any other runs the step
+    /// here, blocking, which is why drivers only call this on the former.
+    fn spawn_step(&self, step: StorageStep, done: StepDone) {
+        done(step.execute(self));
     }
     /// The backend's name in the metrics (`local`, `s3`).
     fn backend(&self) -> &'static str;

@@ -10,6 +10,11 @@
 //! readiness loops, a ring's mailbox for `uring`); the loop resumes the
 //! connection with the reply on its next round.
 //!
+//! A backend that runs steps as tasks of its own ([`Storage::spawns_steps`]:
+//! the object store) gets them directly, with the same wake-up: its calls
+//! then never wait for a pool thread, and the pool keeps one thread as a
+//! fallback.
+//!
 //! **What it costs.** Two queue operations and a wake-up per step, and a
 //! fixed set of threads (their stacks are small). Steps of the local
 //! directory are not sent here at all: they take microseconds, less than
@@ -38,7 +43,11 @@ type Job = (usize, StorageStep);
 pub struct Offload {
     jobs: Option<Sender<Job>>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    /// Set when the backend runs steps itself.
+    spawner: Option<(Arc<dyn Storage>, Done)>,
 }
+
+type Done = Arc<dyn Fn(usize, StorageReply) + Send + Sync>;
 
 impl Offload {
     /// Starts `threads` threads running steps against `storage`; each reply
@@ -50,8 +59,12 @@ impl Offload {
     ) -> io::Result<Offload> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
-        let done = Arc::new(done);
-        let threads = (0..threads.max(1))
+        let done: Done = Arc::new(done);
+        let spawner = storage
+            .spawns_steps()
+            .then(|| (Arc::clone(&storage), Arc::clone(&done)));
+        let threads = if spawner.is_some() { 1 } else { threads.max(1) };
+        let threads = (0..threads)
             .map(|i| {
                 let (queue, done, storage) =
                     (Arc::clone(&queue), Arc::clone(&done), Arc::clone(&storage));
@@ -71,12 +84,18 @@ impl Offload {
         Ok(Offload {
             jobs: Some(jobs),
             threads,
+            spawner,
         })
     }
 
     /// Queues `step` for the connection `key`. Fails only once the pool is
     /// gone, giving the step back.
     pub fn submit(&self, key: usize, step: StorageStep) -> Result<(), StorageStep> {
+        if let Some((storage, done)) = &self.spawner {
+            let done = Arc::clone(done);
+            step.spawn(&**storage, Box::new(move |reply| done(key, reply)));
+            return Ok(());
+        }
         let Some(jobs) = &self.jobs else {
             return Err(step);
         };

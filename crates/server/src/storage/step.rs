@@ -10,7 +10,7 @@ use hftp_proto::{FileName, Range, SliceMode};
 
 use std::time::Instant;
 
-use super::{read_exact, shrank, ListPage, RangeReader, Storage, StorageError};
+use super::{read_exact, shrank, ListPage, RangeReader, StepDone, Storage, StorageError};
 use crate::metrics::{self, StorageOp};
 
 /// A storage operation a connection waits for.
@@ -116,14 +116,8 @@ impl StorageStep {
     /// Runs the step against `storage`, blocking as long as the backend
     /// does, and counts it in the metrics.
     pub fn run(self, storage: &dyn Storage) -> StorageReply {
-        let op = match &self {
-            StorageStep::ListPage { .. } => StorageOp::List,
-            StorageStep::Size(_) => StorageOp::Size,
-            StorageStep::Open { .. } => StorageOp::Open,
-            StorageStep::Read { .. } | StorageStep::FillPipe { .. } => StorageOp::Read,
-        };
-        let counting = metrics::get().is_some();
-        let started = counting.then(Instant::now);
+        let op = self.op();
+        let started = metrics::get().is_some().then(Instant::now);
         let reply = self.execute(storage);
         if let Some(started) = started {
             metrics::storage(op, !reply.failed(), started.elapsed());
@@ -131,7 +125,35 @@ impl StorageStep {
         reply
     }
 
-    fn execute(self, storage: &dyn Storage) -> StorageReply {
+    /// Starts the step on a backend that [`Storage::spawns_steps`]: `done`
+    /// gets the reply from one of the backend's threads, and the step is
+    /// counted in the metrics as [`StorageStep::run`] counts it.
+    pub fn spawn(self, storage: &dyn Storage, done: StepDone) {
+        let op = self.op();
+        let started = metrics::get().is_some().then(Instant::now);
+        storage.spawn_step(
+            self,
+            Box::new(move |reply| {
+                if let Some(started) = started {
+                    metrics::storage(op, !reply.failed(), started.elapsed());
+                }
+                done(reply);
+            }),
+        );
+    }
+
+    fn op(&self) -> StorageOp {
+        match self {
+            StorageStep::ListPage { .. } => StorageOp::List,
+            StorageStep::Size(_) => StorageOp::Size,
+            StorageStep::Open { .. } => StorageOp::Open,
+            StorageStep::Read { .. } | StorageStep::FillPipe { .. } => StorageOp::Read,
+        }
+    }
+
+    /// Runs the step here, blocking as long as the backend does (not
+    /// counted: [`StorageStep::run`] counts).
+    pub(crate) fn execute<S: Storage + ?Sized>(self, storage: &S) -> StorageReply {
         match self {
             StorageStep::ListPage { cursor } => {
                 StorageReply::Listing(storage.list_page(cursor.as_deref()))
@@ -168,8 +190,8 @@ impl StorageStep {
 }
 
 /// Opens a range the way its body goes out: raw bodies may get a pipe.
-fn open(
-    storage: &dyn Storage,
+fn open<S: Storage + ?Sized>(
+    storage: &S,
     name: &FileName,
     range: Range,
     mode: SliceMode,

@@ -21,10 +21,16 @@
 //! [`ObjectStorage::probe`] then asks the store once, bounded, whether the
 //! bucket can be served ([`probe`]).
 //!
-//! **How calls block.** `object_store` is async; the [`Storage`] interface
-//! is blocking (drivers run it on threads that may wait). Each call is run
-//! with `block_on` on a small runtime owned by the backend. That runtime is
-//! created lazily, once per process, on the first call: the `fork` model
+//! **How calls run.** `object_store` is async, and so is this backend: a
+//! loop driver (`poll`, `pool`, `uring`) or the `async` model hands it a
+//! whole storage step ([`Storage::spawn_step`], [`steps`]), which becomes a
+//! task on a small runtime owned by the backend and wakes the driver when
+//! it ends: a call waiting for the store costs a task, not a thread, and
+//! never queues behind calls for other objects. The blocking [`Storage`]
+//! methods (the `threads` and `fork` models, whose threads may wait) run
+//! the same async code with `block_on`. Calls for one object are bounded
+//! ([`key_calls`]), so that a key the store never answers holds a few
+//! calls, not every client. That runtime is created lazily, once per process, on the first call: the `fork` model
 //! forks children from a parent that must stay single-threaded and never
 //! touches storage, and a runtime's threads would not survive `fork()`
 //! anyway. A runtime inherited from another process is leaked, never
@@ -66,7 +72,7 @@ use std::future::Future;
 use std::io;
 use std::mem::ManuallyDrop;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -79,12 +85,14 @@ use object_store::{
 };
 use tokio::sync::{mpsc, Semaphore};
 
-use super::{ListPage, RangeReader, Storage, StorageError, Unlisted};
+use super::{ListPage, RangeReader, StepDone, Storage, StorageError, StorageStep, Unlisted};
 
 mod credentials;
 mod http;
+mod key_calls;
 mod probe;
 mod spliced;
+mod steps;
 
 use probe::EndpointSource;
 
@@ -112,6 +120,11 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Worker threads of the backend's runtime: they only drive sockets.
 const RUNTIME_THREADS: usize = 2;
+
+/// Threads of the runtime that may block: they run the spliced path's
+/// socket calls ([`spliced`]), one per raw slice being read from the store
+/// (its opening call is bounded per key like any other).
+const BLOCKING_THREADS: usize = 64;
 
 /// `s3://BUCKET[/PREFIX]`, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,6 +189,8 @@ struct Inner {
     endpoint_source: EndpointSource,
     /// Whether raw slices may be spliced ([`spliced`]).
     splice: bool,
+    /// Store calls in flight, per object.
+    key_calls: key_calls::KeyCalls,
     process: Mutex<Option<Arc<Process>>>,
 }
 
@@ -325,6 +340,7 @@ impl ObjectStorage {
                 credentials,
                 endpoint_source,
                 splice: true,
+                key_calls: key_calls::KeyCalls::default(),
                 process: Mutex::new(None),
             }),
         })
@@ -372,6 +388,7 @@ impl Inner {
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(RUNTIME_THREADS)
+            .max_blocking_threads(BLOCKING_THREADS)
             .thread_name("hftp-object-store")
             .enable_all()
             .build()?;
@@ -385,19 +402,17 @@ impl Inner {
         Ok(process)
     }
 
-    /// Runs `call` against this process's client, bounded by
-    /// [`CALL_TIMEOUT`]. Must not be called from a thread that runs async
-    /// tasks (the drivers call storage from threads that may block).
-    fn call<T, F>(&self, call: impl FnOnce(AmazonS3) -> F) -> Result<T, CallError>
-    where
-        F: Future<Output = Result<T, object_store::Error>>,
-    {
-        self.call_within(CALL_TIMEOUT, call)
+    /// Runs `future` to its end on this process's runtime, for a caller
+    /// on a thread that may block (never one of the runtime's own).
+    fn block_on<T>(
+        &self,
+        future: impl Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        self.process()?.runtime.block_on(future)
     }
 
-    /// [`Inner::call`] bounded by `limit` (what is left of a storage call
-    /// made of two requests).
-    fn call_within<T, F>(
+    /// Runs `call` against this process's client, bounded by `limit`.
+    async fn call_within<T, F>(
         &self,
         limit: Duration,
         call: impl FnOnce(AmazonS3) -> F,
@@ -406,23 +421,44 @@ impl Inner {
         F: Future<Output = Result<T, object_store::Error>>,
     {
         let process = self.process().map_err(CallError::Setup)?;
-        let future = call(process.store.clone());
-        match process
-            .runtime
-            .block_on(async { tokio::time::timeout(limit, future).await })
-        {
+        match tokio::time::timeout(limit, call(process.store.clone())).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(CallError::Store(e)),
             Err(_) => Err(CallError::TimedOut),
         }
     }
 
-    /// [`Inner::call`], its failure as the protocol sees it.
-    fn run<T, F>(&self, call: impl FnOnce(AmazonS3) -> F) -> Result<T, StorageError>
+    /// [`Inner::call_within`] [`CALL_TIMEOUT`], its failure as the protocol
+    /// sees it.
+    async fn run<T, F>(&self, call: impl FnOnce(AmazonS3) -> F) -> Result<T, StorageError>
     where
         F: Future<Output = Result<T, object_store::Error>>,
     {
-        self.call(call).map_err(|e| self.storage_error(e))
+        self.call_within(CALL_TIMEOUT, call)
+            .await
+            .map_err(|e| self.storage_error(e))
+    }
+
+    /// Waits, at most `limit`, until `path` has fewer than
+    /// [`key_calls::CALLS_PER_KEY`] calls in flight.
+    async fn key_permit(
+        &self,
+        path: &Path,
+        limit: Duration,
+    ) -> Result<key_calls::KeyPermit, StorageError> {
+        self.key_calls
+            .acquire(path.as_ref(), limit)
+            .await
+            .ok_or_else(|| {
+                StorageError::Unavailable(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "object store {}: {} calls for object {path} already in flight, none ended within {limit:?}",
+                        self.url,
+                        key_calls::CALLS_PER_KEY
+                    ),
+                ))
+            })
     }
 
     fn storage_error(&self, e: CallError) -> StorageError {
@@ -498,6 +534,65 @@ impl Storage for ObjectStorage {
     }
 
     fn list_page(&self, cursor: Option<&str>) -> Result<ListPage, StorageError> {
+        self.inner.block_on(self.list_page_async(cursor))
+    }
+
+    fn size(&self, name: &FileName) -> Result<u64, StorageError> {
+        self.inner.block_on(self.size_async(name))
+    }
+
+    fn open_range(
+        &self,
+        name: &FileName,
+        range: Range,
+    ) -> Result<Box<dyn RangeReader>, StorageError> {
+        self.inner.block_on(self.open_range_async(name, range))
+    }
+
+    fn open_raw_range(
+        &self,
+        name: &FileName,
+        range: Range,
+    ) -> Result<Box<dyn RangeReader>, StorageError> {
+        if !self.splices(range) {
+            return self.open_range(name, range);
+        }
+        let path = self.path(name)?;
+        let permit = self
+            .inner
+            .block_on(self.inner.key_permit(&path, CALL_TIMEOUT))?;
+        let opened = spliced::open(self, name, &path, range);
+        drop(permit);
+        match self.spliced_or_not(name, opened)? {
+            Some(reader) => Ok(reader),
+            None => self.open_range(name, range),
+        }
+    }
+
+    fn may_block(&self) -> bool {
+        true
+    }
+
+    fn spawns_steps(&self) -> bool {
+        true
+    }
+
+    fn spawn_step(&self, step: StorageStep, done: StepDone) {
+        match self.inner.process() {
+            Ok(process) => {
+                let this = self.clone();
+                process
+                    .runtime
+                    .spawn(async move { done(this.run_step(step).await) });
+            }
+            // No runtime: the step fails at once, here.
+            Err(_) => done(step.execute(self)),
+        }
+    }
+}
+
+impl ObjectStorage {
+    async fn list_page_async(&self, cursor: Option<&str>) -> Result<ListPage, StorageError> {
         let prefix = &self.inner.key_prefix;
         let options = PaginatedListOptions {
             delimiter: Some("/".into()),
@@ -505,10 +600,13 @@ impl Storage for ObjectStorage {
             page_token: cursor.map(str::to_string),
             ..Default::default()
         };
-        let result = self.inner.run(|store| async move {
-            let prefix = (!prefix.is_empty()).then_some(prefix.as_str());
-            store.list_paginated(prefix, options).await
-        })?;
+        let result = self
+            .inner
+            .run(|store| async move {
+                let prefix = (!prefix.is_empty()).then_some(prefix.as_str());
+                store.list_paginated(prefix, options).await
+            })
+            .await?;
         let mut unlisted = Unlisted::default();
         let mut names: Vec<String> = result
             .result
@@ -532,27 +630,36 @@ impl Storage for ObjectStorage {
         })
     }
 
-    fn size(&self, name: &FileName) -> Result<u64, StorageError> {
+    async fn size_async(&self, name: &FileName) -> Result<u64, StorageError> {
         let path = self.path(name)?;
+        let started = Instant::now();
+        let _permit = self.inner.key_permit(&path, CALL_TIMEOUT).await?;
+        let left = CALL_TIMEOUT.saturating_sub(started.elapsed());
         self.inner
-            .run(|store| async move { store.head(&path).await })
+            .call_within(left, |store| async move { store.head(&path).await })
+            .await
             .map(|meta| meta.size)
+            .map_err(|e| self.inner.storage_error(e))
     }
 
-    fn open_range(
+    async fn open_range_async(
         &self,
         name: &FileName,
         range: Range,
     ) -> Result<Box<dyn RangeReader>, StorageError> {
         let path = self.path(name)?;
+        let started = Instant::now();
+        let permit = self.inner.key_permit(&path, CALL_TIMEOUT).await?;
+        let left = CALL_TIMEOUT.saturating_sub(started.elapsed());
         let (e_tag, opened) = match range.end().filter(|_| range.size > 0) {
             // One round trip: the ranged GET says whether the object
             // exists, how long it is (Content-Range) and which version it
             // is (ETag), and its body is the slice.
-            Some(end) => self.get_range(&path, range, end)?,
+            Some(end) => self.get_range(left, &path, range, end).await?,
             // Nothing to GET (or no such range): the HEAD decides.
-            None => (self.head_range(CALL_TIMEOUT, &path, range)?, None),
+            None => (self.head_range(left, &path, range).await?, None),
         };
+        drop(permit);
         if e_tag.is_none() {
             tracing::debug!(%name, "object has no ETag: its slices are not pinned to a version");
         }
@@ -571,28 +678,54 @@ impl Storage for ObjectStorage {
         }))
     }
 
-    fn open_raw_range(
+    /// [`Storage::open_raw_range`] as a task: the spliced path's blocking
+    /// socket calls run on one of the runtime's blocking threads, once this
+    /// object has a free call.
+    async fn open_raw_range_async(
         &self,
         name: &FileName,
         range: Range,
     ) -> Result<Box<dyn RangeReader>, StorageError> {
-        if !self.inner.splice || range.size == 0 || range.end().is_none() {
-            return self.open_range(name, range);
+        if !self.splices(range) {
+            return self.open_range_async(name, range).await;
         }
         let path = self.path(name)?;
-        match spliced::open(self, name, &path, range) {
-            spliced::Opened::Spliced(reader) => Ok(reader),
+        let permit = self.inner.key_permit(&path, CALL_TIMEOUT).await?;
+        let (this, blocking_name) = (self.clone(), name.clone());
+        let opened = tokio::task::spawn_blocking(move || {
+            let opened = spliced::open(&this, &blocking_name, &path, range);
+            drop(permit);
+            opened
+        })
+        .await
+        .map_err(|e| StorageError::Unavailable(io::Error::other(format!("storage task: {e}"))))?;
+        match self.spliced_or_not(name, opened)? {
+            Some(reader) => Ok(reader),
+            None => self.open_range_async(name, range).await,
+        }
+    }
+
+    /// Whether a raw `range` goes the spliced way.
+    fn splices(&self, range: Range) -> bool {
+        self.inner.splice && range.size > 0 && range.end().is_some()
+    }
+
+    /// The spliced reader, an error, or `None` when the slice is best
+    /// streamed instead.
+    fn spliced_or_not(
+        &self,
+        name: &FileName,
+        opened: spliced::Opened,
+    ) -> Result<Option<Box<dyn RangeReader>>, StorageError> {
+        match opened {
+            spliced::Opened::Spliced(reader) => Ok(Some(reader)),
             spliced::Opened::NotFound => Err(StorageError::NotFound),
             spliced::Opened::TimedOut(e) => Err(StorageError::Unavailable(e)),
             spliced::Opened::Elsewhere(why) => {
                 tracing::debug!(%name, "slice not spliced ({why}): streamed instead");
-                self.open_range(name, range)
+                Ok(None)
             }
         }
-    }
-
-    fn may_block(&self) -> bool {
-        true
     }
 }
 
@@ -603,7 +736,7 @@ impl ObjectStorage {
 
     /// The object's ETag once a `HEAD`, bounded by `limit`, showed `range`
     /// lies inside it.
-    fn head_range(
+    async fn head_range(
         &self,
         limit: Duration,
         path: &Path,
@@ -613,6 +746,7 @@ impl ObjectStorage {
         let meta = self
             .inner
             .call_within(limit, |store| async move { store.head(&head_path).await })
+            .await
             .map_err(|e| self.inner.storage_error(e))?;
         if !range.fits(meta.size) {
             return Err(StorageError::OutOfRange);
@@ -625,9 +759,10 @@ impl ObjectStorage {
     /// the end with `416`, and an object shorter than `end` with fewer
     /// bytes; anything but success or `404` is then told apart by a `HEAD`
     /// (out of range, or the store's own failure), in what is left of
-    /// [`CALL_TIMEOUT`]: the open is one storage call, bounded as one.
-    fn get_range(
+    /// `limit`: the open is one storage call, bounded as one.
+    async fn get_range(
         &self,
+        limit: Duration,
         path: &Path,
         range: Range,
         end: u64,
@@ -637,10 +772,13 @@ impl ObjectStorage {
             ..Default::default()
         };
         let get_path = path.clone();
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let failure = match self
             .inner
-            .call(|store| async move { store.get_opts(&get_path, options).await })
+            .call_within(limit, |store| async move {
+                store.get_opts(&get_path, options).await
+            })
+            .await
         {
             Ok(answer) if answer.range.end == end => {
                 return Ok((answer.meta.e_tag.clone(), Some(answer.into_stream())));
@@ -655,11 +793,11 @@ impl ObjectStorage {
             }
             Err(e) => e,
         };
-        let left = CALL_TIMEOUT.saturating_sub(started.elapsed());
+        let left = limit.saturating_sub(started.elapsed());
         if left.is_zero() {
             return Err(self.inner.storage_error(failure));
         }
-        self.head_range(left, path, range)?;
+        self.head_range(left, path, range).await?;
         Err(self.inner.storage_error(failure))
     }
 }
@@ -719,23 +857,20 @@ impl ObjectRange {
 
     /// The next chunk of the body (`None`: it ended), waiting at most
     /// [`CALL_TIMEOUT`] for it.
-    fn next_chunk(&mut self) -> Result<Option<Bytes>, CallError> {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, CallError> {
         if self.body.is_none() {
             self.body = Some(self.request_rest().map_err(CallError::Setup)?);
         }
         let Some(body) = self.body.as_mut() else {
             return Ok(None);
         };
-        // What has arrived is taken without entering the runtime: a wait
-        // (and a wake-up from the task) only when the reader caught up.
+        // What has arrived is taken at once: a timer (and a wake-up from
+        // the task) only when the reader caught up.
         let next = match body.try_recv() {
             Ok(item) => Ok(Some(item)),
             Err(mpsc::error::TryRecvError::Disconnected) => Ok(None),
             Err(mpsc::error::TryRecvError::Empty) => {
-                let process = self.storage.inner.process().map_err(CallError::Setup)?;
-                process
-                    .runtime
-                    .block_on(async { tokio::time::timeout(CALL_TIMEOUT, body.recv()).await })
+                tokio::time::timeout(CALL_TIMEOUT, body.recv()).await
             }
         };
         match next {
@@ -910,15 +1045,16 @@ impl Drop for ObjectRange {
     }
 }
 
-impl RangeReader for ObjectRange {
-    /// Copies what it has of the body, at most one chunk, into `buf`.
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl ObjectRange {
+    /// Copies what it has of the body, at most one chunk, into `buf`,
+    /// waiting (as a task) for the next chunk when it has none.
+    async fn read_async(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let want = (buf.len() as u64).min(self.end - self.pos) as usize;
         if want == 0 {
             return Ok(0);
         }
         while self.pending.is_empty() {
-            let failure = match self.next_chunk() {
+            let failure = match self.next_chunk().await {
                 Ok(Some(chunk)) => {
                     self.pending = chunk;
                     continue;
@@ -949,14 +1085,50 @@ impl RangeReader for ObjectRange {
                 "the store's answer broke off ({why}): asking again from where it stopped"
             );
         }
+        Ok(self.take_pending(buf, want))
+    }
+
+    fn take_pending(&mut self, buf: &mut [u8], want: usize) -> usize {
         let take = want.min(self.pending.len());
         buf[..take].copy_from_slice(&self.pending.split_to(take));
         self.pos += take as u64;
-        Ok(take)
+        take
+    }
+
+    /// Reads exactly `buf.len()` bytes, or fails with "file shrank".
+    async fn read_exact_async(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.read_async(&mut buf[done..]).await? {
+                0 => return Err(super::shrank()),
+                n => done += n,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RangeReader for ObjectRange {
+    /// Copies what it has of the body, at most one chunk, into `buf`;
+    /// enters the runtime only to wait for the next chunk.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = (buf.len() as u64).min(self.end - self.pos) as usize;
+        if want > 0 && !self.pending.is_empty() {
+            return Ok(self.take_pending(buf, want));
+        }
+        let process = self.storage.inner.process().map_err(|e| match e {
+            StorageError::Unavailable(e) => e,
+            other => io::Error::other(other.to_string()),
+        })?;
+        process.runtime.block_on(self.read_async(buf))
     }
 
     fn block_size(&self) -> usize {
         BLOCK
+    }
+
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
     }
 }
 
