@@ -44,6 +44,7 @@ mod shutdown;
 mod soak;
 
 // Full tier: each test needs a tool, a service or root.
+mod faulty_store;
 mod garage_recipe;
 mod grade;
 mod haproxy;

@@ -125,6 +125,18 @@ pub struct Args {
         env = "HFTP_S3_SPLICE"
     )]
     s3_splice: bool,
+    /// With --storage s3://...: seconds a request waits for the first byte
+    /// of the store's answer (a listing, a size, the start of a slice),
+    /// retries and the wait for a free call for the same object included;
+    /// then it is answered 199 and the client never waits longer for a
+    /// status line. At most 8 calls per object go to the store at once.
+    #[arg(
+        long,
+        default_value_t = 10,
+        value_name = "SECS",
+        env = "HFTP_S3_FIRST_BYTE_TIMEOUT"
+    )]
+    s3_first_byte_timeout: u64,
     /// With --storage s3://...: serve even if the start-up check of the
     /// bucket fails (store unreachable, bucket missing, access denied),
     /// logging why as a warning; requests that need the store are answered
@@ -479,7 +491,8 @@ impl Served {
                 let url = ObjectUrl::parse(url).map_err(anyhow::Error::msg)?;
                 let storage = ObjectStorage::from_env(url.clone(), args.s3_instance_credentials)
                     .map_err(|e| anyhow::anyhow!("cannot serve {url}: {e}"))?
-                    .with_splice(args.s3_splice);
+                    .with_splice(args.s3_splice)
+                    .with_first_byte_timeout(seconds(args.s3_first_byte_timeout.max(1)));
                 // Once, before any port is bound or driver started.
                 match storage.probe() {
                     Ok(()) => {}

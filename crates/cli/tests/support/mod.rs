@@ -9,6 +9,7 @@
 
 pub mod background;
 pub mod bucket;
+pub mod fault_proxy;
 pub mod garage;
 pub mod haproxy;
 pub mod pki;

@@ -44,7 +44,12 @@ pub struct Answer {
 /// Sends `GET url` for bytes `start..end` (and `If-Match: e_tag`) and
 /// reads the answer's head. `url` must be a plain `http://` URL. The
 /// socket is left non-blocking: [`wait_readable`] waits on it.
-pub fn ranged_get(url: &str, start: u64, end: u64, e_tag: Option<&str>) -> io::Result<Answer> {
+pub fn ranged_get(
+    url: &str,
+    (start, end): (u64, u64),
+    e_tag: Option<&str>,
+    head_within: Duration,
+) -> io::Result<Answer> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| io::Error::other("not a plain-http URL"))?;
@@ -67,7 +72,7 @@ pub fn ranged_get(url: &str, start: u64, end: u64, e_tag: Option<&str>) -> io::R
     request.push_str("User-Agent: hftp-server\r\nConnection: close\r\n\r\n");
     (&socket).write_all(request.as_bytes())?;
     socket.set_nonblocking(true)?;
-    read_head(socket)
+    read_head(socket, head_within)
 }
 
 fn connect(authority: &str) -> io::Result<TcpStream> {
@@ -91,8 +96,8 @@ fn connect(authority: &str) -> io::Result<TcpStream> {
     Err(last)
 }
 
-fn read_head(socket: TcpStream) -> io::Result<Answer> {
-    let deadline = Instant::now() + ANSWER_TIMEOUT;
+fn read_head(socket: TcpStream, within: Duration) -> io::Result<Answer> {
+    let deadline = Instant::now() + within;
     let mut buf = vec![0u8; MAX_HEAD];
     let mut len = 0;
     loop {

@@ -115,8 +115,14 @@ pub const VERSION_CHECK_BYTES: u64 = 8 << 20;
 /// Keys asked for in one `ListObjectsV2` page (the most S3 returns).
 pub const PAGE_KEYS: usize = 1000;
 
-/// The hard bound on one storage call, retries included.
+/// The hard bound on one storage call, retries included, and on the wait
+/// for the next bytes of a body.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The default bound on the time to the first byte of a store's answer
+/// (`--s3-first-byte-timeout`): a wait for a free call for the object
+/// included, retries included.
+pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Worker threads of the backend's runtime: they only drive sockets.
 const RUNTIME_THREADS: usize = 2;
@@ -191,6 +197,8 @@ struct Inner {
     splice: bool,
     /// Store calls in flight, per object.
     key_calls: key_calls::KeyCalls,
+    /// How long a call waits for the first byte of the store's answer.
+    first_byte: Duration,
     process: Mutex<Option<Arc<Process>>>,
 }
 
@@ -341,6 +349,7 @@ impl ObjectStorage {
                 endpoint_source,
                 splice: true,
                 key_calls: key_calls::KeyCalls::default(),
+                first_byte: FIRST_BYTE_TIMEOUT,
                 process: Mutex::new(None),
             }),
         })
@@ -353,6 +362,17 @@ impl ObjectStorage {
         match Arc::get_mut(&mut self.inner) {
             Some(inner) => inner.splice = on,
             None => unreachable!("with_splice on a storage already shared"),
+        }
+        self
+    }
+
+    /// Bounds the time to the first byte of every store answer (a listing,
+    /// a size, the opening of a slice), the wait for a free call for the
+    /// object included. Set once, before the storage is shared.
+    pub fn with_first_byte_timeout(mut self, limit: Duration) -> ObjectStorage {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.first_byte = limit,
+            None => unreachable!("with_first_byte_timeout on a storage already shared"),
         }
         self
     }
@@ -434,7 +454,7 @@ impl Inner {
     where
         F: Future<Output = Result<T, object_store::Error>>,
     {
-        self.call_within(CALL_TIMEOUT, call)
+        self.call_within(self.first_byte, call)
             .await
             .map_err(|e| self.storage_error(e))
     }
@@ -468,8 +488,8 @@ impl Inner {
             CallError::TimedOut => StorageError::Unavailable(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!(
-                    "object store {}: no answer within {CALL_TIMEOUT:?}",
-                    self.url
+                    "object store {}: no answer within {:?} (--s3-first-byte-timeout)",
+                    self.url, self.first_byte
                 ),
             )),
             CallError::Setup(e) => e,
@@ -558,10 +578,11 @@ impl Storage for ObjectStorage {
             return self.open_range(name, range);
         }
         let path = self.path(name)?;
+        let started = Instant::now();
         let permit = self
             .inner
-            .block_on(self.inner.key_permit(&path, CALL_TIMEOUT))?;
-        let opened = spliced::open(self, name, &path, range);
+            .block_on(self.inner.key_permit(&path, self.inner.first_byte))?;
+        let opened = spliced::open(self, name, &path, range, started.elapsed());
         drop(permit);
         match self.spliced_or_not(name, opened)? {
             Some(reader) => Ok(reader),
@@ -633,8 +654,9 @@ impl ObjectStorage {
     async fn size_async(&self, name: &FileName) -> Result<u64, StorageError> {
         let path = self.path(name)?;
         let started = Instant::now();
-        let _permit = self.inner.key_permit(&path, CALL_TIMEOUT).await?;
-        let left = CALL_TIMEOUT.saturating_sub(started.elapsed());
+        let limit = self.inner.first_byte;
+        let _permit = self.inner.key_permit(&path, limit).await?;
+        let left = limit.saturating_sub(started.elapsed());
         self.inner
             .call_within(left, |store| async move { store.head(&path).await })
             .await
@@ -649,8 +671,9 @@ impl ObjectStorage {
     ) -> Result<Box<dyn RangeReader>, StorageError> {
         let path = self.path(name)?;
         let started = Instant::now();
-        let permit = self.inner.key_permit(&path, CALL_TIMEOUT).await?;
-        let left = CALL_TIMEOUT.saturating_sub(started.elapsed());
+        let limit = self.inner.first_byte;
+        let permit = self.inner.key_permit(&path, limit).await?;
+        let left = limit.saturating_sub(started.elapsed());
         let (e_tag, opened) = match range.end().filter(|_| range.size > 0) {
             // One round trip: the ranged GET says whether the object
             // exists, how long it is (Content-Range) and which version it
@@ -690,10 +713,11 @@ impl ObjectStorage {
             return self.open_range_async(name, range).await;
         }
         let path = self.path(name)?;
-        let permit = self.inner.key_permit(&path, CALL_TIMEOUT).await?;
+        let started = Instant::now();
+        let permit = self.inner.key_permit(&path, self.inner.first_byte).await?;
         let (this, blocking_name) = (self.clone(), name.clone());
         let opened = tokio::task::spawn_blocking(move || {
-            let opened = spliced::open(&this, &blocking_name, &path, range);
+            let opened = spliced::open(&this, &blocking_name, &path, range, started.elapsed());
             drop(permit);
             opened
         })

@@ -57,6 +57,10 @@ const PIPE_BYTES: usize = 1 << 20;
 /// more for now, so the client gets bytes as they come.
 const FILL_EARLY: usize = 256 << 10;
 
+/// The least time a slice's opening `GET` is given for its head, however
+/// long it waited for a free call.
+const MIN_HEAD_WAIT: Duration = Duration::from_millis(100);
+
 /// How long a presigned URL is good for: longer than any resume needs (a
 /// new one is signed for each request).
 const SIGNED_FOR: Duration = Duration::from_secs(15 * 60);
@@ -93,14 +97,23 @@ pub struct SplicedRange {
 }
 
 /// Opens `range` (not empty) with one ranged `GET` of its own.
-pub fn open(storage: &ObjectStorage, name: &FileName, path: &Path, range: Range) -> Opened {
+pub fn open(
+    storage: &ObjectStorage,
+    name: &FileName,
+    path: &Path,
+    range: Range,
+    waited: Duration,
+) -> Opened {
     let end = range.offset + range.size;
     let url = match sign(storage, path) {
         Ok(url) if url.starts_with("http://") => url,
         Ok(_) => return Opened::Elsewhere("the endpoint is not plain http".into()),
         Err(e) => return Opened::Elsewhere(e),
     };
-    let answer = match http::ranged_get(&url, range.offset, end, None) {
+    // The head within what is left of the first-byte bound (the object's
+    // call was waited for).
+    let head_within = storage.inner.first_byte.saturating_sub(waited).max(MIN_HEAD_WAIT);
+    let answer = match http::ranged_get(&url, (range.offset, end), None, head_within) {
         Ok(answer) => answer,
         Err(e) if e.kind() == io::ErrorKind::TimedOut => return Opened::TimedOut(e),
         Err(e) => return Opened::Elsewhere(redact(&e.to_string(), &storage.inner.secrets)),
@@ -230,8 +243,13 @@ impl SplicedRange {
     fn reopen(&self) -> Result<Answer, Reopen> {
         let url =
             sign(&self.storage, &self.path).map_err(|e| Reopen::Again(io::Error::other(e)))?;
-        let answer = http::ranged_get(&url, self.pos, self.end, self.e_tag.as_deref())
-            .map_err(Reopen::Again)?;
+        let answer = http::ranged_get(
+            &url,
+            (self.pos, self.end),
+            self.e_tag.as_deref(),
+            self.storage.inner.first_byte,
+        )
+        .map_err(Reopen::Again)?;
         match answer.status {
             206 if answer.content_range.map(|(a, b, _)| (a, b)) == Some((self.pos, self.end))
                 && !answer.chunked =>

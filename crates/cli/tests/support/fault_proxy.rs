@@ -1,0 +1,253 @@
+//! A small fault-injecting HTTP proxy between the server and an object
+//! store, started by the test: it forwards every request to the store,
+//! except those its rules catch.
+//!
+//! It reads each request's head (the S3 client sends `GET`, `HEAD` and
+//! `ListObjectsV2` without bodies; a body with `Content-Length` is passed
+//! on), matches its method and target against the rules, and either
+//! forwards it on the connection's own upstream socket or applies the
+//! fault. Answers flow back untouched. One thread per direction and
+//! connection: a test's connections are few.
+//!
+//! Faults:
+//! - [`Fault::Stall`]: the request is read and never answered, and the
+//!   connection is held open (a store node that hangs on one key).
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// What happens to a request a rule catches.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    Stall,
+}
+
+#[derive(Clone)]
+struct Rule {
+    /// `None`: any method.
+    method: Option<&'static str>,
+    /// Caught when the request's target contains this.
+    target_contains: String,
+    fault: Fault,
+}
+
+struct Shared {
+    upstream: SocketAddr,
+    rules: Mutex<Vec<Rule>>,
+    stopping: AtomicBool,
+    /// Requests caught by a rule so far, and a wake-up for those waiting
+    /// for that count.
+    caught: Mutex<usize>,
+    caught_more: Condvar,
+    /// Requests forwarded so far.
+    forwarded: AtomicUsize,
+}
+
+/// A running proxy; stops (and lets go of stalled requests) when dropped.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+/// Longest request head read (S3 request heads are a few hundred bytes).
+const MAX_HEAD: usize = 64 << 10;
+
+/// How often a stalled request looks whether the proxy is stopping.
+const STALL_POLL: Duration = Duration::from_millis(200);
+
+impl FaultProxy {
+    /// A proxy on a free loopback port in front of `upstream`.
+    pub fn start(upstream: SocketAddr) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let shared = Arc::new(Shared {
+            upstream,
+            rules: Mutex::new(Vec::new()),
+            stopping: AtomicBool::new(false),
+            caught: Mutex::new(0),
+            caught_more: Condvar::new(),
+            forwarded: AtomicUsize::new(0),
+        });
+        let accepting = Arc::clone(&shared);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if accepting.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let shared = Arc::clone(&accepting);
+                std::thread::spawn(move || {
+                    let _ = serve(client, &shared);
+                });
+            }
+        });
+        FaultProxy { addr, shared }
+    }
+
+    /// `http://ADDR`, the endpoint to give the server.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Applies `fault` to every request (of `method`, or any) whose target
+    /// contains `target_contains`.
+    pub fn add_rule(&self, method: Option<&'static str>, target_contains: &str, fault: Fault) {
+        self.shared.rules.lock().unwrap().push(Rule {
+            method,
+            target_contains: target_contains.to_string(),
+            fault,
+        });
+    }
+
+    /// Requests caught by a rule so far.
+    pub fn caught(&self) -> usize {
+        *self.shared.caught.lock().unwrap()
+    }
+
+    /// Requests forwarded to the store so far.
+    pub fn forwarded(&self) -> usize {
+        self.shared.forwarded.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `at_least` requests were caught, at most `limit`.
+    pub fn wait_caught(&self, at_least: usize, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut caught = self.shared.caught.lock().unwrap();
+        while *caught < at_least {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            caught = self.shared.caught_more.wait_timeout(caught, left).unwrap().0;
+        }
+        true
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        // Wakes the accepting thread so that it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+/// Serves one client connection: request heads in order, each forwarded
+/// or faulted.
+fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
+    let mut upstream: Option<TcpStream> = None;
+    let mut buf = Vec::new();
+    loop {
+        let Some(head_len) = read_head(&client, &mut buf)? else {
+            break;
+        };
+        let head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
+        let mut words = head.split_whitespace();
+        let (method, target) = (
+            words.next().unwrap_or("").to_string(),
+            words.next().unwrap_or("").to_string(),
+        );
+        let rule = shared
+            .rules
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|r| {
+                r.method.is_none_or(|m| m == method) && target.contains(&r.target_contains)
+            })
+            .cloned();
+        if let Some(rule) = rule {
+            *shared.caught.lock().unwrap() += 1;
+            shared.caught_more.notify_all();
+            match rule.fault {
+                Fault::Stall => return stall(&client, shared),
+            }
+        }
+        let body_len = content_length(&head);
+        let up = match &upstream {
+            Some(up) => up,
+            None => {
+                let up = TcpStream::connect(shared.upstream)?;
+                up.set_nodelay(true)?;
+                let (from, to) = (up.try_clone()?, client.try_clone()?);
+                std::thread::spawn(move || copy_answers(from, to));
+                upstream.insert(up)
+            }
+        };
+        shared.forwarded.fetch_add(1, Ordering::SeqCst);
+        let mut up_writer = up;
+        up_writer.write_all(&buf[..head_len])?;
+        buf.drain(..head_len);
+        // The body: what came with the head, then the rest.
+        let mut left = body_len;
+        let early = (left as usize).min(buf.len());
+        up_writer.write_all(&buf[..early])?;
+        buf.drain(..early);
+        left -= early as u64;
+        let mut chunk = vec![0u8; 64 << 10];
+        while left > 0 {
+            let want = (left as usize).min(chunk.len());
+            let n = (&client).read(&mut chunk[..want])?;
+            if n == 0 {
+                return Ok(());
+            }
+            up_writer.write_all(&chunk[..n])?;
+            left -= n as u64;
+        }
+    }
+    if let Some(up) = upstream {
+        let _ = up.shutdown(Shutdown::Write);
+    }
+    Ok(())
+}
+
+/// Reads until `buf` holds a whole head; its length, or `None` at EOF.
+fn read_head(client: &TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Ok(Some(at + 4));
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(io::Error::other("request head too long"));
+        }
+        let n = (&*client).read(&mut chunk)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn content_length(head: &str) -> u64 {
+    head.lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, value)| value.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Holds the connection without answering until the client closes it or
+/// the proxy stops.
+fn stall(client: &TcpStream, shared: &Shared) -> io::Result<()> {
+    client.set_read_timeout(Some(STALL_POLL))?;
+    let mut sink = [0u8; 4096];
+    while !shared.stopping.load(Ordering::SeqCst) {
+        match (&*client).read(&mut sink) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Copies the store's answers back to the client until either side ends.
+fn copy_answers(mut from: TcpStream, mut to: TcpStream) {
+    let _ = io::copy(&mut from, &mut to);
+    let _ = to.shutdown(Shutdown::Write);
+}
