@@ -156,7 +156,12 @@ fn stalled_object_holds_no_other_request(model: &str, stalled: usize) {
     // over the first-byte timeout, for a loaded machine).
     let bound = Duration::from_secs(4 * FIRST_BYTE_SECS);
     for (i, client) in clients.iter().enumerate() {
-        let line = status_line(client, bound.saturating_sub(started.elapsed()).max(Duration::from_secs(1)));
+        let line = status_line(
+            client,
+            bound
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_secs(1)),
+        );
         assert!(
             line.starts_with("199"),
             "--model {model}: stalled client {i} got {line:?} within {bound:?}\n{}",

@@ -121,7 +121,12 @@ impl FaultProxy {
             if left.is_zero() {
                 return false;
             }
-            caught = self.shared.caught_more.wait_timeout(caught, left).unwrap().0;
+            caught = self
+                .shared
+                .caught_more
+                .wait_timeout(caught, left)
+                .unwrap()
+                .0;
         }
         true
     }
@@ -140,10 +145,7 @@ impl Drop for FaultProxy {
 fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
     let mut upstream: Option<TcpStream> = None;
     let mut buf = Vec::new();
-    loop {
-        let Some(head_len) = read_head(&client, &mut buf)? else {
-            break;
-        };
+    while let Some(head_len) = read_head(&client, &mut buf)? {
         let head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
         let mut words = head.split_whitespace();
         let (method, target) = (
@@ -155,9 +157,7 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
             .lock()
             .unwrap()
             .iter()
-            .find(|r| {
-                r.method.is_none_or(|m| m == method) && target.contains(&r.target_contains)
-            })
+            .find(|r| r.method.is_none_or(|m| m == method) && target.contains(&r.target_contains))
             .cloned();
         if let Some(rule) = rule {
             *shared.caught.lock().unwrap() += 1;
@@ -239,7 +239,11 @@ fn stall(client: &TcpStream, shared: &Shared) -> io::Result<()> {
         match (&*client).read(&mut sink) {
             Ok(0) => return Ok(()),
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => return Err(e),
         }
     }

@@ -110,7 +110,7 @@ fn read_head(socket: TcpStream, within: Duration) -> io::Result<Answer> {
             }
             Ok(n) => len += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                wait_readable(&socket, deadline)?;
+                wait_readable(&socket, deadline, within)?;
                 continue;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -183,14 +183,14 @@ pub fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
 
 /// Waits until `socket` is readable (or closed, or failed), until
 /// `deadline` at the latest: then `TimedOut`.
-pub fn wait_readable(socket: &impl AsFd, deadline: Instant) -> io::Result<()> {
+pub fn wait_readable(socket: &impl AsFd, deadline: Instant, waited: Duration) -> io::Result<()> {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!("the store sent nothing for {ANSWER_TIMEOUT:?}"),
+                format!("the store sent nothing for {waited:?}"),
             ));
         }
         let mut fds = [PollFd::new(socket, PollFlags::IN)];

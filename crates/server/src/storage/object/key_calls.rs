@@ -98,7 +98,12 @@ mod tests {
         let limit = Duration::from_secs(20);
         let mut held = Vec::new();
         for _ in 0..CALLS_PER_KEY {
-            held.push(calls.acquire("big.bin", limit).await.expect("a free permit"));
+            held.push(
+                calls
+                    .acquire("big.bin", limit)
+                    .await
+                    .expect("a free permit"),
+            );
         }
         // The next caller for the same key waits its whole limit (virtual
         // time: the paused clock jumps to the deadline), then gives up.

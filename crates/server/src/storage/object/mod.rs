@@ -505,6 +505,18 @@ impl Inner {
     }
 }
 
+/// A failure of the store, saying which object (and from which byte) it
+/// was about, for the log line of the `199` it becomes.
+fn about(e: StorageError, key: &str, offset: Option<u64>) -> StorageError {
+    match e {
+        StorageError::Unavailable(e) => {
+            let at = offset.map_or(String::new(), |o| format!(" from byte {o}"));
+            StorageError::Unavailable(io::Error::new(e.kind(), format!("{e} (object {key}{at})")))
+        }
+        other => other,
+    }
+}
+
 /// `endpoint` as a message may show it: without a user or password in it
 /// (`http://user:pass@host`), [`redact`]ed.
 fn shown_endpoint(endpoint: &str, secrets: &[String]) -> String {
@@ -578,13 +590,15 @@ impl Storage for ObjectStorage {
             return self.open_range(name, range);
         }
         let path = self.path(name)?;
+        let at = |e| about(e, &self.key(name.as_str()), Some(range.offset));
         let started = Instant::now();
         let permit = self
             .inner
-            .block_on(self.inner.key_permit(&path, self.inner.first_byte))?;
+            .block_on(self.inner.key_permit(&path, self.inner.first_byte))
+            .map_err(at)?;
         let opened = spliced::open(self, name, &path, range, started.elapsed());
         drop(permit);
-        match self.spliced_or_not(name, opened)? {
+        match self.spliced_or_not(name, opened).map_err(at)? {
             Some(reader) => Ok(reader),
             None => self.open_range(name, range),
         }
@@ -652,6 +666,12 @@ impl ObjectStorage {
     }
 
     async fn size_async(&self, name: &FileName) -> Result<u64, StorageError> {
+        self.size_of(name)
+            .await
+            .map_err(|e| about(e, &self.key(name.as_str()), None))
+    }
+
+    async fn size_of(&self, name: &FileName) -> Result<u64, StorageError> {
         let path = self.path(name)?;
         let started = Instant::now();
         let limit = self.inner.first_byte;
@@ -665,6 +685,16 @@ impl ObjectStorage {
     }
 
     async fn open_range_async(
+        &self,
+        name: &FileName,
+        range: Range,
+    ) -> Result<Box<dyn RangeReader>, StorageError> {
+        self.open_streamed(name, range)
+            .await
+            .map_err(|e| about(e, &self.key(name.as_str()), Some(range.offset)))
+    }
+
+    async fn open_streamed(
         &self,
         name: &FileName,
         range: Range,
@@ -712,9 +742,14 @@ impl ObjectStorage {
         if !self.splices(range) {
             return self.open_range_async(name, range).await;
         }
+        let at = |e| about(e, &self.key(name.as_str()), Some(range.offset));
         let path = self.path(name)?;
         let started = Instant::now();
-        let permit = self.inner.key_permit(&path, self.inner.first_byte).await?;
+        let permit = self
+            .inner
+            .key_permit(&path, self.inner.first_byte)
+            .await
+            .map_err(at)?;
         let (this, blocking_name) = (self.clone(), name.clone());
         let opened = tokio::task::spawn_blocking(move || {
             let opened = spliced::open(&this, &blocking_name, &path, range, started.elapsed());
@@ -723,7 +758,7 @@ impl ObjectStorage {
         })
         .await
         .map_err(|e| StorageError::Unavailable(io::Error::other(format!("storage task: {e}"))))?;
-        match self.spliced_or_not(name, opened)? {
+        match self.spliced_or_not(name, opened).map_err(at)? {
             Some(reader) => Ok(reader),
             None => self.open_range_async(name, range).await,
         }
@@ -924,10 +959,13 @@ impl ObjectRange {
                     self.name
                 ),
             ),
-            e => match self.storage.inner.storage_error(e) {
-                StorageError::Unavailable(e) => e,
-                other => io::Error::other(other.to_string()),
-            },
+            e => {
+                let key = self.storage.key(self.name.as_str());
+                match about(self.storage.inner.storage_error(e), &key, Some(self.pos)) {
+                    StorageError::Unavailable(e) => e,
+                    other => io::Error::other(other.to_string()),
+                }
+            }
         }
     }
 }

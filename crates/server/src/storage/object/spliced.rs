@@ -112,7 +112,11 @@ pub fn open(
     };
     // The head within what is left of the first-byte bound (the object's
     // call was waited for).
-    let head_within = storage.inner.first_byte.saturating_sub(waited).max(MIN_HEAD_WAIT);
+    let head_within = storage
+        .inner
+        .first_byte
+        .saturating_sub(waited)
+        .max(MIN_HEAD_WAIT);
     let answer = match http::ranged_get(&url, (range.offset, end), None, head_within) {
         Ok(answer) => answer,
         Err(e) if e.kind() == io::ErrorKind::TimedOut => return Opened::TimedOut(e),
@@ -227,7 +231,15 @@ impl SplicedRange {
             };
             self.answer = None;
             if self.resumes >= BODY_RESUMES {
-                return Err(failure);
+                return Err(io::Error::new(
+                    failure.kind(),
+                    format!(
+                        "{failure} (object {} from byte {}, after {} resumes)",
+                        self.storage.key(self.name.as_str()),
+                        self.pos,
+                        self.resumes
+                    ),
+                ));
             }
             self.resumes += 1;
             tracing::warn!(
@@ -394,7 +406,7 @@ fn move_some(
                         return Err(e);
                     }
                 }
-                http::wait_readable(&answer.socket, deadline)?;
+                http::wait_readable(&answer.socket, deadline, http::ANSWER_TIMEOUT)?;
             }
             Err(e) => return Err(e),
         }

@@ -37,7 +37,10 @@ impl ObjectStorage {
                 mut reader,
                 mut buf,
                 want,
-            } => match reader.as_any_mut().and_then(|r| r.downcast_mut::<ObjectRange>()) {
+            } => match reader
+                .as_any_mut()
+                .and_then(|r| r.downcast_mut::<ObjectRange>())
+            {
                 Some(streamed) => {
                     buf.resize(want, 0);
                     let result = streamed.read_exact_async(&mut buf).await.map(|()| buf);
@@ -46,10 +49,7 @@ impl ObjectStorage {
                         buf: result,
                     }
                 }
-                None => {
-                    self.blocking(StorageStep::Read { reader, buf, want })
-                        .await
-                }
+                None => self.blocking(StorageStep::Read { reader, buf, want }).await,
             },
             step @ StorageStep::FillPipe { .. } => self.blocking(step).await,
         }
@@ -64,16 +64,17 @@ impl ObjectStorage {
     ) -> StorageReply {
         let want = next_block(&*reader, range.size, mode);
         let mut buf = vec![0; want];
-        let read = match reader.as_any_mut().and_then(|r| r.downcast_mut::<ObjectRange>()) {
+        let read = match reader
+            .as_any_mut()
+            .and_then(|r| r.downcast_mut::<ObjectRange>())
+        {
             Some(streamed) => streamed.read_exact_async(&mut buf).await,
             None => {
-                let (reader, buf) = match self
-                    .blocking(StorageStep::Read { reader, buf, want })
-                    .await
-                {
-                    StorageReply::Read { reader, buf } => (reader, buf),
-                    other => return other,
-                };
+                let (reader, buf) =
+                    match self.blocking(StorageStep::Read { reader, buf, want }).await {
+                        StorageReply::Read { reader, buf } => (reader, buf),
+                        other => return other,
+                    };
                 return StorageReply::Opened(
                     buf.map(|buf| (reader, buf))
                         .map_err(StorageError::Unavailable),
@@ -104,7 +105,10 @@ impl ObjectStorage {
                         filled: Err(e),
                     }
                 } else {
-                    StorageReply::Read { reader, buf: Err(e) }
+                    StorageReply::Read {
+                        reader,
+                        buf: Err(e),
+                    }
                 }
             }
         }
