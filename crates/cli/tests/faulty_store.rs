@@ -205,3 +205,220 @@ mod six_hundred_stalled_requests_cost_no_thread_each {
         super::stalled_object_holds_no_other_request("uring", 600);
     }
 }
+
+/// Sends `request` and reads the answer until the server closes the
+/// connection (or `limit` passes): the bytes, and whether it closed.
+fn answer_until_close(addr: SocketAddr, request: &str, limit: Duration) -> (Vec<u8>, bool) {
+    let mut client = TcpStream::connect(addr).expect("connect");
+    client.set_read_timeout(Some(limit)).unwrap();
+    client.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let deadline = Instant::now() + limit;
+    loop {
+        match client.read(&mut buf) {
+            Ok(0) => return (answer, true),
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => return (answer, false),
+        }
+        if Instant::now() >= deadline {
+            return (answer, false);
+        }
+    }
+}
+
+/// The server's `--s3-low-speed-time` in the body tests.
+const LOW_SPEED_SECS: u64 = 3;
+
+/// A server for the body tests: `big.bin` (1 MiB) and `huge.bin` (9 MiB,
+/// past one version check) in the bucket, the proxy in front.
+fn body_fixture(model: &str, test: &str) -> (FaultProxy, Server, Vec<u8>) {
+    let cluster = garage::shared();
+    let prefix = format!("faulty-{test}-{model}");
+    let bucket = Bucket::new(cluster, &cluster.endpoint(0), &prefix);
+    let huge: Vec<u8> = (0..9u32 << 20).map(|i| (i % 251) as u8).collect();
+    bucket.put_raw(&format!("{prefix}/big.bin"), &huge[..1 << 20]);
+    bucket.put_raw(&format!("{prefix}/huge.bin"), &huge);
+    let proxy = FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], cluster.s3_port(0))));
+    let cluster_env = cluster.env(0);
+    let mut builder = Server::builder(Path::new("."))
+        .storage(&format!("s3://{}/{prefix}", garage::BUCKET))
+        .model(model)
+        .env("HFTP_S3_FIRST_BYTE_TIMEOUT", FIRST_BYTE_SECS.to_string())
+        .env("HFTP_S3_LOW_SPEED_TIME", LOW_SPEED_SECS.to_string());
+    for (key, value) in cluster_env {
+        let value = if key == "AWS_ENDPOINT_URL" {
+            proxy.endpoint()
+        } else {
+            value
+        };
+        builder = builder.env(key, value);
+    }
+    (proxy, builder.start(), huge)
+}
+
+/// A store that trickles (4 KB/s, below the default floor of 16 KiB/s):
+/// `0 OK` comes with the first bytes, not after a whole block, and the
+/// slice is closed short once a window of waiting brought too little,
+/// logged as such; raw (spliced) and base64 (streamed) alike.
+fn trickling_store_is_cut_at_the_floor(model: &str) {
+    let _load = garage::light_load();
+    let (proxy, server, _) = body_fixture(model, "trickle");
+    proxy.add_rule(
+        Some("GET"),
+        "/big.bin",
+        Fault::Trickle {
+            bytes_per_sec: 4000,
+        },
+    );
+    // The window plus the first-byte bound, four times over: a wide margin
+    // for a loaded machine, far below the 80 s and 257 s it took before.
+    let bound = Duration::from_secs(4 * (LOW_SPEED_SECS + FIRST_BYTE_SECS));
+    for mode in ["", " raw"] {
+        let request = format!("get_slice big.bin 0 1048576{mode}\r\n");
+        let (answer, closed) = answer_until_close(server.addr(), &request, bound);
+        let what = format!("--model {model}, get_slice{mode} from a trickling store");
+        assert!(
+            answer.starts_with(b"0 OK\r\n"),
+            "{what}: {:?}",
+            String::from_utf8_lossy(&answer[..answer.len().min(80)])
+        );
+        assert!(closed, "{what}: still open after {bound:?}");
+        assert!(
+            answer.len() < 1 << 20,
+            "{what}: the whole slice came ({} bytes)",
+            answer.len()
+        );
+    }
+    let logs = server.stderr();
+    assert!(
+        logs.contains("below the floor"),
+        "--model {model}: the cause is not logged:\n{logs}"
+    );
+    assert!(
+        logs.contains("big.bin"),
+        "--model {model}: the object is not named:\n{logs}"
+    );
+}
+
+/// A store that stops sending mid-body: the client is closed short within
+/// the low-speed window (no resume after a stall), and the log says so.
+fn stall_mid_body_ends_the_slice_within_the_window(model: &str) {
+    let _load = garage::light_load();
+    let (proxy, server, _) = body_fixture(model, "midbody");
+    proxy.add_rule(
+        Some("GET"),
+        "/big.bin",
+        Fault::StallAfter { bytes: 200_000 },
+    );
+    let bound = Duration::from_secs(4 * (LOW_SPEED_SECS + FIRST_BYTE_SECS));
+    for mode in ["", " raw"] {
+        let request = format!("get_slice big.bin 0 1048576{mode}\r\n");
+        let started = Instant::now();
+        let (answer, closed) = answer_until_close(server.addr(), &request, bound);
+        let what = format!("--model {model}, get_slice{mode} from a store stalled mid-body");
+        assert!(
+            answer.starts_with(b"0 OK\r\n"),
+            "{what}: {:?}",
+            String::from_utf8_lossy(&answer[..answer.len().min(80)])
+        );
+        assert!(closed, "{what}: still open after {bound:?}");
+        assert!(answer.len() < 1 << 20, "{what}: the whole slice came");
+        eprintln!(
+            "{what}: {} bytes, closed after {:?}",
+            answer.len(),
+            started.elapsed()
+        );
+    }
+    let logs = server.stderr();
+    assert!(
+        logs.contains("stalled") || logs.contains("sent nothing"),
+        "--model {model}: the cause is not logged:\n{logs}"
+    );
+    assert!(
+        !logs.contains("broke off"),
+        "--model {model}: a stall was resumed:\n{logs}"
+    );
+}
+
+/// `HEAD` stalls, `GET` is fine: a slice past one version check (9 MiB)
+/// arrives whole and byte-exact, its last check given up after a second
+/// (the version is then unknown, and the slice ends as it began), with no
+/// resume.
+fn stalled_head_delays_no_slice(model: &str) {
+    let _load = garage::light_load();
+    let (proxy, server, huge) = body_fixture(model, "head");
+    proxy.add_rule(Some("HEAD"), "/huge.bin", Fault::Stall);
+    for mode in [" raw", ""] {
+        let request = format!("get_slice huge.bin 0 {}{mode}\r\n", huge.len());
+        let answer = whole_slice(server.addr(), &request, huge.len(), mode);
+        let what = format!("--model {model}, get_slice{mode} with HEAD stalled");
+        assert!(
+            answer == huge,
+            "{what}: the slice is not byte-exact ({} bytes)",
+            answer.len()
+        );
+    }
+    let logs = server.stderr();
+    assert!(
+        !logs.contains("broke off"),
+        "--model {model}: a needless resume:\n{logs}"
+    );
+}
+
+/// Reads one slice answer of `size` bytes (raw or base64) and returns its
+/// decoded bytes.
+fn whole_slice(addr: SocketAddr, request: &str, size: usize, mode: &str) -> Vec<u8> {
+    let mut client = TcpStream::connect(addr).expect("connect");
+    client
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    client.write_all(request.as_bytes()).unwrap();
+    client.write_all(b"quit\r\n").unwrap();
+    let mut answer = Vec::new();
+    let _ = client.read_to_end(&mut answer);
+    let text = &answer[..];
+    if mode == " raw" {
+        let head = b"0 OK\r\nContent-Length: ";
+        assert!(
+            text.starts_with(head),
+            "{:?}",
+            String::from_utf8_lossy(&text[..text.len().min(80)])
+        );
+        let body_at = text
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a head")
+            + 4;
+        return text[body_at..(body_at + size).min(text.len())].to_vec();
+    }
+    let rest = text.strip_prefix(b"0 OK\r\n").expect("0 OK");
+    let end = rest
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .unwrap_or(rest.len());
+    base64_simd::STANDARD
+        .decode_to_vec(&rest[..end])
+        .expect("valid base64")
+}
+
+mod a_trickling_store_is_cut_at_the_floor {
+    per_model!(
+        #[ignore = "full tier: needs Garage 2.5.0 (cargo install garage)"]
+        super::trickling_store_is_cut_at_the_floor
+    );
+}
+
+mod a_stall_mid_body_ends_the_slice_within_the_window {
+    per_model!(
+        #[ignore = "full tier: needs Garage 2.5.0 (cargo install garage)"]
+        super::stall_mid_body_ends_the_slice_within_the_window
+    );
+}
+
+mod a_stalled_head_delays_no_slice {
+    per_model!(
+        #[ignore = "full tier: needs Garage 2.5.0 (cargo install garage)"]
+        super::stalled_head_delays_no_slice
+    );
+}

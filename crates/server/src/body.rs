@@ -430,8 +430,7 @@ mod tests {
                     mut buf,
                     want,
                 }) => {
-                    buf.resize(want, 0);
-                    let r = crate::storage::read_exact(&mut *reader, &mut buf).map(|()| buf);
+                    let r = reader.read_block(&mut buf, want).map(|()| buf);
                     body.resume(reader, r)?;
                 }
                 BodyNext::Read(_) | BodyNext::Waiting => unreachable!(),

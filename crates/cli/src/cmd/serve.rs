@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use hftp_server::session::SessionConfig;
-use hftp_server::storage::{LocalDir, ObjectStorage, ObjectUrl, StatCache, Storage};
+use hftp_server::storage::{LocalDir, LowSpeed, ObjectStorage, ObjectUrl, StatCache, Storage};
 use hftp_server::{listen, AddressRules, Config, Model, TlsSettings};
 
 use crate::logging::{self, LogFormat};
@@ -137,6 +137,27 @@ pub struct Args {
         env = "HFTP_S3_FIRST_BYTE_TIMEOUT"
     )]
     s3_first_byte_timeout: u64,
+    /// With --storage s3://...: the low-speed floor of a slice's body, in
+    /// bytes a second, as curl's --speed-limit: a store that sends less
+    /// for --s3-low-speed-time seconds (only the time spent waiting for
+    /// the store counts, never a slow client's) ends the slice, closed
+    /// short and logged. 0: only a store that sends nothing that long.
+    #[arg(
+        long,
+        default_value_t = 16384,
+        value_name = "BYTES",
+        env = "HFTP_S3_LOW_SPEED_LIMIT"
+    )]
+    s3_low_speed_limit: u64,
+    /// With --storage s3://...: the window of --s3-low-speed-limit, and
+    /// the longest a client waits for a byte once a slice's body started.
+    #[arg(
+        long,
+        default_value_t = 10,
+        value_name = "SECS",
+        env = "HFTP_S3_LOW_SPEED_TIME"
+    )]
+    s3_low_speed_time: u64,
     /// With --storage s3://...: serve even if the start-up check of the
     /// bucket fails (store unreachable, bucket missing, access denied),
     /// logging why as a warning; requests that need the store are answered
@@ -492,7 +513,11 @@ impl Served {
                 let storage = ObjectStorage::from_env(url.clone(), args.s3_instance_credentials)
                     .map_err(|e| anyhow::anyhow!("cannot serve {url}: {e}"))?
                     .with_splice(args.s3_splice)
-                    .with_first_byte_timeout(seconds(args.s3_first_byte_timeout.max(1)));
+                    .with_first_byte_timeout(seconds(args.s3_first_byte_timeout.max(1)))
+                    .with_low_speed(LowSpeed {
+                        limit: args.s3_low_speed_limit,
+                        time: seconds(args.s3_low_speed_time.max(1)),
+                    });
                 // Once, before any port is bound or driver started.
                 match storage.probe() {
                     Ok(()) => {}

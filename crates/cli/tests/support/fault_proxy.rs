@@ -12,6 +12,9 @@
 //! Faults:
 //! - [`Fault::Stall`]: the request is read and never answered, and the
 //!   connection is held open (a store node that hangs on one key).
+//! - [`Fault::Trickle`]: the answer comes at so many bytes a second.
+//! - [`Fault::StallAfter`]: the answer's first bytes come, then nothing,
+//!   the connection held open (a node that hangs mid-body).
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -23,6 +26,8 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Copy, Debug)]
 pub enum Fault {
     Stall,
+    Trickle { bytes_per_sec: u64 },
+    StallAfter { bytes: u64 },
 }
 
 #[derive(Clone)]
@@ -142,8 +147,11 @@ impl Drop for FaultProxy {
 
 /// Serves one client connection: request heads in order, each forwarded
 /// or faulted.
-fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
+fn serve(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
     let mut upstream: Option<TcpStream> = None;
+    // How the answers of this connection flow back, from the request a
+    // rule caught on.
+    let answers: Arc<Mutex<Option<Fault>>> = Arc::new(Mutex::new(None));
     let mut buf = Vec::new();
     while let Some(head_len) = read_head(&client, &mut buf)? {
         let head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
@@ -164,6 +172,7 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
             shared.caught_more.notify_all();
             match rule.fault {
                 Fault::Stall => return stall(&client, shared),
+                fault => *answers.lock().unwrap() = Some(fault),
             }
         }
         let body_len = content_length(&head);
@@ -173,7 +182,8 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
                 let up = TcpStream::connect(shared.upstream)?;
                 up.set_nodelay(true)?;
                 let (from, to) = (up.try_clone()?, client.try_clone()?);
-                std::thread::spawn(move || copy_answers(from, to));
+                let (answers, shared) = (Arc::clone(&answers), Arc::clone(shared));
+                std::thread::spawn(move || copy_answers(from, to, &answers, &shared));
                 upstream.insert(up)
             }
         };
@@ -250,8 +260,59 @@ fn stall(client: &TcpStream, shared: &Shared) -> io::Result<()> {
     Ok(())
 }
 
-/// Copies the store's answers back to the client until either side ends.
-fn copy_answers(mut from: TcpStream, mut to: TcpStream) {
-    let _ = io::copy(&mut from, &mut to);
+/// Copies the store's answers back to the client until either side ends,
+/// as the connection's fault says.
+fn copy_answers(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    answers: &Mutex<Option<Fault>>,
+    shared: &Shared,
+) {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut sent_since_fault = 0u64;
+    loop {
+        let Ok(n) = from.read(&mut buf) else { break };
+        if n == 0 {
+            break;
+        }
+        let fault = *answers.lock().unwrap();
+        let result = match fault {
+            None | Some(Fault::Stall) => to.write_all(&buf[..n]),
+            Some(Fault::Trickle { bytes_per_sec }) => {
+                // The fault itself is slowness: a tenth of the rate every
+                // tenth of a second.
+                let piece = (bytes_per_sec as usize / 10).max(1);
+                let mut result = Ok(());
+                for part in buf[..n].chunks(piece) {
+                    if shared.stopping.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    result = to.write_all(part);
+                    if result.is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                result
+            }
+            Some(Fault::StallAfter { bytes }) => {
+                let pass = (bytes.saturating_sub(sent_since_fault) as usize).min(n);
+                sent_since_fault += pass as u64;
+                let result = to.write_all(&buf[..pass]);
+                if sent_since_fault >= bytes {
+                    // Holds the answer's socket open, sending nothing (the
+                    // request side is read by the other thread).
+                    while !shared.stopping.load(Ordering::SeqCst) {
+                        std::thread::sleep(STALL_POLL);
+                    }
+                    return;
+                }
+                result
+            }
+        };
+        if result.is_err() {
+            break;
+        }
+    }
     let _ = to.shutdown(Shutdown::Write);
 }

@@ -88,6 +88,7 @@ use tokio::sync::{mpsc, Semaphore};
 use super::{ListPage, RangeReader, StepDone, Storage, StorageError, StorageStep, Unlisted};
 
 mod credentials;
+pub mod floor;
 mod http;
 mod key_calls;
 mod probe;
@@ -111,6 +112,10 @@ pub const BODY_RESUMES: u32 = 3;
 /// Bytes of a body between two checks that the object is still the
 /// version being sent (a `HEAD`, alongside the stream).
 pub const VERSION_CHECK_BYTES: u64 = 8 << 20;
+
+/// The bound on the version check before a slice's last bytes: a store
+/// whose `HEAD` stalls delays a slice by at most this.
+pub const LAST_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Keys asked for in one `ListObjectsV2` page (the most S3 returns).
 pub const PAGE_KEYS: usize = 1000;
@@ -199,6 +204,8 @@ struct Inner {
     key_calls: key_calls::KeyCalls,
     /// How long a call waits for the first byte of the store's answer.
     first_byte: Duration,
+    /// The low-speed floor of a body.
+    low_speed: floor::LowSpeed,
     process: Mutex<Option<Arc<Process>>>,
 }
 
@@ -317,7 +324,11 @@ impl ObjectStorage {
                 AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
                 "2s",
             )
-            .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), "10s")
+            // The client's own timeout covers a whole request, body
+            // included, and reads as any broken body in its error: the
+            // bounds that matter are ours (first byte, the low-speed floor
+            // of a body), so this one is only a last resort.
+            .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), "300s")
             .with_retry(RetryConfig {
                 backoff: BackoffConfig {
                     init_backoff: Duration::from_millis(100),
@@ -350,6 +361,7 @@ impl ObjectStorage {
                 splice: true,
                 key_calls: key_calls::KeyCalls::default(),
                 first_byte: FIRST_BYTE_TIMEOUT,
+                low_speed: floor::DEFAULT,
                 process: Mutex::new(None),
             }),
         })
@@ -377,6 +389,16 @@ impl ObjectStorage {
         self
     }
 
+    /// Sets the low-speed floor of a slice's body ([`floor`]). Set once,
+    /// before the storage is shared.
+    pub fn with_low_speed(mut self, low_speed: floor::LowSpeed) -> ObjectStorage {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.low_speed = low_speed,
+            None => unreachable!("with_low_speed on a storage already shared"),
+        }
+        self
+    }
+
     pub fn url(&self) -> &ObjectUrl {
         &self.inner.url
     }
@@ -391,6 +413,10 @@ impl ObjectStorage {
 enum CallError {
     Store(object_store::Error),
     TimedOut,
+    /// A body sent nothing for this long ([`floor`]).
+    Stalled(Duration),
+    /// A body came slower than the floor ([`floor`]).
+    TooSlow(String),
     /// The runtime or client could not be made.
     Setup(StorageError),
 }
@@ -492,6 +518,17 @@ impl Inner {
                     self.url, self.first_byte
                 ),
             )),
+            CallError::Stalled(window) => StorageError::Unavailable(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "object store {}: the answer stalled, nothing for {window:?} (--s3-low-speed-time)",
+                    self.url
+                ),
+            )),
+            CallError::TooSlow(why) => StorageError::Unavailable(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("object store {}: {why}", self.url),
+            )),
             CallError::Setup(e) => e,
         }
     }
@@ -499,10 +536,27 @@ impl Inner {
     /// An error of the store as `Unavailable`, its message redacted.
     fn failure(&self, e: &object_store::Error) -> StorageError {
         StorageError::Unavailable(io::Error::other(redact(
-            &format!("object store {}: {e}", self.url),
+            &format!("object store {}: {}", self.url, causes(e)),
             &self.secrets,
         )))
     }
+}
+
+/// An error and its sources, each once: "request or response body error"
+/// alone does not tell a reset from a close or a timeout; its sources do
+/// ("connection reset by peer", "unexpected EOF", ...).
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// A failure of the store, saying which object (and from which byte) it
@@ -727,6 +781,7 @@ impl ObjectStorage {
             body: None,
             budget: Arc::new(Semaphore::new(READ_AHEAD_BYTES)),
             pending: Bytes::new(),
+            failed: None,
             resumes: 0,
         }))
     }
@@ -881,6 +936,9 @@ struct ObjectRange {
     budget: Arc<Semaphore>,
     /// What is left of the last chunk received.
     pending: Bytes,
+    /// A failure of the body taken from the channel early, for the next
+    /// read to report.
+    failed: Option<CallError>,
     resumes: u32,
 }
 
@@ -908,15 +966,19 @@ impl ObjectRange {
         let path = self.path.clone();
         let e_tag = self.e_tag.clone();
         let budget = Arc::clone(&self.budget);
+        let bounds = (self.storage.inner.first_byte, self.storage.inner.low_speed);
         process
             .runtime
-            .spawn(stream_body(store, path, start, e_tag, budget, tx));
+            .spawn(stream_body(store, path, start, e_tag, budget, bounds, tx));
         Ok(rx)
     }
 
     /// The next chunk of the body (`None`: it ended), waiting at most
     /// [`CALL_TIMEOUT`] for it.
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, CallError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         if self.body.is_none() {
             self.body = Some(self.request_rest().map_err(CallError::Setup)?);
         }
@@ -929,7 +991,11 @@ impl ObjectRange {
             Ok(item) => Ok(Some(item)),
             Err(mpsc::error::TryRecvError::Disconnected) => Ok(None),
             Err(mpsc::error::TryRecvError::Empty) => {
-                tokio::time::timeout(CALL_TIMEOUT, body.recv()).await
+                // The task ends a stalled body itself; this only bounds a
+                // task that could not (its GET is bounded by first_byte).
+                let inner = &self.storage.inner;
+                let backstop = inner.first_byte + inner.low_speed.time + CALL_TIMEOUT;
+                tokio::time::timeout(backstop, body.recv()).await
             }
         };
         match next {
@@ -980,6 +1046,16 @@ enum Version {
     Unknown,
 }
 
+/// The check before a slice's last bytes leave: bounded by
+/// [`LAST_CHECK_TIMEOUT`], after which the version is [`Version::Unknown`]
+/// and the slice ends as it began (the stream itself was pinned to the
+/// ETag by the `GET`'s answer, and resumes by `If-Match`).
+async fn last_version(store: &AmazonS3, path: &Path, e_tag: &str) -> Version {
+    tokio::time::timeout(LAST_CHECK_TIMEOUT, version(store, path, e_tag))
+        .await
+        .unwrap_or(Version::Unknown)
+}
+
 async fn version(store: &AmazonS3, path: &Path, e_tag: &str) -> Version {
     match store.head(path).await {
         Ok(meta) if meta.e_tag.as_deref() == Some(e_tag) => Version::Same,
@@ -1010,6 +1086,7 @@ async fn stream_body(
     start: Start,
     e_tag: Option<String>,
     budget: Arc<Semaphore>,
+    (first_byte, low_speed): (Duration, floor::LowSpeed),
     tx: mpsc::UnboundedSender<Result<Bytes, CallError>>,
 ) {
     // Unbounded channel, bounded bytes: each chunk is paid for first.
@@ -1028,7 +1105,7 @@ async fn stream_body(
     let mut body = match start {
         Start::Answered(body) => body,
         Start::Request(options) => {
-            match tokio::time::timeout(CALL_TIMEOUT, store.get_opts(&path, options)).await {
+            match tokio::time::timeout(first_byte, store.get_opts(&path, options)).await {
                 Ok(Ok(answer)) => answer.into_stream(),
                 Ok(Err(e)) => {
                     send(Err(CallError::Store(e)));
@@ -1045,14 +1122,27 @@ async fn stream_body(
     let mut unchecked = 0u64;
     let mut total = 0u64;
     let mut check: Option<tokio::task::JoinHandle<Version>> = None;
-    while let Some(chunk) = body.next().await {
-        let chunk = match chunk {
-            Ok(chunk) => chunk,
-            Err(e) => {
+    let mut speed = floor::SpeedFloor::new(low_speed);
+    loop {
+        // Only the wait for the store counts against the floor: the wait
+        // for budget below is the client's.
+        let asked = Instant::now();
+        let chunk = match tokio::time::timeout(speed.stall_limit(), body.next()).await {
+            Ok(Some(Ok(chunk))) => chunk,
+            Ok(Some(Err(e))) => {
                 send(Err(CallError::Store(e)));
                 return;
             }
+            Ok(None) => break,
+            Err(_) => {
+                send(Err(CallError::Stalled(speed.stall_limit())));
+                return;
+            }
         };
+        if let Err(why) = speed.record(asked.elapsed(), chunk.len() as u64) {
+            send(Err(CallError::TooSlow(why)));
+            return;
+        }
         if check.as_ref().is_some_and(|c| c.is_finished()) {
             if let Some(done) = check.take() {
                 if let Some(e) = changed(done.await.unwrap_or(Version::Unknown)) {
@@ -1084,7 +1174,7 @@ async fn stream_body(
         }
     }
     if let Some(tag) = e_tag.as_ref().filter(|_| total > VERSION_CHECK_BYTES) {
-        if let Some(e) = changed(version(&store, &path, tag).await) {
+        if let Some(e) = changed(last_version(&store, &path, tag).await) {
             send(Err(CallError::Store(e)));
             return;
         }
@@ -1129,11 +1219,16 @@ impl ObjectRange {
                 Err(e) => e,
             };
             self.body = None;
+            // A stalled or slow store has had its window: asking again
+            // would keep the client waiting longer than that.
             let final_failure = matches!(
                 failure,
                 CallError::Store(
                     object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. }
                 ) | CallError::Setup(_)
+                    | CallError::Stalled(_)
+                    | CallError::TooSlow(_)
+                    | CallError::TimedOut
             );
             if final_failure || self.resumes >= BODY_RESUMES {
                 return Err(self.read_error(failure));
@@ -1157,16 +1252,54 @@ impl ObjectRange {
         take
     }
 
-    /// Reads exactly `buf.len()` bytes, or fails with "file shrank".
-    async fn read_exact_async(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        let mut done = 0;
-        while done < buf.len() {
-            match self.read_async(&mut buf[done..]).await? {
+    /// [`RangeReader::read_block`]: waits for the first bytes, then takes
+    /// whatever else has arrived, up to `want`.
+    async fn read_block_async(&mut self, buf: &mut Vec<u8>, want: usize) -> io::Result<()> {
+        buf.resize(want, 0);
+        if want == 0 {
+            return Ok(());
+        }
+        let mut got = match self.read_async(buf).await? {
+            0 => return Err(super::shrank()),
+            n => n,
+        };
+        while got < want {
+            match self.ready_chunk() {
+                Some(chunk) => self.pending = chunk,
+                None => break,
+            }
+            got += self.take_pending(&mut buf[got..], want - got);
+        }
+        let keep = super::partial_block(got, want);
+        while got < keep {
+            match self.read_async(&mut buf[got..keep]).await? {
                 0 => return Err(super::shrank()),
-                n => done += n,
+                n => got += n,
             }
         }
+        buf.truncate(keep);
         Ok(())
+    }
+
+    /// A chunk that has already arrived, taken without waiting (errors and
+    /// the end are left for [`ObjectRange::read_async`] to find).
+    fn ready_chunk(&mut self) -> Option<Bytes> {
+        if !self.pending.is_empty() {
+            return Some(std::mem::take(&mut self.pending));
+        }
+        let body = self.body.as_mut()?;
+        match body.try_recv() {
+            Ok(Ok(chunk)) => {
+                self.budget.add_permits(permits(&chunk) as usize);
+                Some(chunk)
+            }
+            Ok(Err(e)) => {
+                // Reported by the next read, in order.
+                self.failed = Some(e);
+                None
+            }
+            Err(_) => None,
+        }
     }
 }
 
@@ -1183,6 +1316,14 @@ impl RangeReader for ObjectRange {
             other => io::Error::other(other.to_string()),
         })?;
         process.runtime.block_on(self.read_async(buf))
+    }
+
+    fn read_block(&mut self, buf: &mut Vec<u8>, want: usize) -> io::Result<()> {
+        let process = self.storage.inner.process().map_err(|e| match e {
+            StorageError::Unavailable(e) => e,
+            other => io::Error::other(other.to_string()),
+        })?;
+        process.runtime.block_on(self.read_block_async(buf, want))
     }
 
     fn block_size(&self) -> usize {

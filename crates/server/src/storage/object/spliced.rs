@@ -42,9 +42,11 @@ use object_store::path::Path;
 use object_store::signer::Signer;
 use rustix::pipe::SpliceFlags;
 
+use super::floor::SpeedFloor;
 use super::http::{self, Answer};
 use super::{
-    redact, version, ObjectStorage, Version, BODY_RESUMES, CALL_TIMEOUT, VERSION_CHECK_BYTES,
+    last_version, redact, version, ObjectStorage, Version, BODY_RESUMES, CALL_TIMEOUT,
+    VERSION_CHECK_BYTES,
 };
 use crate::pipe::Pipe;
 use crate::storage::RangeReader;
@@ -94,6 +96,8 @@ pub struct SplicedRange {
     check: Option<tokio::task::JoinHandle<Version>>,
     /// The check before the last bytes leave was made.
     end_checked: bool,
+    /// The body's measure against the low-speed floor.
+    speed: SpeedFloor,
 }
 
 /// Opens `range` (not empty) with one ranged `GET` of its own.
@@ -151,6 +155,7 @@ pub fn open(
         total: 0,
         check: None,
         end_checked: false,
+        speed: SpeedFloor::new(storage.inner.low_speed),
     }))
 }
 
@@ -215,31 +220,34 @@ impl SplicedRange {
                 },
                 Some(answer) => {
                     let left = self.end - self.pos;
-                    match move_some(answer, &mut sink, left, &self.pipe) {
+                    let (asked, stall) = (Instant::now(), self.speed.stall_limit());
+                    match move_some(answer, &mut sink, left, &self.pipe, stall) {
                         Ok(0) => io::Error::new(
                             io::ErrorKind::UnexpectedEof,
                             "the answer ended before the range did",
                         ),
                         Ok(n) => {
+                            if let Err(why) = self.speed.record(asked.elapsed(), n as u64) {
+                                return Err(
+                                    self.ended(io::Error::new(io::ErrorKind::TimedOut, why))
+                                );
+                            }
                             self.moved(n as u64);
                             return Ok(n);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+                        // Nothing for a whole window: asking again would
+                        // keep the client waiting longer than that.
+                        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                            return Err(self.ended(e));
+                        }
                         Err(e) => e,
                     }
                 }
             };
             self.answer = None;
             if self.resumes >= BODY_RESUMES {
-                return Err(io::Error::new(
-                    failure.kind(),
-                    format!(
-                        "{failure} (object {} from byte {}, after {} resumes)",
-                        self.storage.key(self.name.as_str()),
-                        self.pos,
-                        self.resumes
-                    ),
-                ));
+                return Err(self.ended(failure));
             }
             self.resumes += 1;
             tracing::warn!(
@@ -249,6 +257,19 @@ impl SplicedRange {
                 "the store's answer broke off ({failure}): asking again from where it stopped"
             );
         }
+    }
+
+    /// The failure that ends the slice, saying where.
+    fn ended(&self, failure: io::Error) -> io::Error {
+        io::Error::new(
+            failure.kind(),
+            format!(
+                "{failure} (object {} from byte {}, after {} resumes)",
+                self.storage.key(self.name.as_str()),
+                self.pos,
+                self.resumes
+            ),
+        )
     }
 
     /// A new `GET` of the rest of the range, pinned to the version.
@@ -336,10 +357,7 @@ impl SplicedRange {
             let (store, path) = (process.store.clone(), self.path.clone());
             outcome = process
                 .runtime
-                .block_on(async {
-                    tokio::time::timeout(CALL_TIMEOUT, version(&store, &path, tag)).await
-                })
-                .unwrap_or(Version::Unknown);
+                .block_on(async { last_version(&store, &path, tag).await });
         }
         match outcome {
             Version::Replaced => Err(self.replaced()),
@@ -356,8 +374,9 @@ fn move_some(
     sink: &mut Sink<'_>,
     left: u64,
     pipe: &Pipe,
+    stall: Duration,
 ) -> io::Result<usize> {
-    let deadline = Instant::now() + http::ANSWER_TIMEOUT;
+    let deadline = Instant::now() + stall;
     loop {
         let early = &answer.early[answer.early_pos..];
         let result = match sink {
@@ -406,7 +425,7 @@ fn move_some(
                         return Err(e);
                     }
                 }
-                http::wait_readable(&answer.socket, deadline, http::ANSWER_TIMEOUT)?;
+                http::wait_readable(&answer.socket, deadline, stall)?;
             }
             Err(e) => return Err(e),
         }
@@ -432,6 +451,12 @@ impl RangeReader for SplicedRange {
         let n = self.transfer(Sink::Buf(buf))?;
         self.verify()?;
         Ok(n)
+    }
+
+    /// What has arrived, as soon as something has: `0 OK` goes out with
+    /// the first bytes of the store's answer.
+    fn read_block(&mut self, buf: &mut Vec<u8>, want: usize) -> io::Result<()> {
+        crate::storage::read_some_block(self, buf, want)
     }
 
     fn block_size(&self) -> usize {

@@ -42,8 +42,10 @@ impl ObjectStorage {
                 .and_then(|r| r.downcast_mut::<ObjectRange>())
             {
                 Some(streamed) => {
-                    buf.resize(want, 0);
-                    let result = streamed.read_exact_async(&mut buf).await.map(|()| buf);
+                    let result = streamed
+                        .read_block_async(&mut buf, want)
+                        .await
+                        .map(|()| buf);
                     StorageReply::Read {
                         reader,
                         buf: result,
@@ -63,12 +65,12 @@ impl ObjectStorage {
         mode: SliceMode,
     ) -> StorageReply {
         let want = next_block(&*reader, range.size, mode);
-        let mut buf = vec![0; want];
+        let mut buf = Vec::new();
         let read = match reader
             .as_any_mut()
             .and_then(|r| r.downcast_mut::<ObjectRange>())
         {
-            Some(streamed) => streamed.read_exact_async(&mut buf).await,
+            Some(streamed) => streamed.read_block_async(&mut buf, want).await,
             None => {
                 let (reader, buf) =
                     match self.blocking(StorageStep::Read { reader, buf, want }).await {
