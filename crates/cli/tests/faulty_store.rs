@@ -355,8 +355,9 @@ fn stalled_head_delays_no_slice(model: &str) {
         let what = format!("--model {model}, get_slice{mode} with HEAD stalled");
         assert!(
             answer == huge,
-            "{what}: the slice is not byte-exact ({} bytes)",
-            answer.len()
+            "{what}: the slice is not byte-exact ({} bytes)\n{}",
+            answer.len(),
+            server.stderr()
         );
     }
     let logs = server.stderr();

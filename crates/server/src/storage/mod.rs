@@ -225,19 +225,11 @@ pub fn read_exact<R: RangeReader + ?Sized>(reader: &mut R, buf: &mut [u8]) -> io
     Ok(())
 }
 
-/// How many of `got` bytes (of `want`) a partial block keeps: whole groups
-/// of 3, unless it is all of `want`. `got` of 1 or 2 keeps a whole group
-/// of 3 when `want` has one, so the caller reads up to that first.
+/// How many bytes a partial block of `want` holds once `got` have been
+/// read: `got` rounded up to whole groups of 3 (the caller reads the one
+/// or two bytes more), at most `want`. Bytes read are never dropped.
 pub fn partial_block(got: usize, want: usize) -> usize {
-    if got >= want {
-        return want;
-    }
-    let whole = got - got % 3;
-    if whole > 0 {
-        whole
-    } else {
-        want.min(3)
-    }
+    got.div_ceil(3).saturating_mul(3).min(want)
 }
 
 /// [`RangeReader::read_block`] for a reader whose `read` returns what has
@@ -273,4 +265,19 @@ pub fn shrank() -> io::Error {
         io::ErrorKind::UnexpectedEof,
         "file shrank while its slice was being sent",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partial_block;
+
+    #[test]
+    fn partial_blocks_round_up_to_whole_groups_of_three_within_want() {
+        assert_eq!(partial_block(1, 1 << 20), 3);
+        assert_eq!(partial_block(3, 1 << 20), 3);
+        assert_eq!(partial_block(16_385, 1 << 20), 16_386);
+        assert_eq!(partial_block(4, 5), 5, "the last piece need not be whole");
+        assert_eq!(partial_block(7, 7), 7);
+        assert_eq!(partial_block(9, 7), 7);
+    }
 }
