@@ -403,6 +403,48 @@ fn whole_slice(addr: SocketAddr, request: &str, size: usize, mode: &str) -> Vec<
         .expect("valid base64")
 }
 
+/// One byte flipped in the store's answer for a whole object: its base64
+/// slice is closed short, never sent whole with the wrong byte, and the
+/// log says MD5. (The same object unharmed is served whole and verified
+/// by `a_stalled_head_delays_no_slice`.)
+fn flipped_byte_of_a_whole_object_is_never_served(model: &str) {
+    let _load = garage::light_load();
+    let (proxy, server, huge) = body_fixture(model, "flip");
+    let size = 1 << 20;
+    proxy.add_rule(Some("GET"), "/big.bin", Fault::FlipByte { at: 500_000 });
+    let request = format!("get_slice big.bin 0 {size}\r\n");
+    let bound = Duration::from_secs(120);
+    let (answer, closed) = answer_until_close(server.addr(), &request, bound);
+    assert!(closed, "--model {model}: still open after {bound:?}");
+    let whole = {
+        let mut expected = b"0 OK\r\n".to_vec();
+        expected.extend_from_slice(
+            base64_simd::STANDARD
+                .encode_to_string(&huge[..size])
+                .as_bytes(),
+        );
+        expected.extend_from_slice(b"\r\n");
+        expected
+    };
+    assert!(
+        answer.len() < whole.len(),
+        "--model {model}: a corrupt whole object was served as a complete slice"
+    );
+    let logs = server.stderr();
+    assert!(
+        logs.contains("MD5"),
+        "--model {model}: the mismatch is not logged:\n{logs}"
+    );
+    drop(proxy);
+}
+
+mod a_flipped_byte_of_a_whole_object_is_never_served {
+    per_model!(
+        #[ignore = "full tier: needs Garage 2.5.0 (cargo install garage)"]
+        super::flipped_byte_of_a_whole_object_is_never_served
+    );
+}
+
 mod a_trickling_store_is_cut_at_the_floor {
     per_model!(
         #[ignore = "full tier: needs Garage 2.5.0 (cargo install garage)"]

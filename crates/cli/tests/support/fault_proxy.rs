@@ -15,6 +15,8 @@
 //! - [`Fault::Trickle`]: the answer comes at so many bytes a second.
 //! - [`Fault::StallAfter`]: the answer's first bytes come, then nothing,
 //!   the connection held open (a node that hangs mid-body).
+//! - [`Fault::FlipByte`]: one byte of the answer, so many bytes in,
+//!   inverted (a disk or a network that corrupts silently).
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -28,6 +30,7 @@ pub enum Fault {
     Stall,
     Trickle { bytes_per_sec: u64 },
     StallAfter { bytes: u64 },
+    FlipByte { at: u64 },
 }
 
 #[derive(Clone)]
@@ -294,6 +297,14 @@ fn copy_answers(
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 result
+            }
+            Some(Fault::FlipByte { at }) => {
+                let start = sent_since_fault;
+                sent_since_fault += n as u64;
+                if (start..sent_since_fault).contains(&at) {
+                    buf[(at - start) as usize] ^= 0xff;
+                }
+                to.write_all(&buf[..n])
             }
             Some(Fault::StallAfter { bytes }) => {
                 let pass = (bytes.saturating_sub(sent_since_fault) as usize).min(n);

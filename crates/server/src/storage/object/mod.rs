@@ -90,6 +90,7 @@ use super::{ListPage, RangeReader, StepDone, Storage, StorageError, StorageStep,
 mod credentials;
 pub mod floor;
 mod http;
+mod integrity;
 mod key_calls;
 mod probe;
 mod spliced;
@@ -474,17 +475,6 @@ impl Inner {
         }
     }
 
-    /// [`Inner::call_within`] [`CALL_TIMEOUT`], its failure as the protocol
-    /// sees it.
-    async fn run<T, F>(&self, call: impl FnOnce(AmazonS3) -> F) -> Result<T, StorageError>
-    where
-        F: Future<Output = Result<T, object_store::Error>>,
-    {
-        self.call_within(self.first_byte, call)
-            .await
-            .map_err(|e| self.storage_error(e))
-    }
-
     /// Waits, at most `limit`, until `path` has fewer than
     /// [`key_calls::CALLS_PER_KEY`] calls in flight.
     async fn key_permit(
@@ -683,19 +673,41 @@ impl Storage for ObjectStorage {
 impl ObjectStorage {
     async fn list_page_async(&self, cursor: Option<&str>) -> Result<ListPage, StorageError> {
         let prefix = &self.inner.key_prefix;
-        let options = PaginatedListOptions {
-            delimiter: Some("/".into()),
-            max_keys: Some(PAGE_KEYS),
-            page_token: cursor.map(str::to_string),
-            ..Default::default()
+        let started = Instant::now();
+        let limit = self.inner.first_byte;
+        let mut retries = 0;
+        // A page whose answer breaks off (a node dies mid-body) is asked
+        // again, as a slice is, within the same first-byte bound.
+        let result = loop {
+            let options = PaginatedListOptions {
+                delimiter: Some("/".into()),
+                max_keys: Some(PAGE_KEYS),
+                page_token: cursor.map(str::to_string),
+                ..Default::default()
+            };
+            let left = limit.saturating_sub(started.elapsed());
+            let failure = match self
+                .inner
+                .call_within(left, |store| async move {
+                    let prefix = (!prefix.is_empty()).then_some(prefix.as_str());
+                    store.list_paginated(prefix, options).await
+                })
+                .await
+            {
+                Ok(result) => break result,
+                Err(CallError::Store(e)) if !matches!(e, object_store::Error::NotFound { .. }) => e,
+                Err(e) => return Err(self.inner.storage_error(e)),
+            };
+            if retries >= BODY_RESUMES || started.elapsed() >= limit {
+                return Err(self.inner.failure(&failure));
+            }
+            retries += 1;
+            tracing::warn!(
+                retry = retries,
+                "the store's listing failed ({}): asking again",
+                redact(&causes(&failure), &self.inner.secrets)
+            );
         };
-        let result = self
-            .inner
-            .run(|store| async move {
-                let prefix = (!prefix.is_empty()).then_some(prefix.as_str());
-                store.list_paginated(prefix, options).await
-            })
-            .await?;
         let mut unlisted = Unlisted::default();
         let mut names: Vec<String> = result
             .result
@@ -770,6 +782,12 @@ impl ObjectStorage {
         if e_tag.is_none() {
             tracing::debug!(%name, "object has no ETag: its slices are not pinned to a version");
         }
+        let whole = opened.as_ref().is_some_and(|(_, whole)| *whole);
+        let opened = opened.map(|(body, _)| body);
+        let integrity = e_tag
+            .as_deref()
+            .filter(|_| whole)
+            .and_then(integrity::Whole::for_e_tag);
         Ok(Box::new(ObjectRange {
             storage: self.clone(),
             name: name.clone(),
@@ -783,6 +801,7 @@ impl ObjectStorage {
             pending: Bytes::new(),
             failed: None,
             resumes: 0,
+            integrity,
         }))
     }
 
@@ -880,7 +899,7 @@ impl ObjectStorage {
         path: &Path,
         range: Range,
         end: u64,
-    ) -> Result<(Option<String>, Option<Body>), StorageError> {
+    ) -> Result<(Option<String>, Option<(Body, bool)>), StorageError> {
         let options = GetOptions {
             range: Some(GetRange::Bounded(range.offset..end)),
             ..Default::default()
@@ -895,7 +914,9 @@ impl ObjectStorage {
             .await
         {
             Ok(answer) if answer.range.end == end => {
-                return Ok((answer.meta.e_tag.clone(), Some(answer.into_stream())));
+                let whole = range.offset == 0 && end == answer.meta.size;
+                let e_tag = answer.meta.e_tag.clone();
+                return Ok((e_tag, Some((answer.into_stream(), whole))));
             }
             Ok(_) => return Err(StorageError::OutOfRange),
             Err(CallError::Store(object_store::Error::NotFound { .. })) => {
@@ -940,6 +961,9 @@ struct ObjectRange {
     /// read to report.
     failed: Option<CallError>,
     resumes: u32,
+    /// The MD5 of the bytes handed out, for a whole object whose ETag is
+    /// one ([`integrity`]).
+    integrity: Option<integrity::Whole>,
 }
 
 impl ObjectRange {
@@ -1242,14 +1266,25 @@ impl ObjectRange {
                 "the store's answer broke off ({why}): asking again from where it stopped"
             );
         }
-        Ok(self.take_pending(buf, want))
+        self.take_pending(buf, want)
     }
 
-    fn take_pending(&mut self, buf: &mut [u8], want: usize) -> usize {
+    fn take_pending(&mut self, buf: &mut [u8], want: usize) -> io::Result<usize> {
         let take = want.min(self.pending.len());
         buf[..take].copy_from_slice(&self.pending.split_to(take));
         self.pos += take as u64;
-        take
+        if let Some(whole) = self.integrity.as_mut() {
+            whole.update(&buf[..take]);
+            if self.pos == self.end {
+                let key = self.storage.key(self.name.as_str());
+                let result = self.integrity.take().map_or(Ok(()), |w| w.verify(&key));
+                if let Err(e) = result {
+                    tracing::error!(object = %key, "{e}");
+                    return Err(e);
+                }
+            }
+        }
+        Ok(take)
     }
 
     /// [`RangeReader::read_block`]: waits for the first bytes, then takes
@@ -1268,7 +1303,7 @@ impl ObjectRange {
                 Some(chunk) => self.pending = chunk,
                 None => break,
             }
-            got += self.take_pending(&mut buf[got..], want - got);
+            got += self.take_pending(&mut buf[got..], want - got)?;
         }
         let keep = super::partial_block(got, want);
         while got < keep {
@@ -1309,7 +1344,7 @@ impl RangeReader for ObjectRange {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let want = (buf.len() as u64).min(self.end - self.pos) as usize;
         if want > 0 && !self.pending.is_empty() {
-            return Ok(self.take_pending(buf, want));
+            return self.take_pending(buf, want);
         }
         let process = self.storage.inner.process().map_err(|e| match e {
             StorageError::Unavailable(e) => e,
