@@ -273,8 +273,7 @@ fn copy_answers(
 ) {
     let mut buf = vec![0u8; 64 << 10];
     let mut sent_since_fault = 0u64;
-    loop {
-        let Ok(n) = from.read(&mut buf) else { break };
+    while let Ok(n) = from.read(&mut buf) {
         if n == 0 {
             break;
         }
