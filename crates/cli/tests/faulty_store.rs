@@ -465,3 +465,48 @@ mod a_stalled_head_delays_no_slice {
         super::stalled_head_delays_no_slice
     );
 }
+
+/// A body closed cleanly mid-way (a node dying), and the store's own
+/// `503` twice: both recover, the slice arrives whole and byte-exact
+/// (a resume from where the body stopped; the S3 client's retries).
+fn broken_answers_recover_byte_exact(model: &str) {
+    let _load = garage::light_load();
+    let (proxy, server, huge) = body_fixture(model, "recover");
+    let size = 1 << 20;
+    for mode in ["", " raw"] {
+        let request = format!("get_slice big.bin 0 {size}{mode}\r\n");
+        proxy.add_rule_times(
+            Some("GET"),
+            "/big.bin",
+            Fault::CloseAfter { bytes: 300_000 },
+            1,
+        );
+        let answer = whole_slice(server.addr(), &request, size, mode);
+        assert!(
+            answer == huge[..size],
+            "--model {model}, get_slice{mode} after a body closed mid-way: not byte-exact ({} bytes)\n{}",
+            answer.len(),
+            server.stderr()
+        );
+        proxy.add_rule_times(Some("GET"), "/big.bin", Fault::Status(503), 2);
+        let answer = whole_slice(server.addr(), &request, size, mode);
+        assert!(
+            answer == huge[..size],
+            "--model {model}, get_slice{mode} after two 503s: not byte-exact ({} bytes)\n{}",
+            answer.len(),
+            server.stderr()
+        );
+    }
+    let logs = server.stderr();
+    assert!(
+        logs.contains("broke off"),
+        "--model {model}: no resume logged:\n{logs}"
+    );
+}
+
+mod broken_answers_recover_byte_exact {
+    per_model!(
+        #[ignore = "full tier: needs Garage 2.5.0 (cargo install garage)"]
+        super::broken_answers_recover_byte_exact
+    );
+}

@@ -17,6 +17,13 @@
 //!   the connection held open (a node that hangs mid-body).
 //! - [`Fault::FlipByte`]: one byte of the answer, so many bytes in,
 //!   inverted (a disk or a network that corrupts silently).
+//! - [`Fault::CloseAfter`]: the answer's first bytes come, then the
+//!   connection is closed cleanly (a node that dies mid-body).
+//! - [`Fault::Status`]: an empty answer with that status (`503 Slow
+//!   Down`, `500`), as the store's own error.
+//!
+//! A rule may apply to its first N requests only
+//! ([`FaultProxy::add_rule_times`]): the store then recovers.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -31,6 +38,8 @@ pub enum Fault {
     Trickle { bytes_per_sec: u64 },
     StallAfter { bytes: u64 },
     FlipByte { at: u64 },
+    CloseAfter { bytes: u64 },
+    Status(u16),
 }
 
 #[derive(Clone)]
@@ -40,6 +49,8 @@ struct Rule {
     /// Caught when the request's target contains this.
     target_contains: String,
     fault: Fault,
+    /// Requests it still applies to; `None`: all.
+    remaining: Option<usize>,
 }
 
 struct Shared {
@@ -103,10 +114,32 @@ impl FaultProxy {
     /// Applies `fault` to every request (of `method`, or any) whose target
     /// contains `target_contains`.
     pub fn add_rule(&self, method: Option<&'static str>, target_contains: &str, fault: Fault) {
+        self.push(method, target_contains, fault, None);
+    }
+
+    /// [`FaultProxy::add_rule`] for the first `times` matching requests.
+    pub fn add_rule_times(
+        &self,
+        method: Option<&'static str>,
+        target_contains: &str,
+        fault: Fault,
+        times: usize,
+    ) {
+        self.push(method, target_contains, fault, Some(times));
+    }
+
+    fn push(
+        &self,
+        method: Option<&'static str>,
+        target_contains: &str,
+        fault: Fault,
+        remaining: Option<usize>,
+    ) {
         self.shared.rules.lock().unwrap().push(Rule {
             method,
             target_contains: target_contains.to_string(),
             fault,
+            remaining,
         });
     }
 
@@ -163,20 +196,38 @@ fn serve(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
             words.next().unwrap_or("").to_string(),
             words.next().unwrap_or("").to_string(),
         );
-        let rule = shared
-            .rules
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|r| r.method.is_none_or(|m| m == method) && target.contains(&r.target_contains))
-            .cloned();
+        let rule = {
+            let mut rules = shared.rules.lock().unwrap();
+            let found = rules.iter_mut().find(|r| {
+                r.method.is_none_or(|m| m == method)
+                    && target.contains(&r.target_contains)
+                    && r.remaining != Some(0)
+            });
+            found.map(|r| {
+                if let Some(left) = r.remaining.as_mut() {
+                    *left -= 1;
+                }
+                r.clone()
+            })
+        };
         if let Some(rule) = rule {
             *shared.caught.lock().unwrap() += 1;
             shared.caught_more.notify_all();
             match rule.fault {
                 Fault::Stall => return stall(&client, shared),
+                Fault::Status(code) => {
+                    // The store's own refusal, and the end of this
+                    // connection (the client opens another).
+                    let answer = format!(
+                        "HTTP/1.1 {code} Fault\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    let _ = (&client).write_all(answer.as_bytes());
+                    return Ok(());
+                }
                 fault => *answers.lock().unwrap() = Some(fault),
             }
+        } else {
+            *answers.lock().unwrap() = None;
         }
         let body_len = content_length(&head);
         let up = match &upstream {
@@ -279,7 +330,7 @@ fn copy_answers(
         }
         let fault = *answers.lock().unwrap();
         let result = match fault {
-            None | Some(Fault::Stall) => to.write_all(&buf[..n]),
+            None | Some(Fault::Stall) | Some(Fault::Status(_)) => to.write_all(&buf[..n]),
             Some(Fault::Trickle { bytes_per_sec }) => {
                 // The fault itself is slowness: a tenth of the rate every
                 // tenth of a second.
@@ -304,6 +355,17 @@ fn copy_answers(
                     buf[(at - start) as usize] ^= 0xff;
                 }
                 to.write_all(&buf[..n])
+            }
+            Some(Fault::CloseAfter { bytes }) => {
+                let pass = (bytes.saturating_sub(sent_since_fault) as usize).min(n);
+                sent_since_fault += pass as u64;
+                let result = to.write_all(&buf[..pass]);
+                if sent_since_fault >= bytes {
+                    let _ = to.shutdown(Shutdown::Both);
+                    let _ = from.shutdown(Shutdown::Both);
+                    return;
+                }
+                result
             }
             Some(Fault::StallAfter { bytes }) => {
                 let pass = (bytes.saturating_sub(sent_since_fault) as usize).min(n);

@@ -802,6 +802,7 @@ impl ObjectStorage {
             failed: None,
             resumes: 0,
             integrity,
+            last_byte: Instant::now(),
         }))
     }
 
@@ -964,6 +965,8 @@ struct ObjectRange {
     /// The MD5 of the bytes handed out, for a whole object whose ETag is
     /// one ([`integrity`]).
     integrity: Option<integrity::Whole>,
+    /// When the last bytes came from the store (or the range opened).
+    last_byte: Instant,
 }
 
 impl ObjectRange {
@@ -1254,7 +1257,11 @@ impl ObjectRange {
                     | CallError::TooSlow(_)
                     | CallError::TimedOut
             );
-            if final_failure || self.resumes >= BODY_RESUMES {
+            // Resumes end too once the client has gone a whole low-speed
+            // window without a byte: the bound is on its wait, not on
+            // the number of tries.
+            let waited_out = self.last_byte.elapsed() >= self.storage.inner.low_speed.time;
+            if final_failure || waited_out || self.resumes >= BODY_RESUMES {
                 return Err(self.read_error(failure));
             }
             self.resumes += 1;
@@ -1273,6 +1280,9 @@ impl ObjectRange {
         let take = want.min(self.pending.len());
         buf[..take].copy_from_slice(&self.pending.split_to(take));
         self.pos += take as u64;
+        if take > 0 {
+            self.last_byte = Instant::now();
+        }
         if let Some(whole) = self.integrity.as_mut() {
             whole.update(&buf[..take]);
             if self.pos == self.end {

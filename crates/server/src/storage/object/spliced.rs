@@ -98,6 +98,8 @@ pub struct SplicedRange {
     end_checked: bool,
     /// The body's measure against the low-speed floor.
     speed: SpeedFloor,
+    /// When the last bytes came from the store (or the range opened).
+    last_byte: Instant,
 }
 
 /// Opens `range` (not empty) with one ranged `GET` of its own.
@@ -156,6 +158,7 @@ pub fn open(
         check: None,
         end_checked: false,
         speed: SpeedFloor::new(storage.inner.low_speed),
+        last_byte: Instant::now(),
     }))
 }
 
@@ -246,7 +249,10 @@ impl SplicedRange {
                 }
             };
             self.answer = None;
-            if self.resumes >= BODY_RESUMES {
+            // Resumes end once the client went a whole low-speed window
+            // without a byte.
+            let waited_out = self.last_byte.elapsed() >= self.storage.inner.low_speed.time;
+            if waited_out || self.resumes >= BODY_RESUMES {
                 return Err(self.ended(failure));
             }
             self.resumes += 1;
@@ -317,6 +323,7 @@ impl SplicedRange {
     /// Counts `n` bytes moved, and starts a version check every
     /// [`VERSION_CHECK_BYTES`].
     fn moved(&mut self, n: u64) {
+        self.last_byte = Instant::now();
         self.pos += n;
         self.total += n;
         self.unchecked += n;
