@@ -27,12 +27,14 @@ def load(out):
                 res[os.path.basename(path)[:-5]] = json.load(f)
         except (OSError, ValueError):
             pass
-    try:
-        # bench/object_store.sh keeps its own directory (run.sh wipes results/).
-        with open(os.path.join(out, "results-s3", "s3.json")) as f:
-            res["s3"] = json.load(f)
-    except (OSError, ValueError):
-        pass
+    # bench/object_store.sh and bench/tls.sh keep directories of their own
+    # (run.sh wipes results/).
+    for key, path in (("s3", ("results-s3", "s3.json")), ("tls", ("results-tls", "tls.json"))):
+        try:
+            with open(os.path.join(out, *path)) as f:
+                res[key] = json.load(f)
+        except (OSError, ValueError):
+            pass
     machine = {}
     try:
         with open(os.path.join(out, "machine.json")) as f:
@@ -626,6 +628,45 @@ def object_store(s3):
     return lines
 
 
+def tls_section(tls):
+    """bench/tls.sh: HFTP over TLS against plain HFTP and nginx over TLS."""
+    if not tls:
+        return []
+    loads = tls.get("loads", {})
+
+    def cell(key, unit):
+        d = loads.get(key)
+        if not d:
+            return "—", None
+        return "{} [{}–{}]".format(fmt(d["median"], unit), fmt(d["min"]), fmt(d["max"])), d["median"]
+
+    rows = []
+    for m in tls.get("models", []):
+        for label, wl, unit, ngx, need in (
+                ("get_metadata, 64 conns (req/s)", "metadata-c64", "", "nginx-tls-k1-c64", 1.0),
+                ("64 MiB raw slice, 1 conn (MB/s)", "rawm64-c1", "", "nginx-tls-range64-c1", 0.9),
+                ("64 MiB base64 slice, 1 conn (payload MB/s)", "b64m64-c1", "", None, None)):
+            t_text, t = cell(f"hftp-tls-{m}-{wl}", unit)
+            p_text, p = cell(f"hftp-plain-{m}-{wl}", unit)
+            n_text, n = cell(ngx, unit) if ngx else ("—", None)
+            vs_plain = fmt(t / p, digits=2) + "×" if t and p else "—"
+            if ngx and t and n:
+                target = f"{fmt(t / n, digits=2)}× (≥ {need}×) {verdict(t / n >= need)}"
+            else:
+                target = "—"
+            rows.append([f"`{m}`", label, t_text, p_text, vs_plain, n_text, target])
+    return ["## TLS (`bench/tls.sh`)", "",
+            "HFTP over TLS 1.3 (rustls, `--tls-cert`) against the same binary in clear text and against "
+            "nginx over TLS 1.3 (OpenSSL) serving the same files, {} rounds in one run, medians "
+            "[min–max]. Ciphers negotiated: hftp {}, nginx {}. No kernel TLS on this machine's kernel: "
+            "both servers encrypt in user space (hftp logs `kernel_tls=false`), so raw slices lose "
+            "sendfile/splice on both sides. nginx's get_metadata reference is a 1 KiB GET; its raw "
+            "reference, one 64 MiB ranged GET.".format(
+                tls.get("rounds"), tls.get("hftp_cipher") or "?", tls.get("nginx_cipher") or "?"), "",
+            table(["model", "load", "TLS", "plain", "TLS / plain", "nginx TLS", "TLS / nginx TLS (target)"], rows),
+            ""]
+
+
 def errors(res):
     errs = [(k, d) for k, d in sorted(res.items()) if isinstance(d, dict) and "workload" in d and d.get("errors")]
     lines = ["## Errors", ""]
@@ -667,7 +708,7 @@ def build(res, machine, charts_dir, md_path, notes):
     lines = (intro() + machine_and_run(machine) + references(res, C) + targets(res) + per_server_cpu(res)
              + uring_vs_poll(res) + throughput(res, C) + metadata_latency(res, C) + memory_under_load(res, C)
              + memory_big_slice(res) + memory_idle(res) + python_baseline(res) + generator(res)
-             + object_store(res.get("s3")) + errors(res) + charts(res, C, charts_dir, rel_charts))
+             + object_store(res.get("s3")) + tls_section(res.get("tls")) + errors(res) + charts(res, C, charts_dir, rel_charts))
     if notes:
         lines += [notes.rstrip(), ""]
     return "\n".join(lines)

@@ -12,7 +12,8 @@
 # Environment: HFTP_BIN (use this binary, skip the build), DUR (seconds per
 # load, default 3), CONNS (default "1 16 64 256 1024"), MODELS (default all),
 # IDLE (idle connections for async, poll and uring, default 10000), NO_REPORT=1,
-# OBJECT_STORE=0 (skip bench/object_store.sh, hftp over Garage against Garage).
+# OBJECT_STORE=0 (skip bench/object_store.sh, hftp over Garage against Garage),
+# TLS=0 (skip bench/tls.sh, hftp over TLS against plain and nginx over TLS).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -215,6 +216,12 @@ stop_server
 if [ "${OBJECT_STORE:-1}" = 1 ]; then
   log "object store (bench/object_store.sh)"
   HFTP_BIN=$HFTP bash "$ROOT/bench/object_store.sh"
+fi
+
+# --- over TLS ------------------------------------------------------------------
+if [ "${TLS:-1}" = 1 ]; then
+  log "TLS (bench/tls.sh)"
+  HFTP_BIN=$HFTP DUR=$DUR bash "$ROOT/bench/tls.sh"
 fi
 
 python3 - "$OUT/machine.json" "$T0" <<'EOF'
