@@ -159,13 +159,14 @@ done
 
 log "summary"
 python3 - "$RAW" "$RES/tls.json" "$ROUNDS" "$MODELS" "$NGINX_CIPHER" "$HFTP_CIPHER" <<'PY'
-import glob, json, os, statistics, sys
+import glob, json, os, re, statistics, sys
 
 raw, out, rounds, models, nginx_cipher, hftp_cipher = sys.argv[1:]
 runs = {}
 for path in glob.glob(os.path.join(raw, "*.json")):
     name = os.path.basename(path)[:-5]
-    key, _, r = name.rpartition("-r")
+    # The round is a "-rN" part of the name: runs of one load share a key.
+    key = re.sub(r"-r\d+(?=-|$)", "", name)
     try:
         with open(path) as f:
             d = json.load(f)

@@ -319,8 +319,9 @@ fn stall_mid_body_ends_the_slice_within_the_window(model: &str) {
         let what = format!("--model {model}, get_slice{mode} from a store stalled mid-body");
         assert!(
             answer.starts_with(b"0 OK\r\n"),
-            "{what}: {:?}",
-            String::from_utf8_lossy(&answer[..answer.len().min(80)])
+            "{what}: {:?}\n{}",
+            String::from_utf8_lossy(&answer[..answer.len().min(80)]),
+            server.stderr()
         );
         assert!(closed, "{what}: still open after {bound:?}");
         assert!(answer.len() < 1 << 20, "{what}: the whole slice came");

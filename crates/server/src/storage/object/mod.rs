@@ -114,6 +114,9 @@ pub const BODY_RESUMES: u32 = 3;
 /// version being sent (a `HEAD`, alongside the stream).
 pub const VERSION_CHECK_BYTES: u64 = 8 << 20;
 
+/// The least a resumed `GET` is given for its answer's head.
+const MIN_RESUME_WAIT: Duration = Duration::from_millis(100);
+
 /// The bound on the version check before a slice's last bytes: a store
 /// whose `HEAD` stalls delays a slice by at most this.
 pub const LAST_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -993,7 +996,19 @@ impl ObjectRange {
         let path = self.path.clone();
         let e_tag = self.e_tag.clone();
         let budget = Arc::clone(&self.budget);
-        let bounds = (self.storage.inner.first_byte, self.storage.inner.low_speed);
+        // A resume's GET gets what is left of the client's window without
+        // a byte, so that no resume makes it wait longer than that.
+        let inner = &self.storage.inner;
+        let window_left = inner
+            .low_speed
+            .time
+            .saturating_sub(self.last_byte.elapsed());
+        let head_within = if self.resumes == 0 {
+            inner.first_byte
+        } else {
+            inner.first_byte.min(window_left).max(MIN_RESUME_WAIT)
+        };
+        let bounds = (head_within, inner.low_speed);
         process
             .runtime
             .spawn(stream_body(store, path, start, e_tag, budget, bounds, tx));
@@ -1150,26 +1165,36 @@ async fn stream_body(
     let mut total = 0u64;
     let mut check: Option<tokio::task::JoinHandle<Version>> = None;
     let mut speed = floor::SpeedFloor::new(low_speed);
+    let mut streaming = false;
     loop {
         // Only the wait for the store counts against the floor: the wait
-        // for budget below is the client's.
+        // for budget below is the client's. The first bytes are the
+        // first-byte bound's to wait for; the floor starts after them.
         let asked = Instant::now();
-        let chunk = match tokio::time::timeout(speed.stall_limit(), body.next()).await {
+        let limit = if streaming { speed.stall_limit() } else { first_byte };
+        let chunk = match tokio::time::timeout(limit, body.next()).await {
             Ok(Some(Ok(chunk))) => chunk,
             Ok(Some(Err(e))) => {
                 send(Err(CallError::Store(e)));
                 return;
             }
             Ok(None) => break,
+            Err(_) if streaming => {
+                send(Err(CallError::Stalled(limit)));
+                return;
+            }
             Err(_) => {
-                send(Err(CallError::Stalled(speed.stall_limit())));
+                send(Err(CallError::TimedOut));
                 return;
             }
         };
-        if let Err(why) = speed.record(asked.elapsed(), chunk.len() as u64) {
-            send(Err(CallError::TooSlow(why)));
-            return;
+        if streaming {
+            if let Err(why) = speed.record(asked.elapsed(), chunk.len() as u64) {
+                send(Err(CallError::TooSlow(why)));
+                return;
+            }
         }
+        streaming = true;
         if check.as_ref().is_some_and(|c| c.is_finished()) {
             if let Some(done) = check.take() {
                 if let Some(e) = changed(done.await.unwrap_or(Version::Unknown)) {

@@ -286,7 +286,18 @@ impl SplicedRange {
             &url,
             (self.pos, self.end),
             self.e_tag.as_deref(),
-            self.storage.inner.first_byte,
+            // What is left of the client's window without a byte.
+            self.storage
+                .inner
+                .first_byte
+                .min(
+                    self.storage
+                        .inner
+                        .low_speed
+                        .time
+                        .saturating_sub(self.last_byte.elapsed()),
+                )
+                .max(MIN_HEAD_WAIT),
         )
         .map_err(Reopen::Again)?;
         match answer.status {
