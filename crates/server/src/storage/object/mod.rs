@@ -114,6 +114,14 @@ pub const BODY_RESUMES: u32 = 3;
 /// version being sent (a `HEAD`, alongside the stream).
 pub const VERSION_CHECK_BYTES: u64 = 8 << 20;
 
+/// How long a block gathers a streamed body after its first bytes, at
+/// most: past it, what has come goes to the client.
+const GATHER: Duration = Duration::from_millis(100);
+
+/// How long a block waits for the store's next bytes before what it has
+/// goes to the client.
+const LINGER: Duration = Duration::from_millis(5);
+
 /// The least a resumed `GET` is given for its answer's head.
 const MIN_RESUME_WAIT: Duration = Duration::from_millis(100);
 
@@ -806,6 +814,7 @@ impl ObjectStorage {
             resumes: 0,
             integrity,
             last_byte: Instant::now(),
+            deferred: None,
         }))
     }
 
@@ -970,6 +979,8 @@ struct ObjectRange {
     integrity: Option<integrity::Whole>,
     /// When the last bytes came from the store (or the range opened).
     last_byte: Instant,
+    /// The failure that ended a block gathered before it: the next read's.
+    deferred: Option<io::Error>,
 }
 
 impl ObjectRange {
@@ -1171,7 +1182,11 @@ async fn stream_body(
         // for budget below is the client's. The first bytes are the
         // first-byte bound's to wait for; the floor starts after them.
         let asked = Instant::now();
-        let limit = if streaming { speed.stall_limit() } else { first_byte };
+        let limit = if streaming {
+            speed.stall_limit()
+        } else {
+            first_byte
+        };
         let chunk = match tokio::time::timeout(limit, body.next()).await {
             Ok(Some(Ok(chunk))) => chunk,
             Ok(Some(Err(e))) => {
@@ -1253,6 +1268,9 @@ impl ObjectRange {
     /// Copies what it has of the body, at most one chunk, into `buf`,
     /// waiting (as a task) for the next chunk when it has none.
     async fn read_async(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(e) = self.deferred.take() {
+            return Err(e);
+        }
         let want = (buf.len() as u64).min(self.end - self.pos) as usize;
         if want == 0 {
             return Ok(0);
@@ -1333,18 +1351,47 @@ impl ObjectRange {
             0 => return Err(super::shrank()),
             n => n,
         };
+        // Then more, while the store keeps sending: a whole block from a
+        // store that streams (few steps, few wake-ups), what has come so
+        // far from one that trickles or stops.
+        let first = Instant::now();
         while got < want {
-            match self.ready_chunk() {
-                Some(chunk) => self.pending = chunk,
-                None => break,
+            if let Some(chunk) = self.ready_chunk() {
+                self.pending = chunk;
+                got += self.take_pending(&mut buf[got..], want - got)?;
+                continue;
             }
-            got += self.take_pending(&mut buf[got..], want - got)?;
+            let left = GATHER.saturating_sub(first.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            // `read_async` only awaits the channel, which a timeout may
+            // cancel without losing anything.
+            match tokio::time::timeout(left.min(LINGER), self.read_async(&mut buf[got..want])).await
+            {
+                Ok(Ok(0)) | Err(_) => break,
+                Ok(Ok(n)) => got += n,
+                // What was gathered goes out first; the next read fails.
+                Ok(Err(e)) => {
+                    self.deferred = Some(e);
+                    break;
+                }
+            }
         }
-        let keep = super::partial_block(got, want);
+        let mut keep = super::partial_block(got, want);
         while got < keep {
-            match self.read_async(&mut buf[got..keep]).await? {
-                0 => return Err(super::shrank()),
-                n => got += n,
+            match self.read_async(&mut buf[got..keep]).await {
+                Ok(0) => return Err(super::shrank()),
+                Ok(n) => got += n,
+                // The body failed a byte or two short of a whole group: the
+                // slice ends with this block anyway, so the whole groups go
+                // out and the failure comes next.
+                Err(e) if got >= 3 => {
+                    keep = got - got % 3;
+                    self.deferred = Some(e);
+                    break;
+                }
+                Err(e) => return Err(e),
             }
         }
         buf.truncate(keep);
