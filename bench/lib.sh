@@ -7,6 +7,11 @@
 #                                 to LOG, and waits for its "listening on
 #                                 ADDR" line: sets SPID and ADDR
 #   stop_server                   stops SPID (TERM, KILL after 15 s)
+#   nginx_conf DIR ROOT SERVER... writes DIR/nginx.conf: nginx in the
+#                                 foreground serving ROOT, tuned as the
+#                                 benchmarks compare it, with the lines
+#                                 SERVER... (a `listen`, TLS settings) in
+#                                 its server block
 #
 # Sourcing it also sets `trap stop_server EXIT`; a script with more to clean
 # up sets its own trap, which calls stop_server.
@@ -44,3 +49,31 @@ stop_server() {
 }
 
 trap stop_server EXIT
+
+nginx_conf() { # dir root server-lines...
+  local dir=$1 root=$2
+  shift 2
+  local lines
+  lines=$(printf '    %s\n' "$@")
+  cat > "$dir/nginx.conf" <<CONF
+user root;
+worker_processes auto;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+worker_rlimit_nofile 20000;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 100000000;
+  keepalive_timeout 300;
+  default_type application/octet-stream;
+  server {
+$lines
+    root $root;
+  }
+}
+CONF
+}

@@ -132,24 +132,7 @@ kill "$IPERF_PID" 2>/dev/null || true; wait "$IPERF_PID" 2>/dev/null || true
 log "nginx"
 NGX=$OUT/nginx
 mkdir -p "$NGX"
-cat > "$NGX/nginx.conf" <<EOF
-user root;
-worker_processes auto;
-daemon off;
-pid $NGX/nginx.pid;
-error_log $NGX/error.log warn;
-worker_rlimit_nofile 20000;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 100000000;
-  keepalive_timeout 300;
-  default_type application/octet-stream;
-  server { listen 127.0.0.1:18080 backlog=4096; root $DATA; }
-}
-EOF
+nginx_conf "$NGX" "$DATA" "listen 127.0.0.1:18080 backlog=4096;"
 nginx -c "$NGX/nginx.conf" -p "$NGX" -e "$NGX/error.log" &
 NGINX_PID=$!
 for _ in $(seq 100); do curl -sf -o /dev/null http://127.0.0.1:18080/k1 && break; sleep 0.05; done

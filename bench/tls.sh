@@ -80,30 +80,9 @@ cleanup() { stop_server; [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null; t
 trap cleanup EXIT
 
 mkdir -p "$NGX"
-cat > "$NGX/nginx.conf" <<CONF
-user root;
-worker_processes auto;
-daemon off;
-pid $NGX/nginx.pid;
-error_log $NGX/error.log warn;
-worker_rlimit_nofile 20000;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 100000000;
-  keepalive_timeout 300;
-  default_type application/octet-stream;
-  server {
-    listen 127.0.0.1:18443 ssl backlog=4096;
-    ssl_certificate $PKI/server.pem;
-    ssl_certificate_key $PKI/server.key;
-    ssl_protocols TLSv1.3;
-    root $DATA;
-  }
-}
-CONF
+nginx_conf "$NGX" "$DATA" "listen 127.0.0.1:18443 ssl backlog=4096;" \
+  "ssl_certificate $PKI/server.pem;" "ssl_certificate_key $PKI/server.key;" \
+  "ssl_protocols TLSv1.3;"
 
 cipher_of() { # host:port [alpn]
   local alpn=()

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crate::support::bucket::Bucket;
 use crate::support::fault_proxy::{Fault, FaultProxy};
 use crate::support::garage;
-use crate::support::Server;
+use crate::support::{Server, ServerBuilder};
 
 /// How long a log line may take to reach the test (the server's output
 /// is copied by a thread that lags on a loaded machine).
@@ -33,14 +33,13 @@ const LOG_WAIT: Duration = Duration::from_secs(30);
 const FIRST_BYTE_SECS: u64 = 15;
 
 /// A `hftp serve --storage s3://hftp/PREFIX` that reaches node 0 of the
-/// shared cluster through `proxy`.
-fn serve_through(proxy: &FaultProxy, prefix: &str, model: &str) -> Server {
-    let cluster = garage::shared();
+/// shared cluster through `proxy`, not started yet.
+fn through(proxy: &FaultProxy, prefix: &str, model: &str) -> ServerBuilder {
     let mut builder = Server::builder(Path::new("."))
         .storage(&format!("s3://{}/{prefix}", garage::BUCKET))
         .model(model)
         .env("HFTP_S3_FIRST_BYTE_TIMEOUT", FIRST_BYTE_SECS.to_string());
-    for (key, value) in cluster.env(0) {
+    for (key, value) in garage::shared().env(0) {
         let value = if key == "AWS_ENDPOINT_URL" {
             proxy.endpoint()
         } else {
@@ -48,7 +47,7 @@ fn serve_through(proxy: &FaultProxy, prefix: &str, model: &str) -> Server {
         };
         builder = builder.env(key, value);
     }
-    builder.start()
+    builder
 }
 
 /// Threads of process `pid`.
@@ -98,7 +97,7 @@ fn stalled_object_holds_no_other_request(model: &str, stalled: usize) {
     bucket.put_raw(&format!("{prefix}/small.bin"), b"small");
     bucket.put_raw(&format!("{prefix}/big.bin"), &vec![7u8; 1 << 20]);
     let proxy = FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], cluster.s3_port(0))));
-    let mut server = serve_through(&proxy, &prefix, model);
+    let mut server = through(&proxy, &prefix, model).start();
     proxy.add_rule(None, "/big.bin", Fault::Stall);
 
     let clients: Vec<TcpStream> = (0..stalled)
@@ -245,21 +244,10 @@ fn body_fixture(model: &str, test: &str) -> (FaultProxy, Server, Vec<u8>) {
     bucket.put_raw(&format!("{prefix}/big.bin"), &huge[..1 << 20]);
     bucket.put_raw(&format!("{prefix}/huge.bin"), &huge);
     let proxy = FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], cluster.s3_port(0))));
-    let cluster_env = cluster.env(0);
-    let mut builder = Server::builder(Path::new("."))
-        .storage(&format!("s3://{}/{prefix}", garage::BUCKET))
-        .model(model)
-        .env("HFTP_S3_FIRST_BYTE_TIMEOUT", FIRST_BYTE_SECS.to_string())
-        .env("HFTP_S3_LOW_SPEED_TIME", LOW_SPEED_SECS.to_string());
-    for (key, value) in cluster_env {
-        let value = if key == "AWS_ENDPOINT_URL" {
-            proxy.endpoint()
-        } else {
-            value
-        };
-        builder = builder.env(key, value);
-    }
-    (proxy, builder.start(), huge)
+    let server = through(&proxy, &prefix, model)
+        .env("HFTP_S3_LOW_SPEED_TIME", LOW_SPEED_SECS.to_string())
+        .start();
+    (proxy, server, huge)
 }
 
 /// A store that trickles (4 KB/s, below the default floor of 16 KiB/s):

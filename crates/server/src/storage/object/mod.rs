@@ -1340,6 +1340,14 @@ impl ObjectRange {
         Ok(take)
     }
 
+    /// This process's runtime and client, for a blocking read.
+    fn process(&self) -> io::Result<Arc<Process>> {
+        self.storage.inner.process().map_err(|e| match e {
+            StorageError::Unavailable(e) => e,
+            other => io::Error::other(other.to_string()),
+        })
+    }
+
     /// [`RangeReader::read_block`]: waits for the first bytes, then takes
     /// whatever else has arrived, up to `want`.
     async fn read_block_async(&mut self, buf: &mut Vec<u8>, want: usize) -> io::Result<()> {
@@ -1428,18 +1436,12 @@ impl RangeReader for ObjectRange {
         if want > 0 && !self.pending.is_empty() {
             return self.take_pending(buf, want);
         }
-        let process = self.storage.inner.process().map_err(|e| match e {
-            StorageError::Unavailable(e) => e,
-            other => io::Error::other(other.to_string()),
-        })?;
+        let process = self.process()?;
         process.runtime.block_on(self.read_async(buf))
     }
 
     fn read_block(&mut self, buf: &mut Vec<u8>, want: usize) -> io::Result<()> {
-        let process = self.storage.inner.process().map_err(|e| match e {
-            StorageError::Unavailable(e) => e,
-            other => io::Error::other(other.to_string()),
-        })?;
+        let process = self.process()?;
         process.runtime.block_on(self.read_block_async(buf, want))
     }
 
