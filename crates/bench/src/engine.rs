@@ -294,7 +294,13 @@ impl Worker {
                 out: Vec::new(),
                 out_pos: 0,
                 inflight: VecDeque::new(),
-                decoder: ReplyDecoder::new(Expect::Quit),
+                decoder: {
+                    // Without --verify, raw bytes are only counted: a copy
+                    // of every byte less in the generator.
+                    let mut d = ReplyDecoder::new(Expect::Quit);
+                    d.discard_raw(shared.verifier.is_none());
+                    d
+                },
                 last_progress: now,
                 served: false,
                 rng: Rng::new(seed.wrapping_add(i as u64 * 7919)),
@@ -743,6 +749,9 @@ impl Worker {
             // however long a server's listing is.
             drop(c.decoder.take_lines());
             data = &data[used..];
+            let discarded = c.decoder.take_discarded();
+            self.stats.payload += discarded;
+            front.got += discarded;
             if !self.body.is_empty() {
                 self.stats.payload += self.body.len() as u64;
                 if let Some(v) = &shared.verifier {

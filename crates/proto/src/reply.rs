@@ -225,6 +225,9 @@ pub struct ReplyDecoder {
     done_chars: u64,
     quad: [u8; 4],
     quad_len: usize,
+    /// Raw slice bytes are counted here instead of copied to `out`.
+    discard_raw: bool,
+    discarded: u64,
 }
 
 impl ReplyDecoder {
@@ -240,7 +243,22 @@ impl ReplyDecoder {
             done_chars: 0,
             quad: [0; 4],
             quad_len: 0,
+            discard_raw: false,
+            discarded: 0,
         }
+    }
+
+    /// Raw slice bytes are validated (their count) but not copied to
+    /// `out`: a load generator that does not look at them saves a copy of
+    /// every byte. [`ReplyDecoder::take_discarded`] tells how many went.
+    /// Kept across [`ReplyDecoder::reset`].
+    pub fn discard_raw(&mut self, discard: bool) {
+        self.discard_raw = discard;
+    }
+
+    /// Raw slice bytes consumed but not copied since the last call.
+    pub fn take_discarded(&mut self) -> u64 {
+        std::mem::take(&mut self.discarded)
     }
 
     /// Starts on the next reply, keeping the allocations.
@@ -506,7 +524,11 @@ impl ReplyDecoder {
                 State::Raw => {
                     let avail = (input.len() - *pos) as u64;
                     let n = avail.min(self.remaining) as usize;
-                    out.extend_from_slice(&input[*pos..*pos + n]);
+                    if self.discard_raw {
+                        self.discarded += n as u64;
+                    } else {
+                        out.extend_from_slice(&input[*pos..*pos + n]);
+                    }
                     *pos += n;
                     self.remaining -= n as u64;
                     if self.remaining > 0 {
@@ -766,6 +788,32 @@ mod tests {
         }
         wire.extend_from_slice(response::slice_tail(mode));
         wire
+    }
+
+    #[test]
+    fn discarded_raw_bytes_are_counted_not_copied() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let mut wire = slice_wire(&data, SliceMode::Raw);
+        wire.extend_from_slice(b"0 OK\r\n");
+        let mut dec = ReplyDecoder::new(raw(5000));
+        dec.discard_raw(true);
+        let mut out = Vec::new();
+        let (used, reply) = dec.feed(&wire[..3000], &mut out).unwrap();
+        assert_eq!((used, reply), (3000, None));
+        let (used, reply) = dec.feed(&wire[3000..], &mut out).unwrap();
+        assert_eq!(reply, Some(Reply::Slice { len: 5000 }));
+        assert_eq!(3000 + used, wire.len() - 6, "the next reply is left");
+        assert!(out.is_empty());
+        assert_eq!(dec.take_discarded(), 5000);
+        assert_eq!(dec.take_discarded(), 0);
+        // Kept across replies; a short body is still an error.
+        dec.reset(raw(10));
+        let short = slice_wire(&data[..10], SliceMode::Raw);
+        let (used, reply) = dec.feed(&short[..short.len() - 2], &mut out).unwrap();
+        assert_eq!((used, reply), (short.len() - 2, None));
+        assert_eq!(dec.take_discarded(), 8);
+        assert!(matches!(dec.eof(), ReplyError::Truncated { .. }));
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod async_tasks;
 mod blocking;
 pub mod fork;
+mod page_cache;
 pub mod poll;
 pub mod pool;
 mod reactor;
