@@ -13,6 +13,7 @@
 #   git worktree add /tmp/old COMMIT && (cd /tmp/old && CARGO_TARGET_DIR=/tmp/old-target cargo build --release -p hftp-cli)
 #
 # Environment: MODELS (default: async threads pool fork poll), ROUNDS (3),
+# OLD_LABEL and NEW_LABEL (how BENCHMARKS.md names the builds, e.g. commits),
 # DUR (seconds per load, 2); NEW_SERVE and NEW_BENCH, extra arguments of
 # the new side's `serve` and of the `bench` loading it. The same binary on
 # both sides with TLS on the new one measures what TLS costs:
@@ -21,7 +22,7 @@
 # (with a certificate for 127.0.0.1; the bench side then adds --tls).
 set -euo pipefail
 
-[ $# -eq 2 ] || { sed -n 2,14p "$0" >&2; exit 2; }
+[ $# -eq 2 ] || { sed -n 2,21p "$0" >&2; exit 2; }
 OLD=$(realpath "$1"); NEW=$(realpath "$2")
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -70,9 +71,10 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-python3 - "$OUT" "$MODELS" <<'EOF'
+python3 - "$OUT" "$MODELS" "${OLD_LABEL:-$OLD}" "${NEW_LABEL:-$NEW}" "$ROUNDS" "$DUR" <<'EOF'
 import glob, json, os, statistics, sys
 out, models = sys.argv[1], sys.argv[2].split()
+summary = {"old": sys.argv[3], "new": sys.argv[4], "rounds": int(sys.argv[5]), "dur": sys.argv[6], "rows": []}
 loads = ["metadata-c1", "metadata-c64", "slice1k-c64", "b64m64-c1", "rawm64-c1"]
 def runs(side, model, load):
     got = []
@@ -109,4 +111,9 @@ for load in loads:
         print("| %s (%s) | %s | %s | %s | %s | %s | %s | %s | %s |%s" % (
             load, unit, m, f(oa), f(na), r(na, oa), noise, f(oc), f(nc), r(nc, oc),
             " %d errors" % errs if errs else ""))
+        summary["rows"].append({"load": "%s (%s)" % (load, unit), "model": m, "old": oa, "new": na,
+                                "spread": noise, "old_cpu": oc, "new_cpu": nc, "errors": errs})
+# Read by bench/report.py ("Before and after").
+with open(os.path.join(out, "summary.json"), "w") as fh:
+    json.dump(summary, fh, indent=1)
 EOF

@@ -28,6 +28,17 @@ pub enum Event {
     Fatal(Status),
 }
 
+/// [`is_name_byte`] as a table: one load a byte instead of four ranges.
+const NAME_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = is_name_byte(b as u8);
+        b += 1;
+    }
+    table
+};
+
 /// What is kept of one token: a prefix and the facts the rules need.
 #[derive(Clone)]
 struct Token {
@@ -62,6 +73,39 @@ impl Token {
                 .saturating_add(u64::from(b - b'0'));
         } else {
             self.digits_only = false;
+        }
+    }
+
+    /// Starts the token over. The kept bytes are not cleared: only
+    /// `stored[..len]` is ever read.
+    #[inline]
+    fn reset(&mut self) {
+        self.len = 0;
+        self.name_bytes_only = true;
+        self.digits_only = true;
+        self.value = 0;
+    }
+
+    /// [`Token::push`] for every byte of `part`, in one pass each.
+    fn extend(&mut self, part: &[u8]) {
+        let keep = MAX_NAME_LEN.saturating_sub(self.len).min(part.len());
+        if keep > 0 {
+            self.stored[self.len..self.len + keep].copy_from_slice(&part[..keep]);
+        }
+        self.len += part.len();
+        self.name_bytes_only &= part.iter().all(|&b| NAME_BYTE[usize::from(b)]);
+        if self.digits_only {
+            // The value only matters while the token is all digits.
+            for &b in part {
+                if !b.is_ascii_digit() {
+                    self.digits_only = false;
+                    break;
+                }
+                self.value = self
+                    .value
+                    .saturating_mul(10)
+                    .saturating_add(u64::from(b - b'0'));
+            }
         }
     }
 
@@ -163,7 +207,24 @@ impl Scanner {
     /// consumed and the event, if any. Call again with the rest of the input
     /// after handling the event; without an event all input was consumed.
     pub fn feed(&mut self, input: &[u8]) -> (usize, Option<Event>) {
-        for (i, &b) in input.iter().enumerate() {
+        let mut i = 0;
+        while let Some(&b) = input.get(i) {
+            if self.state == State::Line {
+                // A run of printable bytes within the line limit is taken
+                // whole (a request line is one such run and its CRLF); the
+                // byte at a time path below decides everything else.
+                let rest = &input[i..];
+                let run = rest
+                    .iter()
+                    .position(|b| !matches!(b, 0x20..=0x7e))
+                    .unwrap_or(rest.len());
+                let take = run.min(self.max_line - self.line_len);
+                if take > 0 {
+                    self.take_printable(&rest[..take]);
+                    i += take;
+                    continue;
+                }
+            }
             match self.state {
                 State::Dead => return (input.len(), None),
                 State::AfterCr => {
@@ -184,7 +245,7 @@ impl Scanner {
                         if b == b' ' {
                             self.token_count += 1;
                             if let Some(t) = self.tokens.get_mut(self.token_count - 1) {
-                                *t = Token::EMPTY;
+                                t.reset();
                             }
                         } else {
                             self.only_spaces = false;
@@ -196,8 +257,35 @@ impl Scanner {
                     _ => return (i + 1, Some(self.fatal(Status::BadRequest))),
                 },
             }
+            i += 1;
         }
         (input.len(), None)
+    }
+
+    /// Printable bytes of the line, within its limit: spaces end tokens.
+    fn take_printable(&mut self, bytes: &[u8]) {
+        self.line_len += bytes.len();
+        let mut parts = bytes.split(|&b| b == b' ');
+        if let Some(first) = parts.next() {
+            self.extend_token(first);
+        }
+        for part in parts {
+            self.token_count += 1;
+            if let Some(t) = self.tokens.get_mut(self.token_count - 1) {
+                t.reset();
+            }
+            self.extend_token(part);
+        }
+    }
+
+    fn extend_token(&mut self, part: &[u8]) {
+        if part.is_empty() {
+            return;
+        }
+        self.only_spaces = false;
+        if let Some(t) = self.tokens.get_mut(self.token_count - 1) {
+            t.extend(part);
+        }
     }
 
     fn fatal(&mut self, status: Status) -> Event {
@@ -222,7 +310,7 @@ impl Scanner {
         self.line_len = 0;
         self.only_spaces = true;
         self.token_count = 1;
-        self.tokens[0] = Token::EMPTY;
+        self.tokens[0].reset();
         event
     }
 

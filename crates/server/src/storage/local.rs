@@ -42,8 +42,15 @@ pub const PAGE_NAMES: usize = 16_384;
 #[derive(Debug, Clone)]
 pub struct LocalDir {
     root: PathBuf,
+    /// `root` and a `/`, to which a name is appended on the stack.
+    prefix: Vec<u8>,
     follow_symlinks: bool,
 }
+
+/// Paths up to this long are built on the stack: `get_metadata` then
+/// allocates nothing (joining a `PathBuf` and making it a C string cost a
+/// request three allocator calls).
+const STACK_PATH: usize = 512;
 
 struct LocalFile {
     file: File,
@@ -92,8 +99,11 @@ impl LocalDir {
                 "not a directory",
             ));
         }
+        let mut prefix = root.as_os_str().as_encoded_bytes().to_vec();
+        prefix.push(b'/');
         Ok(LocalDir {
             root,
+            prefix,
             follow_symlinks,
         })
     }
@@ -189,21 +199,44 @@ impl LocalDir {
     /// component is not followed, so nothing can lead outside the directory.
     /// Anything else (a link, absent, an error) takes the careful path.
     fn plain_file_size(&self, name: &FileName) -> Option<u64> {
-        let st = rustix::fs::lstat(self.root.join(name.as_str())).ok()?;
+        let st = self.with_path(name, |path| rustix::fs::lstat(path).ok())?;
         (FileType::from_raw_mode(st.st_mode) == FileType::RegularFile).then_some(st.st_size as u64)
+    }
+
+    /// Calls `f` with `root/name` as a C string, built on the stack when it
+    /// is short enough. A valid name has no NUL, so neither has the path.
+    fn with_path<T>(
+        &self,
+        name: &FileName,
+        f: impl FnOnce(&std::ffi::CStr) -> Option<T>,
+    ) -> Option<T> {
+        let (prefix, name) = (&self.prefix[..], name.as_str().as_bytes());
+        let len = prefix.len() + name.len();
+        if len < STACK_PATH {
+            let mut buf = [0u8; STACK_PATH];
+            buf[..prefix.len()].copy_from_slice(prefix);
+            buf[prefix.len()..len].copy_from_slice(name);
+            f(std::ffi::CStr::from_bytes_with_nul(&buf[..=len]).ok()?)
+        } else {
+            let path = std::ffi::CString::new([prefix, name].concat()).ok()?;
+            f(&path)
+        }
     }
 
     /// [`Self::plain_file_size`], then open without following a link; a file
     /// swapped for a link or a special file meanwhile takes the careful path.
     fn open_plain_file(&self, name: &FileName) -> Option<LocalFile> {
-        let path = self.root.join(name.as_str());
-        let st = rustix::fs::lstat(&path).ok()?;
+        self.with_path(name, |path| self.open_plain_path(path))
+    }
+
+    fn open_plain_path(&self, path: &std::ffi::CStr) -> Option<LocalFile> {
+        let st = rustix::fs::lstat(path).ok()?;
         if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
             return None;
         }
         let flags =
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-        let fd = rustix::fs::open(&path, flags, Mode::empty()).ok()?;
+        let fd = rustix::fs::open(path, flags, Mode::empty()).ok()?;
         let st = rustix::fs::fstat(&fd).ok()?;
         (FileType::from_raw_mode(st.st_mode) == FileType::RegularFile).then(|| LocalFile {
             file: File::from(fd),
