@@ -8,8 +8,9 @@
 //!
 //! A [`SliceBody`] turns one opened range into wire bytes a block at a
 //! time: it holds one block read from storage (the reader's block size,
-//! 48 KiB for a local file) whatever `SIZE` is, encodes base64 from it in
-//! pieces of [`BASE64_CHUNK`], hands raw bytes out directly, and asks for
+//! 48 KiB for a local file; 192 KiB for the few long base64 bodies that
+//! hold a slot of [`crate::wide`]) whatever `SIZE` is, encodes base64 from
+//! it a block at a time, hands raw bytes out directly, and asks for
 //! the next block as a storage step. Raw bodies of local files go straight
 //! from the page cache to the socket with `sendfile` instead, and raw
 //! bodies of a reader with a pipe (a remote store's socket spliced into
@@ -26,6 +27,7 @@ use crate::storage::next_block;
 use crate::storage::{
     shrank, ListPage, RangeReader, StorageError, StorageReply, StorageStep, Unlisted,
 };
+use crate::wide::{Wide, WIDE_BLOCK};
 
 /// Bytes handed to one `sendfile` call.
 /// Answers are batched up to this size before being written (a listing
@@ -221,6 +223,8 @@ pub struct SliceBody {
     piped: usize,
     /// The tail was appended: the body is finished for good.
     tail_sent: bool,
+    /// A slot of the wide-block pool: blocks of [`WIDE_BLOCK`].
+    wide: Option<Wide>,
 }
 
 impl std::fmt::Debug for SliceBody {
@@ -251,6 +255,20 @@ impl SliceBody {
             pos: 0,
             piped: 0,
             tail_sent: false,
+            // Only a long base64 body gains from wide blocks (raw ones go by
+            // sendfile or straight from the block).
+            wide: (mode == SliceMode::Base64 && range.size > 2 * WIDE_BLOCK as u64)
+                .then(Wide::take)
+                .flatten(),
+        }
+    }
+
+    /// The block size asked of storage, and encoded at a time.
+    fn block_floor(&self) -> usize {
+        if self.wide.is_some() {
+            WIDE_BLOCK
+        } else {
+            BASE64_CHUNK
         }
     }
 
@@ -270,7 +288,7 @@ impl SliceBody {
             if self.mode == SliceMode::Raw {
                 return BodyNext::Block;
             }
-            let end = self.block.len().min(self.pos + BASE64_CHUNK);
+            let end = self.block.len().min(self.pos + self.block_floor());
             encode_base64(&self.block[self.pos..end], out);
             self.pos = end;
             if self.pos == self.block.len() && self.unread == 0 {
@@ -298,12 +316,12 @@ impl SliceBody {
             return BodyNext::File;
         }
         if self.mode == SliceMode::Raw && reader.pipe().is_some() {
-            let want = next_block(&*reader, self.unread, self.mode);
+            let want = next_block(&*reader, self.unread, self.mode, self.block_floor());
             self.block = Vec::new();
             self.pos = 0;
             return BodyNext::Read(StorageStep::FillPipe { reader, want });
         }
-        let want = next_block(&*reader, self.unread, self.mode);
+        let want = next_block(&*reader, self.unread, self.mode, self.block_floor());
         self.pos = 0;
         BodyNext::Read(StorageStep::Read {
             reader,
@@ -317,6 +335,7 @@ impl SliceBody {
         self.tail_sent = true;
         self.block = Vec::new();
         self.pos = 0;
+        self.wide = None;
     }
 
     /// The raw bytes to send after [`BodyNext::Block`].
@@ -462,6 +481,19 @@ mod tests {
         let out = drain(body(&data, 5, 350_000, 49_152, SliceMode::Base64)).unwrap();
         let mut want = Vec::new();
         encode_base64(&data[5..350_005], &mut want);
+        want.extend_from_slice(b"\r\n");
+        assert!(out == want);
+    }
+
+    #[test]
+    fn a_long_base64_body_is_whole_in_wide_or_narrow_blocks() {
+        // Long enough for a wide slot (taken when one is free): blocks of
+        // 192 KiB encoded whole, after a first one of 48 KiB.
+        let data: Vec<u8> = (0..1_200_000u32).map(|i| (i * 7 % 255) as u8).collect();
+        let body = body(&data, 5, 1_000_003, 49_152, SliceMode::Base64);
+        let out = drain(body).unwrap();
+        let mut want = Vec::new();
+        encode_base64(&data[5..1_000_008], &mut want);
         want.extend_from_slice(b"\r\n");
         assert!(out == want);
     }

@@ -35,6 +35,7 @@ pub mod session;
 pub(crate) mod signals;
 pub mod storage;
 pub(crate) mod transport;
+pub(crate) mod wide;
 
 pub use config::{Config, Model, TlsSettings};
 pub use drivers::OnReady;
@@ -47,5 +48,6 @@ use std::net::TcpListener;
 /// Serves `listeners` with the strategy chosen in `config` until SIGINT or
 /// SIGTERM, then shuts down gracefully.
 pub fn serve(config: Config, listeners: Vec<TcpListener>, on_ready: OnReady) -> io::Result<()> {
+    wide::init();
     drivers::serve(config, listeners, on_ready)
 }

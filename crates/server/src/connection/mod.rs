@@ -80,7 +80,8 @@ pub const DRAIN_BYTES: usize = 64 << 20;
 /// Actions one connection may take per turn (a chunk written, a
 /// `sendfile` or `splice`, a read, a storage step): a fast client must not
 /// starve the others, hence [`Action::Yield`]. In bytes that is about
-/// 2 MiB of base64 (written in chunks of [`crate::body::WRITE_BATCH`]) and
+/// 2 MiB of base64 (written in chunks of 64 KiB; 8 MiB for one of the few
+/// bodies with wide blocks, [`crate::wide`]) and
 /// up to 32 MiB of a raw slice (a `sendfile` or `splice` moves up to 1 MiB,
 /// and the kernel copies nothing through user space): a few milliseconds
 /// either way. A turn ends when the driver

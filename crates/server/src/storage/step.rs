@@ -100,11 +100,16 @@ impl StorageReply {
     }
 }
 
-/// Bytes of a body to read in the next step: the reader's block size, and
-/// for base64 a multiple of 3 unless it is the end (every base64 chunk but
-/// the last must be whole).
-pub fn next_block(reader: &dyn RangeReader, remaining: u64, mode: SliceMode) -> usize {
-    let block = reader.block_size().max(BASE64_CHUNK);
+/// Bytes of a body to read in the next step: the reader's block size (at
+/// least `floor`), and for base64 a multiple of 3 unless it is the end
+/// (every base64 chunk but the last must be whole).
+pub fn next_block(
+    reader: &dyn RangeReader,
+    remaining: u64,
+    mode: SliceMode,
+    floor: usize,
+) -> usize {
+    let block = reader.block_size().max(floor).max(BASE64_CHUNK);
     let block = match mode {
         SliceMode::Base64 => block - block % 3,
         SliceMode::Raw => block,
@@ -161,7 +166,7 @@ impl StorageStep {
             StorageStep::Size(name) => StorageReply::Size(storage.size(&name)),
             StorageStep::Open { name, range, mode } => {
                 StorageReply::Opened(open(storage, &name, range, mode).and_then(|mut reader| {
-                    let first = next_block(&*reader, range.size, mode);
+                    let first = next_block(&*reader, range.size, mode, BASE64_CHUNK);
                     let mut buf = Vec::new();
                     reader.read_block(&mut buf, first)?;
                     Ok((reader, buf))
@@ -236,7 +241,7 @@ impl StorageStep {
         let (reader, buf, want, for_step) = match self {
             StorageStep::Open { name, range, mode } => match open(storage, &name, range, mode) {
                 Ok(reader) => {
-                    let want = next_block(&*reader, range.size, mode);
+                    let want = next_block(&*reader, range.size, mode, BASE64_CHUNK);
                     (reader, Vec::new(), want, ReadFor::Open)
                 }
                 Err(e) => {

@@ -64,7 +64,12 @@ impl ObjectStorage {
         range: Range,
         mode: SliceMode,
     ) -> StorageReply {
-        let want = next_block(&*reader, range.size, mode);
+        let want = next_block(
+            &*reader,
+            range.size,
+            mode,
+            hftp_proto::response::BASE64_CHUNK,
+        );
         let mut buf = Vec::new();
         let read = match reader
             .as_any_mut()
