@@ -7,7 +7,9 @@
 //!   baseline once the connections are gone, while the hostile clients that
 //!   stopped reading or sending still hold their end open, so the server
 //!   must have reaped them with its own timeouts;
-//! - threads (`/proc/PID/status` Threads): at most the baseline;
+//! - threads (`/proc/PID/status` Threads): at most the baseline, io_uring's
+//!   `iou-wrk` kernel workers apart (at most one per ring, idle, once the
+//!   load is gone: a ring keeps its last one by design);
 //! - child processes (`fork`): none left, zombies included;
 //! - resident memory (`/proc/PID/status` VmRSS): at most baseline + 16 MiB.
 //!
@@ -344,9 +346,27 @@ fn quitter(addr: SocketAddr, rng: &mut Rng) {
 #[derive(Debug, Clone, Copy)]
 struct Usage {
     fds: usize,
+    /// The server's own threads (io_uring's kernel workers apart).
     threads: u64,
+    /// io_uring's `iou-wrk` kernel workers, and the rings they serve: a
+    /// ring starts one when an operation must block (a splice from a file
+    /// not in the page cache) and keeps its last one idle, by design.
+    io_workers: u64,
+    rings: u64,
     rss_kib: u64,
     children: usize,
+}
+
+/// Threads of `pid` whose name starts with `prefix`.
+fn threads_named(pid: u32, prefix: &str) -> u64 {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|t| fs::read_to_string(t.path().join("comm")).ok())
+                .filter(|name| name.starts_with(prefix))
+                .count() as u64
+        })
+        .unwrap_or(0)
 }
 
 fn status_field(pid: u32, field: &str) -> u64 {
@@ -381,11 +401,14 @@ fn children(pid: u32) -> usize {
 }
 
 fn usage(pid: u32) -> Usage {
+    let io_workers = threads_named(pid, "iou-wrk");
     Usage {
         fds: fs::read_dir(format!("/proc/{pid}/fd"))
             .expect("server /proc fd")
             .count(),
-        threads: status_field(pid, "Threads:"),
+        threads: status_field(pid, "Threads:").saturating_sub(io_workers),
+        io_workers,
+        rings: threads_named(pid, "hftp-uring"),
         rss_kib: status_field(pid, "VmRSS:"),
         children: children(pid),
     }
@@ -522,7 +545,14 @@ fn settle(pid: u32, baseline: Option<Usage>, model: &str) -> Usage {
             0
         };
         let settled = match baseline {
-            Some(b) => now.fds == b.fds && now.threads <= b.threads && now.children == 0,
+            // At most one idle io_uring worker per ring once the load
+            // is gone; more would be workers still blocked.
+            Some(b) => {
+                now.fds == b.fds
+                    && now.threads <= b.threads
+                    && now.io_workers <= now.rings
+                    && now.children == 0
+            }
             // The warm-up's connections are gone (they close at once: the
             // clients read to EOF): no child, and the same reading for 0.5 s.
             None => stable >= 10 && now.children == 0,

@@ -30,8 +30,10 @@
 //!   a buffer; the kernel picks one only when bytes arrive, and the loop
 //!   gives it back as soon as the connection has taken the bytes. An idle
 //!   connection therefore holds no buffer at all, only its record;
-//! - slices of local files read through the ring (an `IORING_OP_READ` at
-//!   the body's offset: a cold disk read never stalls the loop). Raw
+//! - slices of local files read at once when the page cache holds the
+//!   bytes (`preadv2` with `RWF_NOWAIT`, which refuses to wait for the
+//!   disk), and otherwise through the ring (an `IORING_OP_READ` at the
+//!   body's offset: a cold disk read never stalls the loop). Raw
 //!   slices go from the page cache to the socket without a copy through
 //!   user space: when every page of the next chunk is cached
 //!   ([`page_cache`], `cachestat`), the loop calls `sendfile` itself on
@@ -174,6 +176,34 @@ fn sendfile_now(
     let sent = rustix::fs::sendfile(socket, file, Some(&mut offset), len);
     fcntl_setfl(socket, flags)?;
     Ok(sent?)
+}
+
+/// Reads what the page cache holds at once, as `poll` does
+/// (`preadv2(RWF_NOWAIT)` reads cached pages and refuses to wait for the
+/// disk): only a read the disk must serve costs a trip through the ring.
+/// The read back when it is not (or not wholly) done.
+fn read_if_cached(mut read: FileRead) -> Result<StorageReply, FileRead> {
+    loop {
+        let Some(fd) = read.fd().map(|fd| fd.as_raw_fd()) else {
+            return Err(read);
+        };
+        let offset = read.offset();
+        // SAFETY: `read` owns the reader, which keeps the descriptor open
+        // for the duration of these calls.
+        let file = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let mut bufs = [io::IoSliceMut::new(read.buf_mut())];
+        match rustix::io::preadv2(file, &mut bufs, offset, rustix::io::ReadWriteFlags::NOWAIT) {
+            // End of file: the ring's read reports the file that shrank.
+            Ok(0) => return Err(read),
+            Ok(n) => match read.filled(n) {
+                Ok(reply) => return Ok(reply),
+                Err(more) => read = more,
+            },
+            Err(rustix::io::Errno::INTR) => {}
+            // EAGAIN: not cached; EOPNOTSUPP: a file system without it.
+            Err(_) => return Err(read),
+        }
+    }
 }
 
 /// Offload keys carry the ring's index above the connection's key.
@@ -978,10 +1008,13 @@ impl<'a> Worker<'a> {
                     }
                     match step.run_until_file_read(self.shared.storage) {
                         Prepared::Done(reply) => slot.conn.storage_done(reply, now),
-                        Prepared::FileRead(read) => {
-                            slot.file_read = Some(read);
-                            return self.submit_read(key);
-                        }
+                        Prepared::FileRead(read) => match read_if_cached(read) {
+                            Ok(reply) => slot.conn.storage_done(reply, now),
+                            Err(read) => {
+                                slot.file_read = Some(read);
+                                return self.submit_read(key);
+                            }
+                        },
                     }
                 }
                 Action::ShutdownWrite => {
