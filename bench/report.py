@@ -12,6 +12,7 @@ import argparse
 import glob
 import json
 import os
+import statistics
 
 MODELS = ["async", "threads", "pool", "fork", "poll", "uring"]
 COLORS = {"async": "#1f77b4", "threads": "#ff7f0e", "pool": "#2ca02c", "fork": "#d62728",
@@ -83,6 +84,38 @@ def iperf_mbps(res):
         return d["end"]["sum_received"]["bits_per_second"] / 8e6
     except (TypeError, KeyError):
         return None
+
+
+def r1(res, name):
+    """run.sh's one-connection rounds of `name`: {round: result}."""
+    got = {}
+    for k, d in res.items():
+        head, _, n = k.rpartition("-r")
+        if head == f"r1-{name}" and n.isdigit():
+            got[int(n)] = d
+    return got
+
+
+def r1_figures(res):
+    """Per round: iperf3 and nginx MB/s, and each model's base64 wire and raw MB/s."""
+    fig = {"iperf3": {r: iperf_mbps({"ref-iperf3": d}) for r, d in r1(res, "iperf3").items()},
+           "nginx": {r: d["bytes"] / (d["duration_us"] / 1e6) / 1e6 for r, d in r1(res, "nginx-range64").items()}}
+    for m in MODELS:
+        fig[(m, "b64wire")] = {r: d.get("rx_mbps") for r, d in r1(res, f"hftp-{m}-b64m64").items()}
+        fig[(m, "b64")] = {r: d.get("payload_mbps") for r, d in r1(res, f"hftp-{m}-b64m64").items()}
+        fig[(m, "raw")] = {r: d.get("payload_mbps") for r, d in r1(res, f"hftp-{m}-rawm64").items()}
+    return fig
+
+
+def span(xs):
+    """Median, min and max of the figures present, or None."""
+    xs = [x for x in xs if x is not None]
+    return (statistics.median(xs), min(xs), max(xs)) if xs else None
+
+
+def round_ratios(a, b):
+    """a / b round by round (only the rounds both have)."""
+    return [a[r] / b[r] for r in a if a.get(r) and b.get(r)]
 
 
 def b64_mbps(res):
@@ -262,7 +295,19 @@ def b64_wire_mbps(res, m):
     return (hftp(res, m, "b64m64", 1) or {}).get("rx_mbps")
 
 
+def rounds_cell(fig, key, ref, need):
+    """A one-connection target from the rounds: the median figure, the median
+    ratio to the reference of the same round [its min–max], pass/fail."""
+    v, r = span(fig.get(key, {}).values()), span(round_ratios(fig.get(key, {}), fig.get(ref, {})))
+    if not v or not r:
+        return None
+    return "{} ({:.2f}× [{:.2f}–{:.2f}]) {}".format(fmt(v[0], "MB/s"), r[0], r[1], r[2], verdict(r[0] >= need))
+
+
 def b64_wire_vs_iperf(res, m):
+    cell = rounds_cell(r1_figures(res), (m, "b64wire"), "iperf3", 0.75)
+    if cell:
+        return cell
     w, ip = b64_wire_mbps(res, m), iperf_mbps(res)
     return target_cell(w, ip, w >= 0.75 * ip if w is not None and ip else None, "MB/s")
 
@@ -273,6 +318,9 @@ def big_slice_growth(res, m):
 
 
 def raw_vs_nginx(res, m):
+    cell = rounds_cell(r1_figures(res), (m, "raw"), "nginx", 1.0)
+    if cell:
+        return cell
     rw, ngr1 = (hftp(res, m, "rawm64", 1) or {}).get("payload_mbps"), nginx_mbps(res, 1)
     return target_cell(rw, ngr1, rw >= ngr1 if rw is not None and ngr1 else None, "MB/s")
 
@@ -318,6 +366,14 @@ TARGETS = [
 
 def best_b64_wire(res):
     """The best model's base64 wire rate against iperf3's one stream (target ≥ 0.85×)."""
+    fig = r1_figures(res)
+    best = [(span(round_ratios(fig[(m, "b64wire")], fig["iperf3"])), m) for m in MODELS]
+    best = [(r, m) for r, m in best if r]
+    if best:
+        r, m = max(best)
+        line = (f"Best base64 wire rate at 1 connection: `{m}`, {r[0]:.2f}× [{r[1]:.2f}–{r[2]:.2f}] of iperf3's "
+                f"one stream in the same rounds (target ≥ 0.85×) {verdict(r[0] >= 0.85)}.")
+        return [line, ""]
     got = [(b64_wire_mbps(res, m), m) for m in MODELS if b64_wire_mbps(res, m) is not None]
     ip = iperf_mbps(res)
     if not got or not ip:
@@ -345,6 +401,44 @@ def targets(res):
             fmt((py(res, "metadata-c64") or {}).get("rps"), "req/s")),
         "",
     ] + best_b64_wire(res)
+
+
+def one_connection_rounds(res):
+    """run.sh's rounds of the one-connection loads, with their references."""
+    fig = r1_figures(res)
+    if not fig["iperf3"] and not fig["nginx"]:
+        return []
+    n = max(len(v) for v in fig.values())
+
+    def row(label, runs):
+        v = span(runs.values())
+        return [label, fmt(v[0], "MB/s") if v else "—", f"{fmt(v[1])}–{fmt(v[2])}" if v else "—",
+                ", ".join(fmt(runs[r]) for r in sorted(runs))]
+    rows = [row("iperf3, one stream", fig["iperf3"]), row("nginx 64 MiB range (`wrk -c 1`)", fig["nginx"])]
+    for m in MODELS:
+        rows.append(row(f"`{m}` raw 64 MiB", fig[(m, "raw")]))
+        rows.append(row(f"`{m}` base64 64 MiB, wire (payload × 4/3)", fig[(m, "b64wire")]))
+    ratios = []
+    for m in MODELS:
+        for label, key, ref in ((f"`{m}` raw / nginx", (m, "raw"), "nginx"),
+                                (f"`{m}` base64 wire / iperf3", (m, "b64wire"), "iperf3")):
+            r = span(round_ratios(fig[key], fig[ref]))
+            ratios.append([label, f"{r[0]:.2f}×" if r else "—", f"{r[1]:.2f}–{r[2]:.2f}×" if r else "—"])
+    for label, key in (("uring / poll, raw", "raw"), ("uring / poll, base64", "b64")):
+        r = span(round_ratios(fig[("uring", key)], fig[("poll", key)]))
+        ratios.append([label, f"{r[0]:.2f}×" if r else "—", f"{r[1]:.2f}–{r[2]:.2f}×" if r else "—"])
+    return [
+        "### One connection, in rounds",
+        "",
+        (f"{n} rounds; in each, iperf3, nginx and every model back to back on one connection "
+         "(a change in what else runs on the cores hits them alike). Medians and ranges; the ratios are "
+         "taken round by round, then their median."),
+        "",
+        table(["load", "median", "range", "round by round (MB/s)"], rows),
+        "",
+        table(["ratio", "median", "range"], ratios),
+        "",
+    ]
 
 
 def per_server_cpu(res):
@@ -384,11 +478,18 @@ def uring_vs_poll(res):
     rows = [
         versus("get_metadata, 64 conns, req per server CPU-s ≥ 1.2× poll",
                per_cpu(hftp(res, "uring", "metadata", 64), "rps"), per_cpu(hftp(res, "poll", "metadata", 64), "rps"), 1.2, ""),
-        versus("raw 64 MiB slice, 1 conn ≥ poll", (hftp(res, "uring", "rawm64", 1) or {}).get("payload_mbps"),
-               (hftp(res, "poll", "rawm64", 1) or {}).get("payload_mbps"), 1.0, "MB/s"),
-        versus("base64 64 MiB slice, 1 conn ≥ poll", (hftp(res, "uring", "b64m64", 1) or {}).get("payload_mbps"),
-               (hftp(res, "poll", "b64m64", 1) or {}).get("payload_mbps"), 1.0, "MB/s"),
     ]
+    fig = r1_figures(res)
+    for label, key, wl in (("raw 64 MiB slice, 1 conn ≥ poll", "raw", "rawm64"),
+                           ("base64 64 MiB slice, 1 conn ≥ poll", "b64", "b64m64")):
+        r = span(round_ratios(fig[("uring", key)], fig[("poll", key)]))
+        if r:
+            u, p_ = span(fig[("uring", key)].values()), span(fig[("poll", key)].values())
+            rows.append([label + " (rounds: median ratio [range])", fmt(p_[0], "MB/s"),
+                         f"{fmt(u[0], 'MB/s')} ({r[0]:.2f}× [{r[1]:.2f}–{r[2]:.2f}])", verdict(r[0] >= 1.0)])
+        else:
+            rows.append(versus(label, (hftp(res, "uring", wl, 1) or {}).get("payload_mbps"),
+                               (hftp(res, "poll", wl, 1) or {}).get("payload_mbps"), 1.0, "MB/s"))
     hu = res.get("hftp-uring-hold")
     hp = res.get("hftp-poll-hold")
     held_u = rss_mib(hu, "end") if hu and hu.get("hold") else None
@@ -758,7 +859,8 @@ def charts(res, C, charts_dir, rel_charts):
 def build(res, machine, charts_dir, md_path, notes):
     C = conns_of(res)
     rel_charts = os.path.relpath(charts_dir, os.path.dirname(os.path.abspath(md_path)))
-    lines = (intro() + machine_and_run(machine) + references(res, C) + targets(res) + per_server_cpu(res)
+    lines = (intro() + machine_and_run(machine) + references(res, C) + targets(res) + one_connection_rounds(res)
+             + per_server_cpu(res)
              + uring_vs_poll(res) + throughput(res, C) + metadata_latency(res, C) + memory_under_load(res, C)
              + memory_big_slice(res) + memory_idle(res) + python_baseline(res) + generator(res)
              + object_store(res.get("s3")) + tls_section(res.get("tls")) + before_after(res.get("ab")) + errors(res) + charts(res, C, charts_dir, rel_charts))

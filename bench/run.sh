@@ -11,7 +11,8 @@
 #
 # Environment: HFTP_BIN (use this binary, skip the build), DUR (seconds per
 # load, default 3), CONNS (default "1 16 64 256 1024"), MODELS (default all),
-# IDLE (idle connections for async, poll and uring, default 10000), NO_REPORT=1,
+# IDLE (idle connections for async, poll and uring, default 10000), ROUNDS
+# (rounds of the one-connection targets against iperf3 and nginx, default 5), NO_REPORT=1,
 # OBJECT_STORE=0 (skip bench/object_store.sh, hftp over Garage against Garage),
 # TLS=0 (skip bench/tls.sh, hftp over TLS against plain and nginx over TLS).
 set -euo pipefail
@@ -23,9 +24,9 @@ RES=$OUT/results
 DATA=$OUT/data
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
-  DUR=${DUR:-1}; CONNS=${CONNS:-"1 64"}; IDLE=${IDLE:-2000}; IDLE_OTHER=${IDLE_OTHER:-200}; HOLD_S=1
+  DUR=${DUR:-1}; CONNS=${CONNS:-"1 64"}; IDLE=${IDLE:-2000}; IDLE_OTHER=${IDLE_OTHER:-200}; HOLD_S=1; ROUNDS=${ROUNDS:-2}
 else
-  DUR=${DUR:-3}; CONNS=${CONNS:-"1 16 64 256 1024"}; IDLE=${IDLE:-10000}; IDLE_OTHER=${IDLE_OTHER:-1000}; HOLD_S=5
+  DUR=${DUR:-3}; CONNS=${CONNS:-"1 16 64 256 1024"}; IDLE=${IDLE:-10000}; IDLE_OTHER=${IDLE_OTHER:-1000}; HOLD_S=5; ROUNDS=${ROUNDS:-5}
 fi
 MODELS=${MODELS:-"async threads pool fork poll uring"}
 M64=67108864
@@ -180,6 +181,30 @@ for model in $MODELS; do
   fi
   stop_server
 done
+
+# --- one connection, in rounds ----------------------------------------------
+# The one-connection targets compare hftp with iperf3 and nginx: each round
+# measures the references and every model back to back, so a change in what
+# else runs on the cores hits them alike; the report takes medians and
+# spreads over the rounds.
+iperf3 -s -p 5299 -B 127.0.0.1 > "$OUT/logs/iperf3-server-rounds.log" 2>&1 &
+IPERF_PID=$!
+for _ in $(seq 200); do ss -Hltn 'sport = :5299' 2>/dev/null | grep -q . && break; sleep 0.05; done
+nginx -c "$NGX/nginx.conf" -p "$NGX" -e "$NGX/error.log" &
+NGINX_PID=$!
+for _ in $(seq 100); do curl -sf -o /dev/null http://127.0.0.1:18080/k1 && break; sleep 0.05; done
+for round in $(seq "$ROUNDS"); do
+  log "one connection, round $round/$ROUNDS"
+  iperf3 -c 127.0.0.1 -p 5299 -t "$DUR" -J > "$RES/r1-iperf3-r$round.json" 2>/dev/null || rm -f "$RES/r1-iperf3-r$round.json"
+  wrk_run "r1-nginx-range64-r$round" 1 -H "Range: bytes=0-$((M64 - 1))" http://127.0.0.1:18080/m64
+  for model in $MODELS; do
+    start_hftp "$model"
+    hb "r1-hftp-$model-b64m64-r$round" slice:m64:0:$M64 -c 1 -d "$DUR" --server-pid "$SPID"
+    hb "r1-hftp-$model-rawm64-r$round" raw:m64:0:$M64 -c 1 -d "$DUR" --server-pid "$SPID"
+    stop_server
+  done
+done
+kill "$IPERF_PID" "$NGINX_PID" 2>/dev/null || true; wait "$IPERF_PID" "$NGINX_PID" 2>/dev/null || true; NGINX_PID=""
 
 # --- the Python baseline ---------------------------------------------------
 log "python baseline"
