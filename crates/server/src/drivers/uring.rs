@@ -24,7 +24,12 @@
 //!   [`Connection`](crate::connection::Connection): a receive, a send, a
 //!   file read, or a splice pair. The connection's bytes stay put until the
 //!   completion reports on them (a guarantee of `Connection`), so a send
-//!   hands the kernel a pointer into the connection's own output, no copy;
+//!   hands the kernel a pointer into the connection's own output, no copy.
+//!   Large writes (a slice's body, [`INLINE_SEND`] and up) the loop makes
+//!   itself when the socket has room (`send` with `MSG_DONTWAIT`; a full
+//!   socket costs a one-shot poll for room): one call moves 64–256 KiB, so
+//!   the ring would batch nothing, and waiting for the completion of each
+//!   would cost a round trip per block;
 //! - a *buffer ring*: [`RECV_BUFFERS`] receive buffers of [`READ_BUF`]
 //!   shared by all the thread's connections. A receive names the group, not
 //!   a buffer; the kernel picks one only when bytes arrive, and the loop
@@ -123,6 +128,10 @@ pub const RECV_BUFFERS: u16 = 256;
 const BUFFER_GROUP: u16 = 0;
 /// How often deadlines are checked.
 pub const TICK: Duration = Duration::from_millis(500);
+/// Writes this large or larger are made by the loop itself when the
+/// socket has room (see `Action::Send` in `advance`); smaller answers are
+/// batched in the ring.
+const INLINE_SEND: usize = crate::body::WRITE_BATCH;
 /// Bytes asked of one splice pair: as `sendfile`'s chunk in `poll`.
 const SPLICE_CHUNK: usize = 1 << 20;
 
@@ -942,6 +951,27 @@ impl<'a> Worker<'a> {
             let now = self.now;
             let fd = types::Fd(slot.socket.as_raw_fd());
             match slot.conn.poll() {
+                Action::Send(bytes) if bytes.len() >= INLINE_SEND => {
+                    // A large write (a slice's body) goes at once when the
+                    // socket has room, as `sendfile` does: one call moves
+                    // 64–256 KiB, so batching it in the ring saves nothing,
+                    // while waiting for its completion costs a round trip.
+                    let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
+                    match rustix::net::send(&slot.socket, bytes, flags) {
+                        Ok(n) => slot.conn.sent(n, now),
+                        Err(rustix::io::Errno::AGAIN) => {
+                            let entry = opcode::PollAdd::new(fd, libc::POLLOUT as u32)
+                                .build()
+                                .user_data(token(key, WRITABLE));
+                            slot.inflight |= WRITABLE;
+                            // Waiting ends the turn.
+                            slot.conn.new_turn();
+                            return self.push(&entry);
+                        }
+                        Err(rustix::io::Errno::INTR) => {}
+                        Err(e) => slot.conn.io_failed(e.into()),
+                    }
+                }
                 Action::Send(bytes) => {
                     // The bytes stay put until `sent` or `io_failed` (the
                     // guarantee in `connection`'s docs), and the slot is
@@ -1223,7 +1253,8 @@ impl<'a> Worker<'a> {
                 n if n > 0 => slot.in_pipe += n as usize,
                 _ => slot.conn.io_failed(error()),
             },
-            // Room in the socket: the next `sendfile` goes inline again.
+            // Room in the socket: the next `sendfile` or large send goes
+            // inline again.
             WRITABLE if result >= 0 => {}
             WRITABLE => slot.conn.io_failed(error()),
             TIMER => {
