@@ -261,7 +261,7 @@ def machine_and_run(machine):
          "reference named in the table, measured in the same run."),
         "",
         ("Reproduce: `bash bench/run.sh` (installs nginx, wrk, iperf3 with apt-get when missing, builds "
-         "`hftp` in release mode once, about 15 minutes); `QUICK=1 bash bench/run.sh` for a 2-minute smoke run. "
+         "`hftp` in release mode once, about 20 minutes); `QUICK=1 bash bench/run.sh` for a 2-minute smoke run. "
          "One load by hand: `hftp serve -d DIR -p 19500 -a 127.0.0.1 --model poll &` then "
          "`hftp bench 127.0.0.1:19500 metadata:k1 -c 64 -d 10 --server-pid $!`."),
         "",

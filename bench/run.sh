@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark suite: one entry point, loopback only, bounded in time.
 #
-#   bash bench/run.sh              full run (about 15 minutes on 2 cores)
+#   bash bench/run.sh              full run (about 20 minutes on 2 cores)
 #   QUICK=1 bash bench/run.sh      smoke run (1 s loads, fewer connection counts)
 #
 # Installs what it needs (nginx, wrk, iperf3, curl) with apt-get when missing,
