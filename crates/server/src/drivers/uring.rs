@@ -959,15 +959,7 @@ impl<'a> Worker<'a> {
                     let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
                     match rustix::net::send(&slot.socket, bytes, flags) {
                         Ok(n) => slot.conn.sent(n, now),
-                        Err(rustix::io::Errno::AGAIN) => {
-                            let entry = opcode::PollAdd::new(fd, libc::POLLOUT as u32)
-                                .build()
-                                .user_data(token(key, WRITABLE));
-                            slot.inflight |= WRITABLE;
-                            // Waiting ends the turn.
-                            slot.conn.new_turn();
-                            return self.push(&entry);
-                        }
+                        Err(rustix::io::Errno::AGAIN) => return self.wait_writable(key),
                         Err(rustix::io::Errno::INTR) => {}
                         Err(e) => slot.conn.io_failed(e.into()),
                     }
@@ -998,13 +990,7 @@ impl<'a> Worker<'a> {
                         match sendfile_now(&slot.socket, file, offset, len) {
                             Ok(n) => slot.conn.sent(n, now),
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                                let entry = opcode::PollAdd::new(fd, libc::POLLOUT as u32)
-                                    .build()
-                                    .user_data(token(key, WRITABLE));
-                                slot.inflight |= WRITABLE;
-                                // Waiting ends the turn.
-                                slot.conn.new_turn();
-                                return self.push(&entry);
+                                return self.wait_writable(key)
                             }
                             Err(e) => slot.conn.io_failed(e),
                         }
@@ -1086,6 +1072,21 @@ impl<'a> Worker<'a> {
                 Action::Close(end) => return self.close(key, end),
             }
         }
+    }
+
+    /// Waits for room in the socket with a one-shot poll, after a write
+    /// the loop made itself found it full; the next one goes inline again.
+    fn wait_writable(&mut self, key: usize) {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        let entry = opcode::PollAdd::new(types::Fd(slot.socket.as_raw_fd()), libc::POLLOUT as u32)
+            .build()
+            .user_data(token(key, WRITABLE));
+        slot.inflight |= WRITABLE;
+        // Waiting ends the turn.
+        slot.conn.new_turn();
+        self.push(&entry);
     }
 
     /// Sends `len` bytes of `file` from `offset` through the slot's pipe:
