@@ -32,6 +32,7 @@ pub mod metrics;
 pub(crate) mod pipe;
 pub mod privileges;
 pub mod session;
+pub(crate) mod shared_memory;
 pub(crate) mod signals;
 pub mod storage;
 pub(crate) mod transport;

@@ -47,19 +47,8 @@ fn shared() -> &'static Slots {
 
 /// A zeroed atomic in `MAP_SHARED` memory, never unmapped.
 fn map_shared() -> Option<&'static AtomicUsize> {
-    // SAFETY: a fresh anonymous mapping, never unmapped, so the reference
-    // lives as long as the process; zeroed memory is a valid atomic, and
-    // the kernel aligns mappings to a page.
-    unsafe {
-        let ptr = rustix::mm::mmap_anonymous(
-            std::ptr::null_mut(),
-            std::mem::size_of::<AtomicUsize>(),
-            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-            rustix::mm::MapFlags::SHARED,
-        )
-        .ok()?;
-        Some(&*(ptr as *const AtomicUsize))
-    }
+    // SAFETY: zero is a valid atomic.
+    unsafe { crate::shared_memory::map_zeroed() }.ok()
 }
 
 /// One wide slot, given back when dropped.

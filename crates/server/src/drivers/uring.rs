@@ -148,7 +148,8 @@ const OFFLOAD: u16 = 32;
 const PIPE_OUT: u16 = 64;
 /// A timeout: the connection sleeps on its rate limit (`--limit-rate`).
 const TIMER: u16 = 128;
-/// A poll for room in the socket, after an inline `sendfile` found it full.
+/// A poll for room in the socket, after the loop's own `sendfile` or send
+/// found it full.
 const WRITABLE: u16 = 256;
 
 /// Completions that belong to no connection carry this bit.

@@ -98,17 +98,6 @@ pub struct Counters {
 
 /// Maps a zeroed block for the counters, shared with future children.
 pub fn map() -> std::io::Result<&'static Counters> {
-    let len = std::mem::size_of::<Counters>();
-    // SAFETY: a fresh anonymous mapping, never unmapped, so the reference
-    // lives as long as the process; zeroed memory is a valid `Counters`
-    // (all atomics), and the kernel aligns mappings to a page.
-    unsafe {
-        let ptr = rustix::mm::mmap_anonymous(
-            std::ptr::null_mut(),
-            len,
-            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-            rustix::mm::MapFlags::SHARED,
-        )?;
-        Ok(&*(ptr as *const Counters))
-    }
+    // SAFETY: zeroed memory is a valid `Counters` (all atomics).
+    unsafe { crate::shared_memory::map_zeroed() }
 }
