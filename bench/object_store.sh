@@ -4,12 +4,15 @@
 #   bash bench/object_store.sh        (about 4 minutes; `bench/run.sh` runs it last)
 #
 # Starts a 3-node Garage cluster (replication_factor = 3) on loopback, puts
-# a 256 MiB object, and measures on that cluster, in one run:
+# a 256 MiB object twice (m256 with a CRC32 the store keeps, as AWS keeps a
+# CRC for every new object; m256md5 with none, its ETag's MD5 the only
+# promise), and measures on that cluster, in one run:
 #   - a direct ranged GET of the whole object (curl --aws-sigv4) against
 #     the same bytes as hftp raw and base64 slices (`hftp bench`), one
 #     connection each, through a node of `hftp serve --storage s3://...`
 #     (raw slices also through a second node with --s3-splice false: the
-#     streamed read the splice replaced),
+#     streamed read the splice replaced; base64 slices of both objects:
+#     the whole-object check against the store's CRC, and against the MD5),
 #     interleaved round by round (medians reported), and the same GET
 #     through HAProxy in tcp mode: what one extra hop costs by itself;
 #   - HEAD requests per second, direct (curl, 16 in parallel), against
@@ -124,8 +127,16 @@ URL=$EP/$BUCKET/bench/m256
 # Garage wants the payload hash header, which curl leaves out: unsigned.
 s3curl() { curl -sS --fail --aws-sigv4 "aws:amz:garage:s3" --user "$KEY_ID:$SECRET" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@"; }
 head -c "$SIZE" /dev/urandom > "$WORK/m256"
-log "PUT 256 MiB"
-eventually s3curl -T "$WORK/m256" "$URL"
+# S3 sends a CRC as base64 of its big-endian value.
+CRC32=$(python3 -c 'import base64, sys, zlib
+crc = 0
+with open(sys.argv[1], "rb") as f:
+    while chunk := f.read(1 << 20):
+        crc = zlib.crc32(chunk, crc)
+print(base64.b64encode(crc.to_bytes(4, "big")).decode())' "$WORK/m256")
+log "PUT 256 MiB twice: with x-amz-checksum-crc32, and without"
+eventually s3curl -T "$WORK/m256" -H "x-amz-checksum-crc32: $CRC32" "$URL"
+eventually s3curl -T "$WORK/m256" "${URL}md5"
 rm -f "$WORK/m256"
 
 # --- the reference relay: HAProxy, tcp mode, in front of the same node -----
@@ -202,7 +213,8 @@ relay_get() { whole_get relay "${PIDS[3]}" "$RELAY_URL"; }
 raw_slice() { measured raw "$SPID" "$HFTP" bench "$ADDR" "raw:m256:0:$SIZE" -c 1 -n 1 --server-pid "$SPID" --timeout 120 --json -q > "$RES/hftp-raw-r$1.json"; }
 streamed_slice() { measured streamed "$STREAMED_PID" "$HFTP" bench "$STREAMED_ADDR" "raw:m256:0:$SIZE" -c 1 -n 1 --server-pid "$STREAMED_PID" --timeout 120 --json -q > "$RES/hftp-streamed-r$1.json"; }
 b64_slice() { measured b64 "$SPID" "$HFTP" bench "$ADDR" "slice:m256:0:$SIZE" -c 1 -n 1 --server-pid "$SPID" --timeout 120 --json -q > "$RES/hftp-b64-r$1.json"; }
-TRANSFERS=(direct_get relay_get raw_slice streamed_slice b64_slice)
+b64_md5_slice() { measured b64md5 "$SPID" "$HFTP" bench "$ADDR" "slice:m256md5:0:$SIZE" -c 1 -n 1 --server-pid "$SPID" --timeout 120 --json -q > "$RES/hftp-b64md5-r$1.json"; }
+TRANSFERS=(direct_get relay_get raw_slice streamed_slice b64_slice b64_md5_slice)
 for r in $(seq "$RUNS"); do
   # Each round starts one further along the list: no transfer always
   # follows the same one.
@@ -245,16 +257,18 @@ get = [int(n) / float(t) / 1e6 for n, t, _ in runs("direct-get.txt")]
 relay = [int(n) / float(t) / 1e6 for n, t, _ in runs("relay-get.txt")]
 raws = [hj("hftp-raw-r%d.json" % r) for r in range(1, rounds + 1)]
 b64s = [hj("hftp-b64-r%d.json" % r) for r in range(1, rounds + 1)]
+b64md5s = [hj("hftp-b64md5-r%d.json" % r) for r in range(1, rounds + 1)]
 streameds = [hj("hftp-streamed-r%d.json" % r) for r in range(1, rounds + 1)]
 streamed = [d["payload_mbps"] for d in streameds]
 raw = [d["payload_mbps"] for d in raws]
 b64 = [d["payload_mbps"] for d in b64s]
+b64md5 = [d["payload_mbps"] for d in b64md5s]
 (n, t), = runs("direct-head-parallel.txt")
 (n1, t1), = runs("direct-head-serial.txt")
 m16, m1 = hj("hftp-metadata-c16.json"), hj("hftp-metadata-c1.json")
 (ns, ts), = runs("direct-small-get-serial.txt")
 small = hj("hftp-small-slice-c1.json")
-rss = max((((d.get("server") or {}).get("peak") or {}).get("rss_kib") or 0) for d in raws + streameds + b64s)
+rss = max((((d.get("server") or {}).get("peak") or {}).get("rss_kib") or 0) for d in raws + streameds + b64s + b64md5s)
 out = {
     "rounds": rounds,
     "direct_get_mbps": statistics.median(get),
@@ -266,6 +280,10 @@ out = {
     "streamed_ratio_runs": [r / g for r, g in zip(streamed, get)],
     "hftp_b64_mbps": statistics.median(b64),
     "hftp_b64_runs_mbps": b64,
+    "hftp_b64_md5_mbps": statistics.median(b64md5),
+    "hftp_b64_md5_runs_mbps": b64md5,
+    # Each round's base64 slice against that round's raw slice.
+    "b64_raw_ratio_runs": [b / r for b, r in zip(b64, raw)],
     "relay_get_mbps": statistics.median(relay),
     "relay_get_runs_mbps": relay,
     # Each round's raw slice (and relayed GET) against that round's GET.
@@ -273,7 +291,7 @@ out = {
     "relay_ratio_runs": [r / g for r, g in zip(relay, get)],
     # Time to the first byte of the direct GET (the store's own latency).
     "direct_get_ttfb_ms": statistics.median(float(f) * 1000 for _, _, f in runs("direct-get.txt")),
-    "hftp_errors": sum(d["errors"] for d in raws + streameds + b64s) + m16["errors"] + m1["errors"] + small["errors"],
+    "hftp_errors": sum(d["errors"] for d in raws + streameds + b64s + b64md5s) + m16["errors"] + m1["errors"] + small["errors"],
     "direct_head_rps": int(n) / (int(t) / 1e9),
     "hftp_metadata_rps": m16["rps"],
     "direct_head_latency_ms": int(t1) / 1e6 / int(n1),

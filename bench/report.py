@@ -680,8 +680,12 @@ def object_store_table(s3):
         ["the same GET through HAProxy (tcp mode): one extra hop, no HFTP", fmt(d, "MB/s"),
          fmt(s3["relay_get_mbps"], "MB/s") if s3.get("relay_get_mbps") else "—",
          ratio(s3["relay_get_mbps"], d).strip(" ()") if s3.get("relay_get_mbps") else "—", "(reference)"],
-        ["256 MiB, as a base64 slice", "—", fmt(s3["hftp_b64_mbps"], "MB/s of file"),
+        ["256 MiB, as a base64 slice (checked against the store's CRC32)", "—", fmt(s3["hftp_b64_mbps"], "MB/s of file"),
          ratio(s3["hftp_b64_mbps"], d).strip(" ()"), ""],
+    ] + ([
+        ["the same bytes, an object with no CRC kept (checked against its ETag's MD5)", "—",
+         fmt(s3["hftp_b64_md5_mbps"], "MB/s of file"), ratio(s3["hftp_b64_md5_mbps"], d).strip(" ()"), ""],
+    ] if "hftp_b64_md5_mbps" in s3 else []) + [
         ["HEAD vs get_metadata, 16 in parallel", fmt(s3["direct_head_rps"], "req/s"),
          fmt(s3["hftp_metadata_rps"], "req/s"), ratio(s3["hftp_metadata_rps"], s3["direct_head_rps"]).strip(" ()"), ""],
         ["one HEAD vs one get_metadata, sequential (mean)", fmt(s3["direct_head_latency_ms"], "ms"),
@@ -696,7 +700,7 @@ def object_store_table(s3):
 def object_store_runs(s3):
     return ("Direct GET runs: {} MB/s (first byte after {}: the store's own latency, paid by every "
             "path). Through HAProxy / direct, round by round: {}. hftp raw runs: {} MB/s. Raw / direct, round by round: {}. "
-            "Streamed raw / direct, round by round: {}. "
+            "Streamed raw / direct, round by round: {}. Base64 (CRC) / raw, round by round: {}. "
             "hftp server peak RSS during the slices: {}. Failed hftp requests: {}.".format(
                 ", ".join(fmt(v) for v in s3["direct_get_runs_mbps"]),
                 fmt(s3["direct_get_ttfb_ms"], "ms") if s3.get("direct_get_ttfb_ms") else "—",
@@ -704,12 +708,14 @@ def object_store_runs(s3):
                 ", ".join(fmt(v) for v in s3.get("hftp_raw_runs_mbps", [])) or "—",
                 ", ".join(f"{v:.2f}×" for v in s3.get("raw_ratio_runs", [])) or "—",
                 ", ".join(f"{v:.2f}×" for v in s3.get("streamed_ratio_runs", [])) or "—",
+                ", ".join(f"{v:.2f}×" for v in s3.get("b64_raw_ratio_runs", [])) or "—",
                 fmt(s3["hftp_server_rss_peak_mib"], "MiB"), s3["hftp_errors"]))
 
 
 def object_store_cpu(cpu):
     names = {"direct": "direct GET", "relay": "GET through HAProxy", "raw": "hftp raw slice (spliced)",
-             "streamed": "hftp raw slice (streamed)", "b64": "hftp base64 slice"}
+             "streamed": "hftp raw slice (streamed)", "b64": "hftp base64 slice (CRC32 checked)",
+             "b64md5": "hftp base64 slice (MD5 checked)"}
     return [
         ("CPU time one 256 MiB transfer costs, by part (seconds, medians of user + system time). "
          "A transfer lasts 0.5 to 0.9 s, so none fills the two cores: the hop costs CPU (a second "
@@ -728,7 +734,7 @@ def object_store_targets(s3):
     rows = [
         ["spliced raw slice ≥ 1.0× the same GET through HAProxy (the same hop)", fmt(raw, "MB/s"),
          fmt(relay, "MB/s"), ratio(raw, relay).strip(" ()") or "—", verdict(raw >= relay if raw and relay else None)],
-        ["base64 slice (file bytes) ≥ 0.9× the spliced raw slice", fmt(b64, "MB/s"), fmt(raw, "MB/s"),
+        ["base64 slice (file bytes, CRC32 checked) ≥ 0.9× the spliced raw slice", fmt(b64, "MB/s"), fmt(raw, "MB/s"),
          ratio(b64, raw).strip(" ()") or "—", verdict(b64 >= 0.9 * raw if b64 and raw else None)],
     ]
     return [table(["target", "hftp", "reference", "ratio", ""], rows), ""]
@@ -742,10 +748,11 @@ def object_store(s3):
         "## Object store (Garage)",
         "",
         "`bench/object_store.sh`: a 3-node Garage cluster (`replication_factor = 3`) on loopback, one "
-        "256 MiB object, and `hftp serve --storage s3://...` nodes talking to the same Garage node "
+        "256 MiB object (put twice: with a CRC32 the store keeps, and without, its ETag's MD5 the only "
+        "promise), and `hftp serve --storage s3://...` nodes talking to the same Garage node "
         "as the direct requests (curl with `--aws-sigv4`): one as deployed (raw slices spliced from the "
         "store's socket), one with `--s3-splice false` (raw slices streamed through `object_store`). "
-        "The GET, the same GET through HAProxy, both raw slices and the base64 slice run one of each per "
+        "The GET, the same GET through HAProxy, both raw slices and both base64 slices run one of each per "
         "round, in an order that rotates round by round, {} rounds (a change in the machine's load hits "
         "them all alike); medians; one connection unless stated.".format(s3.get("rounds", 3)),
         "",

@@ -237,6 +237,12 @@ const LOW_SPEED_SECS: u64 = 3;
 /// A server for the body tests: `big.bin` (1 MiB) and `huge.bin` (9 MiB,
 /// past one version check) in the bucket, the proxy in front.
 fn body_fixture(model: &str, test: &str) -> (FaultProxy, Server, Vec<u8>) {
+    body_fixture_with(model, test, true)
+}
+
+/// [`body_fixture`], its slices read by hand (`splice`, as deployed) or
+/// streamed through object_store (`--s3-splice false`).
+fn body_fixture_with(model: &str, test: &str, splice: bool) -> (FaultProxy, Server, Vec<u8>) {
     let cluster = garage::shared();
     let prefix = format!("faulty-{test}-{model}");
     let bucket = Bucket::new(cluster, &cluster.endpoint(0), &prefix);
@@ -246,6 +252,7 @@ fn body_fixture(model: &str, test: &str) -> (FaultProxy, Server, Vec<u8>) {
     let proxy = FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], cluster.s3_port(0))));
     let server = through(&proxy, &prefix, model)
         .env("HFTP_S3_LOW_SPEED_TIME", LOW_SPEED_SECS.to_string())
+        .env("HFTP_S3_SPLICE", splice.to_string())
         .start();
     (proxy, server, huge)
 }
@@ -253,7 +260,7 @@ fn body_fixture(model: &str, test: &str) -> (FaultProxy, Server, Vec<u8>) {
 /// A store that trickles (4 KB/s, below the default floor of 16 KiB/s):
 /// `0 OK` comes with the first bytes, not after a whole block, and the
 /// slice is closed short once a window of waiting brought too little,
-/// logged as such; raw (spliced) and base64 (streamed) alike.
+/// logged as such; raw (spliced) and base64 (read by hand) alike.
 fn trickling_store_is_cut_at_the_floor(model: &str) {
     let _load = garage::light_load();
     let (proxy, server, _) = body_fixture(model, "trickle");
@@ -288,21 +295,35 @@ fn trickling_store_is_cut_at_the_floor(model: &str) {
 }
 
 /// A store that stops sending mid-body: the client is closed short within
-/// the low-speed window (no resume after a stall), and the log says so.
+/// the low-speed window (no resume after a stall), and the log says so;
+/// slices read by hand (base64 and raw) and streamed through object_store
+/// (base64 with `--s3-splice false`) alike.
 fn stall_mid_body_ends_the_slice_within_the_window(model: &str) {
+    stall_mid_body_ends_within_the_window(model, true, &["", " raw"], "sent nothing");
+    stall_mid_body_ends_within_the_window(model, false, &[""], "the answer stalled");
+}
+
+fn stall_mid_body_ends_within_the_window(model: &str, splice: bool, modes: &[&str], says: &str) {
     let _load = garage::light_load();
-    let (proxy, server, _) = body_fixture(model, "midbody");
+    let test = if splice {
+        "midbody"
+    } else {
+        "midbody-streamed"
+    };
+    let (proxy, server, _) = body_fixture_with(model, test, splice);
     proxy.add_rule(
         Some("GET"),
         "/big.bin",
         Fault::StallAfter { bytes: 200_000 },
     );
     let bound = Duration::from_secs(4 * (LOW_SPEED_SECS + FIRST_BYTE_SECS));
-    for mode in ["", " raw"] {
+    for mode in modes {
         let request = format!("get_slice big.bin 0 1048576{mode}\r\n");
         let started = Instant::now();
         let (answer, closed) = answer_until_close(server.addr(), &request, bound);
-        let what = format!("--model {model}, get_slice{mode} from a store stalled mid-body");
+        let what = format!(
+            "--model {model}, get_slice{mode} (splice {splice}) from a store stalled mid-body"
+        );
         assert!(
             answer.starts_with(b"0 OK\r\n"),
             "{what}: {:?}\n{}",
@@ -317,9 +338,8 @@ fn stall_mid_body_ends_the_slice_within_the_window(model: &str) {
             started.elapsed()
         );
     }
-    // Streamed (base64) and spliced (raw) say it in their own words.
-    server.wait_stderr("the answer stalled", LOG_WAIT);
-    server.wait_stderr("sent nothing", LOG_WAIT);
+    // Streamed and read by hand, each in its own words.
+    server.wait_stderr(says, LOG_WAIT);
     let logs = server.stderr();
     assert!(
         !logs.contains("broke off"),
@@ -391,33 +411,63 @@ fn whole_slice(addr: SocketAddr, request: &str, size: usize, mode: &str) -> Vec<
 
 /// One byte flipped in the store's answer for a whole object: its base64
 /// slice is closed short, never sent whole with the wrong byte, and the
-/// log says MD5. (The same object unharmed is served whole and verified
-/// by `a_stalled_head_delays_no_slice`.)
+/// log says which check caught it: the ETag's MD5 (`big.bin`), or the
+/// CRC32 the store keeps (`crc.bin`, put with one). (The same objects
+/// unharmed are served whole and verified: `big.bin` by
+/// `a_stalled_head_delays_no_slice`, `crc.bin` here first.)
 fn flipped_byte_of_a_whole_object_is_never_served(model: &str) {
     let _load = garage::light_load();
     let (proxy, server, huge) = body_fixture(model, "flip");
     let size = 1 << 20;
-    proxy.add_rule(Some("GET"), "/big.bin", Fault::FlipByte { at: 500_000 });
-    let request = format!("get_slice big.bin 0 {size}\r\n");
+    let crc_key = format!("faulty-flip-{model}/crc.bin");
+    Bucket::new(garage::shared(), &garage::shared().endpoint(0), "unused")
+        .put_with_crc32(&crc_key, &huge[..size]);
+    let request = format!("get_slice crc.bin 0 {size}\r\n");
+    let answer = whole_slice(server.addr(), &request, size, "");
+    assert!(
+        answer == huge[..size],
+        "--model {model}: crc.bin unharmed is not served byte-exact ({} bytes)\n{}",
+        answer.len(),
+        server.stderr()
+    );
+    for (name, check) in [("big.bin", "MD5"), ("crc.bin", "CRC32")] {
+        flipped_byte_is_caught(model, &proxy, &server, &huge[..size], name, check);
+    }
+    drop(proxy);
+}
+
+fn flipped_byte_is_caught(
+    model: &str,
+    proxy: &FaultProxy,
+    server: &Server,
+    bytes: &[u8],
+    name: &str,
+    check: &str,
+) {
+    let size = bytes.len();
+    proxy.add_rule(
+        Some("GET"),
+        &format!("/{name}"),
+        Fault::FlipByte { at: 500_000 },
+    );
+    let request = format!("get_slice {name} 0 {size}\r\n");
     let bound = Duration::from_secs(120);
     let (answer, closed) = answer_until_close(server.addr(), &request, bound);
     assert!(closed, "--model {model}: still open after {bound:?}");
     let whole = {
         let mut expected = b"0 OK\r\n".to_vec();
-        expected.extend_from_slice(
-            base64_simd::STANDARD
-                .encode_to_string(&huge[..size])
-                .as_bytes(),
-        );
+        expected.extend_from_slice(base64_simd::STANDARD.encode_to_string(bytes).as_bytes());
         expected.extend_from_slice(b"\r\n");
         expected
     };
     assert!(
         answer.len() < whole.len(),
-        "--model {model}: a corrupt whole object was served as a complete slice"
+        "--model {model}: a corrupt {name} was served as a complete slice"
     );
-    server.wait_stderr("MD5", LOG_WAIT);
-    drop(proxy);
+    server.wait_stderr(
+        &format!("object faulty-flip-{model}/{name}: the {check} of the bytes"),
+        LOG_WAIT,
+    );
 }
 
 mod a_flipped_byte_of_a_whole_object_is_never_served {

@@ -112,10 +112,12 @@ pub struct Args {
         env = "HFTP_STAT_CACHE"
     )]
     stat_cache: u64,
-    /// With --storage s3://... on a plain-http endpoint: send raw slices by
-    /// splicing the store's socket to the client's (no copy through the
-    /// server). false streams them through the S3 client instead, for a
-    /// store that refuses presigned requests.
+    /// With --storage s3://... on a plain-http endpoint: read each slice
+    /// from a connection of its own, raw ones spliced from the store's
+    /// socket to the client's (no copy through the server), base64 ones
+    /// read straight into the block they are encoded from. false streams
+    /// them through the S3 client instead, for a store that refuses
+    /// presigned requests.
     #[arg(
         long,
         default_value_t = true,

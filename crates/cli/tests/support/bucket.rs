@@ -20,6 +20,8 @@ use super::garage::{Garage, BUCKET, KEY_ID, REGION, SECRET};
 /// runtime of its own: lays out fixtures and objects.
 pub struct Bucket {
     store: AmazonS3,
+    /// Where `store` sends its requests.
+    endpoint: String,
     /// One client per Garage node, addressed directly: see [`Bucket::settle`].
     witnesses: Vec<AmazonS3>,
     prefix: String,
@@ -55,6 +57,7 @@ impl Bucket {
             .expect("runtime");
         Arc::new(Bucket {
             store: client(endpoint),
+            endpoint: endpoint.to_string(),
             witnesses: cluster.endpoints().iter().map(|e| client(e)).collect(),
             prefix: prefix.to_string(),
             runtime,
@@ -74,6 +77,59 @@ impl Bucket {
         self.runtime
             .block_on(self.store.put(&Key::from(key), payload))
             .unwrap_or_else(|e| panic!("PUT {key}: {e}"));
+    }
+
+    /// Puts `content` at `key` with `x-amz-checksum-crc32`, so that the
+    /// store keeps its full-object CRC32 (as AWS keeps a CRC for every new
+    /// object). A `PUT` by hand, signed by object_store's signer: the
+    /// crate's own `put` sends no CRC.
+    pub fn put_with_crc32(&self, key: &str, content: &[u8]) {
+        use std::io::{Read, Write};
+        let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32IsoHdlc, content) as u32;
+        let crc = base64_simd::STANDARD.encode_to_string(crc.to_be_bytes());
+        let url = format!("{}/{BUCKET}/{key}", self.endpoint);
+        let mut request = http::Request::builder()
+            .method("PUT")
+            .uri(&url)
+            .header("x-amz-checksum-crc32", &crc)
+            .body(object_store::client::HttpRequestBody::empty())
+            .expect("a PUT request");
+        let credential = object_store::aws::AwsCredential {
+            key_id: KEY_ID.into(),
+            secret_key: SECRET.into(),
+            token: None,
+        };
+        object_store::aws::AwsAuthorizer::new(&credential, "s3", REGION)
+            .with_sign_payload(false)
+            .authorize(&mut request, None);
+        let authority = self.endpoint.trim_start_matches("http://");
+        let mut socket = std::net::TcpStream::connect(authority).expect("connect to the store");
+        socket.set_read_timeout(Some(SETTLE)).unwrap();
+        let target = &url[url.find(authority).unwrap() + authority.len()..];
+        let mut head = format!("PUT {target} HTTP/1.1\r\n");
+        for (name, value) in request.headers() {
+            head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
+        }
+        head.push_str(&format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            content.len()
+        ));
+        socket.write_all(head.as_bytes()).unwrap();
+        socket.write_all(content).unwrap();
+        let mut answer = Vec::new();
+        let _ = socket.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "PUT {key} with x-amz-checksum-crc32: {answer}"
+        );
+        assert!(
+            answer.to_ascii_lowercase().contains(&format!(
+                "x-amz-checksum-crc32: {}",
+                crc.to_ascii_lowercase()
+            )),
+            "PUT {key}: the store did not keep the CRC32: {answer}"
+        );
     }
 
     /// Creates `names` as empty objects, 64 requests at a time.

@@ -1,11 +1,13 @@
 //! One ranged `GET` on a plain-http connection of the backend's own, so
 //! that its body can be spliced from that socket to a client's without
-//! passing through user space (see [`super::spliced`]).
+//! passing through user space, or read straight into a block (see
+//! [`super::by_hand`]); and the `HEAD` that asks for the store's checksum.
 //!
-//! The request is a presigned URL (the signature is in its query string,
+//! The `GET` is a presigned URL (the signature is in its query string,
 //! made by `object_store`), plus `Range`, `If-Match` and `Connection:
 //! close`: one connection per slice, as the body is read to its end or
-//! dropped. The answer's head is parsed with `httparse`; the body is left
+//! dropped. The `HEAD` carries the headers `object_store`'s signer made
+//! for it. The answer's head is parsed with `httparse`; the body is left
 //! in the socket, apart from the bytes that came with the head.
 
 use std::io::{self, Read, Write};
@@ -35,6 +37,8 @@ pub struct Answer {
     pub content_range: Option<(u64, u64, Option<u64>)>,
     pub content_length: Option<u64>,
     pub chunked: bool,
+    /// The `x-amz-checksum-*` headers, names in lower case.
+    pub checksums: Vec<(String, String)>,
     pub socket: TcpStream,
     /// Body bytes that arrived with the head, from `early_pos` on.
     pub early: Vec<u8>,
@@ -50,6 +54,30 @@ pub fn ranged_get(
     e_tag: Option<&str>,
     head_within: Duration,
 ) -> io::Result<Answer> {
+    let mut headers = vec![(
+        "Range".to_string(),
+        format!("bytes={start}-{}", end.saturating_sub(1)),
+    )];
+    if let Some(tag) = e_tag {
+        headers.push(("If-Match".into(), tag.into()));
+    }
+    send("GET", url, &headers, head_within)
+}
+
+/// Sends `HEAD url` with `headers` (a signed request's, `Host` among them)
+/// and reads the answer's head.
+pub fn head(url: &str, headers: &[(String, String)], within: Duration) -> io::Result<Answer> {
+    send("HEAD", url, headers, within)
+}
+
+/// Sends `method url` with `headers` on a connection of its own, and reads
+/// the answer's head within `head_within`.
+fn send(
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    head_within: Duration,
+) -> io::Result<Answer> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| io::Error::other("not a plain-http URL"))?;
@@ -60,13 +88,17 @@ pub fn ranged_get(
     let socket = connect(authority)?;
     socket.set_nodelay(true)?;
     socket.set_write_timeout(Some(ANSWER_TIMEOUT))?;
-    let mut request = format!(
-        "GET {target} HTTP/1.1\r\nHost: {authority}\r\nRange: bytes={start}-{}\r\n",
-        end.saturating_sub(1)
-    );
-    if let Some(tag) = e_tag {
-        request.push_str("If-Match: ");
-        request.push_str(tag);
+    let mut request = format!("{method} {target} HTTP/1.1\r\n");
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        request.push_str(&format!("Host: {authority}\r\n"));
+    }
+    for (name, value) in headers {
+        request.push_str(name);
+        request.push_str(": ");
+        request.push_str(value);
         request.push_str("\r\n");
     }
     request.push_str("User-Agent: hftp-server\r\nConnection: close\r\n\r\n");
@@ -127,6 +159,7 @@ fn read_head(socket: TcpStream, within: Duration) -> io::Result<Answer> {
                     content_range: None,
                     content_length: None,
                     chunked: false,
+                    checksums: Vec::new(),
                     socket,
                     early: Vec::new(),
                     early_pos: 0,
@@ -145,6 +178,13 @@ fn read_head(socket: TcpStream, within: Duration) -> io::Result<Answer> {
                         answer.content_length = value.parse().ok();
                     } else if name.eq_ignore_ascii_case("transfer-encoding") {
                         answer.chunked = value.to_ascii_lowercase().contains("chunked");
+                    } else if name
+                        .get(..15)
+                        .is_some_and(|at| at.eq_ignore_ascii_case("x-amz-checksum-"))
+                    {
+                        answer
+                            .checksums
+                            .push((name.to_ascii_lowercase(), value.to_string()));
                     }
                 }
                 buf.truncate(len);

@@ -62,9 +62,11 @@
 //! Garage does), or by the `412` a resumed `GET` gets: the read fails and
 //! the connection is closed, as for a local file that shrinks.
 //!
-//! **Raw slices from a plain-http store** are spliced from the store's
-//! socket to the client's instead, never copied through user space
-//! ([`spliced`]); [`ObjectStorage::with_splice`] (`--s3-splice false`)
+//! **Slices from a plain-http store** are read by hand instead, on a
+//! connection of their own ([`by_hand`]): raw ones spliced from the
+//! store's socket to the client's, never copied through user space;
+//! base64 ones read from the socket straight into the block they are
+//! encoded from. [`ObjectStorage::with_splice`] (`--s3-splice false`)
 //! turns that off (every slice is then streamed as above), for a store
 //! that refuses presigned requests.
 
@@ -87,13 +89,13 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::{ListPage, RangeReader, StepDone, Storage, StorageError, StorageStep, Unlisted};
 
+mod by_hand;
 mod credentials;
 pub mod floor;
 mod http;
 mod integrity;
 mod key_calls;
 mod probe;
-mod spliced;
 mod steps;
 
 use probe::EndpointSource;
@@ -144,8 +146,8 @@ pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Worker threads of the backend's runtime: they only drive sockets.
 const RUNTIME_THREADS: usize = 2;
 
-/// Threads of the runtime that may block: they run the spliced path's
-/// socket calls ([`spliced`]), one per raw slice being read from the store
+/// Threads of the runtime that may block: they run the by-hand path's
+/// socket calls ([`by_hand`]), one per slice being read from the store
 /// (its opening call is bounded per key like any other).
 const BLOCKING_THREADS: usize = 64;
 
@@ -210,7 +212,7 @@ struct Inner {
     /// The store's endpoint, as messages show it, and where it was set.
     endpoint: String,
     endpoint_source: EndpointSource,
-    /// Whether raw slices may be spliced ([`spliced`]).
+    /// Whether slices may be read by hand, raw ones spliced ([`by_hand`]).
     splice: bool,
     /// Store calls in flight, per object.
     key_calls: key_calls::KeyCalls,
@@ -379,8 +381,9 @@ impl ObjectStorage {
         })
     }
 
-    /// Whether raw slices from a plain-http endpoint are spliced
-    /// ([`spliced`]; the default) or streamed through the S3 client. Set
+    /// Whether slices from a plain-http endpoint are read by hand, raw ones
+    /// spliced ([`by_hand`]; the default), or streamed through the S3
+    /// client. Set
     /// once, before the storage is shared.
     pub fn with_splice(mut self, on: bool) -> ObjectStorage {
         match Arc::get_mut(&mut self.inner) {
@@ -434,6 +437,13 @@ enum CallError {
 }
 
 impl Inner {
+    /// The region requests are signed for (`us-east-1` unless set).
+    fn region(&self) -> String {
+        self.builder
+            .get_config_value(&AmazonS3ConfigKey::Region)
+            .unwrap_or_else(|| "us-east-1".into())
+    }
+
     fn process(&self) -> Result<Arc<Process>, StorageError> {
         let pid = std::process::id();
         let mut slot = self.process.lock().unwrap_or_else(PoisonError::into_inner);
@@ -633,7 +643,7 @@ impl Storage for ObjectStorage {
         name: &FileName,
         range: Range,
     ) -> Result<Box<dyn RangeReader>, StorageError> {
-        self.inner.block_on(self.open_range_async(name, range))
+        self.open_by_hand(name, range, false)
     }
 
     fn open_raw_range(
@@ -641,22 +651,7 @@ impl Storage for ObjectStorage {
         name: &FileName,
         range: Range,
     ) -> Result<Box<dyn RangeReader>, StorageError> {
-        if !self.splices(range) {
-            return self.open_range(name, range);
-        }
-        let path = self.path(name)?;
-        let at = |e| about(e, &self.key(name.as_str()), Some(range.offset));
-        let started = Instant::now();
-        let permit = self
-            .inner
-            .block_on(self.inner.key_permit(&path, self.inner.first_byte))
-            .map_err(at)?;
-        let opened = spliced::open(self, name, &path, range, started.elapsed());
-        drop(permit);
-        match self.spliced_or_not(name, opened).map_err(at)? {
-            Some(reader) => Ok(reader),
-            None => self.open_range(name, range),
-        }
+        self.open_by_hand(name, range, true)
     }
 
     fn may_block(&self) -> bool {
@@ -818,13 +813,41 @@ impl ObjectStorage {
         }))
     }
 
-    /// [`Storage::open_raw_range`] as a task: the spliced path's blocking
-    /// socket calls run on one of the runtime's blocking threads, once this
-    /// object has a free call.
-    async fn open_raw_range_async(
+    /// Opens `range` with a `GET` of its own, sent and read by hand
+    /// ([`by_hand`]; with a pipe when `raw`), or streamed through
+    /// `object_store` when the slice cannot go that way.
+    fn open_by_hand(
         &self,
         name: &FileName,
         range: Range,
+        raw: bool,
+    ) -> Result<Box<dyn RangeReader>, StorageError> {
+        if !self.splices(range) {
+            return self.inner.block_on(self.open_range_async(name, range));
+        }
+        let path = self.path(name)?;
+        let at = |e| about(e, &self.key(name.as_str()), Some(range.offset));
+        let started = Instant::now();
+        let permit = self
+            .inner
+            .block_on(self.inner.key_permit(&path, self.inner.first_byte))
+            .map_err(at)?;
+        let opened = by_hand::open(self, name, &path, range, started.elapsed(), raw);
+        drop(permit);
+        match self.by_hand_or_not(name, opened).map_err(at)? {
+            Some(reader) => Ok(reader),
+            None => self.inner.block_on(self.open_range_async(name, range)),
+        }
+    }
+
+    /// [`ObjectStorage::open_by_hand`] as a task: its blocking socket calls
+    /// run on one of the runtime's blocking threads, once this object has a
+    /// free call.
+    async fn open_by_hand_async(
+        &self,
+        name: &FileName,
+        range: Range,
+        raw: bool,
     ) -> Result<Box<dyn RangeReader>, StorageError> {
         if !self.splices(range) {
             return self.open_range_async(name, range).await;
@@ -839,36 +862,36 @@ impl ObjectStorage {
             .map_err(at)?;
         let (this, blocking_name) = (self.clone(), name.clone());
         let opened = tokio::task::spawn_blocking(move || {
-            let opened = spliced::open(&this, &blocking_name, &path, range, started.elapsed());
+            let opened = by_hand::open(&this, &blocking_name, &path, range, started.elapsed(), raw);
             drop(permit);
             opened
         })
         .await
         .map_err(|e| StorageError::Unavailable(io::Error::other(format!("storage task: {e}"))))?;
-        match self.spliced_or_not(name, opened).map_err(at)? {
+        match self.by_hand_or_not(name, opened).map_err(at)? {
             Some(reader) => Ok(reader),
             None => self.open_range_async(name, range).await,
         }
     }
 
-    /// Whether a raw `range` goes the spliced way.
+    /// Whether `range` goes the hand-sent way ([`by_hand`]).
     fn splices(&self, range: Range) -> bool {
         self.inner.splice && range.size > 0 && range.end().is_some()
     }
 
-    /// The spliced reader, an error, or `None` when the slice is best
+    /// The by-hand reader, an error, or `None` when the slice is best
     /// streamed instead.
-    fn spliced_or_not(
+    fn by_hand_or_not(
         &self,
         name: &FileName,
-        opened: spliced::Opened,
+        opened: by_hand::Opened,
     ) -> Result<Option<Box<dyn RangeReader>>, StorageError> {
         match opened {
-            spliced::Opened::Spliced(reader) => Ok(Some(reader)),
-            spliced::Opened::NotFound => Err(StorageError::NotFound),
-            spliced::Opened::TimedOut(e) => Err(StorageError::Unavailable(e)),
-            spliced::Opened::Elsewhere(why) => {
-                tracing::debug!(%name, "slice not spliced ({why}): streamed instead");
+            by_hand::Opened::Spliced(reader) => Ok(Some(reader)),
+            by_hand::Opened::NotFound => Err(StorageError::NotFound),
+            by_hand::Opened::TimedOut(e) => Err(StorageError::Unavailable(e)),
+            by_hand::Opened::Elsewhere(why) => {
+                tracing::debug!(%name, "slice not read by hand ({why}): streamed instead");
                 Ok(None)
             }
         }

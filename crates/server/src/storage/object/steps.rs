@@ -4,7 +4,7 @@
 //!
 //! Listings, sizes, opens and reads of a streamed body are async all the
 //! way down: a step waiting for the store is a task holding a socket and a
-//! timer. The spliced path ([`super::spliced`]) moves bytes between
+//! timer. The spliced path ([`super::by_hand`]) moves bytes between
 //! descriptors with blocking calls, so its reads run on the runtime's
 //! bounded blocking threads ([`super::BLOCKING_THREADS`]).
 
@@ -25,8 +25,8 @@ impl ObjectStorage {
             StorageStep::Size(name) => StorageReply::Size(self.size_async(&name).await),
             StorageStep::Open { name, range, mode } => {
                 let opened = match mode {
-                    SliceMode::Raw => self.open_raw_range_async(&name, range).await,
-                    SliceMode::Base64 => self.open_range_async(&name, range).await,
+                    SliceMode::Raw => self.open_by_hand_async(&name, range, true).await,
+                    SliceMode::Base64 => self.open_by_hand_async(&name, range, false).await,
                 };
                 match opened {
                     Ok(reader) => self.first_block(reader, range, mode).await,

@@ -1,6 +1,8 @@
-//! Raw slices from a plain-http store, spliced: the store's socket to a
-//! pipe, the pipe to the client's socket, never copied through user space
-//! (as HAProxy relays, and as `sendfile` serves a local file).
+//! Slices from a plain-http store, read by hand on a connection of their
+//! own. Raw ones are spliced: the store's socket to a pipe, the pipe to the
+//! client's socket, never copied through user space (as HAProxy relays,
+//! and as `sendfile` serves a local file). Base64 ones are read from the
+//! socket straight into the block they are encoded from.
 //!
 //! **Why.** Through `object_store`, each byte of a raw slice is copied
 //! three times on the server (socket to the HTTP client's buffer, to the
@@ -22,14 +24,23 @@
 //! before its last bytes leave (the last pipe's worth waits for it), as
 //! the streamed read does.
 //!
-//! **Where it applies.** Raw slices (base64 must read the bytes to encode
-//! them) from a plain-http endpoint (TLS would need user space anyway).
+//! **Where it applies.** Slices from a plain-http endpoint (TLS would need
+//! user space anyway). Raw slices get the pipe. Base64 slices must read
+//! the bytes to encode them: they are opened without a pipe and `read`
+//! straight from the store's socket into the connection's block. That is
+//! one copy, where `object_store` made two (its buffer, then the block)
+//! and handed each chunk through a task and a channel. The socket's
+//! receive buffer is the read-ahead: the store keeps sending while the
+//! block is encoded. A whole object read this way is checked end to end
+//! ([`super::integrity`]): against the full-object CRC the store keeps,
+//! asked by a `HEAD` alongside the body, or else its ETag's MD5, as the
+//! streamed read does.
 //! Anything else, and any answer to the opening `GET` other than `206`
 //! with the range asked or `404`, goes the `object_store` way, whose
 //! retries and error mapping then decide.
 //!
-//! **Cost.** Two descriptors for the pipe and one socket per raw slice
-//! being sent, and one TCP connection per slice (not pooled; on a store
+//! **Cost.** Two descriptors for the pipe (raw slices only) and one socket
+//! per slice being sent, and one TCP connection per slice (not pooled; on a store
 //! nearby a connect costs tens of microseconds against milliseconds for
 //! the `GET`).
 
@@ -44,9 +55,10 @@ use rustix::pipe::SpliceFlags;
 
 use super::floor::SpeedFloor;
 use super::http::{self, Answer};
+use super::integrity::{StoreCrc, WholeCheck};
 use super::{
     last_version, redact, version, ObjectStorage, Version, BODY_RESUMES, CALL_TIMEOUT,
-    VERSION_CHECK_BYTES,
+    LAST_CHECK_TIMEOUT, VERSION_CHECK_BYTES,
 };
 use crate::pipe::Pipe;
 use crate::storage::RangeReader;
@@ -69,7 +81,7 @@ const SIGNED_FOR: Duration = Duration::from_secs(15 * 60);
 
 /// The outcome of trying to open a slice this way.
 pub enum Opened {
-    Spliced(Box<SplicedRange>),
+    Spliced(Box<HandRange>),
     NotFound,
     /// The store did not answer in time: asking again the other way would
     /// only wait as long again.
@@ -79,8 +91,9 @@ pub enum Opened {
     Elsewhere(String),
 }
 
-/// One raw slice of one version of an object, spliced from the store.
-pub struct SplicedRange {
+/// One slice of one version of an object, read by hand from the store:
+/// spliced into a pipe (raw), or read into user space (base64).
+pub struct HandRange {
     storage: ObjectStorage,
     name: FileName,
     path: Path,
@@ -88,7 +101,15 @@ pub struct SplicedRange {
     pos: u64,
     end: u64,
     answer: Option<Answer>,
-    pipe: Pipe,
+    /// Raw slices only.
+    pipe: Option<Pipe>,
+    /// The check of a whole object's bytes (read, not spliced: spliced
+    /// bytes never reach user space).
+    integrity: Option<WholeCheck>,
+    /// The `HEAD` asking which CRC the store keeps, until it answers.
+    crc_asked: Option<tokio::task::JoinHandle<Option<StoreCrc>>>,
+    /// The failure that ended a block gathered before it: the next read's.
+    deferred: Option<io::Error>,
     resumes: u32,
     /// Bytes since the last version check was started.
     unchecked: u64,
@@ -102,13 +123,15 @@ pub struct SplicedRange {
     last_byte: Instant,
 }
 
-/// Opens `range` (not empty) with one ranged `GET` of its own.
+/// Opens `range` (not empty) with one ranged `GET` of its own, with a
+/// pipe to splice into when `raw`.
 pub fn open(
     storage: &ObjectStorage,
     name: &FileName,
     path: &Path,
     range: Range,
     waited: Duration,
+    raw: bool,
 ) -> Opened {
     let end = range.offset + range.size;
     let url = match sign(storage, path) {
@@ -139,11 +162,19 @@ pub fn open(
             ))
         }
     }
-    let pipe = match Pipe::new(PIPE_BYTES, true) {
+    let pipe = match raw.then(|| Pipe::new(PIPE_BYTES, true)).transpose() {
         Ok(pipe) => pipe,
         Err(e) => return Opened::Elsewhere(format!("no pipe: {e}")),
     };
-    Opened::Spliced(Box::new(SplicedRange {
+    let whole = range.offset == 0 && answer.content_range.and_then(|(_, _, of)| of) == Some(end);
+    let (integrity, crc_asked) = match answer.e_tag.as_deref().filter(|_| whole && !raw) {
+        Some(tag) => {
+            let asked = ask_store_crc(storage, path, tag);
+            (WholeCheck::new(tag, asked.is_some()), asked)
+        }
+        None => (None, None),
+    };
+    Opened::Spliced(Box::new(HandRange {
         storage: storage.clone(),
         name: name.clone(),
         path: path.clone(),
@@ -152,6 +183,9 @@ pub fn open(
         end,
         answer: Some(answer),
         pipe,
+        integrity,
+        crc_asked,
+        deferred: None,
         resumes: 0,
         unchecked: 0,
         total: 0,
@@ -189,6 +223,59 @@ fn http_method_get() -> ::http::Method {
     ::http::Method::GET
 }
 
+/// Asks the store, alongside the body, which full-object CRC it keeps for
+/// version `e_tag` of the object: a `HEAD` with `x-amz-checksum-mode:
+/// ENABLED`, signed in its headers by `object_store`'s signer (a presigned
+/// URL must not carry an unsigned `x-amz-` header), sent by hand (the
+/// crate's `HEAD` keeps no checksum). `None` when it cannot be asked.
+fn ask_store_crc(
+    storage: &ObjectStorage,
+    path: &Path,
+    e_tag: &str,
+) -> Option<tokio::task::JoinHandle<Option<StoreCrc>>> {
+    let process = storage.inner.process().ok()?;
+    let region = storage.inner.region();
+    let (store, path, e_tag) = (process.store.clone(), path.clone(), e_tag.to_string());
+    Some(process.runtime.spawn(async move {
+        // The object's URL as the crate addresses it (path or host style).
+        let mut url = store
+            .signed_url(::http::Method::HEAD, &path, SIGNED_FOR)
+            .await
+            .ok()?;
+        url.set_query(None);
+        let credential = store.credentials().get_credential().await.ok()?;
+        let mut request = ::http::Request::builder()
+            .method(::http::Method::HEAD)
+            .uri(url.as_str())
+            .header("x-amz-checksum-mode", "ENABLED")
+            .body(object_store::client::HttpRequestBody::empty())
+            .ok()?;
+        object_store::aws::AwsAuthorizer::new(&credential, "s3", &region)
+            .with_sign_payload(false)
+            .authorize(&mut request, None);
+        let headers: Vec<(String, String)> = request
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_string())))
+            .collect();
+        let answer = tokio::task::spawn_blocking(move || {
+            http::head(url.as_str(), &headers, LAST_CHECK_TIMEOUT)
+        })
+        .await
+        .ok()?
+        .ok()?;
+        if answer.status != 200 || answer.e_tag.as_deref() != Some(e_tag.as_str()) {
+            return None;
+        }
+        StoreCrc::from_headers(
+            answer
+                .checksums
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str())),
+        )
+    }))
+}
+
 /// Why a resumed `GET` brought no body.
 enum Reopen {
     /// The object changed: the slice cannot be finished.
@@ -200,10 +287,13 @@ enum Reopen {
 /// Where the bytes of one transfer go.
 enum Sink<'a> {
     Buf(&'a mut [u8]),
-    Pipe(usize),
+    /// As `Buf`, but only what has arrived: `WouldBlock` instead of a wait.
+    Ready(&'a mut [u8]),
+    /// The pipe, with room for this many bytes.
+    Pipe(&'a Pipe, usize),
 }
 
-impl SplicedRange {
+impl HandRange {
     /// Moves at least one byte (at most what `sink` takes) of the range
     /// from the store, resuming a broken answer; `Ok(0)` at the end of the
     /// range, or when the pipe has no room.
@@ -224,7 +314,7 @@ impl SplicedRange {
                 Some(answer) => {
                     let left = self.end - self.pos;
                     let (asked, stall) = (Instant::now(), self.speed.stall_limit());
-                    match move_some(answer, &mut sink, left, &self.pipe, stall) {
+                    match move_some(answer, &mut sink, left, stall) {
                         Ok(0) => io::Error::new(
                             io::ErrorKind::UnexpectedEof,
                             "the answer ended before the range did",
@@ -354,6 +444,54 @@ impl SplicedRange {
         }
     }
 
+    /// Hashes `bytes`, just read, for the whole-object check; at the range's
+    /// end, fails if the hash is not the one promised.
+    fn checked(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let Some(mut check) = self.integrity.take() else {
+            return Ok(());
+        };
+        let last = self.pos >= self.end;
+        if check.unsettled() {
+            // At the end, the MD5 (if any) serves rather than a wait.
+            if let Some(kept) = self.store_crc(last && !check.has_md5()) {
+                check.settle(kept);
+            } else if last {
+                check.settle(None);
+            }
+        }
+        check.update(bytes);
+        if !last {
+            self.integrity = Some(check);
+            return Ok(());
+        }
+        let key = self.storage.key(self.name.as_str());
+        tracing::debug!(object = %key, against = check.against(), "whole object checked");
+        check
+            .verify(&key)
+            .inspect_err(|e| tracing::error!(object = %key, "{e}"))
+    }
+
+    /// The `HEAD`'s answer once it came (waiting up to
+    /// [`LAST_CHECK_TIMEOUT`] if `wait`): the CRC the store keeps, or
+    /// `Some(None)` if none (or no answer); `None` while it is on its way.
+    fn store_crc(&mut self, wait: bool) -> Option<Option<StoreCrc>> {
+        let asked = self.crc_asked.as_ref()?;
+        if !wait && !asked.is_finished() {
+            return None;
+        }
+        let asked = self.crc_asked.take()?;
+        let Ok(process) = self.storage.inner.process() else {
+            asked.abort();
+            return Some(None);
+        };
+        let abort = asked.abort_handle();
+        let kept = process
+            .runtime
+            .block_on(async { tokio::time::timeout(LAST_CHECK_TIMEOUT, asked).await });
+        abort.abort();
+        Some(kept.ok().and_then(Result::ok).flatten())
+    }
+
     /// Fails if a version check found the object replaced or deleted; at
     /// the range's end (of a slice longer than one check's worth) waits
     /// for a last check first.
@@ -391,14 +529,13 @@ fn move_some(
     answer: &mut Answer,
     sink: &mut Sink<'_>,
     left: u64,
-    pipe: &Pipe,
     stall: Duration,
 ) -> io::Result<usize> {
     let deadline = Instant::now() + stall;
     loop {
         let early = &answer.early[answer.early_pos..];
         let result = match sink {
-            Sink::Buf(buf) => {
+            Sink::Buf(buf) | Sink::Ready(buf) => {
                 let want = (buf.len() as u64).min(left) as usize;
                 if !early.is_empty() {
                     let n = want.min(early.len());
@@ -408,7 +545,7 @@ fn move_some(
                     (&answer.socket).read(&mut buf[..want])
                 }
             }
-            Sink::Pipe(room) => {
+            Sink::Pipe(pipe, room) => {
                 let want = (*room as u64).min(left) as usize;
                 if !early.is_empty() {
                     let n = want.min(early.len());
@@ -438,10 +575,10 @@ fn move_some(
                 // The socket has nothing yet, or the pipe is full: a pipe
                 // holds page-sized pieces, fewer bytes than its size when
                 // the pieces are small.
-                if let Sink::Pipe(_) = sink {
-                    if pipe_full(pipe) {
-                        return Err(e);
-                    }
+                match sink {
+                    Sink::Pipe(pipe, _) if pipe_full(pipe) => return Err(e),
+                    Sink::Ready(_) => return Err(e),
+                    _ => {}
                 }
                 http::wait_readable(&answer.socket, deadline, stall)?;
             }
@@ -461,28 +598,61 @@ fn pipe_full(pipe: &Pipe) -> bool {
     !matches!(poll(&mut fds, Some(&now)), Ok(n) if n > 0)
 }
 
-impl RangeReader for SplicedRange {
+impl RangeReader for HandRange {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(e) = self.deferred.take() {
+            return Err(e);
+        }
         if buf.is_empty() {
             return Ok(0);
         }
         let n = self.transfer(Sink::Buf(buf))?;
+        self.checked(&buf[..n])?;
         self.verify()?;
         Ok(n)
     }
 
-    /// What has arrived, as soon as something has: `0 OK` goes out with
-    /// the first bytes of the store's answer.
+    /// What has arrived, as soon as something has (`0 OK` goes out with
+    /// the first bytes of the store's answer), and whatever more has
+    /// arrived meanwhile, up to `want`: one storage step per socket's
+    /// worth, not per `read`.
     fn read_block(&mut self, buf: &mut Vec<u8>, want: usize) -> io::Result<()> {
-        crate::storage::read_some_block(self, buf, want)
+        crate::storage::read_some_block(self, buf, want)?;
+        let mut got = buf.len();
+        if !got.is_multiple_of(3) || got >= want {
+            return Ok(());
+        }
+        buf.resize(want, 0);
+        while got < want {
+            let n = match self.transfer(Sink::Ready(&mut buf[got..want])) {
+                Ok(n) => n,
+                // The block gathered so far goes out; the next read
+                // reports the failure.
+                Err(e) => {
+                    self.deferred = Some(e);
+                    0
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            self.checked(&buf[got..got + n])?;
+            got += n;
+        }
+        let keep = crate::storage::partial_block(got, want);
+        if got < keep {
+            crate::storage::read_exact(self, &mut buf[got..keep])?;
+        }
+        buf.truncate(keep);
+        self.verify()
     }
 
     fn block_size(&self) -> usize {
-        self.pipe.capacity
+        self.pipe.as_ref().map_or(PIPE_BYTES, |pipe| pipe.capacity)
     }
 
     fn pipe(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.pipe.read.as_fd())
+        self.pipe.as_ref().map(|pipe| pipe.read.as_fd())
     }
 
     /// Moves up to `want` bytes (at most the pipe's size) into the pipe,
@@ -490,26 +660,48 @@ impl RangeReader for SplicedRange {
     /// when the store has no more for now, or what came in
     /// [`CALL_TIMEOUT`] if the store trickles.
     fn fill_pipe(&mut self, want: usize) -> io::Result<usize> {
-        let want = want.min(self.pipe.capacity);
+        let Some(pipe) = self.pipe.take() else {
+            return Err(io::Error::other("this slice was opened without a pipe"));
+        };
+        let filled = self.fill(&pipe, want);
+        self.pipe = Some(pipe);
+        let filled = filled?;
+        self.verify()?;
+        Ok(filled)
+    }
+}
+
+impl HandRange {
+    /// [`RangeReader::fill_pipe`] into `pipe`, taken out of the range for
+    /// the while (the transfers borrow the range whole).
+    fn fill(&mut self, pipe: &Pipe, want: usize) -> io::Result<usize> {
+        let want = want.min(pipe.capacity);
         let deadline = Instant::now() + CALL_TIMEOUT;
         let mut filled = 0;
         while filled < want {
             let asked = want - filled;
-            let n = self.transfer(Sink::Pipe(asked))?;
+            let n = self.transfer(Sink::Pipe(pipe, asked))?;
             filled += n;
             let dry = n < asked;
             if n == 0 || (dry && filled >= FILL_EARLY) || Instant::now() >= deadline {
                 break;
             }
         }
-        self.verify()?;
         Ok(filled)
     }
 }
 
-impl std::fmt::Debug for SplicedRange {
+impl Drop for HandRange {
+    fn drop(&mut self) {
+        if let Some(asked) = self.crc_asked.take() {
+            asked.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for HandRange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SplicedRange")
+        f.debug_struct("HandRange")
             .field("name", &self.name)
             .field("pos", &self.pos)
             .field("end", &self.end)
