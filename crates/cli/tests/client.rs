@@ -538,7 +538,10 @@ fn classic_server_fallback_to_base64() {
     assert!((1..=3).contains(&conns), "{conns} connections fetched");
     assert_eq!(raws, conns, "one raw probe per connection that fetched");
     assert_eq!(peer.stats.raw_after_refusal.load(Ordering::SeqCst), 0);
-    assert!(b64s >= 10, "{b64s} base64 slices: the file is 10 segments of 1 MiB");
+    assert!(
+        b64s >= 10,
+        "{b64s} base64 slices: the file is 10 segments of 1 MiB"
+    );
 
     // Several files over one connection, still base64.
     let out = hftp(&["get", a, "empty", "hola.txt", "-O", "."], work.path());

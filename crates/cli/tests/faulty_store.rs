@@ -411,27 +411,30 @@ fn whole_slice(addr: SocketAddr, request: &str, size: usize, mode: &str) -> Vec<
 
 /// One byte flipped in the store's answer for a whole object: its base64
 /// slice is closed short, never sent whole with the wrong byte, and the
-/// log says which check caught it: the ETag's MD5 (`big.bin`), or the
-/// CRC32 the store keeps (`crc.bin`, put with one). (The same objects
-/// unharmed are served whole and verified: `big.bin` by
+/// log says which check caught it: the ETag's MD5 (`big.bin`, 1 MiB), or
+/// the CRC32 the store keeps (`crc.bin`, 9 MiB, put with one: from 8 MiB
+/// on the store's CRC is asked for, and waited for at the end). (The same
+/// objects unharmed are served whole and verified: `big.bin` by
 /// `a_stalled_head_delays_no_slice`, `crc.bin` here first.)
 fn flipped_byte_of_a_whole_object_is_never_served(model: &str) {
     let _load = garage::light_load();
     let (proxy, server, huge) = body_fixture(model, "flip");
-    let size = 1 << 20;
     let crc_key = format!("faulty-flip-{model}/crc.bin");
     Bucket::new(garage::shared(), &garage::shared().endpoint(0), "unused")
-        .put_with_crc32(&crc_key, &huge[..size]);
-    let request = format!("get_slice crc.bin 0 {size}\r\n");
-    let answer = whole_slice(server.addr(), &request, size, "");
+        .put_with_crc32(&crc_key, &huge);
+    let request = format!("get_slice crc.bin 0 {}\r\n", huge.len());
+    let answer = whole_slice(server.addr(), &request, huge.len(), "");
     assert!(
-        answer == huge[..size],
+        answer == huge,
         "--model {model}: crc.bin unharmed is not served byte-exact ({} bytes)\n{}",
         answer.len(),
         server.stderr()
     );
-    for (name, check) in [("big.bin", "MD5"), ("crc.bin", "CRC32")] {
-        flipped_byte_is_caught(model, &proxy, &server, &huge[..size], name, check);
+    for (name, bytes, check) in [
+        ("big.bin", &huge[..1 << 20], "MD5"),
+        ("crc.bin", &huge[..], "CRC32"),
+    ] {
+        flipped_byte_is_caught(model, &proxy, &server, bytes, name, check);
     }
     drop(proxy);
 }

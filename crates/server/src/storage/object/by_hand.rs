@@ -55,7 +55,7 @@ use rustix::pipe::SpliceFlags;
 
 use super::floor::SpeedFloor;
 use super::http::{self, Answer};
-use super::integrity::{StoreCrc, WholeCheck};
+use super::integrity::{self, StoreCrc, WholeCheck};
 use super::{
     last_version, redact, version, ObjectStorage, Version, BODY_RESUMES, CALL_TIMEOUT,
     LAST_CHECK_TIMEOUT, VERSION_CHECK_BYTES,
@@ -74,6 +74,11 @@ const FILL_EARLY: usize = 256 << 10;
 /// The least time a slice's opening `GET` is given for its head, however
 /// long it waited for a free call.
 const MIN_HEAD_WAIT: Duration = Duration::from_millis(100);
+
+/// The least size of a whole object whose store CRC is asked for when its
+/// ETag is an MD5: below it the MD5 costs a core under 15 ms, less than
+/// the `HEAD` is worth (one more request to the store).
+const CRC_WORTH_BYTES: u64 = 8 << 20;
 
 /// How long a presigned URL is good for: longer than any resume needs (a
 /// new one is signed for each request).
@@ -169,7 +174,8 @@ pub fn open(
     let whole = range.offset == 0 && answer.content_range.and_then(|(_, _, of)| of) == Some(end);
     let (integrity, crc_asked) = match answer.e_tag.as_deref().filter(|_| whole && !raw) {
         Some(tag) => {
-            let asked = ask_store_crc(storage, path, tag);
+            let worth = end >= CRC_WORTH_BYTES || integrity::Whole::for_e_tag(tag).is_none();
+            let asked = worth.then(|| ask_store_crc(storage, path, tag)).flatten();
             (WholeCheck::new(tag, asked.is_some()), asked)
         }
         None => (None, None),
@@ -452,11 +458,12 @@ impl HandRange {
         };
         let last = self.pos >= self.end;
         if check.unsettled() {
-            // At the end, the MD5 (if any) serves rather than a wait.
-            if let Some(kept) = self.store_crc(last && !check.has_md5()) {
-                check.settle(kept);
-            } else if last {
-                check.settle(None);
+            // At the end the answer is waited for (it was asked at the
+            // start, and the MD5 of so much costs more than its wait).
+            match self.store_crc(last) {
+                Some(kept) => check.settle(kept),
+                None if last => check.settle(None),
+                None => {}
             }
         }
         check.update(bytes);

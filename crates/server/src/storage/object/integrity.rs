@@ -14,10 +14,12 @@
 //!   chain, about 0.6 GB/s: 0.4 s of a core per 256 MiB here.
 //!
 //! A ranged `GET` carries neither (S3 sends checksums only for a whole
-//! `GET`), so the reader asks the `HEAD` alongside and, until it answers,
-//! hashes every candidate: the MD5 and each CRC ([`WholeCheck`]). Once the
-//! store says which CRC it keeps, only that one goes on; if it keeps none,
-//! only the MD5. A mismatch fails the last block: the client sees the
+//! `GET`), so the reader asks the `HEAD` alongside (for an object of
+//! 8 MiB or more, or one whose ETag is no MD5: below that the MD5 costs
+//! less than the request) and, until it answers, hashes every candidate:
+//! the MD5 and each CRC ([`WholeCheck`]). Once the store says which CRC it
+//! keeps, only that one goes on; if it keeps none, only the MD5. At the
+//! last bytes an answer still on its way is waited for, up to a second. A mismatch fails the last block: the client sees the
 //! connection closed short, never a corrupt slice announced whole, and the
 //! log says why. Ranged slices, spliced raw slices (the bytes never reach
 //! user space) and objects with neither promise are not verified;
@@ -211,11 +213,6 @@ impl WholeCheck {
             self.chosen = Some((kept, digest));
             self.md5 = None;
         }
-    }
-
-    /// Whether the ETag's MD5 is being checked (the fallback, until settled).
-    pub fn has_md5(&self) -> bool {
-        self.md5.is_some()
     }
 
     /// Whether any promise is left to check.
