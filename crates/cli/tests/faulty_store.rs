@@ -503,7 +503,8 @@ mod a_stalled_head_delays_no_slice {
 
 /// A body closed cleanly mid-way (a node dying), and the store's own
 /// `503` twice: both recover, the slice arrives whole and byte-exact
-/// (a resume from where the body stopped; the S3 client's retries).
+/// (a resume from where the body stopped; the S3 client's retries, whose
+/// log lines name the object).
 fn broken_answers_recover_byte_exact(model: &str) {
     let _load = garage::light_load();
     let (proxy, server, huge) = body_fixture(model, "recover");
@@ -533,6 +534,16 @@ fn broken_answers_recover_byte_exact(model: &str) {
         );
     }
     server.wait_stderr("broke off", LOG_WAIT);
+    // The S3 client's own retry lines name the object they are about.
+    server.wait_stderr("backing off", LOG_WAIT);
+    let key = format!("object=faulty-recover-{model}/big.bin");
+    let logs = server.stderr();
+    for line in logs.lines().filter(|l| l.contains("backing off")) {
+        assert!(
+            line.contains(&key),
+            "--model {model}: a retry names no object: {line}"
+        );
+    }
 }
 
 mod broken_answers_recover_byte_exact {

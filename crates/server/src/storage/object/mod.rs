@@ -86,6 +86,7 @@ use object_store::{
     BackoffConfig, ClientConfigKey, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig,
 };
 use tokio::sync::{mpsc, Semaphore};
+use tracing::Instrument;
 
 use super::{ListPage, RangeReader, StepDone, Storage, StorageError, StorageStep, Unlisted};
 
@@ -483,13 +484,15 @@ impl Inner {
     async fn call_within<T, F>(
         &self,
         limit: Duration,
+        about: &str,
         call: impl FnOnce(AmazonS3) -> F,
     ) -> Result<T, CallError>
     where
         F: Future<Output = Result<T, object_store::Error>>,
     {
         let process = self.process().map_err(CallError::Setup)?;
-        match tokio::time::timeout(limit, call(process.store.clone())).await {
+        let call = call(process.store.clone()).instrument(store_call(about));
+        match tokio::time::timeout(limit, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(CallError::Store(e)),
             Err(_) => Err(CallError::TimedOut),
@@ -694,10 +697,14 @@ impl ObjectStorage {
             let left = limit.saturating_sub(started.elapsed());
             let failure = match self
                 .inner
-                .call_within(left, |store| async move {
-                    let prefix = (!prefix.is_empty()).then_some(prefix.as_str());
-                    store.list_paginated(prefix, options).await
-                })
+                .call_within(
+                    left,
+                    &format!("listing of {prefix:?}"),
+                    |store| async move {
+                        let prefix = (!prefix.is_empty()).then_some(prefix.as_str());
+                        store.list_paginated(prefix, options).await
+                    },
+                )
                 .await
             {
                 Ok(result) => break result,
@@ -750,7 +757,9 @@ impl ObjectStorage {
         let _permit = self.inner.key_permit(&path, limit).await?;
         let left = limit.saturating_sub(started.elapsed());
         self.inner
-            .call_within(left, |store| async move { store.head(&path).await })
+            .call_within(left, &path.to_string(), |store| async move {
+                store.head(&path).await
+            })
             .await
             .map(|meta| meta.size)
             .map_err(|e| self.inner.storage_error(e))
@@ -914,7 +923,9 @@ impl ObjectStorage {
         let head_path = path.clone();
         let meta = self
             .inner
-            .call_within(limit, |store| async move { store.head(&head_path).await })
+            .call_within(limit, path.as_ref(), |store| async move {
+                store.head(&head_path).await
+            })
             .await
             .map_err(|e| self.inner.storage_error(e))?;
         if !range.fits(meta.size) {
@@ -944,7 +955,7 @@ impl ObjectStorage {
         let started = Instant::now();
         let failure = match self
             .inner
-            .call_within(limit, |store| async move {
+            .call_within(limit, path.as_ref(), |store| async move {
                 store.get_opts(&get_path, options).await
             })
             .await
@@ -1126,6 +1137,13 @@ enum Version {
 /// [`LAST_CHECK_TIMEOUT`], after which the version is [`Version::Unknown`]
 /// and the slice ends as it began (the stream itself was pinned to the
 /// ETag by the `GET`'s answer, and resumes by `If-Match`).
+/// The span a store call runs in: the S3 client's own log lines (its
+/// retries: "Encountered server error with status 503, backing off ...")
+/// then name the object (or listing) they are about.
+fn store_call(about: &str) -> tracing::Span {
+    tracing::info_span!("s3", object = %about)
+}
+
 async fn last_version(store: &AmazonS3, path: &Path, e_tag: &str) -> Version {
     tokio::time::timeout(LAST_CHECK_TIMEOUT, version(store, path, e_tag))
         .await
@@ -1133,7 +1151,7 @@ async fn last_version(store: &AmazonS3, path: &Path, e_tag: &str) -> Version {
 }
 
 async fn version(store: &AmazonS3, path: &Path, e_tag: &str) -> Version {
-    match store.head(path).await {
+    match store.head(path).instrument(store_call(path.as_ref())).await {
         Ok(meta) if meta.e_tag.as_deref() == Some(e_tag) => Version::Same,
         Ok(_) => Version::Replaced,
         Err(object_store::Error::NotFound { .. }) => Version::Deleted,
@@ -1181,7 +1199,10 @@ async fn stream_body(
     let mut body = match start {
         Start::Answered(body) => body,
         Start::Request(options) => {
-            match tokio::time::timeout(first_byte, store.get_opts(&path, options)).await {
+            let get = store
+                .get_opts(&path, options)
+                .instrument(store_call(path.as_ref()));
+            match tokio::time::timeout(first_byte, get).await {
                 Ok(Ok(answer)) => answer.into_stream(),
                 Ok(Err(e)) => {
                     send(Err(CallError::Store(e)));
