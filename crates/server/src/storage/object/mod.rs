@@ -756,9 +756,10 @@ impl ObjectStorage {
         let limit = self.inner.first_byte;
         let _permit = self.inner.key_permit(&path, limit).await?;
         let left = limit.saturating_sub(started.elapsed());
+        let head_path = path.clone();
         self.inner
-            .call_within(left, &path.to_string(), |store| async move {
-                store.head(&path).await
+            .call_within(left, path.as_ref(), |store| async move {
+                store.head(&head_path).await
             })
             .await
             .map(|meta| meta.size)
