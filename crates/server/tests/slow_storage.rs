@@ -11,79 +11,15 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use hftp_proto::{FileName, Range};
 use hftp_server::session::SessionConfig;
-use hftp_server::storage::{ListPage, LocalDir, RangeReader, Storage, StorageError};
+use hftp_server::storage::{HeldStore, LocalDir};
 use hftp_server::{Config, Model};
 
 /// A bound on every wait, so that a regression fails instead of hanging.
 const HANG: Duration = Duration::from_secs(60);
-
-struct HeldStore {
-    files: LocalDir,
-    /// Calls for `slow` held now, and whether they may go on.
-    state: Mutex<(usize, bool)>,
-    changed: Condvar,
-}
-
-impl HeldStore {
-    fn hold(&self, name: &FileName) {
-        if name.as_str() != "slow" {
-            return;
-        }
-        let mut state = self.state.lock().unwrap();
-        state.0 += 1;
-        self.changed.notify_all();
-        while !state.1 {
-            state = self.changed.wait(state).unwrap();
-        }
-        state.0 -= 1;
-    }
-
-    fn wait_held(&self) {
-        let state = self.state.lock().unwrap();
-        let (state, timeout) = self
-            .changed
-            .wait_timeout_while(state, HANG, |s| s.0 == 0)
-            .unwrap();
-        assert!(
-            !timeout.timed_out() && state.0 == 1,
-            "the store never got the call"
-        );
-    }
-
-    fn release(&self) {
-        self.state.lock().unwrap().1 = true;
-        self.changed.notify_all();
-    }
-}
-
-impl Storage for HeldStore {
-    fn backend(&self) -> &'static str {
-        "test"
-    }
-    fn list_page(&self, cursor: Option<&str>) -> Result<ListPage, StorageError> {
-        self.files.list_page(cursor)
-    }
-    fn size(&self, name: &FileName) -> Result<u64, StorageError> {
-        self.hold(name);
-        self.files.size(name)
-    }
-    fn open_range(
-        &self,
-        name: &FileName,
-        range: Range,
-    ) -> Result<Box<dyn RangeReader>, StorageError> {
-        self.hold(name);
-        self.files.open_range(name, range)
-    }
-    fn may_block(&self) -> bool {
-        true
-    }
-}
 
 fn start(model: Model, store: Arc<HeldStore>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -134,16 +70,18 @@ fn read_exactly(s: &mut TcpStream, n: usize) -> String {
 fn held_call_does_not_delay_others(model: Model) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("slow"), b"12345").unwrap();
-    let store = Arc::new(HeldStore {
-        files: LocalDir::new(dir.path(), false).unwrap(),
-        state: Mutex::new((0, false)),
-        changed: Condvar::new(),
-    });
+    let store = Arc::new(HeldStore::new(
+        LocalDir::new(dir.path(), false).unwrap(),
+        "slow",
+    ));
     let port = start(model, Arc::clone(&store));
 
     let mut a = connect(port);
     a.write_all(b"get_metadata slow\r\n").unwrap();
-    store.wait_held();
+    assert!(
+        store.wait_held(HANG),
+        "{model}: the store never got the call"
+    );
 
     let mut b = connect(port);
     b.write_all(b"help\r\nget_slice slow 0 2\r\n").unwrap();

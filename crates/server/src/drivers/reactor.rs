@@ -908,65 +908,11 @@ mod tests {
         assert_eq!(rig.reactor.slots.len(), 1, "the stuck answer is unfinished");
     }
 
-    /// A store that holds every call for `slow` until released, and says
-    /// its calls may block (as a remote store does).
-    struct HeldStore {
-        files: crate::storage::LocalDir,
-        /// Calls held now, and whether they may go on.
-        state: Mutex<(usize, bool)>,
-        changed: std::sync::Condvar,
-    }
-
-    impl HeldStore {
-        fn hold(&self, name: &hftp_proto::FileName) {
-            if name.as_str() != "slow" {
-                return;
-            }
-            let mut state = self.state.lock().unwrap();
-            state.0 += 1;
-            self.changed.notify_all();
-            while !state.1 {
-                state = self.changed.wait(state).unwrap();
-            }
-        }
-    }
-
-    impl crate::storage::Storage for HeldStore {
-        fn backend(&self) -> &'static str {
-            "test"
-        }
-        fn list_page(
-            &self,
-            cursor: Option<&str>,
-        ) -> Result<crate::storage::ListPage, crate::storage::StorageError> {
-            self.files.list_page(cursor)
-        }
-        fn size(&self, name: &hftp_proto::FileName) -> Result<u64, crate::storage::StorageError> {
-            self.hold(name);
-            self.files.size(name)
-        }
-        fn open_range(
-            &self,
-            name: &hftp_proto::FileName,
-            range: hftp_proto::Range,
-        ) -> Result<Box<dyn crate::storage::RangeReader>, crate::storage::StorageError> {
-            self.hold(name);
-            self.files.open_range(name, range)
-        }
-        fn may_block(&self) -> bool {
-            true
-        }
-    }
-
     #[test]
     fn a_connection_parked_on_slow_storage_holds_nobody_and_no_deadline() {
-        let store = Arc::new(std::sync::OnceLock::<Arc<HeldStore>>::new());
+        let store = Arc::new(std::sync::OnceLock::<Arc<crate::storage::HeldStore>>::new());
         let mut rig = Rig::with_store(&[("slow", 3), ("a.txt", 5)], |files| {
-            let held = Arc::new(HeldStore {
-                files,
-                state: Mutex::new((0, false)),
-                changed: std::sync::Condvar::new(),
-            });
+            let held = Arc::new(crate::storage::HeldStore::new(files, "slow"));
             let _ = store.set(Arc::clone(&held));
             held
         });
@@ -974,7 +920,7 @@ mod tests {
         let mut parked = rig.client();
         parked.write_all(b"get_metadata slow\r\n").unwrap();
         let mut rounds = 0;
-        while store.state.lock().unwrap().0 == 0 {
+        while store.held() == 0 {
             assert!(rounds < MAX_ROUNDS, "the store never got the call");
             rig.round();
             rounds += 1;
@@ -998,11 +944,7 @@ mod tests {
             "swept while parked"
         );
         assert!(answer.is_empty());
-        {
-            let mut state = store.state.lock().unwrap();
-            state.1 = true;
-            store.changed.notify_all();
-        }
+        store.release();
         while answer.len() < b"0 OK\r\n3\r\n".len() {
             assert!(rounds < MAX_ROUNDS, "never resumed");
             rig.round();

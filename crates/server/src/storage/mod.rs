@@ -25,6 +25,7 @@
 //! sizes and listings from a short-lived cache.
 
 mod cache;
+mod held;
 mod local;
 mod object;
 pub(crate) mod offload;
@@ -37,6 +38,7 @@ use std::os::fd::BorrowedFd;
 use hftp_proto::{FileName, Range};
 
 pub use cache::StatCache;
+pub use held::HeldStore;
 pub use local::LocalDir;
 pub use object::floor::LowSpeed;
 pub use object::{ObjectStorage, ObjectUrl};
