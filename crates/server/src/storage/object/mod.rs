@@ -665,13 +665,22 @@ impl Storage for ObjectStorage {
         true
     }
 
-    fn spawn_step(&self, step: StorageStep, done: StepDone) {
+    fn spawn_step(&self, mut step: StorageStep, done: StepDone) {
         match self.inner.process() {
             Ok(process) => {
                 let this = self.clone();
-                process
-                    .runtime
-                    .spawn(async move { done(this.run_step(step).await) });
+                if steps::blocks(&mut step) {
+                    // Straight to a blocking thread: no task in between,
+                    // two thread hand-offs fewer per step.
+                    let reply = steps::ReplyOnce::new(done, &step);
+                    process
+                        .runtime
+                        .spawn_blocking(move || reply.send(step.execute(&this)));
+                } else {
+                    process
+                        .runtime
+                        .spawn(async move { done(this.run_step(step).await) });
+                }
             }
             // No runtime: the step fails at once, here.
             Err(_) => done(step.execute(self)),

@@ -4,16 +4,81 @@
 //!
 //! Listings, sizes, opens and reads of a streamed body are async all the
 //! way down: a step waiting for the store is a task holding a socket and a
-//! timer. The spliced path ([`super::by_hand`]) moves bytes between
-//! descriptors with blocking calls, so its reads run on the runtime's
-//! bounded blocking threads ([`super::BLOCKING_THREADS`]).
+//! timer. The by-hand path ([`super::by_hand`]) reads its socket and fills
+//! its pipe with blocking calls, so its steps run on the runtime's bounded
+//! blocking threads ([`super::BLOCKING_THREADS`]), started there directly
+//! ([`blocks`]): a spliced slice takes a step per pipe's worth, and a task
+//! in between would add two thread hand-offs to each.
 
 use std::io;
 
 use hftp_proto::{Range, SliceMode};
 
 use super::{ObjectRange, ObjectStorage};
-use crate::storage::{next_block, RangeReader, StorageError, StorageReply, StorageStep};
+use crate::storage::{next_block, RangeReader, StepDone, StorageError, StorageReply, StorageStep};
+
+/// Whether `step` blocks on a socket (a by-hand read or fill): it then runs
+/// on a blocking thread of its own, not as a task.
+pub(super) fn blocks(step: &mut StorageStep) -> bool {
+    match step {
+        StorageStep::FillPipe { .. } => true,
+        StorageStep::Read { reader, .. } => {
+            !reader.as_any_mut().is_some_and(|r| r.is::<ObjectRange>())
+        }
+        _ => false,
+    }
+}
+
+/// A step's `done`, called exactly once: with the reply, or, if the step
+/// never replies (it panicked, or the runtime shut down before it ran),
+/// with a failure, so that its connection ends instead of waiting forever.
+pub(super) struct ReplyOnce {
+    done: Option<StepDone>,
+    fill: bool,
+}
+
+impl ReplyOnce {
+    pub(super) fn new(done: StepDone, step: &StorageStep) -> ReplyOnce {
+        ReplyOnce {
+            done: Some(done),
+            fill: matches!(step, StorageStep::FillPipe { .. }),
+        }
+    }
+
+    pub(super) fn send(mut self, reply: StorageReply) {
+        if let Some(done) = self.done.take() {
+            done(reply);
+        }
+    }
+}
+
+impl Drop for ReplyOnce {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            done(ended(
+                self.fill,
+                "the storage task ended before it replied".into(),
+            ));
+        }
+    }
+}
+
+/// The reply of a step whose reader was lost with its task.
+fn ended(fill: bool, why: String) -> StorageReply {
+    let e = io::Error::other(why);
+    let reader = Box::new(Gone);
+    if fill {
+        StorageReply::PipeFilled {
+            reader,
+            filled: Err(e),
+        }
+    } else {
+        StorageReply::Read {
+            reader,
+            buf: Err(e),
+        }
+    }
+}
 
 impl ObjectStorage {
     /// The step's reply, as [`StorageStep::execute`] would give it.
@@ -103,21 +168,7 @@ impl ObjectStorage {
             Ok(reply) => reply,
             // The step panicked (a bug) or the runtime is shutting down:
             // its reader is gone, the connection ends.
-            Err(e) => {
-                let e = io::Error::other(format!("storage task ended: {e}"));
-                let reader = Box::new(Gone);
-                if fill {
-                    StorageReply::PipeFilled {
-                        reader,
-                        filled: Err(e),
-                    }
-                } else {
-                    StorageReply::Read {
-                        reader,
-                        buf: Err(e),
-                    }
-                }
-            }
+            Err(e) => ended(fill, format!("storage task ended: {e}")),
         }
     }
 }
@@ -132,5 +183,63 @@ impl RangeReader for Gone {
 
     fn block_size(&self) -> usize {
         super::BLOCK
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    fn fill_step() -> StorageStep {
+        StorageStep::FillPipe {
+            reader: Box::new(Gone),
+            want: 1,
+        }
+    }
+
+    #[test]
+    fn a_step_that_never_replies_still_answers_its_connection() {
+        let (tx, rx) = mpsc::channel();
+        let step = fill_step();
+        let reply = ReplyOnce::new(Box::new(move |r| tx.send(r).unwrap()), &step);
+        // As when the step panics or the runtime drops it unrun.
+        drop(reply);
+        match rx.try_recv() {
+            Ok(StorageReply::PipeFilled { filled: Err(e), .. }) => {
+                assert!(e.to_string().contains("ended"), "{e}")
+            }
+            _ => panic!("no failure reply"),
+        }
+        assert!(rx.try_recv().is_err(), "replied twice");
+    }
+
+    #[test]
+    fn a_reply_is_sent_once() {
+        let (tx, rx) = mpsc::channel();
+        let step = fill_step();
+        let reply = ReplyOnce::new(Box::new(move |r| tx.send(r).unwrap()), &step);
+        reply.send(StorageReply::PipeFilled {
+            reader: Box::new(Gone),
+            filled: Ok(7),
+        });
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(StorageReply::PipeFilled { filled: Ok(7), .. })
+        ));
+        assert!(rx.try_recv().is_err(), "replied twice");
+    }
+
+    #[test]
+    fn by_hand_steps_block_and_streamed_reads_do_not() {
+        assert!(blocks(&mut fill_step()));
+        let mut read = StorageStep::Read {
+            reader: Box::new(Gone),
+            buf: Vec::new(),
+            want: 1,
+        };
+        assert!(blocks(&mut read));
+        assert!(!blocks(&mut StorageStep::ListPage { cursor: None }));
     }
 }
