@@ -646,7 +646,8 @@ impl Storage for ObjectStorage {
         name: &FileName,
         range: Range,
     ) -> Result<Box<dyn RangeReader>, StorageError> {
-        self.open_by_hand(name, range, false)
+        self.inner
+            .block_on(self.open_by_hand_async(name, range, false))
     }
 
     fn open_raw_range(
@@ -654,7 +655,8 @@ impl Storage for ObjectStorage {
         name: &FileName,
         range: Range,
     ) -> Result<Box<dyn RangeReader>, StorageError> {
-        self.open_by_hand(name, range, true)
+        self.inner
+            .block_on(self.open_by_hand_async(name, range, true))
     }
 
     fn may_block(&self) -> bool {
@@ -834,34 +836,9 @@ impl ObjectStorage {
 
     /// Opens `range` with a `GET` of its own, sent and read by hand
     /// ([`by_hand`]; with a pipe when `raw`), or streamed through
-    /// `object_store` when the slice cannot go that way.
-    fn open_by_hand(
-        &self,
-        name: &FileName,
-        range: Range,
-        raw: bool,
-    ) -> Result<Box<dyn RangeReader>, StorageError> {
-        if !self.splices(range) {
-            return self.inner.block_on(self.open_range_async(name, range));
-        }
-        let path = self.path(name)?;
-        let at = |e| about(e, &self.key(name.as_str()), Some(range.offset));
-        let started = Instant::now();
-        let permit = self
-            .inner
-            .block_on(self.inner.key_permit(&path, self.inner.first_byte))
-            .map_err(at)?;
-        let opened = by_hand::open(self, name, &path, range, started.elapsed(), raw);
-        drop(permit);
-        match self.by_hand_or_not(name, opened).map_err(at)? {
-            Some(reader) => Ok(reader),
-            None => self.inner.block_on(self.open_range_async(name, range)),
-        }
-    }
-
-    /// [`ObjectStorage::open_by_hand`] as a task: its blocking socket calls
-    /// run on one of the runtime's blocking threads, once this object has a
-    /// free call.
+    /// `object_store` when the slice cannot go that way. Its blocking
+    /// socket calls run on one of the runtime's blocking threads, once this
+    /// object has a free call.
     async fn open_by_hand_async(
         &self,
         name: &FileName,
