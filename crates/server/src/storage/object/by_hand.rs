@@ -181,7 +181,7 @@ pub fn open(
     let (integrity, crc_asked) = match answer.e_tag.as_deref().filter(|_| whole && !raw) {
         Some(tag) => {
             let worth = end >= CRC_WORTH_BYTES || integrity::Whole::for_e_tag(tag).is_none();
-            let asked = worth.then(|| ask_store_crc(storage, path, tag)).flatten();
+            let asked = worth.then(|| ask_store_crc(storage, &url, tag)).flatten();
             (WholeCheck::new(tag, asked.is_some()), asked)
         }
         None => (None, None),
@@ -239,26 +239,26 @@ fn http_method_get() -> ::http::Method {
 /// version `e_tag` of the object: a `HEAD` with `x-amz-checksum-mode:
 /// ENABLED`, signed in its headers by `object_store`'s signer (a presigned
 /// URL must not carry an unsigned `x-amz-` header), sent by hand (the
-/// crate's `HEAD` keeps no checksum). `None` when it cannot be asked.
+/// crate's `HEAD` keeps no checksum). `get_url` is the slice's presigned
+/// `GET`: without its query, the object's URL as the crate addresses it
+/// (path or host style). `None` when it cannot be asked.
 fn ask_store_crc(
     storage: &ObjectStorage,
-    path: &Path,
+    get_url: &str,
     e_tag: &str,
 ) -> Option<tokio::task::JoinHandle<Option<StoreCrc>>> {
     let process = storage.inner.process().ok()?;
     let region = storage.inner.region();
-    let (store, path, e_tag) = (process.store.clone(), path.clone(), e_tag.to_string());
+    let url = get_url
+        .split_once('?')
+        .map_or(get_url, |(url, _)| url)
+        .to_string();
+    let (store, e_tag) = (process.store.clone(), e_tag.to_string());
     Some(process.runtime.spawn(async move {
-        // The object's URL as the crate addresses it (path or host style).
-        let mut url = store
-            .signed_url(::http::Method::HEAD, &path, SIGNED_FOR)
-            .await
-            .ok()?;
-        url.set_query(None);
         let credential = store.credentials().get_credential().await.ok()?;
         let mut request = ::http::Request::builder()
             .method(::http::Method::HEAD)
-            .uri(url.as_str())
+            .uri(&url)
             .header("x-amz-checksum-mode", "ENABLED")
             .body(object_store::client::HttpRequestBody::empty())
             .ok()?;
@@ -270,12 +270,11 @@ fn ask_store_crc(
             .iter()
             .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_string())))
             .collect();
-        let answer = tokio::task::spawn_blocking(move || {
-            http::head(url.as_str(), &headers, LAST_CHECK_TIMEOUT)
-        })
-        .await
-        .ok()?
-        .ok()?;
+        let answer =
+            tokio::task::spawn_blocking(move || http::head(&url, &headers, LAST_CHECK_TIMEOUT))
+                .await
+                .ok()?
+                .ok()?;
         if answer.status != 200 || answer.e_tag.as_deref() != Some(e_tag.as_str()) {
             return None;
         }
@@ -669,9 +668,9 @@ impl RangeReader for HandRange {
     }
 
     /// Moves up to `want` bytes (at most the pipe's size) into the pipe,
-    /// which the caller emptied: all of them, or at least [`FILL_EARLY`]
-    /// when the store has no more for now, or what came in
-    /// [`CALL_TIMEOUT`] if the store trickles.
+    /// which the caller emptied: all of them, or, once the store has no
+    /// more for now, at least [`FILL_EARLY`] or what came in
+    /// [`FILL_PATIENCE`] (and never longer than [`CALL_TIMEOUT`]).
     fn fill_pipe(&mut self, want: usize) -> io::Result<usize> {
         let Some(pipe) = self.pipe.take() else {
             return Err(io::Error::other("this slice was opened without a pipe"));
