@@ -39,6 +39,13 @@
 //! with the range asked or `404`, goes the `object_store` way, whose
 //! retries and error mapping then decide.
 //!
+//! **Waking up less.** A wait for the store's socket holds out for
+//! [`LOW_WATER`] bytes (`SO_RCVLOWAT`, [`http::Answer::wait_body`]), not
+//! the first 64 KiB segment: a fill or a block then takes a few large
+//! moves instead of one wake-up and one `splice` or `read` per segment. A
+//! store slower than that is waited for byte by byte, so it costs no
+//! latency.
+//!
 //! **Cost.** Two descriptors for the pipe (raw slices only) and one socket
 //! per slice being sent, and one TCP connection per slice (not pooled; on a store
 //! nearby a connect costs tens of microseconds against milliseconds for
@@ -76,6 +83,11 @@ const FILL_EARLY: usize = 768 << 10;
 
 /// See [`FILL_EARLY`].
 const FILL_PATIENCE: Duration = Duration::from_millis(20);
+
+/// Bytes a wait for the store's socket holds out for
+/// ([`http::Answer::wait_body`]): a quarter of [`FILL_EARLY`], so a fill
+/// wakes up a few times, not once per 64 KiB segment.
+const LOW_WATER: usize = 256 << 10;
 
 /// The least time a slice's opening `GET` is given for its head, however
 /// long it waited for a free call.
@@ -544,6 +556,14 @@ fn move_some(
     stall: Duration,
 ) -> io::Result<usize> {
     let deadline = Instant::now() + stall;
+    let room = match sink {
+        Sink::Buf(buf) | Sink::Ready(buf) => buf.len(),
+        Sink::Pipe(_, room) => *room,
+    };
+    // Never more than this move takes: the wait would outlast the bytes.
+    let mark = LOW_WATER
+        .min(room)
+        .min(usize::try_from(left).unwrap_or(usize::MAX));
     loop {
         let early = &answer.early[answer.early_pos..];
         let result = match sink {
@@ -579,6 +599,8 @@ fn move_some(
             Ok(n) => {
                 if !early.is_empty() {
                     answer.early_pos += n;
+                } else {
+                    answer.took(n, mark);
                 }
                 return Ok(n);
             }
@@ -592,7 +614,7 @@ fn move_some(
                     Sink::Ready(_) => return Err(e),
                     _ => {}
                 }
-                http::wait_readable(&answer.socket, deadline, stall)?;
+                answer.wait_body(mark, deadline, stall)?;
             }
             Err(e) => return Err(e),
         }

@@ -12,7 +12,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
 /// Bound on connecting to the store, as the client's own.
@@ -43,6 +43,10 @@ pub struct Answer {
     /// Body bytes that arrived with the head, from `early_pos` on.
     pub early: Vec<u8>,
     pub early_pos: usize,
+    /// The socket's low-water mark (`SO_RCVLOWAT`), see [`Answer::wait_body`].
+    low_water: usize,
+    /// The store sent slower than the mark: waits end at the first byte.
+    trickling: bool,
 }
 
 /// Sends `GET url` for bytes `start..end` (and `If-Match: e_tag`) and
@@ -163,6 +167,8 @@ fn read_head(socket: TcpStream, within: Duration) -> io::Result<Answer> {
                     socket,
                     early: Vec::new(),
                     early_pos: 0,
+                    low_water: 1,
+                    trickling: false,
                 };
                 for header in response.headers.iter() {
                     let Ok(value) = std::str::from_utf8(header.value) else {
@@ -247,6 +253,84 @@ pub fn wait_readable(socket: &impl AsFd, deadline: Instant, waited: Duration) ->
     }
 }
 
+/// How long a wait holds out for the low-water mark before it settles for
+/// any byte: a store that sends slower than the mark per this time is
+/// waited for byte by byte.
+const LOW_WATER_PATIENCE: Duration = Duration::from_millis(2);
+
+impl Answer {
+    /// Waits until the body's socket holds `mark` bytes (or the answer
+    /// ended), so that a fast store's body is taken in a few large reads
+    /// and not one wake-up per segment; a store slower than that is waited
+    /// for byte by byte (it has no wake-ups to spare). Errors as
+    /// [`wait_readable`], after `stall` without a byte.
+    pub fn wait_body(&mut self, mark: usize, deadline: Instant, stall: Duration) -> io::Result<()> {
+        let mark = if self.trickling { 1 } else { mark.max(1) };
+        if mark != self.low_water {
+            self.set_low_water(mark)?;
+        }
+        if mark > 1 {
+            let soon = deadline.min(Instant::now() + LOW_WATER_PATIENCE);
+            if readable_by(&self.socket, soon)? {
+                return Ok(());
+            }
+            self.trickling = true;
+            self.set_low_water(1)?;
+            // What came meanwhile, fewer bytes than the mark, is read now.
+            if readable_by(&self.socket, Instant::now())? {
+                return Ok(());
+            }
+        }
+        wait_readable(&self.socket, deadline, stall)
+    }
+
+    /// A read took `n` bytes: a store that filled a mark's worth is
+    /// waited for by the mark again.
+    pub fn took(&mut self, n: usize, mark: usize) {
+        if self.trickling && n >= mark {
+            self.trickling = false;
+        }
+    }
+
+    fn set_low_water(&mut self, bytes: usize) -> io::Result<()> {
+        let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        // SAFETY: a valid socket, an option of type int, its size.
+        let r = unsafe {
+            libc::setsockopt(
+                self.socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVLOWAT,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.low_water = bytes;
+        Ok(())
+    }
+}
+
+/// Whether `socket` is readable before `deadline` (at once if passed).
+fn readable_by(socket: &impl AsFd, deadline: Instant) -> io::Result<bool> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut fds = [PollFd::new(socket, PollFlags::IN)];
+        let timeout = Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: left.subsec_nanos() as _,
+        };
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,5 +346,88 @@ mod tests {
         assert_eq!(parse_content_range("bytes */10"), None);
         assert_eq!(parse_content_range("items 0-1/2"), None);
         assert_eq!(parse_content_range("bytes 0-18446744073709551615/1"), None);
+    }
+
+    // Quick tier: loopback sockets, a store played by hand.
+
+    const MARK: usize = 256 << 10;
+
+    /// An answer's head read from a store on loopback; the store's end of
+    /// the socket sends its body.
+    fn answered() -> (Answer, TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let socket = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut store, _) = listener.accept().unwrap();
+        store
+            .write_all(b"HTTP/1.1 206 Partial Content\r\nContent-Length: 1000000\r\n\r\n")
+            .unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let answer = read_head(socket, Duration::from_secs(30)).unwrap();
+        assert!(answer.early.is_empty());
+        (answer, store)
+    }
+
+    fn wait(answer: &mut Answer, stall: Duration) -> io::Result<()> {
+        answer.wait_body(MARK, Instant::now() + stall, stall)
+    }
+
+    fn read_all_ready(answer: &Answer) -> usize {
+        let mut buf = vec![0; MARK * 2];
+        let mut got = 0;
+        loop {
+            match (&answer.socket).read(&mut buf) {
+                Ok(0) => return got,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return got,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_store_slower_than_the_mark_is_still_read_then_waited_for_byte_by_byte() {
+        let (mut answer, mut store) = answered();
+        store.write_all(&[7; 1000]).unwrap();
+        // Far fewer bytes than the mark ever come: the wait settles for them.
+        wait(&mut answer, Duration::from_secs(60)).unwrap();
+        assert_eq!(read_all_ready(&answer), 1000);
+        assert!(answer.trickling);
+        store.write_all(&[7; 10]).unwrap();
+        wait(&mut answer, Duration::from_secs(60)).unwrap();
+        assert_eq!(answer.low_water, 1, "the next wait ends at the first byte");
+        assert_eq!(read_all_ready(&answer), 10);
+        // A read that takes a mark's worth means the store keeps up again.
+        answer.took(MARK, MARK);
+        assert!(!answer.trickling);
+    }
+
+    #[test]
+    fn the_end_of_the_answer_ends_a_wait_for_the_mark() {
+        let (mut answer, mut store) = answered();
+        store.write_all(&[7; 100]).unwrap();
+        drop(store);
+        wait(&mut answer, Duration::from_secs(60)).unwrap();
+        assert_eq!(read_all_ready(&answer), 100);
+    }
+
+    #[test]
+    fn a_store_that_sends_nothing_is_a_stall() {
+        let (mut answer, _store) = answered();
+        let e = wait(&mut answer, Duration::from_millis(50)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+    }
+
+    #[test]
+    fn a_mark_below_the_last_bytes_waits_for_them_only() {
+        let (mut answer, mut store) = answered();
+        store.write_all(&[7; 300]).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Arrived (one segment) before the wait, whatever the machine's load.
+        assert!(readable_by(&answer.socket, deadline).unwrap());
+        answer
+            .wait_body(300, deadline, Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(answer.low_water, 300);
+        assert_eq!(read_all_ready(&answer), 300);
     }
 }
