@@ -43,8 +43,8 @@
 //! [`LOW_WATER`] bytes (`SO_RCVLOWAT`, [`http::Answer::wait_body`]), not
 //! the first 64 KiB segment: a fill or a block then takes a few large
 //! moves instead of one wake-up and one `splice` or `read` per segment. A
-//! store slower than that is waited for byte by byte, so it costs no
-//! latency.
+//! wait settles for fewer bytes after 2 ms, so a slow store's bytes are
+//! late by that much at most, and its wake-ups are as few.
 //!
 //! **Cost.** Two descriptors for the pipe (raw slices only) and one socket
 //! per slice being sent, and one TCP connection per slice (not pooled; on a store
@@ -600,7 +600,7 @@ fn move_some(
                 if !early.is_empty() {
                     answer.early_pos += n;
                 } else {
-                    answer.took(n, mark);
+                    answer.took(n);
                 }
                 return Ok(n);
             }

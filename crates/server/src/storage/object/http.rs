@@ -45,8 +45,9 @@ pub struct Answer {
     pub early_pos: usize,
     /// The socket's low-water mark (`SO_RCVLOWAT`), see [`Answer::wait_body`].
     low_water: usize,
-    /// The store sent slower than the mark: waits end at the first byte.
-    trickling: bool,
+    /// The store sent nothing for [`LOW_WATER_PATIENCE`]: waits end at its
+    /// first byte, until a read takes some.
+    paused: bool,
 }
 
 /// Sends `GET url` for bytes `start..end` (and `If-Match: e_tag`) and
@@ -168,7 +169,7 @@ fn read_head(socket: TcpStream, within: Duration) -> io::Result<Answer> {
                     early: Vec::new(),
                     early_pos: 0,
                     low_water: 1,
-                    trickling: false,
+                    paused: false,
                 };
                 for header in response.headers.iter() {
                     let Ok(value) = std::str::from_utf8(header.value) else {
@@ -260,35 +261,44 @@ const LOW_WATER_PATIENCE: Duration = Duration::from_millis(2);
 
 impl Answer {
     /// Waits until the body's socket holds `mark` bytes (or the answer
-    /// ended), so that a fast store's body is taken in a few large reads
-    /// and not one wake-up per segment; a store slower than that is waited
-    /// for byte by byte (it has no wake-ups to spare). Errors as
-    /// [`wait_readable`], after `stall` without a byte.
+    /// ended), or [`LOW_WATER_PATIENCE`] has passed with some bytes: a
+    /// fast store's body is taken in a few large reads, not with one
+    /// wake-up per segment, and a slow one's at most that much later than
+    /// it came. A store that sent nothing meanwhile is waited for until its
+    /// first byte. Errors as [`wait_readable`], after `stall` without one.
     pub fn wait_body(&mut self, mark: usize, deadline: Instant, stall: Duration) -> io::Result<()> {
-        let mark = if self.trickling { 1 } else { mark.max(1) };
-        if mark != self.low_water {
-            self.set_low_water(mark)?;
-        }
-        if mark > 1 {
+        let mark = mark.max(1);
+        if mark > 1 && !self.paused {
+            if mark != self.low_water {
+                self.set_low_water(mark)?;
+            }
             let soon = deadline.min(Instant::now() + LOW_WATER_PATIENCE);
-            if readable_by(&self.socket, soon)? {
+            if readable_by(&self.socket, soon)? || self.holds_some()? {
                 return Ok(());
             }
-            self.trickling = true;
+            // Nothing came: the store paused. Its next byte ends the wait.
+            self.paused = true;
+        }
+        if self.low_water != 1 {
             self.set_low_water(1)?;
-            // What came meanwhile, fewer bytes than the mark, is read now.
-            if readable_by(&self.socket, Instant::now())? {
-                return Ok(());
-            }
         }
         wait_readable(&self.socket, deadline, stall)
     }
 
-    /// A read took `n` bytes: a store that filled a mark's worth is
-    /// waited for by the mark again.
-    pub fn took(&mut self, n: usize, mark: usize) {
-        if self.trickling && n >= mark {
-            self.trickling = false;
+    /// A read took `n` bytes: the store sends again.
+    pub fn took(&mut self, n: usize) {
+        if n > 0 {
+            self.paused = false;
+        }
+    }
+
+    /// Whether any body byte is waiting, fewer than the mark or not.
+    fn holds_some(&self) -> io::Result<bool> {
+        match self.socket.peek(&mut [0; 1]) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -385,20 +395,16 @@ mod tests {
     }
 
     #[test]
-    fn a_store_slower_than_the_mark_is_still_read_then_waited_for_byte_by_byte() {
+    fn a_store_slower_than_the_mark_is_read_after_the_patience() {
         let (mut answer, mut store) = answered();
         store.write_all(&[7; 1000]).unwrap();
+        // Arrived (one segment) before the wait, whatever the machine's load.
+        assert!(readable_by(&answer.socket, Instant::now() + Duration::from_secs(60)).unwrap());
         // Far fewer bytes than the mark ever come: the wait settles for them.
         wait(&mut answer, Duration::from_secs(60)).unwrap();
         assert_eq!(read_all_ready(&answer), 1000);
-        assert!(answer.trickling);
-        store.write_all(&[7; 10]).unwrap();
-        wait(&mut answer, Duration::from_secs(60)).unwrap();
-        assert_eq!(answer.low_water, 1, "the next wait ends at the first byte");
-        assert_eq!(read_all_ready(&answer), 10);
-        // A read that takes a mark's worth means the store keeps up again.
-        answer.took(MARK, MARK);
-        assert!(!answer.trickling);
+        assert!(!answer.paused);
+        assert_eq!(answer.low_water, MARK);
     }
 
     #[test]
@@ -411,10 +417,18 @@ mod tests {
     }
 
     #[test]
-    fn a_store_that_sends_nothing_is_a_stall() {
-        let (mut answer, _store) = answered();
+    fn a_store_that_sends_nothing_is_a_stall_and_its_next_byte_ends_the_next_wait() {
+        let (mut answer, mut store) = answered();
         let e = wait(&mut answer, Duration::from_millis(50)).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(answer.paused);
+        assert_eq!(answer.low_water, 1);
+        store.write_all(&[7; 10]).unwrap();
+        wait(&mut answer, Duration::from_secs(60)).unwrap();
+        let got = read_all_ready(&answer);
+        assert!((1..=10).contains(&got), "{got}");
+        answer.took(got);
+        assert!(!answer.paused, "a read that took bytes ends the pause");
     }
 
     #[test]
