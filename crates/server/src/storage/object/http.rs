@@ -231,32 +231,19 @@ pub fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
 /// Waits until `socket` is readable (or closed, or failed), until
 /// `deadline` at the latest: then `TimedOut`.
 pub fn wait_readable(socket: &impl AsFd, deadline: Instant, waited: Duration) -> io::Result<()> {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("the store sent nothing for {waited:?}"),
-            ));
-        }
-        let mut fds = [PollFd::new(socket, PollFlags::IN)];
-        let timeout = Timespec {
-            tv_sec: left.as_secs() as i64,
-            tv_nsec: left.subsec_nanos() as _,
-        };
-        match poll(&mut fds, Some(&timeout)) {
-            Ok(0) => continue,
-            Ok(_) => return Ok(()),
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
+    while Instant::now() < deadline {
+        if readable_by(socket, deadline)? {
+            return Ok(());
         }
     }
+    Err(io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("the store sent nothing for {waited:?}"),
+    ))
 }
 
 /// How long a wait holds out for the low-water mark before it settles for
-/// any byte: a store that sends slower than the mark per this time is
-/// waited for byte by byte.
+/// what came: the most a slow store's bytes are held back.
 const LOW_WATER_PATIENCE: Duration = Duration::from_millis(2);
 
 impl Answer {
@@ -294,11 +281,13 @@ impl Answer {
 
     /// Whether any body byte is waiting, fewer than the mark or not.
     fn holds_some(&self) -> io::Result<bool> {
-        match self.socket.peek(&mut [0; 1]) {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
-            Err(e) => Err(e),
+        loop {
+            return match self.socket.peek(&mut [0; 1]) {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
         }
     }
 
