@@ -19,10 +19,11 @@
 //! less than the request) and, until it answers, hashes every candidate:
 //! the MD5 and each CRC ([`WholeCheck`]). Once the store says which CRC it
 //! keeps, only that one goes on; if it keeps none, only the MD5. At the
-//! last bytes an answer still on its way is waited for, up to a second. A mismatch fails the last block: the client sees the
-//! connection closed short, never a corrupt slice announced whole, and the
-//! log says why. Ranged slices, spliced raw slices (the bytes never reach
-//! user space) and objects with neither promise are not verified;
+//! last bytes an answer still on its way is waited for, up to a second.
+//! A mismatch fails the last block: the client sees the connection closed
+//! short, never a corrupt slice announced whole, and the log says why.
+//! Ranged slices, spliced raw slices (the bytes never reach user space)
+//! and objects with neither promise are not verified;
 //! `docs/scale-out.md` says what an operator can do.
 
 use std::io;
